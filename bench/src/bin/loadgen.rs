@@ -1,0 +1,142 @@
+//! A closed-loop HTTPS load generator: N keep-alive HTTP/1.1 connections, each sending
+//! the next request as soon as the previous answer arrives, for a fixed time after a
+//! warm-up. Prints one JSON line: requests/s, latency percentiles, status counts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+#[derive(Parser, Clone)]
+struct Args {
+    /// Server address, e.g. 127.0.0.1:8443.
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Request path.
+    #[arg(long, default_value = "/v2")]
+    path: String,
+    /// PEM CA that signed the server certificate (for name `localhost`).
+    #[arg(long)]
+    ca: PathBuf,
+    /// Bearer token; none by default.
+    #[arg(long, env = "LOADGEN_KEY")]
+    key: Option<String>,
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Worker threads of the generator itself.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+struct ConnResult {
+    latencies_us: Vec<u32>,
+    statuses: BTreeMap<u16, u64>,
+    errors: u64,
+}
+
+async fn connection(args: Args, connector: TlsConnector, start: Instant, end: Instant) -> anyhow::Result<ConnResult> {
+    let tcp = TcpStream::connect(args.addr).await?;
+    tcp.set_nodelay(true)?;
+    let tls = connector.connect(ServerName::try_from("localhost")?, tcp).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    tokio::spawn(conn);
+    let mut result = ConnResult { latencies_us: Vec::new(), statuses: BTreeMap::new(), errors: 0 };
+    loop {
+        let sent = Instant::now();
+        if sent >= end {
+            break;
+        }
+        let mut req = http::Request::get(&args.path).header("host", "localhost");
+        if let Some(key) = &args.key {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        let outcome = async {
+            let resp = sender.send_request(req.body(Full::new(Bytes::new()))?).await?;
+            let status = resp.status().as_u16();
+            resp.into_body().collect().await?;
+            anyhow::Ok(status)
+        }
+        .await;
+        if sent < start {
+            continue;
+        }
+        match outcome {
+            Ok(status) => {
+                *result.statuses.entry(status).or_default() += 1;
+                result.latencies_us.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            }
+            Err(_) => {
+                result.errors += 1;
+                break;
+            }
+        }
+    }
+    Ok(result)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[idx]) / 1000.0
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let connector = TlsConnector::from(coffer_bench::client_config(&args.ca)?);
+        let start = Instant::now() + Duration::from_secs_f64(args.warmup);
+        let end = start + Duration::from_secs_f64(args.seconds);
+        let tasks: Vec<_> = (0..args.connections)
+            .map(|_| tokio::spawn(connection(args.clone(), connector.clone(), start, end)))
+            .collect();
+        let mut latencies = Vec::new();
+        let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+        let mut errors = 0;
+        for task in tasks {
+            let r = task.await.context("connection task")?.context("connection")?;
+            latencies.extend(r.latencies_us);
+            for (s, n) in r.statuses {
+                *statuses.entry(s).or_default() += n;
+            }
+            errors += r.errors;
+        }
+        latencies.sort_unstable();
+        let ok = statuses.get(&200).copied().unwrap_or(0);
+        let statuses = statuses
+            .iter()
+            .map(|(s, n)| format!("\"{s}\":{n}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        println!(
+            "{{\"requests\":{},\"ok\":{},\"errors\":{},\"rps\":{:.1},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"statuses\":{{{}}}}}",
+            latencies.len(),
+            ok,
+            errors,
+            latencies.len() as f64 / args.seconds,
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            statuses
+        );
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,44 @@
+//! The admin API on a Unix socket (mode 0660): key management now, models and audit
+//! later. Only peers that pass the credential check ([`peer::PeerPolicy`]) are served;
+//! the rest get a 403 that says why. JSON in, JSON out; `cofferctl` is its client.
+
+mod keys;
+pub mod peer;
+mod server;
+
+pub use peer::PeerPolicy;
+pub use server::{AdminError, bind, serve};
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::json;
+
+use crate::keys::{KeyStore, RateLimiter};
+
+/// What admin handlers share.
+#[derive(Debug)]
+pub struct AdminState {
+    pub keys: Arc<KeyStore>,
+    pub limiter: Arc<RateLimiter>,
+}
+
+/// An admin API error: status, stable code and message.
+#[derive(Debug)]
+pub struct AdminFailure {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl IntoResponse for AdminFailure {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({ "error": { "code": self.code, "message": self.message } })),
+        )
+            .into_response()
+    }
+}

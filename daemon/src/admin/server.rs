@@ -1,0 +1,126 @@
+//! Binding the admin Unix socket (stale socket replaced, mode 0660) and serving the
+//! admin router on it with a per-connection credential check.
+
+use std::future::Future;
+use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use http::StatusCode;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::UnixListener;
+
+use super::{AdminFailure, AdminState, PeerPolicy, keys};
+
+/// Why the admin socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{path} exists and is not a socket; refusing to replace it")]
+    NotASocket { path: PathBuf },
+    #[error("cannot bind the admin socket {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Binds the socket, replacing a stale socket file but never another kind of file.
+pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
+    let err = |source| AdminError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(AdminError::NotASocket {
+                path: path.to_path_buf(),
+            });
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
+    Ok(listener)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PeerAllowed(bool, u32);
+
+async fn check_peer(req: Request, next: Next) -> Response {
+    match req.extensions().get::<PeerAllowed>() {
+        Some(PeerAllowed(true, _)) => next.run(req).await,
+        other => {
+            let uid = other
+                .map(|p| p.1.to_string())
+                .unwrap_or_else(|| "unknown".into());
+            AdminFailure {
+                status: StatusCode::FORBIDDEN,
+                code: "peer_not_allowed",
+                message: format!(
+                    "uid {uid} may not use the admin socket: run as root or the service user, or list the uid/gid in admin.allowed_uids/allowed_gids"
+                ),
+            }
+            .into_response()
+        }
+    }
+}
+
+fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/admin/keys", get(keys::list).post(keys::create))
+        .route("/admin/keys/{name}", delete(keys::revoke))
+        .layer(axum::middleware::from_fn(check_peer))
+        .with_state(state)
+}
+
+/// Serves the admin API until `shutdown` resolves, then lets open requests finish.
+pub async fn serve(
+    listener: UnixListener,
+    state: Arc<AdminState>,
+    policy: PeerPolicy,
+    shutdown: impl Future<Output = ()>,
+) {
+    let app = router(state);
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin socket accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let allowed = match stream.peer_cred() {
+            Ok(cred) => PeerAllowed(policy.allows(cred.uid(), cred.gid()), cred.uid()),
+            Err(_) => PeerAllowed(false, u32::MAX),
+        };
+        if !allowed.0 {
+            tracing::warn!(uid = allowed.1, "admin socket: peer refused");
+        }
+        let app = app.clone().layer(axum::Extension(allowed));
+        let service = TowerToHyperService::new(app);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(error = %e, "admin connection closed with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
+}

@@ -1,0 +1,158 @@
+//! The guard in front of every authenticated route: bearer key (401), scope (403),
+//! declared body size (413), per-key rate (429) and global admission (503), in that
+//! order, so that a refused request costs as little as possible.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::header;
+
+use super::AppState;
+use super::body::too_large;
+use super::error::{ApiError, ErrorKind, Family};
+use crate::admission::AdmissionError;
+use crate::keys::{KeyRecord, Scope};
+use crate::metrics::Rejection;
+
+/// The guard's configuration for one route group.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub state: Arc<AppState>,
+    pub scope: Option<Scope>,
+}
+
+/// The key a request authenticated with, for handlers.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Arc<KeyRecord>);
+
+/// The public id of the key that made a request, put on the response for the log line.
+#[derive(Debug, Clone)]
+pub struct KeyId(pub String);
+
+fn bearer(req: &Request) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn declared_length(req: &Request) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
+    let family = Family::for_path(req.uri().path());
+    let state = &g.state;
+    let reject = |reason: Rejection, error: ApiError| {
+        state.metrics.reject(reason);
+        error.into_response()
+    };
+    let Some(key) = bearer(&req).and_then(|t| state.keys.authenticate(t)) else {
+        return reject(
+            Rejection::Unauthenticated,
+            ApiError::new(
+                ErrorKind::Unauthenticated,
+                "missing, unknown or revoked API key: send 'Authorization: Bearer <key>'",
+                family,
+            ),
+        );
+    };
+    let key_id = KeyId(key.id.clone());
+    let with_key = |mut r: Response| {
+        r.extensions_mut().insert(key_id.clone());
+        r
+    };
+    if let Some(scope) = g.scope {
+        if !key.allows(scope) {
+            return with_key(reject(
+                Rejection::Forbidden,
+                ApiError::new(
+                    ErrorKind::Forbidden,
+                    format!("this API key lacks the '{scope}' scope this route needs"),
+                    family,
+                ),
+            ));
+        }
+    }
+    if declared_length(&req).is_some_and(|n| n > state.limits.max_body_bytes) {
+        return with_key(reject(
+            Rejection::TooLarge,
+            too_large(state.limits.max_body_bytes, family),
+        ));
+    }
+    let rate = key.rate.or(state.limits.default_key_rate);
+    if let Err(wait) = state.limiter.check(&key.id, rate) {
+        return with_key(reject(
+            Rejection::RateLimited,
+            ApiError::new(
+                ErrorKind::RateLimited { retry_after: wait },
+                "this API key's request rate is exceeded; retry after the time in Retry-After",
+                family,
+            ),
+        ));
+    }
+    let admitted = match state.admission.admit().await {
+        Ok(a) => a,
+        Err(e) => {
+            let message = match e {
+                AdmissionError::QueueFull => {
+                    "the server is at capacity; retry after the time in Retry-After"
+                }
+                AdmissionError::QueueTimeout => {
+                    "the server stayed at capacity while this request waited; retry later"
+                }
+            };
+            return with_key(reject(
+                Rejection::Overloaded,
+                ApiError::new(
+                    ErrorKind::Overloaded {
+                        retry_after: state.limits.retry_after,
+                    },
+                    message,
+                    family,
+                ),
+            ));
+        }
+    };
+    req.extensions_mut().insert(Authenticated(key));
+    let response = next.run(req).await;
+    // The slot is held until the response body has been sent, so streams count too.
+    with_key(response.map(|body| {
+        axum::body::Body::new(HeldBody {
+            inner: body,
+            _admitted: admitted,
+        })
+    }))
+}
+
+/// A response body that keeps the request's admission slot until it is finished.
+struct HeldBody {
+    inner: axum::body::Body,
+    _admitted: crate::admission::Admitted,
+}
+
+impl http_body::Body for HeldBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

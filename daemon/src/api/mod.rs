@@ -1,0 +1,102 @@
+//! The public HTTPS API: the router, its shared state, and the layers every request
+//! passes (observe → authenticate/authorise → rate limit → admit → handler).
+//! Engines add their routes through [`ApiRoutes`] so this module stays the one place
+//! where the public surface and its scopes are assembled.
+
+mod body;
+mod error;
+mod guard;
+mod observe;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use body::read_limited;
+pub use error::{ApiError, ErrorKind, Family};
+pub use guard::{Authenticated, KeyId};
+pub use observe::RequestId;
+
+use crate::admission::Admission;
+use crate::keys::{KeyStore, RateLimiter, RateSpec, Scope};
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+
+/// Bounds that apply to every request.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub retry_after: Duration,
+    pub default_key_rate: Option<RateSpec>,
+}
+
+/// What handlers and layers share.
+#[derive(Debug)]
+pub struct AppState {
+    pub keys: Arc<KeyStore>,
+    pub limiter: Arc<RateLimiter>,
+    pub admission: Admission,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    pub limits: Limits,
+}
+
+/// Routes grouped by the scope they require.
+#[derive(Debug, Default)]
+pub struct ApiRoutes {
+    groups: Vec<(Option<Scope>, Router<Arc<AppState>>)>,
+}
+
+impl ApiRoutes {
+    /// Adds routes that need a key carrying `scope` (`None`: any valid key).
+    pub fn add(mut self, scope: Option<Scope>, routes: Router<Arc<AppState>>) -> Self {
+        self.groups.push((scope, routes));
+        self
+    }
+}
+
+/// The routes the foundation serves; engines add theirs with [`ApiRoutes::add`].
+pub fn base_routes() -> ApiRoutes {
+    ApiRoutes::default()
+        .add(None, Router::new().route("/readyz", get(routes::readyz)))
+        .add(
+            Some(Scope::Metrics),
+            Router::new().route("/metrics", get(routes::metrics)),
+        )
+        .add(
+            Some(Scope::Chat),
+            Router::new().route("/v1/models", get(routes::list_chat_models)),
+        )
+        .add(
+            Some(Scope::Score),
+            Router::new()
+                .route("/v2", get(routes::server_metadata))
+                .route("/v2/repository/index", post(routes::repository_index)),
+        )
+}
+
+/// Assembles the router: unauthenticated liveness, guarded groups, the shared layers.
+pub fn router(state: Arc<AppState>, routes: ApiRoutes) -> Router {
+    let mut app = Router::new().route("/healthz", get(routes::healthz));
+    for (scope, group) in routes.groups {
+        let guarded = group.route_layer(axum::middleware::from_fn_with_state(
+            guard::Guard {
+                state: Arc::clone(&state),
+                scope,
+            },
+            guard::guard,
+        ));
+        app = app.merge(guarded);
+    }
+    app.fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            observe::observe,
+        ))
+        .with_state(state)
+}

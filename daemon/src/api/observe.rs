@@ -1,0 +1,103 @@
+//! The outermost layer: gives each request an id (returned in `x-request-id`), a
+//! tracing span, the per-request deadline, panic containment, and its metrics and one
+//! log line. It never logs bodies, headers or keys: only method, route, status,
+//! latency and the key's public id.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt as _;
+use http::HeaderValue;
+use rand::RngCore as _;
+use tracing::Instrument as _;
+
+use super::AppState;
+use super::error::{ApiError, ErrorKind, Family};
+use super::guard::KeyId;
+use crate::metrics::{Rejection, RouteLabel, RouteStatus};
+
+/// The header that carries the request id back to the client.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A request's id: 16 random hex digits.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    fn generate() -> Self {
+        let mut bytes = [0u8; 8];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        RequestId(hex::encode(bytes))
+    }
+}
+
+pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = RequestId::generate();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let family = Family::for_path(req.uri().path());
+    let span =
+        tracing::info_span!("request", request_id = %id.0, method = %req.method(), route = %route);
+    req.extensions_mut().insert(id.clone());
+
+    let run = AssertUnwindSafe(next.run(req)).catch_unwind();
+    let outcome = tokio::time::timeout(state.limits.request_timeout, run)
+        .instrument(span.clone())
+        .await;
+    let mut response = match outcome {
+        Ok(Ok(response)) => response,
+        Ok(Err(_panic)) => {
+            span.in_scope(|| tracing::error!("handler panicked"));
+            ApiError::new(ErrorKind::Internal, "", family).into_response()
+        }
+        Err(_elapsed) => {
+            state.metrics.reject(Rejection::Deadline);
+            ApiError::new(
+                ErrorKind::Deadline,
+                format!(
+                    "the request did not finish within the server's deadline of {}",
+                    humantime::format_duration(state.limits.request_timeout)
+                ),
+                family,
+            )
+            .into_response()
+        }
+    };
+
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RouteStatus {
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&RouteLabel { route })
+        .observe(elapsed.as_secs_f64());
+    let key_id = response.extensions().get::<KeyId>().map(|k| k.0.clone());
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_us = elapsed.as_micros() as u64,
+            key_id = key_id.as_deref().unwrap_or("-"),
+            "request finished"
+        );
+    });
+    if let Ok(v) = HeaderValue::from_str(&id.0) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}

@@ -1,0 +1,112 @@
+//! The foundation's own handlers: liveness, readiness, metrics, the OpenAI model list,
+//! the Open Inference Protocol's server metadata and Triton's repository index, and the
+//! 404/405 fallbacks in each route family's error shape.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{StatusCode, header};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::body::read_limited;
+use super::error::{ApiError, ErrorKind, Family};
+
+pub async fn healthz() -> Response {
+    Json(json!({ "status": "live" })).into_response()
+}
+
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let ready = state.readiness.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({ "ready": ready, "components": state.readiness.snapshot() });
+    (status, Json(body)).into_response()
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// OpenAI's `GET /v1/models`: the chat models loaded now (none until a chat engine is
+/// configured).
+pub async fn list_chat_models() -> Response {
+    Json(json!({ "object": "list", "data": [] })).into_response()
+}
+
+/// Open Inference Protocol server metadata.
+pub async fn server_metadata() -> Response {
+    Json(json!({
+        "name": "cofferd",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": []
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct IndexRequest {
+    #[serde(default)]
+    ready: bool,
+}
+
+/// Triton's repository extension: `POST /v2/repository/index` with an optional
+/// `{"ready": bool}` body; lists served model versions and their state.
+pub async fn repository_index(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
+    let family = Family::InferenceProtocol;
+    let bytes = match read_limited(req.into_body(), state.limits.max_body_bytes, family).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let request: IndexRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        IndexRequest::default()
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                return ApiError::new(
+                    ErrorKind::BadRequest,
+                    format!("the body is not a repository index request: {e}"),
+                    family,
+                )
+                .into_response();
+            }
+        }
+    };
+    let _only_ready = request.ready;
+    Json(Vec::<serde_json::Value>::new()).into_response()
+}
+
+pub async fn not_found(req: Request) -> Response {
+    let family = Family::for_path(req.uri().path());
+    ApiError::new(
+        ErrorKind::NotFound,
+        format!("no route for {}", req.uri().path()),
+        family,
+    )
+    .into_response()
+}
+
+pub async fn method_not_allowed(req: Request) -> Response {
+    let family = Family::for_path(req.uri().path());
+    ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+        family,
+    )
+    .into_response()
+}

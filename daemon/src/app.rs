@@ -1,0 +1,160 @@
+//! Builds the daemon from a validated configuration and runs it: state, keys, TLS, the
+//! public listener, the admin socket, systemd notifications and the drain on shutdown.
+//! The binary is a thin shell around [`run`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sd_notify::NotifyState;
+use tokio::net::TcpListener;
+
+use crate::admin::{self, AdminState, PeerPolicy};
+use crate::admission::Admission;
+use crate::api::{self, AppState, Limits};
+use crate::config::Config;
+use crate::devmode::{self, DevLayout};
+use crate::keys::{KeyStore, RateLimiter};
+use crate::lifecycle;
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+use crate::server::{self, ConnectionLimits, Drain};
+use crate::tls::{ReloadableTls, TlsError};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the state directory {path}: {source}")]
+    StateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the state database: {0}")]
+    State(#[from] sled::Error),
+    #[error("cannot load API keys: {0}")]
+    Keys(#[from] crate::keys::KeyError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("admin socket: {0}")]
+    Admin(#[from] admin::AdminError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("dev mode: {0}")]
+    Dev(#[from] devmode::DevError),
+}
+
+fn open_state(dir: &Path) -> Result<sled::Db, StartError> {
+    std::fs::create_dir_all(dir).map_err(|source| StartError::StateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(sled::Config::new().path(dir.join("db")).open()?)
+}
+
+/// Runs the daemon until it is told to stop and has drained. `dev` is set by
+/// `serve --dev`, which prints the welcome once the listener is bound.
+pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartError> {
+    let readiness = Arc::new(Readiness::default());
+    let metrics = Arc::new(Metrics::new());
+    readiness.set("listener", false, "starting");
+
+    let db = open_state(&config.state.dir)?;
+    readiness.set("state", true, "open");
+    let keys = Arc::new(KeyStore::open(&db)?);
+    let tls = Arc::new(ReloadableTls::new(config.tls.clone())?);
+    readiness.set("tls", true, "certificate loaded");
+    // Engines register here as they land; with none configured there is nothing to wait for.
+    readiness.set("models", true, "no models configured");
+
+    let limiter = Arc::new(RateLimiter::default());
+    let state = Arc::new(AppState {
+        keys: Arc::clone(&keys),
+        limiter: Arc::clone(&limiter),
+        admission: Admission::new(
+            config.admission.max_in_flight,
+            config.admission.max_queue,
+            config.admission.queue_timeout,
+            Arc::clone(&metrics),
+        ),
+        metrics: Arc::clone(&metrics),
+        readiness: Arc::clone(&readiness),
+        limits: Limits {
+            max_body_bytes: config.server.max_body_bytes,
+            request_timeout: config.server.request_timeout,
+            retry_after: config.admission.retry_after,
+            default_key_rate: config.admission.default_key_rate,
+        },
+    });
+    let app = api::router(Arc::clone(&state), api::base_routes());
+
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.server.listen,
+        source,
+    })?;
+    let admin_listener = admin::bind(&config.admin.socket)?;
+    let shutdown = lifecycle::install_signals(Arc::clone(&tls), Arc::clone(&metrics))
+        .map_err(StartError::Signals)?;
+
+    if let Some(layout) = &dev {
+        let welcome = devmode::finish(layout, &keys, bound)?;
+        println!("{welcome}");
+    }
+    let admin_state = Arc::new(AdminState {
+        keys: Arc::clone(&keys),
+        limiter,
+    });
+    let policy = PeerPolicy::new(
+        config.admin.allowed_uids.clone(),
+        config.admin.allowed_gids.clone(),
+    );
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state,
+        policy,
+        shutdown.clone().wait(),
+    ));
+
+    readiness.set("listener", true, format!("listening on {bound}"));
+    tracing::info!(addr = %bound, admin_socket = %config.admin.socket.display(), "cofferd ready");
+    let status = format!("listening on https://{bound}");
+    lifecycle::notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    lifecycle::spawn_watchdog();
+
+    let limits = ConnectionLimits {
+        max_connections: config.server.max_connections,
+        tls_handshake_timeout: config.server.tls_handshake_timeout,
+        header_read_timeout: config.server.header_read_timeout,
+    };
+    let drain = server::serve(
+        listener,
+        tls,
+        app,
+        limits,
+        shutdown.wait(),
+        config.server.shutdown_grace,
+    )
+    .await;
+    readiness.set("listener", false, "stopped");
+    admin_task.abort();
+    let _ = std::fs::remove_file(&config.admin.socket);
+    if let Err(e) = db.flush_async().await {
+        tracing::error!(error = %e, "state flush at shutdown failed");
+    }
+    match drain {
+        Drain::Complete => tracing::info!("drained; exiting"),
+        Drain::TimedOut => {
+            tracing::warn!("shutdown grace ran out with requests still open; exiting")
+        }
+    }
+    Ok(drain)
+}

@@ -1,0 +1,215 @@
+//! `cofferctl`: the branch admin's command line for a running cofferd, over its admin
+//! Unix socket. Human tables by default, `--json` for scripts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use cofferd::client::{self, AdminResponse};
+use http::Method;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(name = "cofferctl", version, about = "Administer a running cofferd")]
+struct Cli {
+    /// Admin socket; defaults to $COFFER_ADMIN_SOCKET, then the config's admin.socket,
+    /// then /run/coffer/admin.sock.
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    /// Read admin.socket from this cofferd configuration file.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; its token is printed once and never stored.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: chat, score, metrics, admin.
+        #[arg(long)]
+        scopes: String,
+        /// Sustained rate, such as 20/s or 600/m.
+        #[arg(long)]
+        rate: Option<String>,
+        /// Burst size (default: twice the per-second rate).
+        #[arg(long)]
+        burst: Option<u32>,
+    },
+    /// List keys (never their tokens).
+    List,
+    /// Revoke a key; it fails from its next request on.
+    Revoke { name: String },
+}
+
+fn socket_path(cli: &Cli) -> Result<PathBuf, String> {
+    if let Some(s) = &cli.socket {
+        return Ok(s.clone());
+    }
+    if let Some(s) = std::env::var_os("COFFER_ADMIN_SOCKET") {
+        return Ok(PathBuf::from(s));
+    }
+    if let Some(path) = &cli.config {
+        let config = cofferd::config::load(path).map_err(|e| {
+            e.problems()
+                .iter()
+                .map(|p| format!("{}: {p}", path.display()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        return Ok(config.admin.socket);
+    }
+    Ok(PathBuf::from("/run/coffer/admin.sock"))
+}
+
+fn fmt_time(secs: Option<u64>) -> String {
+    secs.map(|s| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
+            .to_string()
+    })
+    .unwrap_or_else(|| "-".into())
+}
+
+fn key_row(k: &Value) -> String {
+    let scopes: Vec<&str> = k["scopes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let rate = match k["rate"].as_object() {
+        Some(r) => format!("{}/s burst {}", r["per_second"], r["burst"]),
+        None => "unlimited".into(),
+    };
+    let state = if k["revoked_at"].is_null() {
+        "active".to_string()
+    } else {
+        format!("revoked {}", fmt_time(k["revoked_at"].as_u64()))
+    };
+    format!(
+        "{:<24} {:<16} {:<28} {:<20} {:<22} {}",
+        k["name"].as_str().unwrap_or("?"),
+        k["id"].as_str().unwrap_or("?"),
+        scopes.join(","),
+        rate,
+        fmt_time(k["created_at"].as_u64()),
+        state
+    )
+}
+
+fn print(json_out: bool, response: &AdminResponse, human: impl FnOnce(&Value)) -> ExitCode {
+    if !response.status.is_success() {
+        if json_out {
+            println!("{}", response.json());
+        }
+        eprintln!("cofferctl: {}", response.error_message());
+        return ExitCode::FAILURE;
+    }
+    let value = response.json();
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        human(&value);
+    }
+    ExitCode::SUCCESS
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    let socket = socket_path(&cli)?;
+    let call = |method, path: String, body| {
+        let socket = socket.clone();
+        async move {
+            client::call(&socket, method, &path, body)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    let Command::Keys(command) = cli.command;
+    let code = match command {
+        KeysCommand::Create {
+            name,
+            scopes,
+            rate,
+            burst,
+        } => {
+            let scopes: Vec<&str> = scopes
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            let body = json!({ "name": name, "scopes": scopes, "rate": rate, "burst": burst });
+            let r = call(Method::POST, "/admin/keys".into(), Some(body)).await?;
+            print(cli.json, &r, |k| {
+                println!(
+                    "created key {} ({})",
+                    k["name"].as_str().unwrap_or("?"),
+                    k["id"].as_str().unwrap_or("?")
+                );
+                println!(
+                    "token (shown once, store it now): {}",
+                    k["token"].as_str().unwrap_or("?")
+                );
+            })
+        }
+        KeysCommand::List => {
+            let r = call(Method::GET, "/admin/keys".into(), None).await?;
+            print(cli.json, &r, |keys| {
+                println!(
+                    "{:<24} {:<16} {:<28} {:<20} {:<22} STATE",
+                    "NAME", "ID", "SCOPES", "RATE", "CREATED"
+                );
+                for k in keys.as_array().into_iter().flatten() {
+                    println!("{}", key_row(k));
+                }
+            })
+        }
+        KeysCommand::Revoke { name } => {
+            let r = call(Method::DELETE, format!("/admin/keys/{name}"), None).await?;
+            print(cli.json, &r, |k| {
+                println!(
+                    "revoked key {} ({})",
+                    k["name"].as_str().unwrap_or("?"),
+                    k["id"].as_str().unwrap_or("?")
+                )
+            })
+        }
+    };
+    Ok(code)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cofferctl: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cofferctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! cofferd's configuration: the TOML schema (`RawConfig`, parsed with unknown keys
+//! refused), the pure validation step that turns it into a typed [`Config`] or a list
+//! of [`Problem`]s, and the file checks that `check-config` and start-up run.
+//!
+//! The three stages follow the house rule: parse → pure `validate()` → I/O in
+//! [`check_files`]. Every key and its default is documented in `docs/config.md`.
+
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::RawConfig;
+pub use validate::validate;
+
+use crate::keys::RateSpec;
+
+/// One thing wrong with a configuration: the key, what is wrong, how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub what: String,
+    pub fix: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}; fix: {}", self.key, self.what, self.fix)
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} problem(s) in the configuration", .0.len())]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    /// The problems to print, one per line.
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            ConfigError::Read { path, source } => vec![Problem {
+                key: path.display().to_string(),
+                what: format!("cannot read the file: {source}"),
+                fix: "pass the path of a readable TOML file with --config".into(),
+            }],
+            ConfigError::Invalid(p) => p.clone(),
+        }
+    }
+}
+
+/// How the server asks TLS clients for certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Off,
+    Optional,
+    Required,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A validated configuration, ready to build the daemon from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub admission: AdmissionConfig,
+    pub state: StateConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    pub max_connections: usize,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_auth: ClientAuth,
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdmissionConfig {
+    pub max_in_flight: usize,
+    pub max_queue: usize,
+    pub queue_timeout: Duration,
+    pub retry_after: Duration,
+    pub default_key_rate: Option<RateSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub socket: PathBuf,
+    pub allowed_uids: Vec<u32>,
+    pub allowed_gids: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// Parses TOML text into the raw schema. Unknown keys and wrong types are reported with
+/// the full key path (`server.lisen`), which serde alone does not give.
+pub fn parse(text: &str) -> Result<RawConfig, Problem> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = inner.message().to_string();
+        let line = inner
+            .span()
+            .map(|s| {
+                format!(
+                    " (line {})",
+                    text[..s.start.min(text.len())].matches('\n').count() + 1
+                )
+            })
+            .unwrap_or_default();
+        Problem {
+            key: if path == "." {
+                "(top level)".into()
+            } else {
+                path
+            },
+            what: format!("{message}{line}"),
+            fix: "correct or remove the key; every key is listed in docs/config.md".into(),
+        }
+    })
+}
+
+/// Reads, parses and validates a configuration file, then checks the files it names.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let raw = parse(&text).map_err(|p| ConfigError::Invalid(vec![p]))?;
+    let config = validate(&raw).map_err(ConfigError::Invalid)?;
+    let problems = check_files(&config);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(problems))
+    }
+}
+
+/// The I/O half of validation: the files a configuration names exist and can be read.
+pub fn check_files(config: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut readable = |key: &str, path: &Path, what: &str| {
+        if let Err(e) = std::fs::File::open(path) {
+            problems.push(Problem {
+                key: key.into(),
+                what: format!("cannot open {} ({e})", path.display()),
+                fix: format!("point {key} at {what} readable by cofferd"),
+            });
+        }
+    };
+    readable("tls.cert", &config.tls.cert, "a PEM certificate chain");
+    readable("tls.key", &config.tls.key, "a PEM private key");
+    if let Some(ca) = &config.tls.client_ca {
+        readable(
+            "tls.client_ca",
+            ca,
+            "a PEM bundle of client CA certificates",
+        );
+    }
+    if let Some(parent) = config.admin.socket.parent() {
+        if !parent.as_os_str().is_empty() && !parent.is_dir() {
+            problems.push(Problem {
+                key: "admin.socket".into(),
+                what: format!("directory {} does not exist", parent.display()),
+                fix:
+                    "create the directory (systemd: RuntimeDirectory=coffer) or choose another path"
+                        .into(),
+            });
+        }
+    }
+    problems
+}

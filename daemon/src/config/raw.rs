@@ -1,0 +1,132 @@
+//! The configuration file's schema exactly as written in TOML, with its defaults.
+//! Every table refuses unknown keys. Values stay strings where validation parses them
+//! (durations, addresses, rates), so that one bad value is reported with its key.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub tls: RawTls,
+    pub admission: RawAdmission,
+    pub state: RawState,
+    pub admin: RawAdmin,
+    pub log: RawLog,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: String,
+    pub request_timeout: String,
+    pub header_read_timeout: String,
+    pub tls_handshake_timeout: String,
+    pub max_connections: usize,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8443".into(),
+            request_timeout: "60s".into(),
+            header_read_timeout: "10s".into(),
+            tls_handshake_timeout: "10s".into(),
+            max_connections: 1024,
+            max_body_bytes: 1024 * 1024,
+            shutdown_grace: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub client_auth: String,
+    pub client_ca: Option<String>,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            client_auth: "off".into(),
+            client_ca: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmission {
+    pub max_in_flight: usize,
+    pub max_queue: usize,
+    pub queue_timeout: String,
+    pub retry_after: String,
+    pub default_key_rate: Option<String>,
+}
+
+impl Default for RawAdmission {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 64,
+            max_queue: 256,
+            queue_timeout: "5s".into(),
+            retry_after: "1s".into(),
+            default_key_rate: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawState {
+    pub dir: String,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        Self {
+            dir: "/var/lib/coffer".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    pub socket: String,
+    pub allowed_uids: Vec<u32>,
+    pub allowed_gids: Vec<u32>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            socket: "/run/coffer/admin.sock".into(),
+            allowed_uids: Vec::new(),
+            allowed_gids: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub format: String,
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Pure validation of a parsed configuration: no file system, no network. Collects every
+//! problem instead of stopping at the first, so an admin fixes a file in one pass.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::RawConfig;
+use super::{
+    AdminConfig, AdmissionConfig, ClientAuth, Config, LogConfig, LogFormat, Problem, ServerConfig,
+    StateConfig, TlsConfig,
+};
+
+/// Collects problems while converting raw values.
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn problem(&mut self, key: &str, what: impl Into<String>, fix: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            what: what.into(),
+            fix: fix.into(),
+        });
+    }
+
+    fn duration(&mut self, key: &str, value: &str, min: Duration) -> Duration {
+        match humantime::parse_duration(value) {
+            Ok(d) if d >= min => d,
+            Ok(_) => {
+                self.problem(
+                    key,
+                    format!(
+                        "{value:?} is shorter than {}",
+                        humantime::format_duration(min)
+                    ),
+                    "use a longer duration",
+                );
+                min
+            }
+            Err(e) => {
+                self.problem(
+                    key,
+                    format!("{value:?} is not a duration ({e})"),
+                    "write a duration such as \"500ms\", \"10s\" or \"2m\"",
+                );
+                min
+            }
+        }
+    }
+
+    fn positive(&mut self, key: &str, value: usize) -> usize {
+        if value == 0 {
+            self.problem(key, "must be greater than 0", "set a positive number");
+        }
+        value
+    }
+
+    fn path(&mut self, key: &str, value: Option<&str>, what: &str) -> PathBuf {
+        match value {
+            Some(v) if !v.trim().is_empty() => PathBuf::from(v),
+            _ => {
+                self.problem(
+                    key,
+                    "is not set",
+                    format!("set {key} to the path of {what}"),
+                );
+                PathBuf::new()
+            }
+        }
+    }
+}
+
+/// Turns a raw configuration into a typed one, or returns every problem found.
+pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
+    let mut c = Checker::default();
+    let server = server(&mut c, raw);
+    let tls = tls(&mut c, raw);
+    let admission = admission(&mut c, raw);
+    let state = StateConfig {
+        dir: c.path("state.dir", Some(&raw.state.dir), "a writable directory"),
+    };
+    let admin = AdminConfig {
+        socket: c.path(
+            "admin.socket",
+            Some(&raw.admin.socket),
+            "the admin Unix socket",
+        ),
+        allowed_uids: raw.admin.allowed_uids.clone(),
+        allowed_gids: raw.admin.allowed_gids.clone(),
+    };
+    let log = log(&mut c, raw);
+    if c.problems.is_empty() {
+        Ok(Config {
+            server,
+            tls,
+            admission,
+            state,
+            admin,
+            log,
+        })
+    } else {
+        Err(c.problems)
+    }
+}
+
+fn server(c: &mut Checker, raw: &RawConfig) -> ServerConfig {
+    let s = &raw.server;
+    let listen = match s.listen.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            c.problem(
+                "server.listen",
+                format!("{:?} is not an IP address with a port", s.listen),
+                "write an address such as \"127.0.0.1:8443\" or \"[::1]:8443\"",
+            );
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        }
+    };
+    let ms = Duration::from_millis(1);
+    ServerConfig {
+        listen,
+        request_timeout: c.duration("server.request_timeout", &s.request_timeout, ms),
+        header_read_timeout: c.duration("server.header_read_timeout", &s.header_read_timeout, ms),
+        tls_handshake_timeout: c.duration(
+            "server.tls_handshake_timeout",
+            &s.tls_handshake_timeout,
+            ms,
+        ),
+        max_connections: c.positive("server.max_connections", s.max_connections),
+        max_body_bytes: c.positive("server.max_body_bytes", s.max_body_bytes),
+        shutdown_grace: c.duration("server.shutdown_grace", &s.shutdown_grace, Duration::ZERO),
+    }
+}
+
+fn tls(c: &mut Checker, raw: &RawConfig) -> TlsConfig {
+    let t = &raw.tls;
+    let cert = c.path("tls.cert", t.cert.as_deref(), "a PEM certificate chain");
+    let key = c.path(
+        "tls.key",
+        t.key.as_deref(),
+        "the certificate's PEM private key",
+    );
+    let client_auth = match t.client_auth.as_str() {
+        "off" => ClientAuth::Off,
+        "optional" => ClientAuth::Optional,
+        "required" => ClientAuth::Required,
+        other => {
+            c.problem(
+                "tls.client_auth",
+                format!("{other:?} is not a client-auth mode"),
+                "use \"off\", \"optional\" or \"required\"",
+            );
+            ClientAuth::Off
+        }
+    };
+    let client_ca = t
+        .client_ca
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .map(PathBuf::from);
+    if client_auth != ClientAuth::Off && client_ca.is_none() {
+        c.problem(
+            "tls.client_ca",
+            format!("is required when tls.client_auth is {:?}", t.client_auth),
+            "set tls.client_ca to a PEM bundle of the CAs that sign client certificates",
+        );
+    }
+    TlsConfig {
+        cert,
+        key,
+        client_auth,
+        client_ca,
+    }
+}
+
+fn admission(c: &mut Checker, raw: &RawConfig) -> AdmissionConfig {
+    let a = &raw.admission;
+    let default_key_rate = a.default_key_rate.as_deref().and_then(|r| match r.parse() {
+        Ok(rate) => Some(rate),
+        Err(e) => {
+            c.problem(
+                "admission.default_key_rate",
+                format!("{e}"),
+                "write a rate such as \"20/s\" or \"600/m\"",
+            );
+            None
+        }
+    });
+    AdmissionConfig {
+        max_in_flight: c.positive("admission.max_in_flight", a.max_in_flight),
+        max_queue: a.max_queue,
+        queue_timeout: c.duration("admission.queue_timeout", &a.queue_timeout, Duration::ZERO),
+        retry_after: c.duration(
+            "admission.retry_after",
+            &a.retry_after,
+            Duration::from_secs(1),
+        ),
+        default_key_rate,
+    }
+}
+
+fn log(c: &mut Checker, raw: &RawConfig) -> LogConfig {
+    let format = match raw.log.format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            c.problem(
+                "log.format",
+                format!("{other:?} is not a log format"),
+                "use \"text\" or \"json\"",
+            );
+            LogFormat::Text
+        }
+    };
+    if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+        c.problem(
+            "log.level",
+            format!("{:?} is not a log filter", raw.log.level),
+            "use error, warn, info, debug or trace (or a tracing filter such as \"info,cofferd=debug\")",
+        );
+    }
+    LogConfig {
+        format,
+        level: raw.log.level.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    fn minimal() -> String {
+        "[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n".to_string()
+    }
+
+    #[test]
+    fn minimal_config_takes_documented_defaults() {
+        let cfg = validate(&parse(&minimal()).unwrap()).unwrap();
+        assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(cfg.server.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(cfg.admission.max_in_flight, 64);
+        assert_eq!(cfg.tls.client_auth, ClientAuth::Off);
+        assert_eq!(cfg.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_path() {
+        let err = parse("[server]\nlisen = \"127.0.0.1:1\"\n").unwrap_err();
+        assert_eq!(err.key, "server.lisen");
+        assert!(err.what.contains("unknown field"), "{}", err.what);
+        assert!(err.what.contains("line 2"), "{}", err.what);
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let text = "[server]\nlisten = \"nowhere\"\nrequest_timeout = \"soon\"\n\
+                    [tls]\nclient_auth = \"maybe\"\n[log]\nformat = \"xml\"\n";
+        let problems = validate(&parse(text).unwrap()).unwrap_err();
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "server.listen",
+                "server.request_timeout",
+                "tls.cert",
+                "tls.key",
+                "tls.client_auth",
+                "log.format"
+            ]
+        );
+        assert!(problems.iter().all(|p| !p.fix.is_empty()));
+    }
+
+    #[test]
+    fn client_ca_is_required_with_mtls() {
+        let text = format!("{}client_auth = \"required\"\n", minimal());
+        let problems = validate(&parse(&text).unwrap()).unwrap_err();
+        assert_eq!(problems[0].key, "tls.client_ca");
+    }
+
+    #[test]
+    fn bad_rate_and_zero_limits_are_refused() {
+        let text = format!(
+            "{}[admission]\nmax_in_flight = 0\ndefault_key_rate = \"fast\"\n",
+            minimal()
+        );
+        let problems = validate(&parse(&text).unwrap()).unwrap_err();
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["admission.default_key_rate", "admission.max_in_flight"]
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! `cofferd serve --dev`: everything a newcomer needs on one host, made on first start
+//! and reused after: a self-signed CA and a server certificate for localhost (rcgen), a
+//! sled database, a first API key with every scope, and `dev.env` (mode 0600) with
+//! `COFFER_URL`, `COFFER_CA`, `COFFER_API_KEY` and `COFFER_ADMIN_SOCKET`.
+//! Dev mode only ever listens on a loopback address.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+
+use crate::config::{self, Config};
+use crate::keys::{KeyStore, NewKey, Scope};
+
+/// Why dev mode could not set itself up.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("dev mode listens on loopback only; {0} is not a loopback address")]
+    NotLoopback(SocketAddr),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot make the dev certificates: {0}")]
+    Certificate(#[from] rcgen::Error),
+    #[error("cannot create the dev API key: {0}")]
+    Key(#[from] crate::keys::KeyError),
+}
+
+/// Paths of the dev data directory.
+#[derive(Debug, Clone)]
+pub struct DevLayout {
+    pub dir: PathBuf,
+}
+
+impl DevLayout {
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("tls/ca.pem")
+    }
+    fn ca_key(&self) -> PathBuf {
+        self.dir.join("tls/ca-key.pem")
+    }
+    fn cert(&self) -> PathBuf {
+        self.dir.join("tls/server.pem")
+    }
+    fn key(&self) -> PathBuf {
+        self.dir.join("tls/server-key.pem")
+    }
+    pub fn env_file(&self) -> PathBuf {
+        self.dir.join("dev.env")
+    }
+    pub fn admin_socket(&self) -> PathBuf {
+        self.dir.join("admin.sock")
+    }
+}
+
+fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), DevError> {
+    let err = |source| DevError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(contents).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Makes the directory, certificates and configuration; reuses what exists.
+pub fn prepare(dir: &Path, listen: SocketAddr) -> Result<(DevLayout, Config), DevError> {
+    if !listen.ip().is_loopback() {
+        return Err(DevError::NotLoopback(listen));
+    }
+    let layout = DevLayout {
+        dir: dir.to_path_buf(),
+    };
+    let mkdir = |p: &Path| {
+        std::fs::create_dir_all(p)
+            .and_then(|()| std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700)))
+            .map_err(|source| DevError::Write {
+                path: p.to_path_buf(),
+                source,
+            })
+    };
+    mkdir(dir)?;
+    mkdir(&dir.join("tls"))?;
+    if !(layout.ca().exists() && layout.cert().exists() && layout.key().exists()) {
+        make_certificates(&layout)?;
+    }
+    let mut raw = config::RawConfig::default();
+    raw.server.listen = listen.to_string();
+    raw.tls.cert = Some(layout.cert().display().to_string());
+    raw.tls.key = Some(layout.key().display().to_string());
+    raw.state.dir = dir.join("state").display().to_string();
+    raw.admin.socket = layout.admin_socket().display().to_string();
+    // The defaults always validate; a failure here is a bug, reported as a write error.
+    let config = config::validate(&raw).map_err(|problems| DevError::Write {
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(format!("{problems:?}")),
+    })?;
+    Ok((layout, config))
+}
+
+fn make_certificates(layout: &DevLayout) -> Result<(), DevError> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Coffer dev CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca_params.self_signed(&ca_key)?;
+
+    let server_key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let cert = params.signed_by(&server_key, &ca, &ca_key)?;
+
+    write_file(&layout.ca_key(), ca_key.serialize_pem().as_bytes(), 0o600)?;
+    write_file(&layout.ca(), ca.pem().as_bytes(), 0o644)?;
+    write_file(&layout.key(), server_key.serialize_pem().as_bytes(), 0o600)?;
+    write_file(&layout.cert(), cert.pem().as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// What the dev start-up tells the user.
+#[derive(Debug)]
+pub struct DevWelcome {
+    pub url: String,
+    pub ca: PathBuf,
+    pub env_file: PathBuf,
+    pub admin_socket: PathBuf,
+    /// Set only when the key was created now; it is shown this once.
+    pub new_key: Option<String>,
+}
+
+fn env_value(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .map(|v| v.trim().trim_matches('\'').to_string())
+}
+
+/// After binding: reuses the key in `dev.env` if it still works, otherwise creates one,
+/// and (re)writes `dev.env` with the URL of this run.
+pub fn finish(
+    layout: &DevLayout,
+    keys: &KeyStore,
+    bound: SocketAddr,
+) -> Result<DevWelcome, DevError> {
+    let existing = std::fs::read_to_string(layout.env_file())
+        .ok()
+        .and_then(|text| env_value(&text, "COFFER_API_KEY"))
+        .filter(|token| keys.authenticate(token).is_some());
+    let (token, new_key) = match existing {
+        Some(token) => (token, None),
+        None => {
+            let name = format!(
+                "dev-admin-{}",
+                crate::keys::Token::generate().expose()[7..15].to_lowercase()
+            );
+            let (_, token) = keys.create(NewKey {
+                name,
+                scopes: Scope::ALL.to_vec(),
+                rate: None,
+            })?;
+            (token.expose().to_string(), Some(token.expose().to_string()))
+        }
+    };
+    let url = format!("https://{bound}");
+    let env = format!(
+        "COFFER_URL='{url}'\nCOFFER_CA='{}'\nCOFFER_API_KEY='{token}'\nCOFFER_ADMIN_SOCKET='{}'\n",
+        layout.ca().display(),
+        layout.admin_socket().display()
+    );
+    write_file(&layout.env_file(), env.as_bytes(), 0o600)?;
+    Ok(DevWelcome {
+        url,
+        ca: layout.ca(),
+        env_file: layout.env_file(),
+        admin_socket: layout.admin_socket(),
+        new_key,
+    })
+}
+
+impl std::fmt::Display for DevWelcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "Coffer dev server (loopback only)")?;
+        writeln!(f, "  URL:          {}", self.url)?;
+        writeln!(f, "  CA:           {}", self.ca.display())?;
+        match &self.new_key {
+            Some(key) => writeln!(f, "  API key:      {key}   (shown once; kept in dev.env)")?,
+            None => writeln!(f, "  API key:      in {} (reused)", self.env_file.display())?,
+        }
+        writeln!(f, "  admin socket: {}", self.admin_socket.display())?;
+        writeln!(
+            f,
+            "  try:          source {} && curl --cacert \"$COFFER_CA\" -H \"Authorization: Bearer $COFFER_API_KEY\" \"$COFFER_URL/v2\"",
+            self.env_file.display()
+        )
+    }
+}

@@ -1,0 +1,20 @@
+//! cofferd: Coffer's serving appliance. This crate holds everything the `cofferd` and
+//! `cofferctl` binaries run: configuration, the TLS API and its admission control, API
+//! keys, the admin socket, metrics, readiness and the systemd lifecycle. Engines (chat,
+//! scoring), the model lifecycle and GPU health plug into the router and readiness map
+//! built here.
+
+pub mod admin;
+pub mod admission;
+pub mod api;
+pub mod app;
+pub mod client;
+pub mod config;
+pub mod devmode;
+pub mod keys;
+pub mod lifecycle;
+pub mod logging;
+pub mod metrics;
+pub mod readiness;
+pub mod server;
+pub mod tls;

@@ -1,0 +1,11 @@
+//! cofferd's integration tests: each starts the real daemon on 127.0.0.1:0 with real
+//! TLS, real sled and real `cofferctl`, and talks to it as a client would.
+
+mod common;
+
+mod admission;
+mod auth;
+mod config;
+mod devmode;
+mod lifecycle;
+mod tls;
