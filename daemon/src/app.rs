@@ -87,6 +87,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
             request_timeout: config.server.request_timeout,
             retry_after: config.admission.retry_after,
             default_key_rate: config.admission.default_key_rate,
+            access_log: config.log.access,
         },
     });
     let app = api::router(Arc::clone(&state), api::base_routes());

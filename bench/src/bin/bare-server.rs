@@ -37,7 +37,9 @@ async fn main() -> anyhow::Result<()> {
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let Ok(tls) = acceptor.accept(stream).await else { return };
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
+            };
             let service = service_fn(|_req| async {
                 Ok::<_, Infallible>(
                     http::Response::builder()

@@ -48,13 +48,24 @@ struct ConnResult {
     errors: u64,
 }
 
-async fn connection(args: Args, connector: TlsConnector, start: Instant, end: Instant) -> anyhow::Result<ConnResult> {
+async fn connection(
+    args: Args,
+    connector: TlsConnector,
+    start: Instant,
+    end: Instant,
+) -> anyhow::Result<ConnResult> {
     let tcp = TcpStream::connect(args.addr).await?;
     tcp.set_nodelay(true)?;
-    let tls = connector.connect(ServerName::try_from("localhost")?, tcp).await?;
+    let tls = connector
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
     tokio::spawn(conn);
-    let mut result = ConnResult { latencies_us: Vec::new(), statuses: BTreeMap::new(), errors: 0 };
+    let mut result = ConnResult {
+        latencies_us: Vec::new(),
+        statuses: BTreeMap::new(),
+        errors: 0,
+    };
     loop {
         let sent = Instant::now();
         if sent >= end {
@@ -65,7 +76,9 @@ async fn connection(args: Args, connector: TlsConnector, start: Instant, end: In
             req = req.header("authorization", format!("Bearer {key}"));
         }
         let outcome = async {
-            let resp = sender.send_request(req.body(Full::new(Bytes::new()))?).await?;
+            let resp = sender
+                .send_request(req.body(Full::new(Bytes::new()))?)
+                .await?;
             let status = resp.status().as_u16();
             resp.into_body().collect().await?;
             anyhow::Ok(status)
@@ -77,7 +90,9 @@ async fn connection(args: Args, connector: TlsConnector, start: Instant, end: In
         match outcome {
             Ok(status) => {
                 *result.statuses.entry(status).or_default() += 1;
-                result.latencies_us.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                result
+                    .latencies_us
+                    .push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
             }
             Err(_) => {
                 result.errors += 1;

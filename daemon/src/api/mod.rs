@@ -32,6 +32,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     pub retry_after: Duration,
     pub default_key_rate: Option<RateSpec>,
+    /// Log every request at info level (otherwise debug; 5xx are always logged).
+    pub access_log: bool,
 }
 
 /// What handlers and layers share.

@@ -44,8 +44,13 @@ pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next:
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let family = Family::for_path(req.uri().path());
-    let span =
-        tracing::info_span!("request", request_id = %id.0, method = %req.method(), route = %route);
+    // The span costs a few per cent of throughput at info level: it is at info only when
+    // access logging is on. 5xx lines carry the request id themselves.
+    let span = if state.limits.access_log {
+        tracing::info_span!("request", request_id = %id.0, method = %req.method(), route = %route)
+    } else {
+        tracing::debug_span!("request", request_id = %id.0, method = %req.method(), route = %route)
+    };
     req.extensions_mut().insert(id.clone());
 
     let run = AssertUnwindSafe(next.run(req)).catch_unwind();
@@ -55,7 +60,9 @@ pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next:
     let mut response = match outcome {
         Ok(Ok(response)) => response,
         Ok(Err(_panic)) => {
-            span.in_scope(|| tracing::error!("handler panicked"));
+            span.in_scope(
+                || tracing::error!(request_id = %id.0, route = %route, "handler panicked"),
+            );
             ApiError::new(ErrorKind::Internal, "", family).into_response()
         }
         Err(_elapsed) => {
@@ -88,13 +95,16 @@ pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next:
         .get_or_create(&RouteLabel { route })
         .observe(elapsed.as_secs_f64());
     let key_id = response.extensions().get::<KeyId>().map(|k| k.0.clone());
+    let latency_us = elapsed.as_micros() as u64;
+    let key_id = key_id.as_deref().unwrap_or("-");
     span.in_scope(|| {
-        tracing::info!(
-            status,
-            latency_us = elapsed.as_micros() as u64,
-            key_id = key_id.as_deref().unwrap_or("-"),
-            "request finished"
-        );
+        if status >= 500 {
+            tracing::warn!(request_id = %id.0, status, latency_us, key_id, "request failed");
+        } else if state.limits.access_log {
+            tracing::info!(status, latency_us, key_id, "request finished");
+        } else {
+            tracing::debug!(status, latency_us, key_id, "request finished");
+        }
     });
     if let Ok(v) = HeaderValue::from_str(&id.0) {
         response.headers_mut().insert(REQUEST_ID_HEADER, v);

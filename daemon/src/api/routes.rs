@@ -48,14 +48,18 @@ pub async fn list_chat_models() -> Response {
     Json(json!({ "object": "list", "data": [] })).into_response()
 }
 
-/// Open Inference Protocol server metadata.
+/// Open Inference Protocol server metadata; constant, so serialised once.
 pub async fn server_metadata() -> Response {
-    Json(json!({
-        "name": "cofferd",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": []
-    }))
-    .into_response()
+    static BODY: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let body = BODY.get_or_init(|| {
+        let value = json!({
+            "name": "cofferd",
+            "version": env!("CARGO_PKG_VERSION"),
+            "extensions": []
+        });
+        bytes::Bytes::from(value.to_string())
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
 }
 
 #[derive(Debug, Default, Deserialize)]

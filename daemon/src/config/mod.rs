@@ -127,6 +127,8 @@ pub struct AdminConfig {
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
+    /// One info line per request (otherwise at debug level).
+    pub access: bool,
 }
 
 /// Parses TOML text into the raw schema. Unknown keys and wrong types are reported with

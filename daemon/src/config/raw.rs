@@ -120,6 +120,7 @@ impl Default for RawAdmin {
 pub struct RawLog {
     pub format: String,
     pub level: String,
+    pub access: bool,
 }
 
 impl Default for RawLog {
@@ -127,6 +128,7 @@ impl Default for RawLog {
         Self {
             format: "text".into(),
             level: "info".into(),
+            access: false,
         }
     }
 }

@@ -215,16 +215,17 @@ fn log(c: &mut Checker, raw: &RawConfig) -> LogConfig {
             LogFormat::Text
         }
     };
-    if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+    if crate::logging::parse_filter(&raw.log.level).is_none() {
         c.problem(
             "log.level",
             format!("{:?} is not a log filter", raw.log.level),
-            "use error, warn, info, debug or trace (or a tracing filter such as \"info,cofferd=debug\")",
+            "use error, warn, info, debug or trace, or a list such as \"info,cofferd=debug\"",
         );
     }
     LogConfig {
         format,
         level: raw.log.level.clone(),
+        access: raw.log.access,
     }
 }
 

@@ -219,10 +219,6 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(config: PathBuf, dir: &Path) -> Daemon {
-        Daemon::start_with_env(config, dir, &[]).await
-    }
-
-    pub async fn start_with_env(config: PathBuf, dir: &Path, env: &[(&str, &str)]) -> Daemon {
         let notify_path = dir.join(format!("notify-{}.sock", rand_suffix()));
         let socket = UnixDatagram::bind(&notify_path).unwrap();
         let stderr_path = dir.join(format!("cofferd-{}.log", rand_suffix()));
@@ -231,7 +227,6 @@ impl Daemon {
             .arg(&config)
             .env("NOTIFY_SOCKET", &notify_path)
             .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()

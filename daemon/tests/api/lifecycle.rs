@@ -125,8 +125,28 @@ async fn readiness_is_reported_without_secrets() {
 #[tokio::test]
 async fn watchdog_is_pinged_when_systemd_asks_for_it() {
     let s = Setup::new();
-    let mut d = crate::common::Daemon::start_with_env(s.write_config(), s.dir(), &[("WATCHDOG_USEC", "200000")]).await;
-    let ping = d.notify.wait_for(|l| l == "WATCHDOG=1", Duration::from_secs(5)).await;
+    // systemd sets WATCHDOG_PID to the service's pid: `exec` keeps the shell's.
+    let notify_path = s.dir().join("notify-wd.sock");
+    let socket = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
+    let child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "WATCHDOG_PID=$$ exec \"$0\" \"$@\"",
+            crate::common::COFFERD,
+            "serve",
+            "--config",
+        ])
+        .arg(s.write_config())
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut d = crate::common::Daemon::adopt(child, socket, s.dir()).await;
+    let ping = d
+        .notify
+        .wait_for(|l| l == "WATCHDOG=1", Duration::from_secs(5))
+        .await;
     assert!(ping.is_some(), "no watchdog ping: {:?}", d.notify.seen);
     d.stop();
 }
@@ -139,7 +159,9 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let d = s.start().await;
     let c = s.client(d.addr);
     let mut slow = c.tls().await.unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: local").await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: local")
+        .await
+        .unwrap();
     slow.flush().await.unwrap();
     let mut buf = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
