@@ -137,3 +137,19 @@ async fn queued_request_waits_for_a_slot_instead_of_failing() {
     assert_eq!(queued.await.unwrap(), StatusCode::OK);
     d.stop();
 }
+
+#[tokio::test]
+async fn a_request_past_its_deadline_gets_504() {
+    let mut s = Setup::new();
+    s.server_extra = "request_timeout = \"300ms\"".into();
+    let d = s.start().await;
+    let key = s.create_key("scorer", "score", None);
+    let c = s.client(d.addr);
+    let mut slow = RawConn::open(&c).await;
+    slow.post_head("/v2/repository/index", &key, 2).await;
+    let started = Instant::now();
+    assert_eq!(slow.read_status().await, 504);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(c.get("/v2", Some(&key)).await.status, StatusCode::OK, "the slot was not freed");
+    d.stop();
+}
