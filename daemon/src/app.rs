@@ -17,6 +17,7 @@ use crate::keys::{KeyStore, RateLimiter};
 use crate::lifecycle;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
+use crate::score::{self, LoadError, ScoreMetrics, ScoringModels};
 use crate::server::{self, ConnectionLimits, Drain};
 use crate::tls::{ReloadableTls, TlsError};
 
@@ -45,6 +46,27 @@ pub enum StartError {
     Signals(std::io::Error),
     #[error("dev mode: {0}")]
     Dev(#[from] devmode::DevError),
+    #[error("scoring model: {0}")]
+    Scoring(#[from] LoadError),
+}
+
+/// Loads every configured scoring model version, off the async runtime.
+async fn load_scoring(config: &Config, metrics: &Metrics) -> Result<ScoringModels, StartError> {
+    let score_metrics = metrics.with_registry(ScoreMetrics::register);
+    let dirs = config.scoring.models.clone();
+    let capacity = config.scoring.queue_capacity;
+    let loaded = tokio::task::spawn_blocking(move || {
+        let mut models = ScoringModels::default();
+        for dir in dirs {
+            let model = score::load_version(&dir, &score_metrics, capacity)?;
+            tracing::info!(model = %model.manifest.id(), platform = model.engine.platform(), "scoring model loaded");
+            models.insert(model)?;
+        }
+        Ok::<_, LoadError>(models)
+    })
+    .await
+    .map_err(|e| StartError::Scoring(LoadError::Thread("loader".into(), std::io::Error::other(e.to_string()))))??;
+    Ok(loaded)
 }
 
 fn open_state(dir: &Path) -> Result<sled::Db, StartError> {
@@ -67,8 +89,13 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     let keys = Arc::new(KeyStore::open(&db)?);
     let tls = Arc::new(ReloadableTls::new(config.tls.clone())?);
     readiness.set("tls", true, "certificate loaded");
-    // Engines register here as they land; with none configured there is nothing to wait for.
-    readiness.set("models", true, "no models configured");
+    readiness.set("models", false, "loading");
+    let scoring = Arc::new(load_scoring(&config, &metrics).await?);
+    readiness.set(
+        "models",
+        true,
+        format!("{} scoring model version(s) loaded", scoring.len()),
+    );
 
     let limiter = Arc::new(RateLimiter::default());
     let state = Arc::new(AppState {
@@ -82,6 +109,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         ),
         metrics: Arc::clone(&metrics),
         readiness: Arc::clone(&readiness),
+        scoring,
         limits: Limits {
             max_body_bytes: config.server.max_body_bytes,
             request_timeout: config.server.request_timeout,

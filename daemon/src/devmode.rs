@@ -77,7 +77,11 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), DevError> {
 }
 
 /// Makes the directory, certificates and configuration; reuses what exists.
-pub fn prepare(dir: &Path, listen: SocketAddr) -> Result<(DevLayout, Config), DevError> {
+pub fn prepare(
+    dir: &Path,
+    listen: SocketAddr,
+    fixtures: &Path,
+) -> Result<(DevLayout, Config), DevError> {
     if !listen.ip().is_loopback() {
         return Err(DevError::NotLoopback(listen));
     }
@@ -103,12 +107,38 @@ pub fn prepare(dir: &Path, listen: SocketAddr) -> Result<(DevLayout, Config), De
     raw.tls.key = Some(layout.key().display().to_string());
     raw.state.dir = dir.join("state").display().to_string();
     raw.admin.socket = layout.admin_socket().display().to_string();
+    raw.scoring.models = scoring_fixtures(fixtures);
     // The defaults always validate; a failure here is a bug, reported as a write error.
     let config = config::validate(&raw).map_err(|problems| DevError::Write {
         path: dir.to_path_buf(),
         source: std::io::Error::other(format!("{problems:?}")),
     })?;
     Ok((layout, config))
+}
+
+/// Every scoring model version under `fixtures` (`NAME/VERSION/manifest.toml`).
+fn scoring_fixtures(fixtures: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(names) = std::fs::read_dir(fixtures) else {
+        return found;
+    };
+    for name in names.flatten() {
+        let Ok(versions) = std::fs::read_dir(name.path()) else {
+            continue;
+        };
+        for version in versions.flatten() {
+            let manifest = version.path().join("manifest.toml");
+            let is_score = std::fs::read_to_string(&manifest)
+                .ok()
+                .and_then(|t| coffer_models::Manifest::parse(&t).ok())
+                .is_some_and(|m| m.kind == coffer_models::Kind::Score);
+            if is_score {
+                found.push(version.path().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 fn make_certificates(layout: &DevLayout) -> Result<(), DevError> {
@@ -152,7 +182,10 @@ pub struct DevWelcome {
 
 fn env_value(text: &str, name: &str) -> Option<String> {
     text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .find_map(|l| {
+            l.trim_start_matches("export ")
+                .strip_prefix(&format!("{name}="))
+        })
         .map(|v| v.trim().trim_matches('\'').to_string())
 }
 
@@ -184,7 +217,7 @@ pub fn finish(
     };
     let url = format!("https://{bound}");
     let env = format!(
-        "COFFER_URL='{url}'\nCOFFER_CA='{}'\nCOFFER_API_KEY='{token}'\nCOFFER_ADMIN_SOCKET='{}'\n",
+        "export COFFER_URL='{url}'\nexport COFFER_CA='{}'\nexport COFFER_API_KEY='{token}'\nexport COFFER_ADMIN_SOCKET='{}'\n",
         layout.ca().display(),
         layout.admin_socket().display()
     );

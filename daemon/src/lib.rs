@@ -16,5 +16,6 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod readiness;
+pub mod score;
 pub mod server;
 pub mod tls;

@@ -1,9 +1,17 @@
 //! coffer-models: the model release contract shared by cofferd, coffer-agent and the
 //! admin's `coffer-release` tool.
 //!
-//! It will own the manifest schema (kind, format, files with sha256 and size, variants,
-//! lineage such as quantization and `distilled_from`, the I/O schema, evaluation gates),
-//! the content-addressed on-disk store layout and verification of every file. It stays a
-//! pure library: no async runtime, no native bindings.
+//! Owns now: the manifest schema ([`manifest`]: name, version, kind, format, files with
+//! sha256 and size, lineage, the I/O schema, serving limits, the evaluation gate), the
+//! evaluation-set format ([`evalset`]), and verification of a version directory against
+//! its manifest ([`verify`]). The format is described in `docs/model-format.md`.
 //!
-//! Nothing is implemented yet; this crate holds the place in the workspace.
+//! Will own: the content-addressed on-disk store, signing and bundle import. It stays a
+//! pure library: no async runtime, no native bindings.
+
+pub mod evalset;
+pub mod manifest;
+pub mod verify;
+
+pub use manifest::{Datatype, Format, Kind, Manifest, ManifestError, TensorSpec};
+pub use verify::{VerifyError, VersionDir};

@@ -37,6 +37,9 @@ struct Args {
     seconds: f64,
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
+    /// POST this file's bytes as a JSON body instead of a GET.
+    #[arg(long)]
+    body: Option<PathBuf>,
     /// Worker threads of the generator itself.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -50,6 +53,7 @@ struct ConnResult {
 
 async fn connection(
     args: Args,
+    body: Bytes,
     connector: TlsConnector,
     start: Instant,
     end: Instant,
@@ -71,13 +75,22 @@ async fn connection(
         if sent >= end {
             break;
         }
-        let mut req = http::Request::get(&args.path).header("host", "localhost");
+        let method = if args.body.is_some() {
+            http::Method::POST
+        } else {
+            http::Method::GET
+        };
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(&args.path)
+            .header("host", "localhost")
+            .header("content-type", "application/json");
         if let Some(key) = &args.key {
             req = req.header("authorization", format!("Bearer {key}"));
         }
         let outcome = async {
             let resp = sender
-                .send_request(req.body(Full::new(Bytes::new()))?)
+                .send_request(req.body(Full::new(body.clone()))?)
                 .await?;
             let status = resp.status().as_u16();
             resp.into_body().collect().await?;
@@ -119,10 +132,14 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let connector = TlsConnector::from(coffer_bench::client_config(&args.ca)?);
+        let body = match &args.body {
+            Some(path) => Bytes::from(std::fs::read(path).context("reading --body")?),
+            None => Bytes::new(),
+        };
         let start = Instant::now() + Duration::from_secs_f64(args.warmup);
         let end = start + Duration::from_secs_f64(args.seconds);
         let tasks: Vec<_> = (0..args.connections)
-            .map(|_| tokio::spawn(connection(args.clone(), connector.clone(), start, end)))
+            .map(|_| tokio::spawn(connection(args.clone(), body.clone(), connector.clone(), start, end)))
             .collect();
         let mut latencies = Vec::new();
         let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();

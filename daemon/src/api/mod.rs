@@ -7,13 +7,14 @@ mod body;
 mod error;
 mod guard;
 mod observe;
+mod oip;
 mod routes;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::get;
 
 pub use body::read_limited;
 pub use error::{ApiError, ErrorKind, Family};
@@ -24,6 +25,7 @@ use crate::admission::Admission;
 use crate::keys::{KeyStore, RateLimiter, RateSpec, Scope};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
+use crate::score::ScoringModels;
 
 /// Bounds that apply to every request.
 #[derive(Debug, Clone)]
@@ -45,6 +47,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub limits: Limits,
+    pub scoring: Arc<ScoringModels>,
 }
 
 /// Routes grouped by the scope they require.
@@ -77,7 +80,7 @@ pub fn base_routes() -> ApiRoutes {
             Some(Scope::Score),
             Router::new()
                 .route("/v2", get(routes::server_metadata))
-                .route("/v2/repository/index", post(routes::repository_index)),
+                .merge(oip::routes()),
         )
 }
 

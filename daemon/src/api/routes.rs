@@ -1,19 +1,16 @@
 //! The foundation's own handlers: liveness, readiness, metrics, the OpenAI model list,
-//! the Open Inference Protocol's server metadata and Triton's repository index, and the
-//! 404/405 fallbacks in each route family's error shape.
+//! the Open Inference Protocol's server metadata, and the 404/405 fallbacks in each
+//! route family's error shape. Scoring routes are in `oip`.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use super::body::read_limited;
 use super::error::{ApiError, ErrorKind, Family};
 
 pub async fn healthz() -> Response {
@@ -60,39 +57,6 @@ pub async fn server_metadata() -> Response {
         bytes::Bytes::from(value.to_string())
     });
     ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct IndexRequest {
-    #[serde(default)]
-    ready: bool,
-}
-
-/// Triton's repository extension: `POST /v2/repository/index` with an optional
-/// `{"ready": bool}` body; lists served model versions and their state.
-pub async fn repository_index(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
-    let family = Family::InferenceProtocol;
-    let bytes = match read_limited(req.into_body(), state.limits.max_body_bytes, family).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let request: IndexRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        IndexRequest::default()
-    } else {
-        match serde_json::from_slice(&bytes) {
-            Ok(r) => r,
-            Err(e) => {
-                return ApiError::new(
-                    ErrorKind::BadRequest,
-                    format!("the body is not a repository index request: {e}"),
-                    family,
-                )
-                .into_response();
-            }
-        }
-    };
-    let _only_ready = request.ready;
-    Json(Vec::<serde_json::Value>::new()).into_response()
 }
 
 pub async fn not_found(req: Request) -> Response {

@@ -37,6 +37,9 @@ enum Command {
         /// Dev mode's listen port or loopback address:port.
         #[arg(long, default_value = "8443", requires = "dev")]
         listen: String,
+        /// Dev mode serves every scoring model version found here.
+        #[arg(long, default_value = "models/fixtures", requires = "dev")]
+        fixtures: PathBuf,
     },
     /// Check a configuration file: one line per problem, non-zero exit if any.
     CheckConfig {
@@ -90,10 +93,14 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve {
-            data_dir, listen, ..
+            data_dir,
+            listen,
+            fixtures,
+            ..
         } => {
-            let prepared = dev_listen(&listen)
-                .and_then(|addr| devmode::prepare(&data_dir, addr).map_err(|e| e.to_string()));
+            let prepared = dev_listen(&listen).and_then(|addr| {
+                devmode::prepare(&data_dir, addr, &fixtures).map_err(|e| e.to_string())
+            });
             match prepared {
                 Ok((layout, config)) => (config, Some(layout)),
                 Err(e) => {

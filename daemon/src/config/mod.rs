@@ -81,6 +81,15 @@ pub struct Config {
     pub state: StateConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub scoring: ScoringConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScoringConfig {
+    /// Model version directories to serve.
+    pub models: Vec<PathBuf>,
+    /// Requests that may wait in each model version's batch queue.
+    pub queue_capacity: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +205,16 @@ pub fn check_files(config: &Config) -> Vec<Problem> {
             ca,
             "a PEM bundle of client CA certificates",
         );
+    }
+    for (i, dir) in config.scoring.models.iter().enumerate() {
+        if !dir.join("manifest.toml").is_file() {
+            problems.push(Problem {
+                key: format!("scoring.models[{i}]"),
+                what: format!("{} holds no manifest.toml", dir.display()),
+                fix: "point it at a model version directory (manifest.toml, model.onnx, eval set)"
+                    .into(),
+            });
+        }
     }
     if let Some(parent) = config.admin.socket.parent() {
         if !parent.as_os_str().is_empty() && !parent.is_dir() {

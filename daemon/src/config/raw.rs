@@ -13,6 +13,23 @@ pub struct RawConfig {
     pub state: RawState,
     pub admin: RawAdmin,
     pub log: RawLog,
+    pub scoring: RawScoring,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawScoring {
+    pub models: Vec<String>,
+    pub queue_capacity: usize,
+}
+
+impl Default for RawScoring {
+    fn default() -> Self {
+        Self {
+            models: Vec::new(),
+            queue_capacity: 256,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::raw::RawConfig;
 use super::{
-    AdminConfig, AdmissionConfig, ClientAuth, Config, LogConfig, LogFormat, Problem, ServerConfig,
-    StateConfig, TlsConfig,
+    AdminConfig, AdmissionConfig, ClientAuth, Config, LogConfig, LogFormat, Problem, ScoringConfig,
+    ServerConfig, StateConfig, TlsConfig,
 };
 
 /// Collects problems while converting raw values.
@@ -92,6 +92,10 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
         allowed_gids: raw.admin.allowed_gids.clone(),
     };
     let log = log(&mut c, raw);
+    let scoring = ScoringConfig {
+        models: raw.scoring.models.iter().map(PathBuf::from).collect(),
+        queue_capacity: c.positive("scoring.queue_capacity", raw.scoring.queue_capacity),
+    };
     if c.problems.is_empty() {
         Ok(Config {
             server,
@@ -100,6 +104,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             state,
             admin,
             log,
+            scoring,
         })
     } else {
         Err(c.problems)

@@ -73,7 +73,7 @@ async fn oversized_bodies_get_413_and_bad_json_400() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.json()["code"], "invalid_request");
+    assert_eq!(r.json()["code"], "invalid_json");
     d.stop();
 }
 
@@ -150,6 +150,10 @@ async fn a_request_past_its_deadline_gets_504() {
     let started = Instant::now();
     assert_eq!(slow.read_status().await, 504);
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(c.get("/v2", Some(&key)).await.status, StatusCode::OK, "the slot was not freed");
+    assert_eq!(
+        c.get("/v2", Some(&key)).await.status,
+        StatusCode::OK,
+        "the slot was not freed"
+    );
     d.stop();
 }

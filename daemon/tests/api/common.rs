@@ -85,6 +85,7 @@ pub struct Setup {
     pub server_extra: String,
     pub tls_extra: String,
     pub admission_extra: String,
+    pub scoring_models: Vec<PathBuf>,
 }
 
 impl Setup {
@@ -98,6 +99,7 @@ impl Setup {
             server_extra: String::new(),
             tls_extra: String::new(),
             admission_extra: String::new(),
+            scoring_models: Vec::new(),
         }
     }
 
@@ -117,7 +119,8 @@ impl Setup {
              [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n{tls}\n\
              [admission]\n{admission}\n\
              [state]\ndir = \"{state}\"\n\
-             [admin]\nsocket = \"{sock}\"\n",
+             [admin]\nsocket = \"{sock}\"\n\
+             [scoring]\nmodels = [{models}]\n",
             server = self.server_extra,
             cert = self.pki.path("server").display(),
             key = self.pki.path("server-key").display(),
@@ -125,6 +128,12 @@ impl Setup {
             admission = self.admission_extra,
             state = d.join("state").display(),
             sock = self.socket().display(),
+            models = self
+                .scoring_models
+                .iter()
+                .map(|p| format!("\"{}\"", p.display()))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         let path = d.join("cofferd.toml");
         std::fs::write(&path, text).unwrap();
@@ -473,6 +482,38 @@ impl Conn {
     pub async fn get(&mut self, path: &str, key: Option<&str>) -> Result<Resp, hyper::Error> {
         self.request(Method::GET, path, key, b"").await
     }
+
+    /// A POST with extra headers; panics on transport errors.
+    pub async fn request_with_headers(
+        &mut self,
+        method: Method,
+        path: &str,
+        key: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Resp {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .header("authorization", format!("Bearer {key}"));
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        let resp = self
+            .sender
+            .send_request(req.body(Full::new(Bytes::copy_from_slice(body))).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
 }
 
 /// A hand-driven HTTP/1.1 exchange over TLS, to hold a request in flight: headers (and
@@ -521,4 +562,18 @@ impl RawConn {
         let text = String::from_utf8_lossy(&buf);
         text.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
+}
+
+/// A fixture model version directory shipped in `models/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/fixtures")
+        .join(name)
+        .join("1.0.0")
+}
+
+/// The evaluation set of a fixture model.
+pub fn eval_set(name: &str) -> coffer_models::evalset::EvalSet {
+    let bytes = std::fs::read(fixture(name).join("eval/holdout.json")).unwrap();
+    coffer_models::evalset::EvalSet::parse(&bytes).unwrap()
 }

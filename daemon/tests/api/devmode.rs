@@ -13,7 +13,7 @@ use crate::common::{COFFERD, Client, Daemon};
 
 fn env_value(text: &str, name: &str) -> String {
     text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .find_map(|l| l.strip_prefix(&format!("export {name}=")))
         .unwrap_or_else(|| panic!("{name} missing from dev.env:\n{text}"))
         .trim_matches('\'')
         .to_string()

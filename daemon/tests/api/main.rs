@@ -5,7 +5,9 @@ mod common;
 
 mod admission;
 mod auth;
+mod compat;
 mod config;
 mod devmode;
 mod lifecycle;
+mod scoring;
 mod tls;

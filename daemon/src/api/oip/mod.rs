@@ -1,0 +1,264 @@
+//! The Open Inference Protocol (KServe v2) routes for scoring: health, model metadata and
+//! readiness, infer, and Triton's repository index. All need the `score` scope.
+
+mod json;
+mod request;
+mod response;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, AppState, ErrorKind, Family, read_limited};
+use crate::score::{BatchError, LoadedModel};
+use request::bad;
+
+/// The scoring routes.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/infer", post(infer))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            get(version_metadata),
+        )
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(version_ready),
+        )
+        .route(
+            "/v2/models/{model}/versions/{version}/infer",
+            post(infer_version),
+        )
+        .route("/v2/repository/index", post(repository_index))
+}
+
+fn not_found(model: &str, version: Option<&str>) -> ApiError {
+    let (code, message) = match version {
+        Some(v) => (
+            "version_not_found",
+            format!("model '{model}' has no version '{v}'"),
+        ),
+        None => ("model_not_found", format!("no model named '{model}'")),
+    };
+    ApiError::new(ErrorKind::NotFound, message, Family::InferenceProtocol).with_code(code)
+}
+
+fn find(
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+) -> Result<Arc<LoadedModel>, ApiError> {
+    if state.scoring.get(model).is_none() {
+        return Err(not_found(model, None));
+    }
+    state
+        .scoring
+        .resolve(model, version)
+        .ok_or_else(|| not_found(model, version))
+}
+
+async fn live() -> Response {
+    Json(json!({ "live": true })).into_response()
+}
+
+/// The protocol answers readiness with the status code: 200 ready, 4xx not.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let ready = state.readiness.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (status, Json(json!({ "ready": ready }))).into_response()
+}
+
+async fn model_metadata(State(state): State<Arc<AppState>>, Path(model): Path<String>) -> Response {
+    match find(&state, &model, None) {
+        Ok(loaded) => {
+            let versions = state
+                .scoring
+                .get(&model)
+                .map(|m| m.versions.keys().cloned().collect())
+                .unwrap_or_default();
+            Json(response::metadata(&loaded, versions)).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn version_metadata(
+    State(state): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Response {
+    match find(&state, &model, Some(&version)) {
+        Ok(loaded) => Json(response::metadata(&loaded, vec![version])).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn model_ready(State(state): State<Arc<AppState>>, Path(model): Path<String>) -> Response {
+    match find(&state, &model, None) {
+        Ok(_) => Json(json!({ "name": model, "ready": true })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn version_ready(
+    State(state): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Response {
+    match find(&state, &model, Some(&version)) {
+        Ok(_) => Json(json!({ "name": model, "version": version, "ready": true })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn infer(
+    State(state): State<Arc<AppState>>,
+    Path(model): Path<String>,
+    req: Request<Body>,
+) -> Response {
+    run_infer(state, model, None, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn infer_version(
+    State(state): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+    req: Request<Body>,
+) -> Response {
+    run_infer(state, model, Some(version), req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn run_infer(
+    state: Arc<AppState>,
+    model: String,
+    version: Option<String>,
+    req: Request<Body>,
+) -> Result<Response, ApiError> {
+    let loaded = find(&state, &model, version.as_deref())?;
+    let header_length = match req.headers().get("inference-header-content-length") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    bad(
+                        "invalid_json",
+                        "Inference-Header-Content-Length is not a number",
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let body = read_limited(
+        req.into_body(),
+        state.limits.max_body_bytes,
+        Family::InferenceProtocol,
+    )
+    .await?;
+    let (request, binary) = request::parse(&body, header_length)?;
+    let (inputs, rows) = request::validate(
+        &request,
+        &binary,
+        loaded.engine.inputs(),
+        loaded.manifest.serving.max_batch,
+    )?;
+    let wanted: Option<Vec<&str>> = request
+        .outputs
+        .as_ref()
+        .map(|o| o.iter().map(|o| o.name.as_str()).collect());
+    if let Some(names) = &wanted {
+        if let Some(unknown) = names
+            .iter()
+            .find(|n| !loaded.engine.outputs().iter().any(|o| o.name == **n))
+        {
+            return Err(bad(
+                "unknown_output",
+                format!("output '{unknown}' is not an output of this model"),
+            ));
+        }
+    }
+    let outputs = match loaded.batcher.submit(inputs, rows).await {
+        Ok(outputs) => outputs,
+        Err(BatchError::QueueFull) => {
+            loaded.metrics.queue_full.inc();
+            return Err(ApiError::new(
+                ErrorKind::Overloaded {
+                    retry_after: state.limits.retry_after,
+                },
+                format!("model '{model}' is at capacity; retry after the time in Retry-After"),
+                Family::InferenceProtocol,
+            ));
+        }
+        Err(e) => {
+            tracing::error!(model = %loaded.manifest.id(), error = %e, "scoring failed");
+            return Err(ApiError::new(
+                ErrorKind::Internal,
+                "",
+                Family::InferenceProtocol,
+            ));
+        }
+    };
+    let selected: Vec<_> = match &wanted {
+        Some(names) => outputs
+            .into_iter()
+            .filter(|o| names.contains(&o.name.as_str()))
+            .collect(),
+        None => outputs,
+    };
+    Ok(response::infer(&loaded, &request, &selected))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct IndexRequest {
+    #[serde(default)]
+    ready: bool,
+}
+
+/// Triton's repository extension: every served model version and its state. Every
+/// loaded version is ready, so `{"ready": true}` lists the same.
+async fn repository_index(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response {
+    let family = Family::InferenceProtocol;
+    let bytes = match read_limited(req.into_body(), state.limits.max_body_bytes, family).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let request = if bytes.iter().all(u8::is_ascii_whitespace) {
+        IndexRequest::default()
+    } else {
+        match serde_json::from_slice::<IndexRequest>(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                return bad(
+                    "invalid_json",
+                    format!("the body is not a repository index request: {e}"),
+                )
+                .into_response();
+            }
+        }
+    };
+    let index: Vec<_> = state
+        .scoring
+        .iter()
+        .flat_map(|(name, versions)| versions.versions.keys().map(move |v| (name, v, "READY")))
+        .filter(|(_, _, model_state)| !request.ready || *model_state == "READY")
+        .map(|(name, version, model_state)| json!({ "name": name, "version": version, "state": model_state, "reason": "" }))
+        .collect();
+    Json(index).into_response()
+}

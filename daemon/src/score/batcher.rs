@@ -1,0 +1,325 @@
+//! The dynamic batcher of one model version: requests queue in a bounded channel; the
+//! model's own thread takes the first, waits up to `max_queue_delay_us` for more (never
+//! past `max_batch` rows), runs one batch, and splits the outputs back per request.
+//! A full queue refuses at once; dropping the batcher stops its thread.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::engine::{EngineError, ScoreEngine};
+use super::metrics::ModelMetrics;
+use super::tensor::Tensor;
+
+/// Why a submitted request got no result.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("the model's queue is full")]
+    QueueFull,
+    #[error("the model is shutting down")]
+    Stopped,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+struct Job {
+    inputs: Vec<Tensor>,
+    rows: usize,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<Vec<Tensor>, BatchError>>,
+}
+
+/// Handle to a model version's batching thread.
+#[derive(Debug)]
+pub struct Batcher {
+    tx: SyncSender<Job>,
+}
+
+/// Batching limits.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_batch: usize,
+    pub max_delay: Duration,
+    pub queue_capacity: usize,
+}
+
+impl Batcher {
+    /// Starts the model's thread.
+    pub fn spawn(
+        name: &str,
+        engine: Arc<dyn ScoreEngine>,
+        limits: BatchLimits,
+        metrics: ModelMetrics,
+    ) -> std::io::Result<Batcher> {
+        let (tx, rx) = sync_channel(limits.queue_capacity.max(1));
+        std::thread::Builder::new()
+            .name(format!("score-{name}"))
+            .spawn(move || run_loop(&rx, engine.as_ref(), limits, &metrics))?;
+        Ok(Batcher { tx })
+    }
+
+    /// Queues `rows` rows and waits for their outputs.
+    pub async fn submit(
+        &self,
+        inputs: Vec<Tensor>,
+        rows: usize,
+    ) -> Result<Vec<Tensor>, BatchError> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            inputs,
+            rows,
+            enqueued: Instant::now(),
+            reply,
+        };
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(BatchError::QueueFull),
+            Err(TrySendError::Disconnected(_)) => return Err(BatchError::Stopped),
+        }
+        rx.await.unwrap_or(Err(BatchError::Stopped))
+    }
+}
+
+fn run_loop(
+    rx: &Receiver<Job>,
+    engine: &dyn ScoreEngine,
+    limits: BatchLimits,
+    metrics: &ModelMetrics,
+) {
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let mut rows = first.rows;
+        let mut jobs = vec![first];
+        let deadline = Instant::now() + limits.max_delay;
+        while rows < limits.max_batch {
+            // Take what is queued already. Wait (up to max_delay) for more only when others
+            // were queued too: a lone request on an idle model runs at once.
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let next = match rx.try_recv() {
+                Ok(job) => Ok(job),
+                Err(_) if jobs.len() > 1 && !wait.is_zero() => rx.recv_timeout(wait),
+                Err(_) => Err(RecvTimeoutError::Timeout),
+            };
+            match next {
+                Ok(job) if rows + job.rows > limits.max_batch => {
+                    carried = Some(job);
+                    break;
+                }
+                Ok(job) => {
+                    rows += job.rows;
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        run_batch(engine, jobs, rows, metrics);
+    }
+}
+
+fn concat(jobs: &[Job], rows: usize) -> Option<Vec<Tensor>> {
+    let first = &jobs.first()?.inputs;
+    let mut merged = Vec::with_capacity(first.len());
+    for (i, template) in first.iter().enumerate() {
+        let mut data = super::tensor::TensorData::with_capacity(
+            template.data.datatype(),
+            rows * template.row_len(),
+        );
+        for job in jobs {
+            if !data.extend_from(&job.inputs.get(i)?.data) {
+                return None;
+            }
+        }
+        let mut shape = template.shape.clone();
+        shape[0] = rows;
+        merged.push(Tensor {
+            name: template.name.clone(),
+            shape,
+            data,
+        });
+    }
+    Some(merged)
+}
+
+fn run_batch(engine: &dyn ScoreEngine, mut jobs: Vec<Job>, rows: usize, metrics: &ModelMetrics) {
+    let started = Instant::now();
+    for job in &jobs {
+        metrics
+            .queue_seconds
+            .observe(started.duration_since(job.enqueued).as_secs_f64());
+    }
+    let result = if jobs.len() == 1 {
+        engine.run(std::mem::take(&mut jobs[0].inputs), rows)
+    } else {
+        match concat(&jobs, rows) {
+            Some(inputs) => engine.run(inputs, rows),
+            None => Err(EngineError::Run(
+                "the inputs of a batch did not line up".into(),
+            )),
+        }
+    };
+    metrics.observe_batch(rows, started.elapsed());
+    deliver(jobs, rows, result);
+}
+
+/// Sends each job its rows of the outputs, or the error.
+fn deliver(mut jobs: Vec<Job>, rows: usize, result: Result<Vec<Tensor>, EngineError>) {
+    let outputs = match result {
+        Ok(outputs) if outputs.iter().all(|o| o.rows() == rows) => outputs,
+        Ok(_) => {
+            let e = "an output's batch size differs from the input's";
+            jobs.into_iter()
+                .for_each(|j| drop(j.reply.send(Err(EngineError::Run(e.into()).into()))));
+            return;
+        }
+        Err(e) => {
+            let message = e.to_string();
+            jobs.into_iter()
+                .for_each(|j| drop(j.reply.send(Err(EngineError::Run(message.clone()).into()))));
+            return;
+        }
+    };
+    if jobs.len() == 1 {
+        if let Some(job) = jobs.pop() {
+            let _ = job.reply.send(Ok(outputs));
+        }
+        return;
+    }
+    let mut offset = 0;
+    for job in jobs {
+        let part = outputs
+            .iter()
+            .map(|o| o.rows_slice(offset, offset + job.rows))
+            .collect();
+        offset += job.rows;
+        let _ = job.reply.send(Ok(part));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use coffer_models::{Datatype, TensorSpec};
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+    use crate::score::ScoreMetrics;
+    use crate::score::tensor::TensorData;
+
+    /// Doubles its input; records batch sizes; sleeps to let a queue build up.
+    #[derive(Debug)]
+    struct Doubler {
+        spec: Vec<TensorSpec>,
+        batches: Mutex<Vec<usize>>,
+        delay: Duration,
+    }
+
+    impl ScoreEngine for Doubler {
+        fn platform(&self) -> &'static str {
+            "test"
+        }
+        fn inputs(&self) -> &[TensorSpec] {
+            &self.spec
+        }
+        fn outputs(&self) -> &[TensorSpec] {
+            &self.spec
+        }
+        fn run(&self, inputs: Vec<Tensor>, rows: usize) -> Result<Vec<Tensor>, EngineError> {
+            std::thread::sleep(self.delay);
+            self.batches.lock().unwrap().push(rows);
+            let TensorData::F32(x) = &inputs[0].data else {
+                return Err(EngineError::Run("not FP32".into()));
+            };
+            Ok(vec![Tensor {
+                name: "x".into(),
+                shape: vec![rows, 1],
+                data: TensorData::F32(x.iter().map(|v| v * 2.0).collect()),
+            }])
+        }
+    }
+
+    fn setup(delay: Duration, limits: BatchLimits) -> (Arc<Doubler>, Batcher) {
+        let engine = Arc::new(Doubler {
+            spec: vec![TensorSpec {
+                name: "x".into(),
+                datatype: Datatype::Fp32,
+                shape: vec![-1, 1],
+                features: vec![],
+            }],
+            batches: Mutex::new(Vec::new()),
+            delay,
+        });
+        let metrics = ScoreMetrics::register(&mut Registry::default()).for_model("m", "1");
+        let batcher = Batcher::spawn("m", engine.clone(), limits, metrics).unwrap();
+        (engine, batcher)
+    }
+
+    fn row(v: f32) -> Vec<Tensor> {
+        vec![Tensor {
+            name: "x".into(),
+            shape: vec![1, 1],
+            data: TensorData::F32(vec![v]),
+        }]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_coalesce_and_get_their_own_rows() {
+        let limits = BatchLimits {
+            max_batch: 8,
+            max_delay: Duration::from_millis(50),
+            queue_capacity: 64,
+        };
+        let (engine, batcher) = setup(Duration::ZERO, limits);
+        let batcher = Arc::new(batcher);
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let b = Arc::clone(&batcher);
+                tokio::spawn(async move { (i, b.submit(row(i as f32), 1).await.unwrap()) })
+            })
+            .collect();
+        for t in tasks {
+            let (i, out) = t.await.unwrap();
+            assert_eq!(out[0].data, TensorData::F32(vec![i as f32 * 2.0]));
+        }
+        let batches = engine.batches.lock().unwrap().clone();
+        assert_eq!(batches.iter().sum::<usize>(), 16);
+        assert!(batches.iter().all(|&b| b <= 8), "{batches:?}");
+        assert!(batches.len() < 16, "nothing was batched: {batches:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses_at_once() {
+        let limits = BatchLimits {
+            max_batch: 1,
+            max_delay: Duration::ZERO,
+            queue_capacity: 1,
+        };
+        let (_engine, batcher) = setup(Duration::from_millis(300), limits);
+        let batcher = Arc::new(batcher);
+        let mut pending = Vec::new();
+        for i in 0..2 {
+            let b = Arc::clone(&batcher);
+            pending.push(tokio::spawn(async move {
+                b.submit(row(i as f32), 1).await.map(|_| ())
+            }));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // One job runs (300 ms), one waits in the queue of one: the third is refused.
+        assert!(matches!(
+            batcher.submit(row(9.0), 1).await,
+            Err(BatchError::QueueFull)
+        ));
+        for p in pending {
+            assert!(p.await.unwrap().is_ok());
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Scoring: ONNX credit-risk and AML models behind the [`ScoreEngine`] trait, each model
+//! version with its own dynamic batcher thread. [`ScoringModels`] holds what is served
+//! and answers lookups by name and version; the Open Inference Protocol routes
+//! (`api::oip`) call it.
+
+mod batcher;
+mod engine;
+mod metrics;
+mod tensor;
+mod tract_engine;
+mod trees_engine;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_models::{Kind, Manifest, VersionDir};
+
+pub use batcher::{BatchError, BatchLimits, Batcher};
+pub use engine::{EngineError, ScoreEngine};
+pub use metrics::{ModelMetrics, ScoreMetrics};
+pub use tensor::{Tensor, TensorData};
+pub use tract_engine::TractEngine;
+pub use trees_engine::TreesEngine;
+
+/// Why a model version could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Verify(#[from] coffer_models::VerifyError),
+    #[error("{0}: not a scoring model (kind is chat)")]
+    NotScoring(String),
+    #[error("{id}: {source}")]
+    Engine { id: String, source: EngineError },
+    #[error("{0}: cannot start its batching thread: {1}")]
+    Thread(String, std::io::Error),
+    #[error("{0} is loaded twice")]
+    Duplicate(String),
+}
+
+/// One served model version.
+#[derive(Debug)]
+pub struct LoadedModel {
+    pub manifest: Manifest,
+    pub dir: PathBuf,
+    pub engine: Arc<dyn ScoreEngine>,
+    pub batcher: Batcher,
+    pub metrics: ModelMetrics,
+}
+
+/// Loads the engine for a verified version directory.
+pub fn load_engine(version: &VersionDir) -> Result<Arc<dyn ScoreEngine>, LoadError> {
+    let manifest = &version.manifest;
+    let id = manifest.id();
+    let model_file = manifest
+        .model_file()
+        .map(|f| version.path(&f.path))
+        .unwrap_or_default();
+    let (inputs, outputs) = (&manifest.io.inputs, &manifest.io.outputs);
+    let engine_err = |source| LoadError::Engine {
+        id: id.clone(),
+        source,
+    };
+    // Tree ensembles get the native evaluator, one thread per batch: the batcher already
+    // keeps a thread per model busy, and the API runtime needs the other cores.
+    if let Some(trees) = TreesEngine::load(&model_file, inputs, outputs, 1).map_err(engine_err)? {
+        return Ok(Arc::new(trees));
+    }
+    let engine = TractEngine::load(&model_file, inputs, outputs).map_err(engine_err)?;
+    Ok(Arc::new(engine))
+}
+
+/// Verifies and loads one version directory and starts its batcher.
+pub fn load_version(
+    dir: &Path,
+    metrics: &ScoreMetrics,
+    queue_capacity: usize,
+) -> Result<LoadedModel, LoadError> {
+    let version = VersionDir::open(dir)?;
+    if version.manifest.kind != Kind::Score {
+        return Err(LoadError::NotScoring(version.manifest.id()));
+    }
+    let engine = load_engine(&version)?;
+    let manifest = version.manifest;
+    let model_metrics = metrics.for_model(&manifest.name, &manifest.version);
+    let limits = BatchLimits {
+        max_batch: manifest.serving.max_batch,
+        max_delay: Duration::from_micros(manifest.serving.max_queue_delay_us),
+        queue_capacity,
+    };
+    let batcher = Batcher::spawn(
+        &manifest.name,
+        Arc::clone(&engine),
+        limits,
+        model_metrics.clone(),
+    )
+    .map_err(|e| LoadError::Thread(manifest.id(), e))?;
+    Ok(LoadedModel {
+        manifest,
+        dir: dir.to_path_buf(),
+        engine,
+        batcher,
+        metrics: model_metrics,
+    })
+}
+
+/// The versions of one model name, and which one answers unversioned requests.
+#[derive(Debug, Default)]
+pub struct ModelVersions {
+    pub versions: BTreeMap<String, Arc<LoadedModel>>,
+    pub default: String,
+}
+
+/// Every served scoring model.
+#[derive(Debug, Default)]
+pub struct ScoringModels {
+    models: BTreeMap<String, ModelVersions>,
+}
+
+impl ScoringModels {
+    /// Adds a loaded version; the last added version of a name answers unversioned calls.
+    pub fn insert(&mut self, model: LoadedModel) -> Result<(), LoadError> {
+        let entry = self.models.entry(model.manifest.name.clone()).or_default();
+        if entry.versions.contains_key(&model.manifest.version) {
+            return Err(LoadError::Duplicate(model.manifest.id()));
+        }
+        entry.default = model.manifest.version.clone();
+        entry
+            .versions
+            .insert(model.manifest.version.clone(), Arc::new(model));
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ModelVersions> {
+        self.models.get(name)
+    }
+
+    /// The version asked for, or the default one.
+    pub fn resolve(&self, name: &str, version: Option<&str>) -> Option<Arc<LoadedModel>> {
+        let entry = self.models.get(name)?;
+        entry
+            .versions
+            .get(version.unwrap_or(&entry.default))
+            .cloned()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &ModelVersions)> {
+        self.models.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.models.values().map(|m| m.versions.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+}

