@@ -67,7 +67,8 @@ pub fn load_engine(version: &VersionDir) -> Result<Arc<dyn ScoreEngine>, LoadErr
     if let Some(trees) = TreesEngine::load(&model_file, inputs, outputs, 1).map_err(engine_err)? {
         return Ok(Arc::new(trees));
     }
-    let engine = TractEngine::load(&model_file, inputs, outputs).map_err(engine_err)?;
+    let engine = TractEngine::load(&model_file, inputs, outputs, manifest.serving.max_batch)
+        .map_err(engine_err)?;
     Ok(Arc::new(engine))
 }
 
