@@ -1,6 +1,8 @@
 //! The dynamic batcher of one model version: requests queue in a bounded channel; the
-//! model's own thread takes the first, waits up to `max_queue_delay_us` for more (never
-//! past `max_batch` rows), runs one batch, and splits the outputs back per request.
+//! model's own thread takes the first and everything queued behind it, keeps taking
+//! requests that arrive within a short gap of each other for at most
+//! `max_queue_delay_us` (never past `max_batch` rows), runs one batch, and splits the
+//! outputs back per request.
 //! A full queue refuses at once; dropping the batcher stops its thread.
 
 use std::sync::Arc;
@@ -23,6 +25,9 @@ pub enum BatchError {
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
+
+/// How long the batcher waits for the next request of a stream before it runs the batch.
+const ARRIVAL_GAP: Duration = Duration::from_micros(50);
 
 struct Job {
     inputs: Vec<Tensor>,
@@ -101,9 +106,13 @@ fn run_loop(
         let mut jobs = vec![first];
         let deadline = Instant::now() + limits.max_delay;
         while rows < limits.max_batch {
-            // Take what is queued already. Wait (up to max_delay) for more only when others
-            // were queued too: a lone request on an idle model runs at once.
-            let wait = deadline.saturating_duration_since(Instant::now());
+            // Take what is queued already. While requests keep arriving (others were queued
+            // too) wait for the next one, but only for a short gap and never past max_delay:
+            // a lone request on an idle model runs at once, and a group of clients that all
+            // wait on this batch is not held back for the full delay.
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(ARRIVAL_GAP);
             let next = match rx.try_recv() {
                 Ok(job) => Ok(job),
                 Err(_) if jobs.len() > 1 && !wait.is_zero() => rx.recv_timeout(wait),
