@@ -12,8 +12,11 @@ use crate::finalize::FinalizerKind;
 const BLOCK: usize = 64;
 /// Rows walked in lock-step through one tree.
 const LANES: usize = 8;
-/// Fewer rows than this per thread are not worth a thread.
-const MIN_ROWS_PER_THREAD: usize = 96;
+/// Tree steps a thread should have to take before it is worth starting: about 100 us of work.
+/// Starting and joining a scoped thread costs 10-20 us on an idle machine, but on a busy one
+/// the new thread can wait a scheduler slice (milliseconds) for a core, so small batches stay
+/// on the calling thread (200 trees of depth 3: 125 rows and more per thread).
+const MIN_STEPS_PER_THREAD: usize = 100_000;
 
 /// How leaf values combine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,25 +93,6 @@ fn walk<const NAN: bool>(
             r += 1;
         }
     } else {
-        // Lock-step until every lane sits on its leaf (leaves loop onto themselves, so lanes
-        // that arrive early just stay): one exit test per group, not one per row.
-        while r + LANES <= b {
-            let rows: [&[f32]; LANES] = std::array::from_fn(|k| &x[(r + k) * nf..(r + k + 1) * nf]);
-            let mut n = [root; LANES];
-            loop {
-                let mut moved = 0u32;
-                for k in 0..LANES {
-                    let next = step_leq::<NAN>(nodes, n[k], rows[k]);
-                    moved |= next ^ n[k];
-                    n[k] = next;
-                }
-                if moved == 0 {
-                    break;
-                }
-            }
-            leaves[r..r + LANES].copy_from_slice(&n);
-            r += LANES;
-        }
         while r < b {
             let row = &x[r * nf..(r + 1) * nf];
             let mut n = root;
@@ -206,6 +190,38 @@ fn accumulate(
     }
 }
 
+/// All trees for one row, LANES trees in lock-step when they all take fixed walks. Leaves are
+/// accumulated in tree order, as onnxruntime sums them.
+fn walk_row<const NAN: bool>(m: &Compiled, row: &[f32], acc: Acc, s: &mut [f32], h: &mut [bool]) {
+    let nodes = &m.nodes;
+    let mut groups = m.trees.chunks_exact(LANES);
+    for group in &mut groups {
+        let mut leaves = [0u32; LANES];
+        if group.iter().all(|t| t.fixed) {
+            let depth = group.iter().map(|t| t.depth).max().unwrap_or(0);
+            let mut n: [u32; LANES] = std::array::from_fn(|k| group[k].root);
+            for _ in 0..depth {
+                for nk in &mut n {
+                    *nk = step_leq::<NAN>(nodes, *nk, row);
+                }
+            }
+            leaves = n;
+        } else {
+            for (k, tree) in group.iter().enumerate() {
+                walk::<NAN>(nodes, tree, row, row.len(), 1, &mut leaves[k..k + 1]);
+            }
+        }
+        for l in &leaves {
+            accumulate(&m.payload, acc, m.n_out, std::slice::from_ref(l), s, h);
+        }
+    }
+    for tree in groups.remainder() {
+        let mut leaf = [0u32; 1];
+        walk::<NAN>(nodes, tree, row, row.len(), 1, &mut leaf);
+        accumulate(&m.payload, acc, m.n_out, &leaf, s, h);
+    }
+}
+
 /// Evaluates `n_rows` rows of `x`, writing `n_out` values per row into `out` and, for a
 /// classifier, one label per row into `labels`.
 fn eval_rows(
@@ -237,16 +253,30 @@ fn eval_rows(
         sb.fill(0.0);
         hb.fill(false);
         let nan = m.nan_matters && xb.iter().fold(false, |a, v| a | v.is_nan());
-        for tree in &m.trees {
-            let lv = &mut leaves[..b];
-            if m.has_eq {
-                walk_general(&m.nodes, tree, xb, nf, b, lv);
-            } else if nan {
-                walk::<true>(&m.nodes, tree, xb, nf, b, lv);
-            } else {
-                walk::<false>(&m.nodes, tree, xb, nf, b, lv);
+        if b < LANES && !m.has_eq {
+            // Too few rows to walk in lock-step: walk LANES trees in lock-step instead.
+            for r in 0..b {
+                let row = &xb[r * nf..(r + 1) * nf];
+                let s = &mut sb[r * n_out..(r + 1) * n_out];
+                let h = &mut hb[r * n_out..(r + 1) * n_out];
+                if nan {
+                    walk_row::<true>(m, row, acc, s, h);
+                } else {
+                    walk_row::<false>(m, row, acc, s, h);
+                }
             }
-            accumulate(&m.payload, acc, n_out, lv, sb, hb);
+        } else {
+            for tree in &m.trees {
+                let lv = &mut leaves[..b];
+                if m.has_eq {
+                    walk_general(&m.nodes, tree, xb, nf, b, lv);
+                } else if nan {
+                    walk::<true>(&m.nodes, tree, xb, nf, b, lv);
+                } else {
+                    walk::<false>(&m.nodes, tree, xb, nf, b, lv);
+                }
+                accumulate(&m.payload, acc, n_out, lv, sb, hb);
+            }
         }
         for r in 0..b {
             let row = start + r;
@@ -271,7 +301,8 @@ pub(crate) fn eval(
     out: &mut [f32],
     labels: Option<&mut [i64]>,
 ) {
-    let threads = threads.min(n_rows.div_ceil(MIN_ROWS_PER_THREAD)).max(1);
+    let min_rows = (MIN_STEPS_PER_THREAD / m.steps_per_row.max(1)).max(8);
+    let threads = threads.min(n_rows / min_rows).max(1);
     if threads == 1 {
         eval_rows(m, x, n_rows, out, labels);
         return;

@@ -108,7 +108,7 @@ pub enum Prediction {
 
 /// A loaded, validated and compiled tree-ensemble model. Immutable and `Sync`: share one
 /// between request handlers.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TreeEnsemble {
     input_name: String,
     outputs: Vec<ModelOutput>,
@@ -116,6 +116,24 @@ pub struct TreeEnsemble {
     is_classifier: bool,
     aggregate: Option<Aggregate>,
     model: build::Compiled,
+}
+
+impl std::fmt::Debug for TreeEnsemble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A summary: the node arrays can hold millions of entries.
+        f.debug_struct("TreeEnsemble")
+            .field("input_name", &self.input_name)
+            .field("outputs", &self.outputs)
+            .field("is_classifier", &self.is_classifier)
+            .field("classes", &self.classes)
+            .field("aggregate", &self.aggregate)
+            .field("post_transform", &self.model.finalizer.post_transform)
+            .field("n_features", &self.model.n_features)
+            .field("n_outputs", &self.model.n_out)
+            .field("n_trees", &self.model.trees.len())
+            .field("n_nodes", &self.model.nodes.len())
+            .finish()
+    }
 }
 
 impl TreeEnsemble {

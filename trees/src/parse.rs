@@ -529,7 +529,7 @@ fn parse_attributes(node: &NodeProto, is_classifier: bool) -> Result<RawEnsemble
             .ok_or_else(|| bad("n_targets", "missing"))?;
         let n_targets = usize::try_from(n_targets)
             .ok()
-            .filter(|&n| n > 0 && n <= 1 << 20)
+            .filter(|&n| n > 0)
             .ok_or_else(|| bad("n_targets", format!("{n_targets} is out of range")))?;
         let aggregate = match attrs.string("aggregate_function")?.as_deref() {
             None | Some("SUM") => Aggregate::Sum,

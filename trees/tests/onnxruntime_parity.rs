@@ -100,6 +100,19 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// The reference repeated `times` times: enough rows for `predict` to use several threads
+/// even on a tiny model.
+fn tiled(reference: &Reference, times: usize) -> Reference {
+    Reference {
+        n_rows: reference.n_rows * times,
+        n_features: reference.n_features,
+        n_out: reference.n_out,
+        rows: reference.rows.repeat(times),
+        labels: reference.labels.as_ref().map(|l| l.repeat(times)),
+        scores: reference.scores.repeat(times),
+    }
+}
+
 fn check(model: &TreeEnsemble, reference: &Reference, threads: usize, name: &str) -> f32 {
     let pred = model
         .predict(&reference.rows, reference.n_rows, threads)
@@ -163,6 +176,15 @@ fn matches_onnxruntime_on_every_test_model() {
             for threads in [1, 2, 3] {
                 worst = worst.max(check(&model, &reference, threads, &name));
             }
+            // Each tree is at least one step, and predict gives a thread 100k steps at least:
+            // enough rows for 3 threads.
+            let times = (300_000 / model.n_trees().max(1))
+                .div_ceil(reference.n_rows)
+                .max(1);
+            let many = tiled(&reference, times);
+            for threads in [2, 3] {
+                worst = worst.max(check(&model, &many, threads, &name));
+            }
             // Row by row (batch 1) must give the same as the batch.
             let nf = reference.n_features;
             for r in 0..reference.n_rows.min(20) {
@@ -219,4 +241,10 @@ fn converted_models_expose_their_graph() {
     assert_eq!(r.outputs().len(), 1);
     assert_eq!(r.outputs()[0].kind, OutputKind::Values);
     assert_eq!(r.n_outputs(), 1);
+}
+
+#[test]
+fn a_model_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<TreeEnsemble>();
 }

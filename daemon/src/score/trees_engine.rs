@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use coffer_models::{Datatype, TensorSpec};
-use coffer_trees::{OutputKind, Prediction, TreeEnsemble, TreeError};
+use coffer_trees::{OutputKind, Prediction, TreeEnsemble};
 
 use super::engine::{EngineError, ScoreEngine};
 use super::tensor::{Tensor, TensorData};
@@ -30,7 +30,9 @@ impl TreesEngine {
     ) -> Result<Option<Self>, EngineError> {
         let model = match TreeEnsemble::from_onnx_path(path) {
             Ok(m) => m,
-            Err(TreeError::NotALoneTreeEnsemble { .. }) => return Ok(None),
+            // Not a lone tree ensemble, or one this evaluator does not cover (string
+            // labels, double inputs, ...): tract's job.
+            Err(e) if e.is_not_applicable() => return Ok(None),
             Err(e) => {
                 return Err(EngineError::Load {
                     path: path.display().to_string(),

@@ -3,9 +3,9 @@
 
 Run from anywhere, in a virtual environment outside the repository:
 
-    python3 -m venv /work/venvs/trees
-    /work/venvs/trees/bin/pip install -r trees/tests/data/requirements.txt
-    /work/venvs/trees/bin/python trees/tests/data/generate.py
+    python3 -m venv .venv-trees
+    .venv-trees/bin/pip install -r trees/tests/data/requirements.txt
+    .venv-trees/bin/python trees/tests/data/generate.py
 
 It writes, next to this script, for every case NAME:
 
@@ -51,6 +51,13 @@ def session(model_bytes):
 
 
 def write_case(name, model, rows, out_dir=HERE):
+    if not isinstance(model, bytes):
+        # Converters put a random uuid in the graph name and list opsets in set order; keep the
+        # files reproducible.
+        model.graph.name = name
+        opsets = sorted(model.opset_import, key=lambda o: o.domain)
+        del model.opset_import[:]
+        model.opset_import.extend(opsets)
     model_bytes = model if isinstance(model, bytes) else model.SerializeToString()
     sess = session(model_bytes)
     rows = np.ascontiguousarray(rows, dtype=np.float32)

@@ -2,7 +2,7 @@
 """onnxruntime's rows per second on one model at batch sizes 1, 64 and 1024, for comparison
 with `cargo run --release -p coffer-trees --example tree_bench -- MODEL.onnx --threads N`.
 
-    /work/venvs/trees/bin/python trees/tests/data/ort_bench.py MODEL.onnx [--threads N] [--runs K]
+    .venv-trees/bin/python trees/tests/data/ort_bench.py MODEL.onnx [--threads N] [--runs K]
         [--nan F]
 
 Session options are fixed: intra_op_num_threads=N, inter_op_num_threads=1, sequential
