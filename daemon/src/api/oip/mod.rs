@@ -60,12 +60,14 @@ fn find(
     model: &str,
     version: Option<&str>,
 ) -> Result<Arc<LoadedModel>, ApiError> {
-    if state.scoring.get(model).is_none() {
-        return Err(not_found(model, None));
-    }
-    state
+    let versions = state
         .scoring
-        .resolve(model, version)
+        .get(model)
+        .ok_or_else(|| not_found(model, None))?;
+    versions
+        .versions
+        .get(version.unwrap_or(&versions.default))
+        .cloned()
         .ok_or_else(|| not_found(model, version))
 }
 

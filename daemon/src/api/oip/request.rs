@@ -207,21 +207,16 @@ fn decode_input(
             ),
         ));
     }
-    if let TensorData::F32(v) = &data {
-        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(bad(
-                "non_finite_value",
-                format!("input '{name}' element {i} is not a finite number"),
-            ));
-        }
-    }
-    if let TensorData::F64(v) = &data {
-        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(bad(
-                "non_finite_value",
-                format!("input '{name}' element {i} is not a finite number"),
-            ));
-        }
+    let first_non_finite = match &data {
+        TensorData::F32(v) => v.iter().position(|x| !x.is_finite()),
+        TensorData::F64(v) => v.iter().position(|x| !x.is_finite()),
+        _ => None,
+    };
+    if let Some(i) = first_non_finite {
+        return Err(bad(
+            "non_finite_value",
+            format!("input '{name}' element {i} is not a finite number"),
+        ));
     }
     Ok(Tensor {
         name: name.clone(),
