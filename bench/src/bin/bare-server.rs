@@ -1,5 +1,6 @@
-//! The peer for `bench/http`: a bare hyper + rustls server that answers every request
-//! with a fixed small JSON body, with no auth, admission, metrics or logging. Prints
+//! The peer for `bench/http` and `bench/score`: a bare hyper + rustls server that reads
+//! each request's body to the end (as any server of a POST must) and answers with a
+//! fixed small JSON body, with no auth, admission, parsing, metrics or logging. Prints
 //! `listening on ADDR` once bound.
 
 use std::convert::Infallible;
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use clap::Parser;
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -40,7 +41,8 @@ async fn main() -> anyhow::Result<()> {
             let Ok(tls) = acceptor.accept(stream).await else {
                 return;
             };
-            let service = service_fn(|_req| async {
+            let service = service_fn(|req: http::Request<hyper::body::Incoming>| async {
+                let _ = req.into_body().collect().await;
                 Ok::<_, Infallible>(
                     http::Response::builder()
                         .header("content-type", "application/json")

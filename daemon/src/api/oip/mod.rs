@@ -1,6 +1,7 @@
 //! The Open Inference Protocol (KServe v2) routes for scoring: health, model metadata and
 //! readiness, infer, and Triton's repository index. All need the `score` scope.
 
+mod data;
 mod json;
 mod request;
 mod response;

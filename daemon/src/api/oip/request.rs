@@ -7,7 +7,8 @@ use coffer_models::{Datatype, TensorSpec};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::json::{NON_FINITE_MARKER, mark_non_finite};
+use super::data::{FlatData, Scalar};
+use super::json::mark_non_finite;
 use crate::api::{ApiError, ErrorKind, Family};
 use crate::score::{Tensor, TensorData};
 
@@ -30,7 +31,7 @@ pub struct RequestInput {
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
-    pub data: Option<Value>,
+    pub data: Option<FlatData>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -271,47 +272,34 @@ fn decode_binary(
     })
 }
 
-/// Flattens nested (row-major) or flat JSON data into a typed buffer.
+/// Converts the flattened JSON data into a typed buffer.
 fn decode_json(
     name: &str,
     datatype: Datatype,
-    value: &Value,
+    data: &FlatData,
     expected: usize,
 ) -> Result<TensorData, ApiError> {
-    let mut data = TensorData::with_capacity(datatype, expected);
-    let mut index = 0usize;
-    push_value(name, value, &mut data, &mut index, 0)?;
-    Ok(data)
-}
-
-fn push_value(
-    name: &str,
-    value: &Value,
-    out: &mut TensorData,
-    index: &mut usize,
-    depth: usize,
-) -> Result<(), ApiError> {
-    if depth > 32 {
+    if data.too_deep {
         return Err(bad(
             "invalid_data",
             format!("input '{name}': data is nested too deeply"),
         ));
     }
-    if let Value::Array(items) = value {
-        for item in items {
-            push_value(name, item, out, index, depth + 1)?;
-        }
-        return Ok(());
+    let mut out = TensorData::with_capacity(datatype, expected.min(data.values.len()));
+    for (i, &value) in data.values.iter().enumerate() {
+        push_value(name, i, value, &mut out)?;
     }
-    let i = *index;
-    *index += 1;
+    Ok(out)
+}
+
+fn push_value(name: &str, i: usize, value: Scalar, out: &mut TensorData) -> Result<(), ApiError> {
     let wrong = |what: &str| {
         bad(
             "invalid_data",
             format!("input '{name}' element {i}: {what}"),
         )
     };
-    if value.as_str() == Some(NON_FINITE_MARKER) {
+    if value == Scalar::NonFinite {
         return Err(bad(
             "non_finite_value",
             format!("input '{name}' element {i} is not a finite number"),

@@ -4,19 +4,51 @@
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut as _, Bytes, BytesMut};
 use http::header;
+use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
 use super::request::InferRequest;
+use crate::api::{ApiError, ErrorKind, Family};
 use crate::score::{LoadedModel, Tensor, TensorData};
 
-fn data_json(data: &TensorData) -> Value {
-    match data {
-        TensorData::F32(v) => json!(v),
-        TensorData::F64(v) => json!(v),
-        TensorData::I32(v) => json!(v),
-        TensorData::I64(v) => json!(v),
-        TensorData::Bool(v) => json!(v),
+/// Tensor data written as a flat JSON array.
+struct DataJson<'a>(&'a TensorData);
+
+impl Serialize for DataJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            TensorData::F32(v) => v.serialize(s),
+            TensorData::F64(v) => v.serialize(s),
+            TensorData::I32(v) => v.serialize(s),
+            TensorData::I64(v) => v.serialize(s),
+            TensorData::Bool(v) => v.serialize(s),
+        }
     }
+}
+
+#[derive(Serialize)]
+struct BinaryParameters {
+    binary_data_size: usize,
+}
+
+#[derive(Serialize)]
+struct OutputEntry<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: &'a [usize],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinaryParameters>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<DataJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct InferBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    model_name: &'a str,
+    model_version: &'a str,
+    outputs: Vec<OutputEntry<'a>>,
 }
 
 fn data_bytes(data: &TensorData, out: &mut BytesMut) {
@@ -45,33 +77,42 @@ fn wants_binary(request: &InferRequest, name: &str) -> bool {
 /// The infer response for `outputs` (already filtered to the requested ones).
 pub fn infer(model: &LoadedModel, request: &InferRequest, outputs: &[Tensor]) -> Response {
     let mut binary = BytesMut::new();
-    let entries: Vec<Value> = outputs
+    let entries: Vec<OutputEntry> = outputs
         .iter()
         .map(|t| {
-            let mut entry = json!({
-                "name": t.name,
-                "datatype": t.data.datatype().as_str(),
-                "shape": t.shape,
-            });
+            let mut entry = OutputEntry {
+                name: &t.name,
+                datatype: t.data.datatype().as_str(),
+                shape: &t.shape,
+                parameters: None,
+                data: None,
+            };
             if wants_binary(request, &t.name) {
                 let before = binary.len();
                 data_bytes(&t.data, &mut binary);
-                entry["parameters"] = json!({ "binary_data_size": binary.len() - before });
+                entry.parameters = Some(BinaryParameters {
+                    binary_data_size: binary.len() - before,
+                });
             } else {
-                entry["data"] = data_json(&t.data);
+                entry.data = Some(DataJson(&t.data));
             }
             entry
         })
         .collect();
-    let mut body = json!({
-        "model_name": model.manifest.name,
-        "model_version": model.manifest.version,
-        "outputs": entries,
-    });
-    if let Some(id) = &request.id {
-        body["id"] = json!(id);
-    }
-    let json_bytes = body.to_string().into_bytes();
+    let body = InferBody {
+        id: request.id.as_deref(),
+        model_name: &model.manifest.name,
+        model_version: &model.manifest.version,
+        outputs: entries,
+    };
+    let json_bytes = match serde_json::to_vec(&body) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::error!(error = %e, "infer response not serialisable");
+            return ApiError::new(ErrorKind::Internal, "", Family::InferenceProtocol)
+                .into_response();
+        }
+    };
     if binary.is_empty() {
         return ([(header::CONTENT_TYPE, "application/json")], json_bytes).into_response();
     }
