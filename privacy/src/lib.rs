@@ -1,9 +1,22 @@
 //! coffer-privacy: what keeps customer data on the branch.
 //!
-//! It will own the PII recognizers (card numbers with Luhn, IBAN, Chinese resident IDs,
-//! phone numbers, e-mail and IP addresses, account-number-like digit runs) with typed
-//! redaction tags, and the differential-privacy noise applied to telemetry counters.
-//! Used by cofferd (`cofferctl redact`, telemetry records) and by coffer-agent (the last
-//! filter before anything leaves the box).
+//! - [`recognize`]: PII recognizers with validation (payment cards with Luhn and
+//!   UnionPay, IBAN with mod-97, Chinese resident IDs with the MOD 11-2 check and the
+//!   15-digit form, Chinese mobile and international phone numbers, e-mail, IPv4/IPv6,
+//!   long account-number-like digit runs), robust to full-width digits, separators inside
+//!   numbers and Chinese text without word boundaries.
+//! - [`redact()`]: typed tags (`[PAN]`, `[CN_ID]`, …) in place of whole identifiers.
+//! - [`dp`]: the Laplace mechanism and per-period epsilon budget for telemetry counters.
 //!
-//! Nothing is implemented yet; this crate holds the place in the workspace.
+//! Used by cofferd (`cofferctl redact`, telemetry records) and by coffer-agent (the last
+//! filter before anything leaves the box). Pure library: no I/O.
+
+pub mod corpus;
+pub mod dp;
+mod normalize;
+pub mod recognize;
+mod redact;
+
+pub use normalize::fold;
+pub use recognize::{Finding, Kind, find};
+pub use redact::{redact, replace};

@@ -9,5 +9,6 @@ mod compat;
 mod config;
 mod devmode;
 mod lifecycle;
+mod redact;
 mod scoring;
 mod tls;
