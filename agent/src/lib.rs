@@ -1,11 +1,15 @@
 //! coffer-agent: the fleet agent of a Coffer appliance.
 //!
-//! It will own two jobs, each behind its own module as it lands:
-//! - **model sync**: poll a TUF-signed release repository on a static HTTPS host (or a
-//!   copied bundle for air-gapped sites), download targets with HTTP Range resume while
-//!   verifying hashes, hand versions to cofferd over its admin socket, watch the health
-//!   gate and roll back on failure;
-//! - **telemetry egress**: ship allowlisted, redacted records from cofferd's spool to
-//!   Prometheus remote-write and OTLP/HTTP with at-least-once delivery.
-//!
-//! Nothing is implemented yet; this crate holds the place in the workspace.
+//! - **telemetry egress** ([`egress`]): ships allowlisted, redacted records from
+//!   cofferd's spool (read over its admin socket) to Prometheus remote-write
+//!   ([`remote_write`]) and OTLP/HTTP ([`otlp`]) with at-least-once delivery and backoff.
+//! - **model sync** (to come): TUF-signed releases from a static HTTPS host or a copied
+//!   bundle, resumable downloads, health-gated activation with rollback.
+
+pub mod config;
+pub mod egress;
+pub mod otlp;
+pub mod remote_write;
+pub mod transport;
+
+pub use config::AgentConfig;

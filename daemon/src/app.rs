@@ -19,7 +19,9 @@ use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::score::{self, LoadError, ScoreMetrics, ScoringModels};
 use crate::server::{self, ConnectionLimits, Drain};
+use crate::telemetry::{Spool, Telemetry, spawn_flush};
 use crate::tls::{ReloadableTls, TlsError};
+use coffer_privacy::telemetry::EventKind;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,8 @@ pub enum StartError {
     Dev(#[from] devmode::DevError),
     #[error("scoring model: {0}")]
     Scoring(#[from] LoadError),
+    #[error("telemetry: {0}")]
+    Telemetry(#[from] crate::telemetry::SpoolError),
 }
 
 /// Loads every configured scoring model version, off the async runtime.
@@ -97,6 +101,37 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         format!("{} scoring model version(s) loaded", scoring.len()),
     );
 
+    let spool = if config.telemetry.enabled {
+        Some(Arc::new(Spool::open(
+            &db,
+            config.telemetry.spool_max_records,
+        )?))
+    } else {
+        None
+    };
+    let telemetry = Arc::new(Telemetry::new(&config.telemetry, spool.clone()));
+    telemetry.event(EventKind::Started, None, None);
+    let active: Vec<(String, String, String)> = scoring
+        .iter()
+        .flat_map(|(name, versions)| {
+            versions.versions.iter().map(move |(version, loaded)| {
+                (
+                    name.clone(),
+                    version.clone(),
+                    loaded.engine.platform().to_string(),
+                )
+            })
+        })
+        .collect();
+    for (model, version, _) in &active {
+        telemetry.event(EventKind::ModelLoaded, Some(model), Some(version));
+    }
+    let flush_task = spawn_flush(
+        Arc::clone(&telemetry),
+        config.telemetry.interval,
+        active.clone(),
+    );
+
     let limiter = Arc::new(RateLimiter::default());
     let state = Arc::new(AppState {
         keys: Arc::clone(&keys),
@@ -110,6 +145,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         metrics: Arc::clone(&metrics),
         readiness: Arc::clone(&readiness),
         scoring,
+        telemetry: Arc::clone(&telemetry),
         limits: Limits {
             max_body_bytes: config.server.max_body_bytes,
             request_timeout: config.server.request_timeout,
@@ -141,6 +177,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     let admin_state = Arc::new(AdminState {
         keys: Arc::clone(&keys),
         limiter,
+        spool,
     });
     let policy = PeerPolicy::new(
         config.admin.allowed_uids.clone(),
@@ -175,6 +212,13 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     .await;
     readiness.set("listener", false, "stopped");
     admin_task.abort();
+    flush_task.abort();
+    let final_flush = Arc::clone(&telemetry);
+    let _ = tokio::task::spawn_blocking(move || {
+        final_flush.flush(&active);
+        final_flush.event(EventKind::Stopping, None, None);
+    })
+    .await;
     let _ = std::fs::remove_file(&config.admin.socket);
     if let Err(e) = db.flush_async().await {
         tracing::error!(error = %e, "state flush at shutdown failed");

@@ -18,4 +18,5 @@ pub mod metrics;
 pub mod readiness;
 pub mod score;
 pub mod server;
+pub mod telemetry;
 pub mod tls;

@@ -16,6 +16,7 @@ pub mod dp;
 mod normalize;
 pub mod recognize;
 mod redact;
+pub mod telemetry;
 
 pub use normalize::fold;
 pub use recognize::{Finding, Kind, find};

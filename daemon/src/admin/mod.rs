@@ -1,10 +1,11 @@
-//! The admin API on a Unix socket (mode 0660): key management now, models and audit
-//! later. Only peers that pass the credential check ([`peer::PeerPolicy`]) are served;
+//! The admin API on a Unix socket (mode 0660): key management and the telemetry spool
+//! now, models and audit later. Only peers that pass the credential check ([`peer::PeerPolicy`]) are served;
 //! the rest get a 403 that says why. JSON in, JSON out; `cofferctl` is its client.
 
 mod keys;
 pub mod peer;
 mod server;
+mod telemetry;
 
 pub use peer::PeerPolicy;
 pub use server::{AdminError, bind, serve};
@@ -23,6 +24,8 @@ use crate::keys::{KeyStore, RateLimiter};
 pub struct AdminState {
     pub keys: Arc<KeyStore>,
     pub limiter: Arc<RateLimiter>,
+    /// The telemetry spool; `None` when telemetry is off.
+    pub spool: Option<Arc<crate::telemetry::Spool>>,
 }
 
 /// An admin API error: status, stable code and message.

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use http::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -77,6 +77,8 @@ fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/admin/keys", get(keys::list).post(keys::create))
         .route("/admin/keys/{name}", delete(keys::revoke))
+        .route("/admin/telemetry", get(super::telemetry::batch))
+        .route("/admin/telemetry/ack", post(super::telemetry::ack))
         .layer(axum::middleware::from_fn(check_peer))
         .with_state(state)
 }

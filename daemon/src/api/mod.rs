@@ -48,6 +48,7 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     pub limits: Limits,
     pub scoring: Arc<ScoringModels>,
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// Routes grouped by the scope they require.

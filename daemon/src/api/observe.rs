@@ -81,6 +81,7 @@ pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next:
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
+    state.telemetry.observe_request(&route, status, elapsed);
     state
         .metrics
         .requests

@@ -82,6 +82,21 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub scoring: ScoringConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// What cofferd records for the fleet (see docs/privacy.md).
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    pub enabled: bool,
+    /// How often counters are written into the spool.
+    pub interval: Duration,
+    /// Records the spool keeps before it drops the oldest.
+    pub spool_max_records: usize,
+    /// Scoring decisions by outcome are recorded only with this epsilon (Laplace noise).
+    pub decisions_epsilon: Option<f64>,
+    /// The epsilon one period may spend over all noisy counters.
+    pub epsilon_per_period: f64,
 }
 
 #[derive(Debug, Clone)]

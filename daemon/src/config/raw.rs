@@ -14,6 +14,29 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     pub log: RawLog,
     pub scoring: RawScoring,
+    pub telemetry: RawTelemetry,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTelemetry {
+    pub enabled: bool,
+    pub interval: String,
+    pub spool_max_records: usize,
+    pub decisions_epsilon: Option<f64>,
+    pub epsilon_per_period: f64,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: "60s".into(),
+            spool_max_records: 100_000,
+            decisions_epsilon: None,
+            epsilon_per_period: 4.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

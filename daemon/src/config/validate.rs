@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::raw::RawConfig;
 use super::{
     AdminConfig, AdmissionConfig, ClientAuth, Config, LogConfig, LogFormat, Problem, ScoringConfig,
-    ServerConfig, StateConfig, TlsConfig,
+    ServerConfig, StateConfig, TelemetryConfig, TlsConfig,
 };
 
 /// Collects problems while converting raw values.
@@ -73,6 +73,48 @@ impl Checker {
     }
 }
 
+fn telemetry(c: &mut Checker, raw: &RawConfig) -> TelemetryConfig {
+    let t = &raw.telemetry;
+    let epsilon_ok = |e: f64| e.is_finite() && e > 0.0;
+    if let Some(e) = t.decisions_epsilon {
+        if !epsilon_ok(e) {
+            c.problem(
+                "telemetry.decisions_epsilon",
+                format!("{e} is not a positive number"),
+                "set a positive epsilon such as 0.5, or remove the key to record no decisions",
+            );
+        }
+        if epsilon_ok(e) && e > t.epsilon_per_period {
+            c.problem(
+                "telemetry.decisions_epsilon",
+                format!(
+                    "{e} is more than telemetry.epsilon_per_period ({})",
+                    t.epsilon_per_period
+                ),
+                "lower decisions_epsilon or raise epsilon_per_period",
+            );
+        }
+    }
+    if !epsilon_ok(t.epsilon_per_period) {
+        c.problem(
+            "telemetry.epsilon_per_period",
+            format!("{} is not a positive number", t.epsilon_per_period),
+            "set a positive epsilon budget such as 4.0",
+        );
+    }
+    TelemetryConfig {
+        enabled: t.enabled,
+        interval: c.duration(
+            "telemetry.interval",
+            &t.interval,
+            Duration::from_millis(100),
+        ),
+        spool_max_records: c.positive("telemetry.spool_max_records", t.spool_max_records),
+        decisions_epsilon: t.decisions_epsilon,
+        epsilon_per_period: t.epsilon_per_period,
+    }
+}
+
 /// Turns a raw configuration into a typed one, or returns every problem found.
 pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     let mut c = Checker::default();
@@ -96,6 +138,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
         models: raw.scoring.models.iter().map(PathBuf::from).collect(),
         queue_capacity: c.positive("scoring.queue_capacity", raw.scoring.queue_capacity),
     };
+    let telemetry = telemetry(&mut c, raw);
     if c.problems.is_empty() {
         Ok(Config {
             server,
@@ -105,6 +148,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             admin,
             log,
             scoring,
+            telemetry,
         })
     } else {
         Err(c.problems)

@@ -85,6 +85,7 @@ pub struct Setup {
     pub server_extra: String,
     pub tls_extra: String,
     pub admission_extra: String,
+    pub telemetry_extra: String,
     pub scoring_models: Vec<PathBuf>,
 }
 
@@ -99,6 +100,7 @@ impl Setup {
             server_extra: String::new(),
             tls_extra: String::new(),
             admission_extra: String::new(),
+            telemetry_extra: String::new(),
             scoring_models: Vec::new(),
         }
     }
@@ -120,12 +122,14 @@ impl Setup {
              [admission]\n{admission}\n\
              [state]\ndir = \"{state}\"\n\
              [admin]\nsocket = \"{sock}\"\n\
-             [scoring]\nmodels = [{models}]\n",
+             [scoring]\nmodels = [{models}]\n\
+             [telemetry]\n{telemetry}\n",
             server = self.server_extra,
             cert = self.pki.path("server").display(),
             key = self.pki.path("server-key").display(),
             tls = self.tls_extra,
             admission = self.admission_extra,
+            telemetry = self.telemetry_extra,
             state = d.join("state").display(),
             sock = self.socket().display(),
             models = self

@@ -11,4 +11,5 @@ mod devmode;
 mod lifecycle;
 mod redact;
 mod scoring;
+mod telemetry;
 mod tls;

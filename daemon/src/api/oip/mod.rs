@@ -218,6 +218,7 @@ async fn run_infer(
             ));
         }
     };
+    observe_scores(&state, &loaded, &outputs, rows);
     let selected: Vec<_> = match &wanted {
         Some(names) => outputs
             .into_iter()
@@ -226,6 +227,42 @@ async fn run_infer(
         None => outputs,
     };
     Ok(response::infer(&loaded, &request, &selected))
+}
+
+/// Counts the rows for telemetry, and which side of the manifest's decision threshold
+/// each score fell on (column `score_column` of the eval gate's score output).
+fn observe_scores(
+    state: &AppState,
+    loaded: &LoadedModel,
+    outputs: &[crate::score::Tensor],
+    rows: usize,
+) {
+    let manifest = &loaded.manifest;
+    let above = manifest
+        .eval
+        .as_ref()
+        .and_then(|gate| {
+            let t = outputs.iter().find(|t| t.name == gate.score_output)?;
+            let width = t.data.len() / rows.max(1);
+            let column = gate.score_column.min(width.saturating_sub(1));
+            let score = |i: usize| -> Option<f64> {
+                match &t.data {
+                    crate::score::TensorData::F32(v) => v.get(i).map(|x| f64::from(*x)),
+                    crate::score::TensorData::F64(v) => v.get(i).copied(),
+                    _ => None,
+                }
+            };
+            Some(
+                (0..rows)
+                    .filter_map(|r| score(r * width + column))
+                    .filter(|s| *s >= gate.decision_threshold)
+                    .count() as u64,
+            )
+        })
+        .unwrap_or(0);
+    state
+        .telemetry
+        .observe_scores(&manifest.name, &manifest.version, rows as u64, above);
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,0 +1,83 @@
+//! `coffer-agent`: the fleet agent's command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use coffer_agent::AgentConfig;
+use coffer_agent::transport::Tls;
+
+#[derive(Parser)]
+#[command(name = "coffer-agent", version, about = "Coffer's fleet agent")]
+struct Cli {
+    /// Agent configuration file.
+    #[arg(long, short, default_value = "/etc/coffer/agent.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ship telemetry from cofferd's spool to the configured sinks until stopped.
+    Telemetry {
+        /// Deliver what is spooled now and exit (non-zero if a batch could not be sent).
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = AgentConfig::load(&cli.config)?;
+    let tls = match &config.telemetry.ca_bundle {
+        Some(path) => Some(Tls::from_bundle(path)?),
+        None => None,
+    };
+    let Command::Telemetry { once } = cli.command;
+    if once {
+        let mut total = 0;
+        loop {
+            let d = coffer_agent::egress::deliver_once(&config, tls.as_ref()).await?;
+            total += d.records;
+            if d.records == 0 || d.pending == 0 {
+                break;
+            }
+        }
+        println!("delivered {total} records");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stop = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    };
+    coffer_agent::egress::run(&config, tls.as_ref(), stop).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("coffer-agent: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("coffer-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
