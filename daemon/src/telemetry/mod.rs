@@ -33,7 +33,8 @@ struct Histogram {
 
 #[derive(Debug, Default)]
 struct Counters {
-    requests: HashMap<(String, u16), u64>,
+    /// By route template, then status.
+    requests: HashMap<String, HashMap<u16, u64>>,
     latency: HashMap<String, Histogram>,
     rows: HashMap<(String, String), u64>,
     /// Decisions in the current period only.
@@ -82,11 +83,24 @@ impl Telemetry {
             return;
         }
         let mut c = self.lock();
-        *c.requests.entry((route.to_string(), status)).or_default() += 1;
-        let h = c.latency.entry(route.to_string()).or_default();
-        if h.counts.is_empty() {
-            h.counts = vec![0; LATENCY_BOUNDS.len() + 1];
+        // Keys are allocated once per route and status, not per request.
+        match c.requests.get_mut(route) {
+            Some(by_status) => *by_status.entry(status).or_default() += 1,
+            None => {
+                c.requests
+                    .insert(route.to_string(), HashMap::from([(status, 1)]));
+            }
         }
+        if !c.latency.contains_key(route) {
+            let h = Histogram {
+                counts: vec![0; LATENCY_BOUNDS.len() + 1],
+                ..Histogram::default()
+            };
+            c.latency.insert(route.to_string(), h);
+        }
+        let Some(h) = c.latency.get_mut(route) else {
+            return;
+        };
         let secs = elapsed.as_secs_f64();
         let i = LATENCY_BOUNDS
             .iter()
@@ -149,12 +163,14 @@ impl Telemetry {
             )
         };
         let mut bodies = Vec::new();
-        for ((route, status), count) in requests {
-            bodies.push(RecordBody::Requests {
-                route,
-                status,
-                count,
-            });
+        for (route, by_status) in requests {
+            for (status, count) in by_status {
+                bodies.push(RecordBody::Requests {
+                    route: route.clone(),
+                    status,
+                    count,
+                });
+            }
         }
         for (route, h) in latency {
             let mut cumulative = 0;

@@ -239,6 +239,55 @@ async fn traffic(setup: &Setup, addr: std::net::SocketAddr, key: &str) {
         )
         .await;
     assert_eq!(r.status, 400);
+    // A card number and a phone number as feature values (scored, never stored).
+    let mut row = vec![0.1f64; 61];
+    row[0] = 4111111111111111.0;
+    row[1] = 13812345678.0;
+    let features = serde_json::json!({"inputs": [{"name": "features", "shape": [1, 61], "datatype": "FP64", "data": row}]});
+    let r = client
+        .request(
+            Method::POST,
+            "/v2/models/credit-lr/infer",
+            Some(key),
+            features.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 400, "FP64 is the wrong datatype for this model");
+    let features = features.to_string().replace("FP64", "FP32");
+    let r = client
+        .request(
+            Method::POST,
+            "/v2/models/credit-lr/infer",
+            Some(key),
+            features.as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}
+
+/// An identifier in the spellings people use: plain, grouped by 4 with spaces, dashes
+/// or dots, and full-width.
+fn spellings(id: &str) -> Vec<String> {
+    let digits: Vec<char> = id.chars().collect();
+    let grouped = |sep: &str| {
+        digits
+            .chunks(4)
+            .map(|c| c.iter().collect::<String>())
+            .collect::<Vec<_>>()
+            .join(sep)
+    };
+    let full_width: String = id
+        .chars()
+        .map(|c| match c {
+            '!'..='~' => char::from_u32(c as u32 + 0xFEE0).unwrap_or(c),
+            _ => c,
+        })
+        .collect();
+    let mut all = vec![id.to_string(), full_width];
+    if !id.contains('@') {
+        all.extend([grouped(" "), grouped("-"), grouped(".")]);
+    }
+    all
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,7 +333,7 @@ async fn telemetry_reaches_prometheus_and_otlp_survives_an_outage_and_leaks_noth
     assert!(sent > 5, "only {sent} records");
     let requests = prometheus.query("coffer_requests_total{route=\"/v2/models/{model}/infer\",status=\"200\",site=\"branch-7\"}").await;
     assert_eq!(requests.len(), 1, "{requests:?}");
-    assert_eq!(requests[0]["value"][1], "5");
+    assert_eq!(requests[0]["value"][1], "6");
     assert!(
         !prometheus
             .query("coffer_model_active{model=\"credit-lr\",version=\"1.0.0\"}")
@@ -304,7 +353,7 @@ async fn telemetry_reaches_prometheus_and_otlp_survives_an_outage_and_leaks_noth
     let rows = prometheus
         .query("coffer_scoring_rows_total{model=\"credit-lr\"}")
         .await;
-    assert_eq!(rows[0]["value"][1], "5");
+    assert_eq!(rows[0]["value"][1], "6");
     {
         let events = otlp_seen.lock().unwrap();
         let all = events
@@ -350,7 +399,7 @@ async fn telemetry_reaches_prometheus_and_otlp_survives_an_outage_and_leaks_noth
     let requests = prometheus
         .query("coffer_requests_total{route=\"/v2/models/{model}/infer\",status=\"200\"}")
         .await;
-    assert_eq!(requests[0]["value"][1], "10", "{requests:?}");
+    assert_eq!(requests[0]["value"][1], "12", "{requests:?}");
 
     // Nothing anywhere carries an identifier: the daemon's log, its state files, what
     // the OTLP receiver got, and every label value Prometheus stored.
@@ -365,12 +414,15 @@ async fn telemetry_reaches_prometheus_and_otlp_survives_an_outage_and_leaks_noth
         .get("/api/v1/series?match[]=%7B__name__%3D~%22coffer_.%2B%22%7D")
         .await
         .unwrap();
-    for pii in PII {
+    for pii in PII.iter().flat_map(|p| spellings(p)) {
+        let pii = pii.as_str();
         assert!(!log.contains(pii), "daemon log has {pii}");
         assert!(!otlp.contains(pii), "OTLP has {pii}");
         assert!(!labels.contains(pii), "Prometheus has {pii}");
         let hits = files_contain(&setup.dir().join("state"), pii.as_bytes());
         assert!(hits.is_empty(), "{pii} in {hits:?}");
+        let hits = files_contain(&prom_dir, pii.as_bytes());
+        assert!(hits.is_empty(), "{pii} in Prometheus's files {hits:?}");
     }
     assert!(
         labels.contains("credit-lr"),
