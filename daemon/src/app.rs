@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::admin::{self, AdminState, PeerPolicy};
 use crate::admission::Admission;
 use crate::api::{self, AppState, Limits};
+use crate::audit::{AuditEvent, AuditLog};
 use crate::config::Config;
 use crate::devmode::{self, DevLayout};
 use crate::keys::{KeyStore, RateLimiter};
@@ -50,6 +51,8 @@ pub enum StartError {
     Dev(#[from] devmode::DevError),
     #[error("scoring model: {0}")]
     Scoring(#[from] LoadError),
+    #[error("audit log: {0}")]
+    Audit(#[from] crate::audit::AuditError),
     #[error("telemetry: {0}")]
     Telemetry(#[from] crate::telemetry::SpoolError),
 }
@@ -91,6 +94,24 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     let db = open_state(&config.state.dir)?;
     readiness.set("state", true, "open");
     let keys = Arc::new(KeyStore::open(&db)?);
+    let audit = if config.audit.enabled {
+        let settings = config.audit.settings.clone();
+        let log = tokio::task::spawn_blocking(move || AuditLog::open(settings))
+            .await
+            .map_err(|e| crate::audit::AuditError::Io {
+                path: config.audit.settings.dir.display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        Some(Arc::new(log))
+    } else {
+        None
+    };
+    if let Some(a) = &audit {
+        a.record(AuditEvent::Started {
+            public_key: a.public_key().to_string(),
+        })
+        .await;
+    }
     let tls = Arc::new(ReloadableTls::new(config.tls.clone())?);
     readiness.set("tls", true, "certificate loaded");
     readiness.set("models", false, "loading");
@@ -125,6 +146,13 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         .collect();
     for (model, version, _) in &active {
         telemetry.event(EventKind::ModelLoaded, Some(model), Some(version));
+        if let Some(a) = &audit {
+            a.record(AuditEvent::ModelLoaded {
+                model: model.clone(),
+                version: version.clone(),
+            })
+            .await;
+        }
     }
     let flush_task = spawn_flush(
         Arc::clone(&telemetry),
@@ -146,6 +174,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         readiness: Arc::clone(&readiness),
         scoring,
         telemetry: Arc::clone(&telemetry),
+        audit: audit.clone().filter(|_| config.audit.requests),
         limits: Limits {
             max_body_bytes: config.server.max_body_bytes,
             request_timeout: config.server.request_timeout,
@@ -178,6 +207,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         keys: Arc::clone(&keys),
         limiter,
         spool,
+        audit: audit.clone(),
     });
     let policy = PeerPolicy::new(
         config.admin.allowed_uids.clone(),
@@ -219,6 +249,10 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         final_flush.event(EventKind::Stopping, None, None);
     })
     .await;
+    if let Some(a) = audit {
+        a.record(AuditEvent::Stopping).await;
+        let _ = tokio::task::spawn_blocking(move || a.close()).await;
+    }
     let _ = std::fs::remove_file(&config.admin.socket);
     if let Err(e) = db.flush_async().await {
         tracing::error!(error = %e, "state flush at shutdown failed");

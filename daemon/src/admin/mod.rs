@@ -26,6 +26,8 @@ pub struct AdminState {
     pub limiter: Arc<RateLimiter>,
     /// The telemetry spool; `None` when telemetry is off.
     pub spool: Option<Arc<crate::telemetry::Spool>>,
+    /// The audit log; `None` when audit is off.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// An admin API error: status, stable code and message.

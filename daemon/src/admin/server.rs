@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -19,6 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::UnixListener;
 
 use super::{AdminFailure, AdminState, PeerPolicy, keys};
+use crate::audit::AuditEvent;
 
 /// Why the admin socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +81,48 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/telemetry", get(super::telemetry::batch))
         .route("/admin/telemetry/ack", post(super::telemetry::ack))
         .layer(axum::middleware::from_fn(check_peer))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            audit_change,
+        ))
         .with_state(state)
+}
+
+/// Every admin call that changes something (any method but GET), refused or not, goes
+/// into the audit log with the caller's uid and the answer's status. Key tokens never
+/// appear: they are in response bodies, which are not recorded.
+async fn audit_change(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+    let uid = req
+        .extensions()
+        .get::<PeerAllowed>()
+        .map(|p| p.1)
+        .unwrap_or(u32::MAX);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let response = next.run(req).await;
+    if method != http::Method::GET {
+        if let Some(audit) = &state.audit {
+            let action = match (method.as_str(), path.as_str()) {
+                ("POST", "/admin/keys") => "keys.create".to_string(),
+                ("DELETE", p) if p.starts_with("/admin/keys/") => "keys.revoke".to_string(),
+                ("POST", "/admin/telemetry/ack") => "telemetry.ack".to_string(),
+                (m, p) => format!("{m} {p}"),
+            };
+            let target = path
+                .strip_prefix("/admin/keys/")
+                .map(str::to_string)
+                .unwrap_or_default();
+            audit
+                .record(AuditEvent::Admin {
+                    uid,
+                    action,
+                    target,
+                    status: response.status().as_u16(),
+                })
+                .await;
+        }
+    }
+    response
 }
 
 /// Serves the admin API until `shutdown` resolves, then lets open requests finish.

@@ -19,7 +19,7 @@ use axum::routing::get;
 pub use body::read_limited;
 pub use error::{ApiError, ErrorKind, Family};
 pub use guard::{Authenticated, KeyId};
-pub use observe::RequestId;
+pub use observe::{RequestId, ServedModel};
 
 use crate::admission::Admission;
 use crate::keys::{KeyStore, RateLimiter, RateSpec, Scope};
@@ -49,6 +49,8 @@ pub struct AppState {
     pub limits: Limits,
     pub scoring: Arc<ScoringModels>,
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// The audit log when per-request records are on.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// Routes grouped by the scope they require.

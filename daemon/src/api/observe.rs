@@ -18,7 +18,12 @@ use tracing::Instrument as _;
 use super::AppState;
 use super::error::{ApiError, ErrorKind, Family};
 use super::guard::KeyId;
+use crate::audit::AuditEvent;
 use crate::metrics::{Rejection, RouteLabel, RouteStatus};
+
+/// The model version that answered a request (`name@version`), for the audit record.
+#[derive(Debug, Clone)]
+pub struct ServedModel(pub String);
 
 /// The header that carries the request id back to the client.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -44,6 +49,12 @@ pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next:
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let family = Family::for_path(req.uri().path());
+    let request_bytes = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
     // The span costs a few per cent of throughput at info level: it is at info only when
     // access logging is on. 5xx lines carry the request id themselves.
     let span = if state.limits.access_log {
@@ -93,10 +104,30 @@ pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next:
     state
         .metrics
         .latency
-        .get_or_create(&RouteLabel { route })
+        .get_or_create(&RouteLabel {
+            route: route.clone(),
+        })
         .observe(elapsed.as_secs_f64());
     let key_id = response.extensions().get::<KeyId>().map(|k| k.0.clone());
     let latency_us = elapsed.as_micros() as u64;
+    if let Some(audit) = &state.audit {
+        use http_body::Body as _;
+        audit
+            .record(AuditEvent::Request {
+                request_id: id.0.clone(),
+                key_id: key_id.clone(),
+                route: route.clone(),
+                model: response
+                    .extensions()
+                    .get::<ServedModel>()
+                    .map(|m| m.0.clone()),
+                status,
+                request_bytes,
+                response_bytes: response.body().size_hint().exact().unwrap_or(0),
+                latency_us,
+            })
+            .await;
+    }
     let key_id = key_id.as_deref().unwrap_or("-");
     span.in_scope(|| {
         if status >= 500 {

@@ -36,6 +36,21 @@ enum Command {
     /// e-mail and IP address, and long account-like number replaced by a tag such as
     /// [PAN]; a count per tag goes to stderr. Needs no running daemon.
     Redact,
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain, checkpoint signatures and HEAD of an audit directory, and
+    /// name the first bad record. Reads the files directly; needs no running daemon.
+    Verify {
+        /// The audit directory; defaults to the config's audit directory, then
+        /// /var/lib/coffer/audit.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,8 +160,12 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())
         }
     };
-    let Command::Keys(command) = cli.command else {
-        return Ok(redact_stdin());
+    let command = match cli.command {
+        Command::Keys(command) => command,
+        Command::Redact => return Ok(redact_stdin()),
+        Command::Audit(AuditCommand::Verify { ref dir }) => {
+            return Ok(audit_verify(&cli, dir.as_ref()));
+        }
     };
     let code = match command {
         KeysCommand::Create {
@@ -248,10 +267,51 @@ fn redact_stdin() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `cofferctl audit verify`.
+fn audit_verify(cli: &Cli, dir: Option<&PathBuf>) -> ExitCode {
+    let dir = match (dir, &cli.config) {
+        (Some(d), _) => d.clone(),
+        (None, Some(path)) => match cofferd::config::load(path) {
+            Ok(c) => c.audit.settings.dir,
+            Err(e) => {
+                for p in e.problems() {
+                    eprintln!("cofferctl: {}: {p}", path.display());
+                }
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => PathBuf::from("/var/lib/coffer/audit"),
+    };
+    match cofferd::audit::verify_dir(&dir) {
+        Ok(report) => {
+            if cli.json {
+                println!("{}", json!({ "ok": true, "report": report }));
+            } else {
+                println!(
+                    "audit log OK: {} records in {} segment(s), {} signed checkpoints, last record {}",
+                    report.records, report.segments, report.checkpoints, report.last_seq
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if cli.json {
+                println!("{}", json!({ "ok": false, "error": e.to_string() }));
+            } else {
+                eprintln!("cofferctl: audit log {}: {e}", dir.display());
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Redact) {
         return redact_stdin();
+    }
+    if let Command::Audit(AuditCommand::Verify { dir }) = &cli.command {
+        return audit_verify(&cli, dir.as_ref());
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -83,6 +83,16 @@ pub struct Config {
     pub log: LogConfig,
     pub scoring: ScoringConfig,
     pub telemetry: TelemetryConfig,
+    pub audit: AuditConfig,
+}
+
+/// The audit log (see docs/audit.md).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub enabled: bool,
+    pub settings: crate::audit::AuditSettings,
+    /// One record per API request (metadata only).
+    pub requests: bool,
 }
 
 /// What cofferd records for the fleet (see docs/privacy.md).

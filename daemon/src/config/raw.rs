@@ -15,6 +15,33 @@ pub struct RawConfig {
     pub log: RawLog,
     pub scoring: RawScoring,
     pub telemetry: RawTelemetry,
+    pub audit: RawAudit,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    pub enabled: bool,
+    pub dir: Option<String>,
+    pub fsync: String,
+    pub fsync_interval: String,
+    pub max_segment_bytes: u64,
+    pub checkpoint_every: u64,
+    pub requests: bool,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: None,
+            fsync: "interval".into(),
+            fsync_interval: "1s".into(),
+            max_segment_bytes: 64 << 20,
+            checkpoint_every: 1000,
+            requests: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

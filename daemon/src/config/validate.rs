@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use super::raw::RawConfig;
 use super::{
-    AdminConfig, AdmissionConfig, ClientAuth, Config, LogConfig, LogFormat, Problem, ScoringConfig,
-    ServerConfig, StateConfig, TelemetryConfig, TlsConfig,
+    AdminConfig, AdmissionConfig, AuditConfig, ClientAuth, Config, LogConfig, LogFormat, Problem,
+    ScoringConfig, ServerConfig, StateConfig, TelemetryConfig, TlsConfig,
 };
+use crate::audit::{AuditSettings, FsyncPolicy};
 
 /// Collects problems while converting raw values.
 #[derive(Default)]
@@ -70,6 +71,55 @@ impl Checker {
                 PathBuf::new()
             }
         }
+    }
+}
+
+fn audit(c: &mut Checker, raw: &RawConfig, state_dir: &std::path::Path) -> AuditConfig {
+    let a = &raw.audit;
+    let fsync = match a.fsync.as_str() {
+        "always" => FsyncPolicy::Always,
+        "never" => FsyncPolicy::Never,
+        "interval" => FsyncPolicy::Interval(c.duration(
+            "audit.fsync_interval",
+            &a.fsync_interval,
+            Duration::from_millis(1),
+        )),
+        other => {
+            c.problem(
+                "audit.fsync",
+                format!("{other:?} is not a policy"),
+                "use \"always\", \"interval\" or \"never\"",
+            );
+            FsyncPolicy::Always
+        }
+    };
+    if a.max_segment_bytes < 4096 {
+        c.problem(
+            "audit.max_segment_bytes",
+            format!("{} is too small", a.max_segment_bytes),
+            "use at least 4096 (default 64 MiB)",
+        );
+    }
+    if a.checkpoint_every == 0 {
+        c.problem(
+            "audit.checkpoint_every",
+            "must be greater than 0",
+            "set a positive number such as 1000",
+        );
+    }
+    AuditConfig {
+        enabled: a.enabled,
+        requests: a.requests,
+        settings: AuditSettings {
+            dir: a
+                .dir
+                .as_ref()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| state_dir.join("audit")),
+            fsync,
+            max_segment_bytes: a.max_segment_bytes,
+            checkpoint_every: a.checkpoint_every.max(1),
+        },
     }
 }
 
@@ -139,6 +189,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
         queue_capacity: c.positive("scoring.queue_capacity", raw.scoring.queue_capacity),
     };
     let telemetry = telemetry(&mut c, raw);
+    let audit = audit(&mut c, raw, &state.dir);
     if c.problems.is_empty() {
         Ok(Config {
             server,
@@ -149,6 +200,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             log,
             scoring,
             telemetry,
+            audit,
         })
     } else {
         Err(c.problems)

@@ -4,6 +4,7 @@
 mod common;
 
 mod admission;
+mod audit;
 mod auth;
 mod compat;
 mod config;

@@ -18,7 +18,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, AppState, ErrorKind, Family, read_limited};
+use super::{ApiError, AppState, ErrorKind, Family, ServedModel, read_limited};
 use crate::score::{BatchError, LoadedModel};
 use request::bad;
 
@@ -226,7 +226,11 @@ async fn run_infer(
             .collect(),
         None => outputs,
     };
-    Ok(response::infer(&loaded, &request, &selected))
+    let mut response = response::infer(&loaded, &request, &selected);
+    response
+        .extensions_mut()
+        .insert(ServedModel(loaded.manifest.id()));
+    Ok(response)
 }
 
 /// Counts the rows for telemetry, and which side of the manifest's decision threshold

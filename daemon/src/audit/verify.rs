@@ -1,0 +1,177 @@
+//! Verifying an audit directory: every segment in order, every record's hash and link to
+//! the one before, the sequence without gaps or repeats, every checkpoint's signature,
+//! and the signed `HEAD` (the last record known durable), which exposes records cut off
+//! the end. The first bad record is named by its file, line and sequence number.
+
+use std::path::{Path, PathBuf};
+
+use super::record::{AuditEvent, AuditRecord, GENESIS};
+use super::signing;
+
+/// The signed pointer to the last durable record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: String,
+    pub signature: String,
+}
+
+/// What a clean verification saw.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Report {
+    pub segments: usize,
+    pub records: u64,
+    pub checkpoints: u64,
+    pub last_seq: u64,
+}
+
+/// The first problem found.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum VerifyError {
+    #[error("cannot read {path}: {what}")]
+    Io { path: String, what: String },
+    #[error("{file}:{line}: record {seq}: {what}")]
+    BadRecord {
+        file: String,
+        line: usize,
+        seq: u64,
+        what: String,
+    },
+    #[error("{file}:{line}: not a record: {what}")]
+    Unreadable {
+        file: String,
+        line: usize,
+        what: String,
+    },
+    #[error(
+        "the log ends at record {last} but HEAD says record {head} was written: records after {last} were removed"
+    )]
+    Truncated { last: u64, head: u64 },
+    #[error("HEAD: {0}")]
+    BadHead(String),
+}
+
+/// The segment files of a directory, oldest first.
+pub fn segments(dir: &Path) -> Result<Vec<PathBuf>, VerifyError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| VerifyError::Io {
+            path: dir.display().to_string(),
+            what: e.to_string(),
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("audit-") && n.ends_with(".log"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Verifies `dir` against the public key in `dir/signing.pub`.
+pub fn verify_dir(dir: &Path) -> Result<Report, VerifyError> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|e| VerifyError::Io {
+            path: p.display().to_string(),
+            what: e.to_string(),
+        })
+    };
+    let public_key = read(&dir.join("signing.pub"))?.trim().to_string();
+    let mut report = Report {
+        segments: 0,
+        records: 0,
+        checkpoints: 0,
+        last_seq: 0,
+    };
+    let mut prev = GENESIS.to_string();
+    let head: Option<Head> = match std::fs::read_to_string(dir.join("HEAD")) {
+        Ok(text) => {
+            Some(serde_json::from_str(&text).map_err(|e| VerifyError::BadHead(e.to_string()))?)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(VerifyError::BadHead(e.to_string())),
+    };
+    if let Some(h) = &head {
+        if !signing::verify(&public_key, h.seq, &h.hash, &h.signature) {
+            return Err(VerifyError::BadHead("its signature does not verify".into()));
+        }
+    }
+    for path in segments(dir)? {
+        report.segments += 1;
+        let file = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = read(&path)?;
+        for (i, line) in text.lines().enumerate() {
+            let line_no = i + 1;
+            let record: AuditRecord =
+                serde_json::from_str(line).map_err(|e| VerifyError::Unreadable {
+                    file: file.clone(),
+                    line: line_no,
+                    what: e.to_string(),
+                })?;
+            let bad = |what: String| VerifyError::BadRecord {
+                file: file.clone(),
+                line: line_no,
+                seq: record.seq,
+                what,
+            };
+            let expected = report.last_seq + 1;
+            if record.seq < expected {
+                return Err(bad(format!(
+                    "comes after record {}: reordered or repeated",
+                    report.last_seq
+                )));
+            }
+            if record.seq > expected {
+                return Err(bad(format!(
+                    "records {expected}..{} are missing (deleted)",
+                    record.seq - 1
+                )));
+            }
+            if record.prev != prev {
+                return Err(bad(
+                    "does not link to the record before it (inserted, deleted or reordered)".into(),
+                ));
+            }
+            if record.compute_hash() != record.hash {
+                return Err(bad("its content does not match its hash (modified)".into()));
+            }
+            if let AuditEvent::Checkpoint {
+                upto_seq,
+                upto_hash,
+                signature,
+            } = &record.event
+            {
+                if *upto_seq + 1 != record.seq || *upto_hash != prev {
+                    return Err(bad("checkpoint does not cover the record before it".into()));
+                }
+                if !signing::verify(&public_key, *upto_seq, upto_hash, signature) {
+                    return Err(bad("checkpoint signature does not verify".into()));
+                }
+                report.checkpoints += 1;
+            }
+            if let Some(h) = &head {
+                if h.seq == record.seq && h.hash != record.hash {
+                    return Err(bad("differs from the record HEAD signed".into()));
+                }
+            }
+            prev = record.hash.clone();
+            report.last_seq = record.seq;
+            report.records += 1;
+        }
+    }
+    if let Some(h) = &head {
+        if h.seq > report.last_seq {
+            return Err(VerifyError::Truncated {
+                last: report.last_seq,
+                head: h.seq,
+            });
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,389 @@
+//! The audit writer: one thread owns the log files. Events arrive on a bounded channel
+//! (a full channel makes the sender wait: audit records are never dropped), are chained
+//! and appended as JSON lines, flushed per batch and fsynced by policy; every
+//! `checkpoint_every` records a signed checkpoint is appended; after each fsync the
+//! signed `HEAD` is replaced atomically. Segments rotate at `max_segment_bytes` with
+//! the chain running on. On start the chain continues from the last segment (a torn
+//! last line from a crash is cut off and logged).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+
+use super::record::{AuditEvent, AuditRecord, GENESIS};
+use super::signing::{Signer, SigningError};
+use super::verify::{Head, segments};
+
+/// When records reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// After every batch of records (each admin action, each burst of requests).
+    Always,
+    /// At most this long after a record was written.
+    Interval(Duration),
+    /// Left to the kernel.
+    Never,
+}
+
+/// Audit settings.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub dir: PathBuf,
+    pub fsync: FsyncPolicy,
+    pub max_segment_bytes: u64,
+    pub checkpoint_every: u64,
+}
+
+/// Audit errors.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+    #[error("the last audit record in {0} is unreadable; run `cofferctl audit verify`")]
+    Corrupt(String),
+}
+
+enum Msg {
+    Event(AuditEvent),
+    Stop(std::sync::mpsc::Sender<()>),
+}
+
+/// The handle the daemon records through.
+#[derive(Debug)]
+pub struct AuditLog {
+    tx: SyncSender<MsgBox>,
+    public_key: String,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// `Msg` is not `Debug`; the channel carries it boxed in this wrapper.
+struct MsgBox(Msg);
+
+impl std::fmt::Debug for MsgBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("audit message")
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct Writer {
+    settings: AuditSettings,
+    signer: Signer,
+    file: BufWriter<File>,
+    segment: PathBuf,
+    segment_no: u64,
+    size: u64,
+    seq: u64,
+    prev: String,
+    since_checkpoint: u64,
+    dirty_since: Option<Instant>,
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
+    move |source| AuditError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("audit-{n:06}.log"))
+}
+
+fn open_append(path: &Path) -> Result<File, AuditError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err(path))
+}
+
+impl Writer {
+    fn open(settings: AuditSettings) -> Result<Writer, AuditError> {
+        let dir = settings.dir.clone();
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let signer = Signer::load_or_create(&dir)?;
+        let existing = segments(&dir).map_err(|e| AuditError::Corrupt(e.to_string()))?;
+        let (segment_no, seq, prev) = match existing.last() {
+            None => (1, 0, GENESIS.to_string()),
+            Some(last) => {
+                let n = last
+                    .file_name()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| {
+                        s.trim_start_matches("audit-")
+                            .trim_end_matches(".log")
+                            .parse()
+                            .ok()
+                    })
+                    .unwrap_or(existing.len() as u64);
+                let mut text = std::fs::read_to_string(last).map_err(io_err(last))?;
+                if !text.is_empty() && !text.ends_with('\n') {
+                    let keep = text.rfind('\n').map(|i| i + 1).unwrap_or(0);
+                    tracing::warn!(file = %last.display(), bytes = text.len() - keep, "audit: cutting off a torn last line left by a crash");
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(last)
+                        .map_err(io_err(last))?;
+                    f.set_len(keep as u64).map_err(io_err(last))?;
+                    f.sync_all().map_err(io_err(last))?;
+                    text.truncate(keep);
+                }
+                match text.lines().last() {
+                    Some(line) => {
+                        let r: AuditRecord = serde_json::from_str(line)
+                            .map_err(|_| AuditError::Corrupt(last.display().to_string()))?;
+                        (n, r.seq, r.hash)
+                    }
+                    None => (n, 0, GENESIS.to_string()),
+                }
+            }
+        };
+        // An empty last segment after records in earlier ones: continue from those.
+        let (seq, prev) = if seq == 0 && existing.len() > 1 {
+            let before = &existing[existing.len() - 2];
+            let text = std::fs::read_to_string(before).map_err(io_err(before))?;
+            let r: AuditRecord = text
+                .lines()
+                .last()
+                .and_then(|l| serde_json::from_str(l).ok())
+                .ok_or_else(|| AuditError::Corrupt(before.display().to_string()))?;
+            (r.seq, r.hash)
+        } else {
+            (seq, prev)
+        };
+        let segment = segment_path(&dir, segment_no);
+        let file = open_append(&segment)?;
+        let size = file.metadata().map_err(io_err(&segment))?.len();
+        Ok(Writer {
+            settings,
+            signer,
+            file: BufWriter::new(file),
+            segment,
+            segment_no,
+            size,
+            seq,
+            prev,
+            since_checkpoint: 0,
+            dirty_since: None,
+        })
+    }
+
+    fn append(&mut self, event: AuditEvent) -> Result<(), AuditError> {
+        if self.size >= self.settings.max_segment_bytes {
+            self.rotate()?;
+        }
+        self.seq += 1;
+        let record = AuditRecord::chained(self.seq, now_ms(), &self.prev, event);
+        let mut line = serde_json::to_vec(&record).unwrap_or_default();
+        line.push(b'\n');
+        self.file.write_all(&line).map_err(io_err(&self.segment))?;
+        self.size += line.len() as u64;
+        self.prev = record.hash;
+        self.since_checkpoint += 1;
+        self.dirty_since.get_or_insert_with(Instant::now);
+        if self.since_checkpoint >= self.settings.checkpoint_every
+            && !matches!(record.event, AuditEvent::Checkpoint { .. })
+        {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) -> Result<(), AuditError> {
+        let signature = self.signer.sign(self.seq, &self.prev);
+        let event = AuditEvent::Checkpoint {
+            upto_seq: self.seq,
+            upto_hash: self.prev.clone(),
+            signature,
+        };
+        self.since_checkpoint = 0;
+        self.append(event)?;
+        self.since_checkpoint = 0;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<(), AuditError> {
+        self.sync()?;
+        let previous = self
+            .segment
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.segment_no += 1;
+        self.segment = segment_path(&self.settings.dir, self.segment_no);
+        self.file = BufWriter::new(open_append(&self.segment)?);
+        self.size = 0;
+        self.append(AuditEvent::Rotated {
+            previous_segment: previous,
+        })
+    }
+
+    /// Flushes, fsyncs, and replaces HEAD (write, fsync, rename).
+    fn sync(&mut self) -> Result<(), AuditError> {
+        self.file.flush().map_err(io_err(&self.segment))?;
+        self.file
+            .get_ref()
+            .sync_data()
+            .map_err(io_err(&self.segment))?;
+        self.dirty_since = None;
+        let head = Head {
+            seq: self.seq,
+            hash: self.prev.clone(),
+            signature: self.signer.sign(self.seq, &self.prev),
+        };
+        let tmp = self.settings.dir.join("HEAD.tmp");
+        let path = self.settings.dir.join("HEAD");
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(serde_json::to_string(&head).unwrap_or_default().as_bytes())
+            .map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        Ok(())
+    }
+
+    /// After a batch: flush to the kernel, and fsync as the policy says.
+    fn after_batch(&mut self) -> Result<(), AuditError> {
+        self.file.flush().map_err(io_err(&self.segment))?;
+        match self.settings.fsync {
+            FsyncPolicy::Always => self.sync(),
+            FsyncPolicy::Interval(d) if self.dirty_since.is_some_and(|t| t.elapsed() >= d) => {
+                self.sync()
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn run(mut w: Writer, rx: Receiver<MsgBox>) {
+    let report = |e: AuditError| tracing::error!(error = %e, "audit log write failed");
+    loop {
+        // Wait for the next record; when written records are not yet durable, only as
+        // long as the fsync policy allows.
+        let wait = match (w.settings.fsync, w.dirty_since) {
+            (FsyncPolicy::Interval(d), Some(t)) => Some(d.saturating_sub(t.elapsed())),
+            (FsyncPolicy::Always, Some(_)) => Some(Duration::ZERO),
+            _ => None,
+        };
+        let next = match wait {
+            Some(d) => rx.recv_timeout(d),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let mut message = match next {
+            Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(e) = w.sync() {
+                    report(e);
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                if let Err(e) = w.sync() {
+                    report(e);
+                }
+                return;
+            }
+        };
+        loop {
+            match message.0 {
+                Msg::Event(event) => {
+                    if let Err(e) = w.append(event) {
+                        report(e);
+                    }
+                }
+                Msg::Stop(done) => {
+                    let result = w.checkpoint().and_then(|()| w.sync());
+                    if let Err(e) = result {
+                        report(e);
+                    }
+                    let _ = done.send(());
+                    return;
+                }
+            }
+            match rx.try_recv() {
+                Ok(m) => message = m,
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = w.after_batch() {
+            report(e);
+        }
+    }
+}
+
+impl AuditLog {
+    /// Opens (or continues) the log in `settings.dir` and starts the writer thread.
+    pub fn open(settings: AuditSettings) -> Result<AuditLog, AuditError> {
+        let writer = Writer::open(settings)?;
+        let public_key = writer.signer.public_key_hex();
+        let (tx, rx) = sync_channel(65_536);
+        let thread = std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || run(writer, rx))
+            .map_err(|source| AuditError::Io {
+                path: "audit writer thread".into(),
+                source,
+            })?;
+        Ok(AuditLog {
+            tx,
+            public_key,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The hex ed25519 public key that verifies this appliance's checkpoints.
+    pub fn public_key(&self) -> &str {
+        &self.public_key
+    }
+
+    /// Records an event; when the writer is behind, waits off the async workers, so
+    /// that no record is dropped.
+    pub async fn record(&self, event: AuditEvent) {
+        match self.tx.try_send(MsgBox(Msg::Event(event))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(m)) => {
+                let tx = self.tx.clone();
+                let sent = tokio::task::spawn_blocking(move || tx.send(m).is_ok()).await;
+                if !matches!(sent, Ok(true)) {
+                    tracing::error!("audit writer is gone; record lost");
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::error!("audit writer is gone; record lost");
+            }
+        }
+    }
+
+    /// Records from a blocking context.
+    pub fn record_blocking(&self, event: AuditEvent) {
+        if self.tx.send(MsgBox(Msg::Event(event))).is_err() {
+            tracing::error!("audit writer is gone; record lost");
+        }
+    }
+
+    /// Writes a final checkpoint, makes everything durable and stops the writer.
+    pub fn close(&self) {
+        let (done, wait) = std::sync::mpsc::channel();
+        if self.tx.send(MsgBox(Msg::Stop(done))).is_ok() {
+            let _ = wait.recv_timeout(Duration::from_secs(10));
+        }
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
