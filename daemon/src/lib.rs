@@ -12,6 +12,8 @@ pub mod audit;
 pub mod client;
 pub mod config;
 pub mod devmode;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod lifecycle;
 pub mod logging;

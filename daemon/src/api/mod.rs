@@ -8,6 +8,12 @@ mod error;
 mod guard;
 mod observe;
 mod oip;
+
+/// The infer request parser, for the fuzz targets (`crate::fuzzing`).
+#[doc(hidden)]
+pub mod oip_fuzzing {
+    pub use super::oip::parse_and_validate;
+}
 mod routes;
 
 use std::sync::Arc;

@@ -9,6 +9,7 @@ mod auth;
 mod compat;
 mod config;
 mod devmode;
+mod faults;
 mod lifecycle;
 mod redact;
 mod scoring;

@@ -45,6 +45,17 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v2/repository/index", post(repository_index))
 }
 
+/// Parses and validates an infer request body as the handler does (for fuzzing).
+pub fn parse_and_validate(
+    body: &bytes::Bytes,
+    header_length: Option<usize>,
+    specs: &[coffer_models::TensorSpec],
+    max_batch: usize,
+) -> Result<(Vec<crate::score::Tensor>, usize), ApiError> {
+    let (request, binary) = request::parse(body, header_length)?;
+    request::validate(&request, &binary, specs, max_batch)
+}
+
 fn not_found(model: &str, version: Option<&str>) -> ApiError {
     let (code, message) = match version {
         Some(v) => (

@@ -1,0 +1,187 @@
+//! Entry points for the fuzz targets in `fuzz/` (cargo-fuzz, nightly) and for the
+//! stable-toolchain run of the same entry points in this crate's tests: the Open
+//! Inference Protocol request parser and validator, the manifest parser, the config
+//! parser and validator, the PII redaction, and the audit verifier's record parser.
+//! Each must return on any input; a panic or a broken invariant is a bug. Not part of
+//! the daemon's API.
+
+use bytes::Bytes;
+use coffer_models::{Datatype, TensorSpec};
+
+use crate::api::oip_fuzzing;
+
+fn specs() -> Vec<TensorSpec> {
+    let spec = |name: &str, datatype, shape: Vec<i64>| TensorSpec {
+        name: name.into(),
+        datatype,
+        shape,
+        features: Vec::new(),
+    };
+    vec![
+        spec("features", Datatype::Fp32, vec![-1, 4]),
+        spec("counts", Datatype::Int64, vec![-1, 2]),
+        spec("flags", Datatype::Bool, vec![-1, 1]),
+        spec("amount", Datatype::Fp64, vec![-1, 1]),
+        spec("code", Datatype::Int32, vec![-1, 1]),
+    ]
+}
+
+/// An infer request body: the first byte picks whether it carries Triton's binary
+/// extension (and where the JSON header ends); the rest is the body.
+pub fn infer_request(data: &[u8]) {
+    let Some((&first, body)) = data.split_first() else {
+        return;
+    };
+    let header_length = (first & 1 == 1).then(|| usize::from(first >> 1).min(body.len()));
+    let body = Bytes::copy_from_slice(body);
+    if let Ok((tensors, rows)) = oip_fuzzing::parse_and_validate(&body, header_length, &specs(), 64)
+    {
+        assert!((1..=64).contains(&rows), "validated batch of {rows} rows");
+        for t in &tensors {
+            let per_row: usize = t.shape.iter().skip(1).product();
+            assert_eq!(
+                t.data.len(),
+                rows * per_row,
+                "tensor {} is consistent",
+                t.name
+            );
+        }
+    }
+}
+
+/// A manifest's text.
+pub fn manifest(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(m) = coffer_models::Manifest::parse(text) {
+            assert!(!m.name.is_empty());
+        }
+    }
+}
+
+/// A configuration file's text, parsed and validated.
+pub fn config(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(raw) = crate::config::parse(text) {
+            let _ = crate::config::validate(&raw);
+        }
+    }
+}
+
+/// Text to redact: findings in order, not overlapping, on character boundaries; the
+/// redacted text has no finding left.
+pub fn redact(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let findings = coffer_privacy::find(&text);
+    let mut last = 0;
+    for f in &findings {
+        assert!(f.start >= last && f.start < f.end && f.end <= text.len());
+        assert!(text.is_char_boundary(f.start) && text.is_char_boundary(f.end));
+        last = f.end;
+    }
+    let _ = coffer_privacy::redact(&text);
+}
+
+/// One audit log line.
+pub fn audit_line(data: &[u8]) {
+    if let Ok(record) = serde_json::from_slice::<crate::audit::AuditRecord>(data) {
+        let _ = record.compute_hash();
+    }
+}
+
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
+/// Every target by name, for the test runner and the regression corpus.
+pub const TARGETS: [(&str, Target); 5] = [
+    ("infer_request", infer_request),
+    ("manifest", manifest),
+    ("config", config),
+    ("redact", redact),
+    ("audit_line", audit_line),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// Seeds that look like real inputs, so mutations reach deep into the parsers.
+    fn seeds(target: &str) -> Vec<Vec<u8>> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut out: Vec<Vec<u8>> = match target {
+            "infer_request" => vec![
+                [b"\x00".as_slice(), br#"{"id":"a","inputs":[{"name":"features","shape":[2,4],"datatype":"FP32","data":[[1,2,3,4],[5,6,7,8]]},{"name":"counts","shape":[2,2],"datatype":"INT64","data":[1,2,3,4]},{"name":"flags","shape":[2,1],"datatype":"BOOL","data":[true,false]},{"name":"amount","shape":[2,1],"datatype":"FP64","data":[1.5,NaN]},{"name":"code","shape":[2,1],"datatype":"INT32","data":[7,8]}],"outputs":[{"name":"p"}]}"#.as_slice()].concat(),
+            ],
+            "manifest" => vec![std::fs::read(root.join("models/fixtures/credit-lr/1.0.0/manifest.toml")).unwrap_or_default()],
+            "config" => vec![b"[server]\nlisten = \"127.0.0.1:8443\"\n[tls]\ncert = \"a\"\nkey = \"b\"\n[audit]\nfsync = \"always\"\n".to_vec()],
+            "redact" => vec!["卡号6222 0212 3456 7890 124，电话＋86 138-1234-5678 mail a@b.cn 10.0.0.1 fe80::1 DE89 3704 0044 0532 0130 00".as_bytes().to_vec()],
+            _ => vec![br#"{"seq":1,"at_ms":2,"prev":"00","event":{"kind":"stopping"},"hash":"ab"}"#.to_vec()],
+        };
+        // Regression inputs found by fuzzing live beside the targets.
+        let dir = root.join("fuzz/regressions").join(target);
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            out.push(std::fs::read(entry.path()).unwrap_or_default());
+        }
+        out
+    }
+
+    fn mutate(rng: &mut StdRng, input: &mut Vec<u8>) {
+        const TOKENS: [&[u8]; 12] = [
+            b"[",
+            b"]",
+            b"{",
+            b"}",
+            b",",
+            b"\"",
+            b"-1",
+            b"1e309",
+            b"NaN",
+            b"null",
+            b"\xef\xbc\x91",
+            b"99999999999999999999",
+        ];
+        for _ in 0..rng.gen_range(1..6) {
+            let at = rng.gen_range(0..=input.len());
+            match rng.gen_range(0..4) {
+                0 if !input.is_empty() => {
+                    let end = (at + rng.gen_range(1..8)).min(input.len());
+                    input.drain(at.min(end)..end);
+                }
+                1 => input
+                    .splice(
+                        at..at,
+                        TOKENS[rng.gen_range(0..TOKENS.len())].iter().copied(),
+                    )
+                    .for_each(drop),
+                2 if at < input.len() => input[at] = rng.r#gen(),
+                _ => {
+                    let from = rng.gen_range(0..=input.len());
+                    let piece: Vec<u8> = input[from..(from + 16).min(input.len())].to_vec();
+                    input.splice(at..at, piece).for_each(drop);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_target_survives_mutated_and_random_inputs() {
+        let mut rng = StdRng::seed_from_u64(0xC0FFE);
+        for (name, target) in TARGETS {
+            let seeds = seeds(name);
+            for seed in &seeds {
+                target(seed);
+            }
+            for _ in 0..3_000 {
+                let mut input = seeds[rng.gen_range(0..seeds.len())].clone();
+                mutate(&mut rng, &mut input);
+                target(&input);
+            }
+            for _ in 0..500 {
+                let len = rng.gen_range(0..256);
+                let input: Vec<u8> = (0..len).map(|_| rng.r#gen()).collect();
+                target(&input);
+            }
+        }
+    }
+}

@@ -1,0 +1,4 @@
+#![no_main]
+//! Fuzz target: cofferd::fuzzing::redact.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cofferd::fuzzing::redact(data));
