@@ -93,6 +93,16 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
 
     let db = open_state(&config.state.dir)?;
     readiness.set("state", true, "open");
+    crate::statewatch::spawn(
+        config.state.dir.clone(),
+        config.state.check_interval,
+        config.state.min_free_bytes,
+        Arc::clone(&readiness),
+    )
+    .map_err(|source| StartError::StateDir {
+        path: config.state.dir.clone(),
+        source,
+    })?;
     let keys = Arc::new(KeyStore::open(&db)?);
     let audit = if config.audit.enabled {
         let settings = config.audit.settings.clone();

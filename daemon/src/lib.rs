@@ -21,5 +21,6 @@ pub mod metrics;
 pub mod readiness;
 pub mod score;
 pub mod server;
+pub mod statewatch;
 pub mod telemetry;
 pub mod tls;

@@ -271,7 +271,14 @@ impl Writer {
 }
 
 fn run(mut w: Writer, rx: Receiver<MsgBox>) {
-    let report = |e: AuditError| tracing::error!(error = %e, "audit log write failed");
+    // At most one line a minute: a full disk must not turn every request into a log line.
+    let mut last_report: Option<Instant> = None;
+    let mut report = |e: AuditError| {
+        if last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            last_report = Some(Instant::now());
+            tracing::error!(error = %e, "audit log write failed (further failures within a minute are not logged)");
+        }
+    };
     loop {
         // Wait for the next record; when written records are not yet durable, only as
         // long as the fsync policy allows.

@@ -148,6 +148,10 @@ pub struct AdmissionConfig {
 #[derive(Debug, Clone)]
 pub struct StateConfig {
     pub dir: PathBuf,
+    /// How often the state directory is probed for space and writability.
+    pub check_interval: Duration,
+    /// Below this much free space the daemon reports itself not ready.
+    pub min_free_bytes: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -154,12 +154,16 @@ impl Default for RawAdmission {
 #[serde(deny_unknown_fields, default)]
 pub struct RawState {
     pub dir: String,
+    pub check_interval: String,
+    pub min_free_bytes: u64,
 }
 
 impl Default for RawState {
     fn default() -> Self {
         Self {
             dir: "/var/lib/coffer".into(),
+            check_interval: "5s".into(),
+            min_free_bytes: 64 << 20,
         }
     }
 }

@@ -173,6 +173,12 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     let admission = admission(&mut c, raw);
     let state = StateConfig {
         dir: c.path("state.dir", Some(&raw.state.dir), "a writable directory"),
+        check_interval: c.duration(
+            "state.check_interval",
+            &raw.state.check_interval,
+            Duration::from_millis(50),
+        ),
+        min_free_bytes: raw.state.min_free_bytes,
     };
     let admin = AdminConfig {
         socket: c.path(

@@ -167,3 +167,131 @@ async fn kill_9_under_load_then_restart_keeps_state_consistent() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Mounts a small tmpfs; `None` where this process may not mount (no CAP_SYS_ADMIN).
+fn mount_tmpfs(dir: &std::path::Path, size: &str) -> Option<()> {
+    std::fs::create_dir_all(dir).ok()?;
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .ok()?
+        .success();
+    ok.then_some(())
+}
+
+fn mount_opts(dir: &std::path::Path, opts: &str) {
+    let ok = std::process::Command::new("mount")
+        .args(["-o", opts])
+        .arg(dir)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mount -o {opts}");
+}
+
+async fn wait_ready(client: &crate::common::Client, key: &str, ready: bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = client.get("/readyz", Some(key)).await;
+        let v = r.json();
+        if v["ready"] == ready || Instant::now() > deadline {
+            assert_eq!(v["ready"], ready, "{v}");
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_full_or_read_only_state_directory_is_not_ready_and_recovers() {
+    let mut setup = Setup::new();
+    let state = setup.dir().join("state");
+    if mount_tmpfs(&state, "48m").is_none() {
+        eprintln!("cannot mount a tmpfs here (needs CAP_SYS_ADMIN); skipping the disk-full test");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(state.clone());
+    setup.server_extra.clear();
+    setup.telemetry_extra = "interval = \"200ms\"\n".into();
+    let config = setup.write_config();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("dir = \"{}\"\n", state.display()),
+        &format!(
+            "dir = \"{}\"\ncheck_interval = \"100ms\"\nmin_free_bytes = 1048576\n",
+            state.display()
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let daemon = crate::common::Daemon::start(config, setup.dir()).await;
+    let key = setup.create_key("ops", "metrics", None);
+    let client = setup.client(daemon.addr);
+    wait_ready(&client, &key, true).await;
+
+    // Full: a filler takes the space; readiness says why, the process lives on.
+    let filler = state.join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "count=64", "status=none"])
+        .arg(format!("of={}", filler.display()))
+        .status();
+    let v = wait_ready(&client, &key, false).await;
+    let detail = v["components"]["state"]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(detail.contains("full") || detail.contains("free"), "{v}");
+    assert_eq!(
+        client.get("/healthz", None).await.status,
+        200,
+        "still alive"
+    );
+    let r = client.get("/readyz", Some(&key)).await;
+    assert_eq!(r.status, 503);
+    std::fs::remove_file(&filler).unwrap();
+    wait_ready(&client, &key, true).await;
+
+    // Read-only: the same, with its own reason. Remounting a file system with files
+    // open for writing read-only is refused (EBUSY), so a read-only bind mount over the
+    // directory stands in: new writes through its path fail with EROFS.
+    let bound = std::process::Command::new("mount")
+        .args(["--bind"])
+        .arg(&state)
+        .arg(&state)
+        .status()
+        .unwrap()
+        .success();
+    assert!(bound, "bind mount");
+    mount_opts(&state, "remount,bind,ro");
+    let v = wait_ready(&client, &key, false).await;
+    assert!(
+        v["components"]["state"]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("read-only"),
+        "{v}"
+    );
+    assert_eq!(client.get("/healthz", None).await.status, 200);
+    let unbound = std::process::Command::new("umount")
+        .arg(&state)
+        .status()
+        .unwrap()
+        .success();
+    assert!(unbound, "umount the read-only bind");
+    wait_ready(&client, &key, true).await;
+    let log = daemon.log();
+    assert!(
+        log.lines().count() < 200,
+        "no log flood: {} lines",
+        log.lines().count()
+    );
+    daemon.stop();
+}
