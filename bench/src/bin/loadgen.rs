@@ -40,6 +40,10 @@ struct Args {
     /// POST this file's bytes as a JSON body instead of a GET.
     #[arg(long)]
     body: Option<PathBuf>,
+    /// Open loop: send this many requests per second in all, spread over the
+    /// connections (each paces itself; a late request goes at once). 0: closed loop.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     /// Worker threads of the generator itself.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -47,6 +51,8 @@ struct Args {
 
 struct ConnResult {
     latencies_us: Vec<u32>,
+    /// Latencies of 200 answers only.
+    ok_latencies_us: Vec<u32>,
     statuses: BTreeMap<u16, u64>,
     errors: u64,
 }
@@ -67,10 +73,18 @@ async fn connection(
     tokio::spawn(conn);
     let mut result = ConnResult {
         latencies_us: Vec::new(),
+        ok_latencies_us: Vec::new(),
         statuses: BTreeMap::new(),
         errors: 0,
     };
+    let interval =
+        (args.rate > 0.0).then(|| Duration::from_secs_f64(args.connections as f64 / args.rate));
+    let mut next = Instant::now();
     loop {
+        if let Some(every) = interval {
+            tokio::time::sleep_until(next.into()).await;
+            next += every;
+        }
         let sent = Instant::now();
         if sent >= end {
             break;
@@ -103,9 +117,11 @@ async fn connection(
         match outcome {
             Ok(status) => {
                 *result.statuses.entry(status).or_default() += 1;
-                result
-                    .latencies_us
-                    .push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                let us = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                result.latencies_us.push(us);
+                if status == 200 {
+                    result.ok_latencies_us.push(us);
+                }
             }
             Err(_) => {
                 result.errors += 1;
@@ -142,17 +158,20 @@ fn main() -> anyhow::Result<()> {
             .map(|_| tokio::spawn(connection(args.clone(), body.clone(), connector.clone(), start, end)))
             .collect();
         let mut latencies = Vec::new();
+        let mut ok_latencies = Vec::new();
         let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
         let mut errors = 0;
         for task in tasks {
             let r = task.await.context("connection task")?.context("connection")?;
             latencies.extend(r.latencies_us);
+            ok_latencies.extend(r.ok_latencies_us);
             for (s, n) in r.statuses {
                 *statuses.entry(s).or_default() += n;
             }
             errors += r.errors;
         }
         latencies.sort_unstable();
+        ok_latencies.sort_unstable();
         let ok = statuses.get(&200).copied().unwrap_or(0);
         let statuses = statuses
             .iter()
@@ -160,13 +179,14 @@ fn main() -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(",");
         println!(
-            "{{\"requests\":{},\"ok\":{},\"errors\":{},\"rps\":{:.1},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"statuses\":{{{}}}}}",
+            "{{\"requests\":{},\"ok\":{},\"errors\":{},\"rps\":{:.1},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p99_ok_ms\":{:.3},\"statuses\":{{{}}}}}",
             latencies.len(),
             ok,
             errors,
             latencies.len() as f64 / args.seconds,
             percentile(&latencies, 0.50),
             percentile(&latencies, 0.99),
+            percentile(&ok_latencies, 0.99),
             statuses
         );
         anyhow::Ok(())

@@ -330,8 +330,14 @@ fn run(mut w: Writer, rx: Receiver<MsgBox>) {
         if let Err(e) = w.after_batch() {
             report(e);
         }
+        // Under traffic, let records gather for a moment instead of being woken for
+        // each one: senders only wake a writer that is blocked on the channel.
+        std::thread::sleep(GATHER);
     }
 }
+
+/// How long the writer lets records gather after a batch.
+const GATHER: Duration = Duration::from_millis(2);
 
 impl AuditLog {
     /// Opens (or continues) the log in `settings.dir` and starts the writer thread.
