@@ -56,20 +56,13 @@ impl Telemetry {
         Telemetry {
             spool,
             counters: Mutex::default(),
+            // Decisions are recorded only with a valid epsilon and a valid budget
+            // (config validation refuses the rest).
             decisions: config
                 .decisions_epsilon
-                .and_then(|e| Laplace::new(e, 1.0).ok()),
+                .and_then(|e| Laplace::new(e, 1.0).ok())
+                .filter(|_| Budget::new(config.epsilon_per_period).is_ok()),
             epsilon_per_period: config.epsilon_per_period,
-        }
-    }
-
-    /// No spool, nothing recorded.
-    pub fn disabled() -> Telemetry {
-        Telemetry {
-            spool: None,
-            counters: Mutex::default(),
-            decisions: None,
-            epsilon_per_period: 1.0,
         }
     }
 
@@ -197,9 +190,8 @@ impl Telemetry {
                 rows,
             });
         }
-        if let Some(mechanism) = &self.decisions {
-            let mut budget = Budget::new(self.epsilon_per_period)
-                .unwrap_or_else(|_| Budget::new(1.0).expect("1.0 is a valid budget"));
+        let budget = Budget::new(self.epsilon_per_period).ok();
+        if let (Some(mechanism), Some(mut budget)) = (&self.decisions, budget) {
             let mut rng = rand::thread_rng();
             let mut keys: Vec<_> = decisions.into_iter().collect();
             keys.sort_by(|a, b| {
