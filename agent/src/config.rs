@@ -97,6 +97,13 @@ pub struct TelemetryConfig {
     pub timeout: Duration,
 }
 
+impl TelemetryConfig {
+    /// Whether any sink is configured; without one the agent leaves records spooled.
+    pub fn has_sink(&self) -> bool {
+        self.remote_write_url.is_some() || self.otlp_logs_url.is_some()
+    }
+}
+
 fn duration(key: &'static str, value: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(value).map_err(|e| ConfigError::Invalid {
         key,
@@ -147,12 +154,6 @@ impl AgentConfig {
             backoff_max: duration("telemetry.backoff_max", &t.backoff_max)?,
             timeout: duration("telemetry.timeout", &t.timeout)?,
         };
-        if telemetry.remote_write_url.is_none() && telemetry.otlp_logs_url.is_none() {
-            return Err(ConfigError::Invalid {
-                key: "telemetry",
-                what: "no sink: set remote_write_url, otlp_logs_url or both".into(),
-            });
-        }
         Ok(AgentConfig {
             site_id: raw.site_id,
             admin_socket: PathBuf::from(raw.daemon.admin_socket),
@@ -178,8 +179,13 @@ mod tests {
             e.to_string().starts_with("telemetry.remote_write_url"),
             "{e}"
         );
-        let e = AgentConfig::parse("[telemetry]\n").unwrap_err();
-        assert!(e.to_string().contains("no sink"), "{e}");
+        // No sink is valid: records stay spooled in cofferd until one is configured.
+        assert!(
+            !AgentConfig::parse("[telemetry]\n")
+                .unwrap()
+                .telemetry
+                .has_sink()
+        );
         let e = AgentConfig::parse("[telemetry]\nremote_write_urll = \"x\"\n").unwrap_err();
         assert!(e.to_string().contains("unknown field"), "{e}");
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod egress;
 pub mod otlp;
 pub mod remote_write;
+pub mod systemd;
 pub mod transport;
 
 pub use config::AgentConfig;

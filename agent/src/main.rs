@@ -19,6 +19,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check the configuration file (and the CA bundle it names); non-zero exit on a
+    /// problem. systemd runs it as `ExecStartPre`.
+    CheckConfig,
     /// Ship telemetry from cofferd's spool to the configured sinks until stopped.
     Telemetry {
         /// Deliver what is spooled now and exit (non-zero if a batch could not be sent).
@@ -33,7 +36,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(path) => Some(Tls::from_bundle(path)?),
         None => None,
     };
-    let Command::Telemetry { once } = cli.command;
+    let once = match cli.command {
+        Command::CheckConfig => {
+            println!("{}: configuration OK", cli.config.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Telemetry { once } => once,
+    };
+    if !config.telemetry.has_sink() {
+        if once {
+            anyhow::bail!(
+                "no telemetry sink is configured (telemetry.remote_write_url, telemetry.otlp_logs_url)"
+            );
+        }
+        tracing::warn!(
+            "no telemetry sink is configured: telemetry stays spooled in cofferd until one is"
+        );
+    }
     if once {
         let mut total = 0;
         loop {
@@ -54,7 +73,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         }
     };
-    coffer_agent::egress::run(&config, tls.as_ref(), stop).await;
+    coffer_agent::systemd::ready();
+    coffer_agent::systemd::spawn_watchdog();
+    if config.telemetry.has_sink() {
+        coffer_agent::egress::run(&config, tls.as_ref(), stop).await;
+    } else {
+        stop.await;
+    }
+    coffer_agent::systemd::stopping();
     Ok(ExitCode::SUCCESS)
 }
 

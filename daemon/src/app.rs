@@ -55,6 +55,8 @@ pub enum StartError {
     Audit(#[from] crate::audit::AuditError),
     #[error("telemetry: {0}")]
     Telemetry(#[from] crate::telemetry::SpoolError),
+    #[error("admin socket policy: {0}")]
+    Accounts(#[from] admin::accounts::AccountError),
 }
 
 /// Loads every configured scoring model version, off the async runtime.
@@ -219,10 +221,11 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         spool,
         audit: audit.clone(),
     });
-    let policy = PeerPolicy::new(
-        config.admin.allowed_uids.clone(),
-        config.admin.allowed_gids.clone(),
-    );
+    let mut allowed_uids = config.admin.allowed_uids.clone();
+    allowed_uids.extend(admin::accounts::user_ids(&config.admin.allowed_users)?);
+    let mut allowed_gids = config.admin.allowed_gids.clone();
+    allowed_gids.extend(admin::accounts::group_ids(&config.admin.allowed_groups)?);
+    let policy = PeerPolicy::new(allowed_uids, allowed_gids);
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         admin_state,

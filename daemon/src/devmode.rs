@@ -4,9 +4,8 @@
 //! `COFFER_URL`, `COFFER_CA`, `COFFER_API_KEY` and `COFFER_ADMIN_SOCKET`.
 //! Dev mode only ever listens on a loopback address.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
@@ -58,22 +57,10 @@ impl DevLayout {
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), DevError> {
-    let err = |source| DevError::Write {
+    crate::atomic_write::write_atomically(path, contents, mode).map_err(|source| DevError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(contents).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    })
 }
 
 /// Makes the directory, certificates and configuration; reuses what exists.

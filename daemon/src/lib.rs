@@ -8,6 +8,7 @@ pub mod admin;
 pub mod admission;
 pub mod api;
 pub mod app;
+pub mod atomic_write;
 pub mod audit;
 pub mod client;
 pub mod config;

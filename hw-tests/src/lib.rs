@@ -1,7 +1,99 @@
-//! coffer-hw-tests: tests that need a real NVIDIA GPU, and their runner.
+//! coffer-hw-tests: tests that need a real NVIDIA GPU, and their helpers. Every test
+//! skips cleanly (with a message) where no GPU is present, so the crate runs in CI too.
 //!
-//! It will hold the checks that cannot run on a CPU-only machine: NVML readings against
+//! Now: the hardening of `systemd/cofferd.service` applied to `nvidia-smi` through
+//! `systemd-run`, so that a directive that hides the GPU from cofferd is caught on a GPU
+//! host (see docs/packaging.md). Planned as their issues land: NVML readings against
 //! `nvidia-smi`, a CUDA build of cofferd serving a fully offloaded chat model, GPU vs CPU
-//! output equality and throughput. Every test skips cleanly when no GPU is present.
-//!
-//! Nothing is implemented yet; this crate holds the place in the workspace.
+//! output equality and throughput.
+
+/// The sandboxing directives of a unit's `[Service]` section, as `Key=Value` strings for
+/// `systemd-run --property`. Process settings (user, exec lines, restart, directories)
+/// are left out: the check is about what the sandbox lets a process reach.
+pub fn sandbox_properties(unit: &str) -> Vec<String> {
+    const SANDBOX: &[&str] = &[
+        "NoNewPrivileges",
+        "CapabilityBoundingSet",
+        "AmbientCapabilities",
+        "SecureBits",
+        "RestrictSUIDSGID",
+        "PrivateUsers",
+        "RemoveIPC",
+        "PrivateMounts",
+        "ProtectSystem",
+        "ProtectHome",
+        "PrivateTmp",
+        "PrivateDevices",
+        "PrivateNetwork",
+        "ProtectProc",
+        "ProcSubset",
+        "ProtectKernelTunables",
+        "ProtectKernelModules",
+        "ProtectKernelLogs",
+        "ProtectControlGroups",
+        "ProtectClock",
+        "ProtectHostname",
+        "LockPersonality",
+        "MemoryDenyWriteExecute",
+        "RestrictRealtime",
+        "RestrictNamespaces",
+        "KeyringMode",
+        "DevicePolicy",
+        "DeviceAllow",
+        "RestrictAddressFamilies",
+        "SystemCallArchitectures",
+        "SystemCallFilter",
+        "SystemCallErrorNumber",
+        "UMask",
+    ];
+    let mut in_service = false;
+    let mut found = Vec::new();
+    for line in unit.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_service = line == "[Service]";
+            continue;
+        }
+        if !in_service || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some((key, _)) = line.split_once('=') {
+            if SANDBOX.contains(&key.trim()) {
+                found.push(line.to_string());
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_the_sandbox_of_the_service_section_only() {
+        let unit = "[Unit]\nDescription=x\nPrivateTmp=yes\n[Service]\nUser=coffer\n# DevicePolicy=auto\nDevicePolicy=closed\nDeviceAllow=/dev/nvidiactl rw\nExecStart=/usr/bin/cofferd\nSystemCallFilter=~@mount @swap\n[Install]\nWantedBy=multi-user.target\n";
+        assert_eq!(
+            sandbox_properties(unit),
+            vec![
+                "DevicePolicy=closed",
+                "DeviceAllow=/dev/nvidiactl rw",
+                "SystemCallFilter=~@mount @swap",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_shipped_unit_keeps_its_device_policy() {
+        let unit = include_str!("../../systemd/cofferd.service");
+        let props = sandbox_properties(unit);
+        assert!(props.iter().any(|p| p == "DevicePolicy=closed"));
+        assert!(
+            props
+                .iter()
+                .filter(|p| p.starts_with("DeviceAllow="))
+                .count()
+                >= 4
+        );
+        assert!(!props.iter().any(|p| p.starts_with("User=")));
+    }
+}

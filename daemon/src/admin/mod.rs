@@ -2,6 +2,7 @@
 //! now, models and audit later. Only peers that pass the credential check ([`peer::PeerPolicy`]) are served;
 //! the rest get a 403 that says why. JSON in, JSON out; `cofferctl` is its client.
 
+pub mod accounts;
 mod keys;
 pub mod peer;
 mod server;

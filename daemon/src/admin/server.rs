@@ -33,12 +33,23 @@ pub enum AdminError {
     },
 }
 
-/// Binds the socket, replacing a stale socket file but never another kind of file.
+/// Binds the socket, replacing a stale socket file but never another kind of file. A
+/// missing socket directory (one level, such as `/run/coffer` outside systemd, whose
+/// `RuntimeDirectory=` otherwise makes it) is created with mode 0750.
 pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
     let err = |source| AdminError::Bind {
         path: path.to_path_buf(),
         source,
     };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .mode(0o750)
+                .create(dir)
+                .map_err(err)?;
+        }
+    }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             return Err(AdminError::NotASocket {
@@ -66,7 +77,7 @@ async fn check_peer(req: Request, next: Next) -> Response {
                 status: StatusCode::FORBIDDEN,
                 code: "peer_not_allowed",
                 message: format!(
-                    "uid {uid} may not use the admin socket: run as root or the service user, or list the uid/gid in admin.allowed_uids/allowed_gids"
+                    "uid {uid} may not use the admin socket: run as root or the service user, or list it in admin.allowed_users/allowed_groups (names) or allowed_uids/allowed_gids"
                 ),
             }
             .into_response()

@@ -39,6 +39,59 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// TLS material.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Write a self-signed certificate and key for this host (host name, localhost,
+    /// 127.0.0.1, ::1 and any --name). Existing files are kept unless --force. Meant for a
+    /// first start on loopback; replace it with a certificate from your CA.
+    HostCert {
+        #[arg(long, default_value = "/etc/coffer/tls/server.pem")]
+        cert: PathBuf,
+        #[arg(long, default_value = "/etc/coffer/tls/server-key.pem")]
+        key: PathBuf,
+        /// A further DNS name or IP address for the certificate (repeatable).
+        #[arg(long = "name")]
+        names: Vec<String>,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn tls_host_cert(command: &TlsCommand) -> ExitCode {
+    let TlsCommand::HostCert {
+        cert,
+        key,
+        names,
+        force,
+    } = command;
+    match cofferd::tls::hostcert::generate(cert, key, names, *force) {
+        Ok(made) => {
+            println!(
+                "wrote a SELF-SIGNED certificate {} (key {}) for {}",
+                made.cert.display(),
+                made.key.display(),
+                made.names.join(", ")
+            );
+            println!("clients must pin it; replace both files with ones from your CA");
+            ExitCode::SUCCESS
+        }
+        Err(cofferd::tls::hostcert::HostCertError::Exists(path)) => {
+            eprintln!(
+                "cofferctl: {} exists; kept (pass --force to replace it)",
+                path.display()
+            );
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("cofferctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -166,6 +219,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Audit(AuditCommand::Verify { ref dir }) => {
             return Ok(audit_verify(&cli, dir.as_ref()));
         }
+        Command::Tls(ref command) => return Ok(tls_host_cert(command)),
     };
     let code = match command {
         KeysCommand::Create {
@@ -312,6 +366,9 @@ fn main() -> ExitCode {
     }
     if let Command::Audit(AuditCommand::Verify { dir }) = &cli.command {
         return audit_verify(&cli, dir.as_ref());
+    }
+    if let Command::Tls(command) = &cli.command {
+        return tls_host_cert(command);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -159,6 +159,10 @@ pub struct AdminConfig {
     pub socket: PathBuf,
     pub allowed_uids: Vec<u32>,
     pub allowed_gids: Vec<u32>,
+    /// Local user names, resolved to uids at start.
+    pub allowed_users: Vec<String>,
+    /// Local group names (the peer's primary group), resolved to gids at start.
+    pub allowed_groups: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -245,8 +249,14 @@ pub fn check_files(config: &Config) -> Vec<Problem> {
             });
         }
     }
+    // cofferd makes a missing socket directory itself (one level, like systemd's
+    // RuntimeDirectory=), so only a missing grandparent is a problem.
     if let Some(parent) = config.admin.socket.parent() {
-        if !parent.as_os_str().is_empty() && !parent.is_dir() {
+        let grandparent = parent.parent().filter(|g| !g.as_os_str().is_empty());
+        if !parent.as_os_str().is_empty()
+            && !parent.is_dir()
+            && grandparent.is_some_and(|g| !g.is_dir())
+        {
             problems.push(Problem {
                 key: "admin.socket".into(),
                 what: format!("directory {} does not exist", parent.display()),

@@ -174,6 +174,8 @@ pub struct RawAdmin {
     pub socket: String,
     pub allowed_uids: Vec<u32>,
     pub allowed_gids: Vec<u32>,
+    pub allowed_users: Vec<String>,
+    pub allowed_groups: Vec<String>,
 }
 
 impl Default for RawAdmin {
@@ -182,6 +184,8 @@ impl Default for RawAdmin {
             socket: "/run/coffer/admin.sock".into(),
             allowed_uids: Vec::new(),
             allowed_gids: Vec::new(),
+            allowed_users: Vec::new(),
+            allowed_groups: Vec::new(),
         }
     }
 }

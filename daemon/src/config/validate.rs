@@ -188,6 +188,8 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
         ),
         allowed_uids: raw.admin.allowed_uids.clone(),
         allowed_gids: raw.admin.allowed_gids.clone(),
+        allowed_users: raw.admin.allowed_users.clone(),
+        allowed_groups: raw.admin.allowed_groups.clone(),
     };
     let log = log(&mut c, raw);
     let scoring = ScoringConfig {

@@ -3,7 +3,9 @@
 //! `tls.client_auth`. [`ReloadableTls`] swaps the whole server configuration on SIGHUP:
 //! connections already open keep the session they have; new ones get the new files.
 
+pub mod hostcert;
 mod pem;
+pub mod selfsigned;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,6 +65,16 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let certs = load_certs(&tls.cert)?;
     let key = load_key(&tls.key)?;
+    if certs
+        .first()
+        .is_some_and(|leaf| selfsigned::is_self_issued(leaf))
+    {
+        tracing::warn!(
+            cert = %tls.cert.display(),
+            "SELF-SIGNED CERTIFICATE: clients can trust it only by pinning this file; \
+             replace it with a certificate from your CA (then SIGHUP or restart)"
+        );
+    }
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
     let builder = match (tls.client_auth, &tls.client_ca) {

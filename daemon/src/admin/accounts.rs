@@ -1,0 +1,95 @@
+//! Local account names in the admin socket policy (`admin.allowed_users`,
+//! `admin.allowed_groups`): resolved to ids once at start from `/etc/passwd` and
+//! `/etc/group`, the files where system users made by sysusers.d or useradd live. Names
+//! served only by NSS modules (LDAP, SSSD) are not looked up: list their ids instead.
+
+use std::path::Path;
+
+/// A name in the policy that the account files do not define, or files that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{key}: no {kind} named {name:?} in {path}")]
+    Unknown {
+        key: &'static str,
+        kind: &'static str,
+        name: String,
+        path: &'static str,
+    },
+}
+
+const PASSWD: &str = "/etc/passwd";
+const GROUP: &str = "/etc/group";
+
+/// The id (third field) of `name` in a passwd- or group-format text.
+fn lookup(text: &str, name: &str) -> Option<u32> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next()? == name)
+                .then(|| fields.nth(1)?.trim().parse().ok())
+                .flatten()
+        })
+}
+
+fn resolve(
+    names: &[String],
+    path: &'static str,
+    key: &'static str,
+    kind: &'static str,
+) -> Result<Vec<u32>, AccountError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(Path::new(path))
+        .map_err(|source| AccountError::Read { path, source })?;
+    names
+        .iter()
+        .map(|name| {
+            lookup(&text, name).ok_or_else(|| AccountError::Unknown {
+                key,
+                kind,
+                name: name.clone(),
+                path,
+            })
+        })
+        .collect()
+}
+
+/// Uids of `admin.allowed_users`.
+pub fn user_ids(names: &[String]) -> Result<Vec<u32>, AccountError> {
+    resolve(names, PASSWD, "admin.allowed_users", "user")
+}
+
+/// Gids of `admin.allowed_groups`.
+pub fn group_ids(names: &[String]) -> Result<Vec<u32>, AccountError> {
+    resolve(names, GROUP, "admin.allowed_groups", "group")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_id_field_of_the_named_entry_only() {
+        let passwd = "# comment\nroot:x:0:0:root:/root:/bin/sh\ncoffer:x:998:997::/var/lib/coffer:/usr/sbin/nologin\ncoffer-agent:x:997:996::/:/usr/sbin/nologin\n";
+        assert_eq!(lookup(passwd, "coffer"), Some(998));
+        assert_eq!(lookup(passwd, "coffer-agent"), Some(997));
+        assert_eq!(lookup(passwd, "coff"), None);
+        assert_eq!(lookup("broken:x:notanumber:0::/:/bin/sh", "broken"), None);
+    }
+
+    #[test]
+    fn root_resolves_from_the_real_files_and_unknown_names_are_named() {
+        assert_eq!(user_ids(&["root".into()]).unwrap(), vec![0]);
+        assert_eq!(group_ids(&["root".into()]).unwrap(), vec![0]);
+        let e = user_ids(&["no-such-user-coffer".into()]).unwrap_err();
+        assert!(e.to_string().contains("admin.allowed_users"), "{e}");
+        assert!(e.to_string().contains("no-such-user-coffer"), "{e}");
+    }
+}

@@ -1,0 +1,492 @@
+//! The packages as branch IT gets them: both .debs build and pass lintian, install with
+//! dpkg on this machine (users, directories, owners and modes, the shipped config checks,
+//! a first start that listens on loopback with a self-signed certificate and says so),
+//! upgrade keeping an edited config and the state, remove keeping state, purge deleting
+//! it; both .rpms have the expected files, config flags and scripts and install into an
+//! rpm root; every unit scores ≤ 1.5 in `systemd-analyze security --offline=true` and
+//! verifies clean.
+//!
+//! The packages carry the binaries of this test build (debug, stripped), not a release
+//! build: what is tested is the packaging. Tools missing here (root, dpkg, lintian, rpm,
+//! cargo-deb, cargo-generate-rpm, systemd-analyze) skip a test locally with a message and
+//! fail it under CI, whose `.ci/run` installs them.
+
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use coffer_packaging::{PACKAGES, build_deb, build_rpm, exposure, run, stage, workspace_root};
+
+/// Serialises the tests that build packages (they share the staging directory).
+static BUILD: Mutex<()> = Mutex::new(());
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// True when every requirement holds; otherwise skips locally and fails under CI.
+fn requires(what: &[(&str, bool)]) -> bool {
+    let missing: Vec<&str> = what.iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must provide {missing:?} (see .ci/run)"
+    );
+    eprintln!("skipped: needs {missing:?}");
+    false
+}
+
+fn is_root() -> bool {
+    run(Command::new("id").arg("-u")).is_ok_and(|out| out.trim() == "0")
+}
+
+/// The target directory of this test build (…/target/debug/deps/this-test → …/target).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.ancestors().nth(3).expect("target dir").to_path_buf()
+}
+
+/// Stages the binaries that `cargo test --workspace` built (cofferd's and coffer-agent's
+/// integration tests make cargo build them before any test runs), once.
+fn staging() -> &'static Path {
+    static STAGED: OnceLock<PathBuf> = OnceLock::new();
+    STAGED.get_or_init(|| {
+        let target = target_dir();
+        let binaries = target.join("debug");
+        for (_, _, names) in PACKAGES {
+            for name in *names {
+                assert!(
+                    binaries.join(name).is_file(),
+                    "{} is not built: run the workspace's tests (cargo test --workspace)",
+                    binaries.join(name).display()
+                );
+            }
+        }
+        let staging = target.join("package-test/staging");
+        stage(&binaries, &staging).unwrap();
+        staging
+    })
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = target_dir().join("package-test").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn sh(command: &str) -> String {
+    run(Command::new("sh").args(["-c", command])).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// (owner name, group name, mode) of a path.
+fn owner_mode(path: &str) -> (String, String, u32) {
+    let out = sh(&format!("stat -c '%U %G %a' {path}"));
+    let mut f = out.split_whitespace();
+    let (u, g, m) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+    (u.into(), g.into(), u32::from_str_radix(m, 8).unwrap())
+}
+
+fn assert_owner_mode(path: &str, user: &str, group: &str, mode: u32) {
+    let got = owner_mode(path);
+    assert_eq!(
+        got,
+        (user.to_string(), group.to_string(), mode),
+        "{path}: owner, group, mode"
+    );
+}
+
+#[test]
+fn units_score_at_most_1_5_and_carry_the_required_directives() {
+    if !requires(&[("systemd-analyze", have("systemd-analyze"))]) {
+        return;
+    }
+    let dir = workspace_root().join("systemd");
+    for unit in ["cofferd.service", "coffer-agent.service"] {
+        let path = dir.join(unit);
+        let score = exposure(&path).unwrap();
+        println!("{unit}: exposure {score:.1} (limit 1.5)");
+        assert!(score <= 1.5, "{unit}: exposure {score} > 1.5");
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in [
+            "Type=notify",
+            "Restart=on-failure",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{unit} lacks {line}");
+        }
+        assert!(text.contains("\nWatchdogSec="), "{unit} lacks WatchdogSec");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("ExecStartPre=") && l.contains("check-config")),
+            "{unit} must check its config before starting"
+        );
+    }
+    // cofferd keeps the NVIDIA devices reachable and everything else closed.
+    let text = std::fs::read_to_string(dir.join("cofferd.service")).unwrap();
+    assert!(text.lines().any(|l| l == "DevicePolicy=closed"));
+    assert!(!text.lines().any(|l| l.starts_with("PrivateDevices=")));
+    for device in [
+        "/dev/nvidiactl",
+        "/dev/nvidia-uvm",
+        "char-nvidia-frontend",
+        "char-nvidia-caps",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("DeviceAllow=") && l.contains(device)),
+            "cofferd.service must allow {device}"
+        );
+    }
+}
+
+/// Purges the packages when the lifecycle test ends, passed or not.
+struct Purge;
+
+impl Drop for Purge {
+    fn drop(&mut self) {
+        let _ = Command::new("dpkg")
+            .args(["--purge", "coffer-agent", "cofferd"])
+            .output();
+        let _ = std::fs::remove_dir_all("/run/coffer");
+    }
+}
+
+fn as_user(user: &str) -> [String; 4] {
+    [
+        format!("--reuid={user}"),
+        format!("--regid={}", sh(&format!("id -g {user}")).trim()),
+        "--init-groups".into(),
+        "--".into(),
+    ]
+}
+
+/// Starts the installed cofferd as its service user on the shipped config, as systemd
+/// would, and returns what it logged until ready; then checks who may use the admin
+/// socket, and stops it.
+fn first_start() -> String {
+    sh("install -d -m 0750 -o coffer -g coffer /run/coffer");
+    // setpriv execs cofferd as the service user (no wrapper process between the test's
+    // SIGTERM and cofferd), with its groups, as systemd's User= would.
+    let mut child = Command::new("setpriv")
+        .args(as_user("coffer"))
+        .args(["/usr/bin/cofferd", "serve", "--config"])
+        .arg("/etc/coffer/cofferd.toml")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runuser starts cofferd");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut log = String::new();
+    while !log.contains("cofferd ready") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("cofferd did not become ready on the shipped config:\n{log}");
+            }
+        }
+    }
+    let listening = sh("ss -Hltn 'sport = :8443'");
+    let agent = Command::new("setpriv")
+        .args(as_user("coffer-agent"))
+        .arg("/usr/bin/cofferctl")
+        .args(["--socket", "/run/coffer/admin.sock", "keys", "list"])
+        .output()
+        .unwrap();
+    let stranger = Command::new("setpriv")
+        .args(as_user("nobody"))
+        .arg("/usr/bin/cofferctl")
+        .args(["--socket", "/run/coffer/admin.sock", "keys", "list"])
+        .output()
+        .unwrap();
+    sh(&format!("kill -TERM {}", child.id()));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "cofferd exits 0 on SIGTERM: {status}");
+    assert!(
+        listening.contains("127.0.0.1:8443") && listening.lines().count() == 1,
+        "the shipped config listens on loopback only: {listening}"
+    );
+    assert!(
+        agent.status.success(),
+        "coffer-agent may use the admin socket: {}",
+        String::from_utf8_lossy(&agent.stderr)
+    );
+    assert!(
+        !stranger.status.success(),
+        "another user may not use the admin socket"
+    );
+    log
+}
+
+#[test]
+fn deb_lints_installs_upgrades_removes_and_purges() {
+    let root = is_root();
+    if !requires(&[
+        ("root", root),
+        ("dpkg", have("dpkg")),
+        ("lintian", have("lintian")),
+        ("cargo-deb", have("cargo-deb")),
+        ("systemd-analyze", have("systemd-analyze")),
+        ("setpriv", have("setpriv")),
+    ]) {
+        return;
+    }
+    if Command::new("dpkg")
+        .args(["-s", "cofferd"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        panic!("cofferd is already installed on this host; refusing to replace it in a test");
+    }
+    let _build = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let staging = staging();
+    let v1_dir = out_dir("deb-1");
+    let v2_dir = out_dir("deb-2");
+    let mut v1 = Vec::new();
+    let mut v2 = Vec::new();
+    for (package, _, _) in PACKAGES {
+        v1.push(build_deb(package, staging, 1, &v1_dir).unwrap());
+        v2.push(build_deb(package, staging, 2, &v2_dir).unwrap());
+    }
+
+    let lint = Command::new("lintian")
+        .args(["--no-tag-display-limit"])
+        .args(&v1)
+        .output()
+        .unwrap();
+    let lint = String::from_utf8_lossy(&lint.stdout).to_string();
+    print!("lintian:\n{lint}");
+    let errors: Vec<&str> = lint.lines().filter(|l| l.starts_with("E:")).collect();
+    assert!(errors.is_empty(), "lintian errors: {errors:#?}");
+
+    let _purge = Purge;
+    let mut install = Command::new("dpkg");
+    install.arg("-i").args(&v1);
+    let out = run(&mut install).unwrap();
+    assert!(
+        out.contains("SELF-SIGNED"),
+        "the install says loudly that it made a self-signed certificate:\n{out}"
+    );
+
+    // Users, directories, owners and modes.
+    sh("getent passwd coffer && getent passwd coffer-agent");
+    let groups = sh("id -nG coffer-agent");
+    assert!(
+        groups.split_whitespace().any(|g| g == "coffer"),
+        "coffer-agent is in group coffer: {groups}"
+    );
+    assert_owner_mode("/var/lib/coffer", "coffer", "coffer", 0o750);
+    assert_owner_mode(
+        "/var/lib/coffer-agent",
+        "coffer-agent",
+        "coffer-agent",
+        0o750,
+    );
+    assert_owner_mode("/etc/coffer/tls", "root", "coffer", 0o750);
+    assert_owner_mode("/etc/coffer/tls/server-key.pem", "coffer", "coffer", 0o600);
+    assert_owner_mode("/usr/bin/cofferd", "root", "root", 0o755);
+    assert_owner_mode(
+        "/usr/lib/systemd/system/cofferd.service",
+        "root",
+        "root",
+        0o644,
+    );
+    let conffiles = sh("dpkg-query -W -f='${Conffiles}' cofferd coffer-agent");
+    for conffile in ["/etc/coffer/cofferd.toml", "/etc/coffer/agent.toml"] {
+        assert!(
+            conffiles.contains(conffile),
+            "{conffile} is a conffile: {conffiles}"
+        );
+    }
+
+    // The shipped configuration checks, and the units verify against the installed files.
+    let check = sh("cofferd check-config --config /etc/coffer/cofferd.toml");
+    assert!(check.contains("configuration OK"), "{check}");
+    let check = sh("coffer-agent --config /etc/coffer/agent.toml check-config");
+    assert!(check.contains("configuration OK"), "{check}");
+    let verify = sh(
+        "systemd-analyze verify /usr/lib/systemd/system/cofferd.service /usr/lib/systemd/system/coffer-agent.service 2>&1",
+    );
+    assert!(verify.trim().is_empty(), "systemd-analyze verify: {verify}");
+
+    // First start: loopback only, the self-signed certificate named in the log.
+    let log = first_start();
+    assert!(log.contains("SELF-SIGNED CERTIFICATE"), "{log}");
+    assert!(
+        std::path::Path::new("/var/lib/coffer/db").is_dir(),
+        "state written"
+    );
+
+    // An admin edits the config; state accumulates; then the upgrade.
+    let config = "/etc/coffer/cofferd.toml";
+    let edited = std::fs::read_to_string(config)
+        .unwrap()
+        .replace("level = \"info\"", "level = \"debug\"");
+    std::fs::write(config, &edited).unwrap();
+    std::fs::write("/var/lib/coffer/kept-by-upgrade", b"state").unwrap();
+    let key_before = std::fs::read("/etc/coffer/tls/server-key.pem").unwrap();
+    let mut upgrade = Command::new("dpkg");
+    upgrade.args(["-i", "--force-confold"]).args(&v2);
+    run(&mut upgrade).unwrap();
+    let version = sh("dpkg-query -W -f='${Version}' cofferd");
+    assert_eq!(version.trim(), "0.1.0-2");
+    assert_eq!(
+        std::fs::read_to_string(config).unwrap(),
+        edited,
+        "upgrade keeps the edited config"
+    );
+    assert!(
+        Path::new("/var/lib/coffer/kept-by-upgrade").exists(),
+        "upgrade keeps state"
+    );
+    assert!(
+        Path::new("/var/lib/coffer/db").is_dir(),
+        "upgrade keeps the database"
+    );
+    assert_eq!(
+        std::fs::read("/etc/coffer/tls/server-key.pem").unwrap(),
+        key_before,
+        "upgrade keeps the TLS key"
+    );
+
+    // Remove keeps state and config; purge deletes both.
+    sh("dpkg -r coffer-agent cofferd");
+    assert!(!Path::new("/usr/bin/cofferd").exists(), "binaries removed");
+    assert!(
+        Path::new("/var/lib/coffer/kept-by-upgrade").exists(),
+        "remove keeps state"
+    );
+    assert!(Path::new(config).exists(), "remove keeps the config");
+    sh("dpkg -P coffer-agent cofferd");
+    for gone in ["/var/lib/coffer", "/var/lib/coffer-agent", "/etc/coffer"] {
+        assert!(!Path::new(gone).exists(), "purge removes {gone}");
+    }
+}
+
+#[test]
+fn rpms_have_the_layout_config_flags_and_scripts_and_install_into_a_root() {
+    if !requires(&[
+        ("rpm", have("rpm")),
+        ("cargo-generate-rpm", have("cargo-generate-rpm")),
+    ]) {
+        return;
+    }
+    let _build = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let staging = staging();
+    let out = out_dir("rpm");
+    let expected: [(&str, &[&str], &str, &str); 2] = [
+        (
+            "daemon",
+            &[
+                "/etc/coffer/cofferd.toml",
+                "/usr/bin/cofferctl",
+                "/usr/bin/cofferd",
+                "/usr/lib/coffer/setup-cofferd",
+                "/usr/lib/systemd/system/cofferd.service",
+                "/usr/lib/sysusers.d/cofferd.conf",
+                "/usr/share/doc/cofferd/README.md",
+            ],
+            "/etc/coffer/cofferd.toml",
+            "/usr/lib/coffer/setup-cofferd",
+        ),
+        (
+            "agent",
+            &[
+                "/etc/coffer/agent.toml",
+                "/usr/bin/coffer-agent",
+                "/usr/lib/coffer/setup-coffer-agent",
+                "/usr/lib/systemd/system/coffer-agent.service",
+                "/usr/lib/sysusers.d/coffer-agent.conf",
+            ],
+            "/etc/coffer/agent.toml",
+            "/usr/lib/coffer/setup-coffer-agent",
+        ),
+    ];
+    let mut rpms = Vec::new();
+    for (crate_dir, files, config, setup) in expected {
+        let rpm = build_rpm(crate_dir, staging, &out).unwrap();
+        let listed = sh(&format!("rpm -qpl {}", rpm.display()));
+        let mut listed: Vec<&str> = listed.lines().filter(|l| l.starts_with('/')).collect();
+        listed.sort_unstable();
+        assert_eq!(listed, files, "{}: file list", rpm.display());
+        let flags = sh(&format!(
+            "rpm -qp --qf '[%{{FILENAMES}} %{{FILEFLAGS:fflags}} %{{FILEMODES:perms}}\\n]' {}",
+            rpm.display()
+        ));
+        let config_line = flags.lines().find(|l| l.starts_with(config)).unwrap();
+        assert!(
+            config_line.contains(" cn "),
+            "{config} is %config(noreplace): {config_line}"
+        );
+        let scripts = sh(&format!("rpm -qp --scripts {}", rpm.display()));
+        for part in [
+            "postinstall scriptlet",
+            "preuninstall scriptlet",
+            "postuninstall scriptlet",
+            setup,
+            "systemctl --quiet preset",
+            "try-restart",
+            "disable --now",
+        ] {
+            assert!(
+                scripts.contains(part),
+                "{}: scripts lack {part:?}:\n{scripts}",
+                rpm.display()
+            );
+        }
+        rpms.push(rpm);
+    }
+
+    // Into an empty rpm root: the files land with their modes and config marks. Its
+    // scriptlets need a shell and the host's tools inside that root, so they are not run
+    // here; the .deb test runs the same setup script for real.
+    let root = out.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut install = Command::new("rpm");
+    install
+        .arg("--root")
+        .arg(&root)
+        .args(["-i", "--nodeps", "--noscripts", "--ignoreos"])
+        .args(&rpms);
+    run(&mut install).unwrap();
+    let installed = root.join("usr/bin/cofferd");
+    let mode = std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755, "{}", installed.display());
+    assert_eq!(std::fs::metadata(&installed).unwrap().uid(), 0);
+    let config = sh(&format!(
+        "rpm --root {} -qc cofferd coffer-agent",
+        root.display()
+    ));
+    assert_eq!(
+        config.trim(),
+        "/etc/coffer/cofferd.toml\n/etc/coffer/agent.toml"
+    );
+    assert!(
+        !root.join("var/lib/coffer").exists(),
+        "state is never shipped"
+    );
+}
