@@ -55,6 +55,10 @@ pub enum StartError {
     Audit(#[from] crate::audit::AuditError),
     #[error("telemetry: {0}")]
     Telemetry(#[from] crate::telemetry::SpoolError),
+    #[error("GPU: {0}")]
+    Gpu(#[from] crate::gpu::GpuError),
+    #[error("{0}")]
+    GpuPolicy(#[from] crate::gpu::fallback::PolicyError),
     #[error("admin socket policy: {0}")]
     Accounts(#[from] admin::accounts::AccountError),
 }
@@ -166,6 +170,24 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
             .await;
         }
     }
+    crate::gpu::fallback::check(&config.gpu.models, &scoring)?;
+    let gpu_metrics = crate::gpu::GpuMetrics::register(&metrics);
+    let gpu_health = crate::gpu::start(
+        &config.gpu,
+        crate::gpu::Sinks {
+            readiness: Arc::clone(&readiness),
+            metrics: gpu_metrics.clone(),
+            audit: audit.clone(),
+            telemetry: Some(Arc::clone(&telemetry)),
+            fallbacks: crate::gpu::fallback::GpuGate::summary(&config.gpu.models),
+        },
+    )?;
+    let gpu_gate = Arc::new(crate::gpu::fallback::GpuGate::new(
+        gpu_health,
+        &config.gpu.models,
+        gpu_metrics,
+    ));
+
     let flush_task = spawn_flush(
         Arc::clone(&telemetry),
         config.telemetry.interval,
@@ -185,6 +207,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         metrics: Arc::clone(&metrics),
         readiness: Arc::clone(&readiness),
         scoring,
+        gpu: gpu_gate,
         telemetry: Arc::clone(&telemetry),
         audit: audit.clone().filter(|_| config.audit.requests),
         limits: Limits {

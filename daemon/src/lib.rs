@@ -15,6 +15,7 @@ pub mod config;
 pub mod devmode;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gpu;
 pub mod keys;
 pub mod lifecycle;
 pub mod logging;

@@ -65,6 +65,9 @@ impl Rejection {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
+    /// Families whose names follow another exporter's (dcgm-exporter's `DCGM_FI_*`),
+    /// without the `coffer_` prefix, so existing dashboards work.
+    foreign: Mutex<Registry>,
     pub requests: Family<RouteStatus, Counter>,
     pub latency: Family<RouteLabel, Histogram>,
     pub in_flight: Gauge,
@@ -130,6 +133,7 @@ impl Metrics {
         registry.register("build_info", "Build information", build);
         Self {
             registry: Mutex::new(registry),
+            foreign: Mutex::new(Registry::default()),
             requests,
             latency,
             in_flight,
@@ -152,12 +156,28 @@ impl Metrics {
         f(&mut self.registry.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Lets a component add families named as another exporter names them (no prefix).
+    pub fn with_foreign_registry<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> R {
+        f(&mut self.foreign.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        drop(registry);
+        let mut foreign = String::new();
+        let registry = self.foreign.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = prometheus_client::encoding::text::encode(&mut foreign, &registry);
+        if foreign.trim_end() != "# EOF" {
+            // One exposition, one `# EOF` at its end.
+            if let Some(body) = out.strip_suffix("# EOF\n") {
+                out.truncate(body.len());
+            }
+            out.push_str(&foreign);
+        }
         out
     }
 }

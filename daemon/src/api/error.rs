@@ -32,9 +32,23 @@ impl Family {
 pub enum ErrorKind {
     Unauthenticated,
     Forbidden,
-    RateLimited { retry_after: Duration },
-    Overloaded { retry_after: Duration },
-    TooLarge { limit: usize },
+    RateLimited {
+        retry_after: Duration,
+    },
+    Overloaded {
+        retry_after: Duration,
+    },
+    /// A GPU model while its GPU is failed and its policy is `fail`.
+    GpuUnavailable {
+        retry_after: Duration,
+    },
+    /// A GPU model served on the CPU (`shed`) beyond its lower concurrency.
+    GpuShedding {
+        retry_after: Duration,
+    },
+    TooLarge {
+        limit: usize,
+    },
     Deadline,
     NotFound,
     MethodNotAllowed,
@@ -64,6 +78,16 @@ impl ErrorKind {
             ErrorKind::Overloaded { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_overloaded",
+                "server_error",
+            ),
+            ErrorKind::GpuUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "gpu_unavailable",
+                "server_error",
+            ),
+            ErrorKind::GpuShedding { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "gpu_shedding",
                 "server_error",
             ),
             ErrorKind::TooLarge { .. } => (
@@ -97,9 +121,10 @@ impl ErrorKind {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            ErrorKind::RateLimited { retry_after } | ErrorKind::Overloaded { retry_after } => {
-                Some(*retry_after)
-            }
+            ErrorKind::RateLimited { retry_after }
+            | ErrorKind::Overloaded { retry_after }
+            | ErrorKind::GpuUnavailable { retry_after }
+            | ErrorKind::GpuShedding { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

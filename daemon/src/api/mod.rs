@@ -54,6 +54,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     pub limits: Limits,
     pub scoring: Arc<ScoringModels>,
+    /// Fallback decisions for GPU models while a GPU is failed.
+    pub gpu: Arc<crate::gpu::fallback::GpuGate>,
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// The audit log when per-request records are on.
     pub audit: Option<Arc<crate::audit::AuditLog>>,

@@ -26,6 +26,14 @@ pub enum AuditEvent {
         model: String,
         version: String,
     },
+    /// A GPU's health state changed (docs/gpu.md).
+    GpuState {
+        gpu: u32,
+        uuid: String,
+        from: String,
+        to: String,
+        reason: String,
+    },
     /// One API request's metadata.
     Request {
         request_id: String,

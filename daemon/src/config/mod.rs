@@ -84,6 +84,43 @@ pub struct Config {
     pub scoring: ScoringConfig,
     pub telemetry: TelemetryConfig,
     pub audit: AuditConfig,
+    pub gpu: GpuConfig,
+}
+
+/// GPU health monitoring and what a failed GPU means for each model (docs/gpu.md).
+#[derive(Debug, Clone)]
+pub struct GpuConfig {
+    pub enabled: bool,
+    pub interval: Duration,
+    /// Consecutive better samples before a GPU's state improves.
+    pub recover_after: u32,
+    pub thresholds: crate::gpu::health::Thresholds,
+    /// A scripted timeline replayed instead of NVML (tests and drills).
+    pub simulate: Option<PathBuf>,
+    /// The models that run on the GPU, by name, with their fallback policy.
+    pub models: std::collections::BTreeMap<String, FallbackPolicy>,
+}
+
+/// What requests for a GPU model get while no GPU can take them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FallbackPolicy {
+    /// 503 `gpu_unavailable` with the reason.
+    Fail,
+    /// Serve this other loaded model (a CPU variant or distilled student) instead.
+    CpuVariant(String),
+    /// Serve the same model on the CPU, at most this many requests at once; 503
+    /// `gpu_shedding` beyond.
+    Shed { max_in_flight: usize },
+}
+
+impl FallbackPolicy {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FallbackPolicy::Fail => "fail",
+            FallbackPolicy::CpuVariant(_) => "cpu-variant",
+            FallbackPolicy::Shed { .. } => "shed",
+        }
+    }
 }
 
 /// The audit log (see docs/audit.md).

@@ -16,6 +16,43 @@ pub struct RawConfig {
     pub scoring: RawScoring,
     pub telemetry: RawTelemetry,
     pub audit: RawAudit,
+    pub gpu: RawGpu,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGpu {
+    pub enabled: bool,
+    pub interval: String,
+    pub recover_after: u32,
+    pub temperature_margin_c: u32,
+    pub sbe_per_sample: u64,
+    pub pcie_replays_per_sample: u64,
+    pub simulate: Option<String>,
+    pub models: std::collections::BTreeMap<String, RawGpuModel>,
+}
+
+impl Default for RawGpu {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: "5s".into(),
+            recover_after: 3,
+            temperature_margin_c: 5,
+            sbe_per_sample: 10,
+            pcie_replays_per_sample: 100,
+            simulate: None,
+            models: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGpuModel {
+    pub policy: String,
+    pub cpu_variant: Option<String>,
+    pub shed_max_in_flight: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use super::raw::RawConfig;
 use super::{
-    AdminConfig, AdmissionConfig, AuditConfig, ClientAuth, Config, LogConfig, LogFormat, Problem,
-    ScoringConfig, ServerConfig, StateConfig, TelemetryConfig, TlsConfig,
+    AdminConfig, AdmissionConfig, AuditConfig, ClientAuth, Config, FallbackPolicy, GpuConfig,
+    LogConfig, LogFormat, Problem, ScoringConfig, ServerConfig, StateConfig, TelemetryConfig,
+    TlsConfig,
 };
 use crate::audit::{AuditSettings, FsyncPolicy};
 
@@ -165,6 +166,57 @@ fn telemetry(c: &mut Checker, raw: &RawConfig) -> TelemetryConfig {
     }
 }
 
+fn gpu(c: &mut Checker, raw: &RawConfig) -> GpuConfig {
+    let g = &raw.gpu;
+    let mut models = std::collections::BTreeMap::new();
+    for (name, m) in &g.models {
+        let key = format!("gpu.models.{name}.policy");
+        let policy = match (m.policy.as_str(), &m.cpu_variant, m.shed_max_in_flight) {
+            ("fail", None, None) => FallbackPolicy::Fail,
+            ("cpu-variant", Some(variant), None) if !variant.trim().is_empty() => {
+                FallbackPolicy::CpuVariant(variant.clone())
+            }
+            ("shed", None, Some(n)) if n > 0 => FallbackPolicy::Shed { max_in_flight: n },
+            ("fail" | "cpu-variant" | "shed", _, _) => {
+                c.problem(
+                    &key,
+                    format!("{:?} does not fit the other keys of this model", m.policy),
+                    "fail takes no other key; cpu-variant needs cpu_variant (a loaded model name); shed needs shed_max_in_flight > 0",
+                );
+                continue;
+            }
+            (other, _, _) => {
+                c.problem(
+                    &key,
+                    format!("{other:?} is not a fallback policy"),
+                    "use \"fail\", \"cpu-variant\" or \"shed\"",
+                );
+                continue;
+            }
+        };
+        models.insert(name.clone(), policy);
+    }
+    if g.recover_after == 0 {
+        c.problem(
+            "gpu.recover_after",
+            "must be at least 1",
+            "set the number of healthy samples before a GPU counts as recovered, e.g. 3",
+        );
+    }
+    GpuConfig {
+        enabled: g.enabled,
+        interval: c.duration("gpu.interval", &g.interval, Duration::from_millis(50)),
+        recover_after: g.recover_after.max(1),
+        thresholds: crate::gpu::health::Thresholds {
+            temperature_margin_c: g.temperature_margin_c,
+            sbe_per_sample: g.sbe_per_sample.max(1),
+            pcie_replays_per_sample: g.pcie_replays_per_sample.max(1),
+        },
+        simulate: g.simulate.as_ref().map(PathBuf::from),
+        models,
+    }
+}
+
 /// Turns a raw configuration into a typed one, or returns every problem found.
 pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     let mut c = Checker::default();
@@ -198,6 +250,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     };
     let telemetry = telemetry(&mut c, raw);
     let audit = audit(&mut c, raw, &state.dir);
+    let gpu = gpu(&mut c, raw);
     if c.problems.is_empty() {
         Ok(Config {
             server,
@@ -209,6 +262,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             scoring,
             telemetry,
             audit,
+            gpu,
         })
     } else {
         Err(c.problems)
@@ -403,6 +457,45 @@ mod tests {
         assert_eq!(
             keys,
             ["admission.default_key_rate", "admission.max_in_flight"]
+        );
+    }
+
+    #[test]
+    fn gpu_policies_parse_and_misfits_are_named() {
+        let text = format!(
+            "{}[gpu]\ninterval = \"1s\"\n[gpu.models.chat]\npolicy = \"shed\"\nshed_max_in_flight = 2\n\
+             [gpu.models.risk]\npolicy = \"cpu-variant\"\ncpu_variant = \"risk-student\"\n\
+             [gpu.models.aml]\npolicy = \"fail\"\n",
+            minimal()
+        );
+        let cfg = validate(&parse(&text).unwrap()).unwrap();
+        assert!(cfg.gpu.enabled);
+        assert_eq!(cfg.gpu.interval, Duration::from_secs(1));
+        assert_eq!(
+            cfg.gpu.models["chat"],
+            FallbackPolicy::Shed { max_in_flight: 2 }
+        );
+        assert_eq!(
+            cfg.gpu.models["risk"],
+            FallbackPolicy::CpuVariant("risk-student".into())
+        );
+        assert_eq!(cfg.gpu.models["aml"], FallbackPolicy::Fail);
+
+        let text = format!(
+            "{}[gpu]\nrecover_after = 0\n[gpu.models.a]\npolicy = \"cpu-variant\"\n\
+             [gpu.models.b]\npolicy = \"retry\"\n[gpu.models.c]\npolicy = \"shed\"\nshed_max_in_flight = 0\n",
+            minimal()
+        );
+        let problems = validate(&parse(&text).unwrap()).unwrap_err();
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "gpu.models.a.policy",
+                "gpu.models.b.policy",
+                "gpu.models.c.policy",
+                "gpu.recover_after"
+            ]
         );
     }
 }

@@ -86,6 +86,8 @@ pub struct Setup {
     pub tls_extra: String,
     pub admission_extra: String,
     pub telemetry_extra: String,
+    /// Lines of the `[gpu]` section (and its `[gpu.models.*]` tables after them).
+    pub gpu_extra: String,
     pub scoring_models: Vec<PathBuf>,
 }
 
@@ -101,6 +103,7 @@ impl Setup {
             tls_extra: String::new(),
             admission_extra: String::new(),
             telemetry_extra: String::new(),
+            gpu_extra: String::new(),
             scoring_models: Vec::new(),
         }
     }
@@ -123,13 +126,15 @@ impl Setup {
              [state]\ndir = \"{state}\"\n\
              [admin]\nsocket = \"{sock}\"\n\
              [scoring]\nmodels = [{models}]\n\
-             [telemetry]\n{telemetry}\n",
+             [telemetry]\n{telemetry}\n\
+             [gpu]\n{gpu}\n",
             server = self.server_extra,
             cert = self.pki.path("server").display(),
             key = self.pki.path("server-key").display(),
             tls = self.tls_extra,
             admission = self.admission_extra,
             telemetry = self.telemetry_extra,
+            gpu = self.gpu_extra,
             state = d.join("state").display(),
             sock = self.socket().display(),
             models = self

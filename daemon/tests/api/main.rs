@@ -10,6 +10,7 @@ mod compat;
 mod config;
 mod devmode;
 mod faults;
+mod gpu;
 mod lifecycle;
 mod redact;
 mod scoring;

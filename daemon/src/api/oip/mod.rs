@@ -14,11 +14,12 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState, ErrorKind, Family, ServedModel, read_limited};
+use crate::gpu::fallback::Route;
 use crate::score::{BatchError, LoadedModel};
 use request::bad;
 
@@ -159,13 +160,47 @@ async fn infer_version(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// The model version that answered (`name@version`), on every infer response.
+const SERVED_BY: http::HeaderName = http::HeaderName::from_static("x-coffer-served-by");
+/// The GPU fallback policy in force for this response, when one applied.
+const FALLBACK: http::HeaderName = http::HeaderName::from_static("x-coffer-gpu-fallback");
+
 async fn run_infer(
     state: Arc<AppState>,
     model: String,
     version: Option<String>,
     req: Request<Body>,
 ) -> Result<Response, ApiError> {
-    let loaded = find(&state, &model, version.as_deref())?;
+    let mut loaded = find(&state, &model, version.as_deref())?;
+    // A GPU model while a GPU is failed: its fallback policy decides (docs/gpu.md).
+    let (fallback, _shed_permit) = match state.gpu.route(&loaded.manifest.name) {
+        Route::Normal => (None, None),
+        Route::Variant(variant) => {
+            loaded = state
+                .scoring
+                .resolve(&variant, None)
+                .ok_or_else(|| ApiError::new(ErrorKind::Internal, "", Family::InferenceProtocol))?;
+            (Some("cpu-variant"), None)
+        }
+        Route::Shed(permit) => (Some("shed"), Some(permit)),
+        Route::Refuse { reason, shedding } => {
+            let retry_after = state.limits.retry_after;
+            let (kind, message) = if shedding {
+                (
+                    ErrorKind::GpuShedding { retry_after },
+                    format!(
+                        "model '{model}' runs on the CPU at reduced concurrency while its GPU is unavailable ({reason}); retry after the time in Retry-After"
+                    ),
+                )
+            } else {
+                (
+                    ErrorKind::GpuUnavailable { retry_after },
+                    format!("model '{model}' needs a GPU and none is healthy ({reason})"),
+                )
+            };
+            return Err(ApiError::new(kind, message, Family::InferenceProtocol));
+        }
+    };
     let header_length = match req.headers().get("inference-header-content-length") {
         Some(v) => Some(
             v.to_str()
@@ -238,9 +273,16 @@ async fn run_infer(
         None => outputs,
     };
     let mut response = response::infer(&loaded, &request, &selected);
-    response
-        .extensions_mut()
-        .insert(ServedModel(loaded.manifest.id()));
+    let served = loaded.manifest.id();
+    if let Ok(v) = HeaderValue::from_str(&served) {
+        response.headers_mut().insert(SERVED_BY, v);
+    }
+    if let Some(policy) = fallback {
+        response
+            .headers_mut()
+            .insert(FALLBACK, HeaderValue::from_static(policy));
+    }
+    response.extensions_mut().insert(ServedModel(served));
     Ok(response)
 }
 

@@ -1,0 +1,278 @@
+//! What a request for a GPU model gets while a GPU is failed, per the model's policy
+//! (`gpu.models.NAME.policy`): `fail` refuses with 503 `gpu_unavailable` and the reason,
+//! `cpu-variant` serves another loaded model with the same inputs and outputs (a CPU
+//! variant or distilled student), `shed` serves the same model on the CPU at a lower
+//! concurrency and refuses beyond it with 503 `gpu_shedding`. Never silent: responses
+//! name the version that answered and the policy in force (headers), the
+//! `coffer_gpu_fallback_requests_total` counter counts each outcome, and `/readyz` says
+//! what GPU models get meanwhile. Models not listed, and hosts without a GPU, are
+//! served as usual.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::GpuHealth;
+use super::metrics::{FallbackLabels, GpuMetrics};
+use crate::config::FallbackPolicy;
+use crate::score::ScoringModels;
+
+/// How to serve one request.
+#[derive(Debug)]
+pub enum Route {
+    /// No fallback applies.
+    Normal,
+    /// Serve this model instead (policy `cpu-variant`).
+    Variant(String),
+    /// Serve the same model on the CPU while holding this permit (policy `shed`).
+    Shed(OwnedSemaphorePermit),
+    /// Refuse: 503 with this reason (`shedding`: the shed limit, otherwise `fail`).
+    Refuse { reason: String, shedding: bool },
+}
+
+#[derive(Debug)]
+struct Placement {
+    policy: FallbackPolicy,
+    shed: Option<Arc<Semaphore>>,
+}
+
+/// The per-model fallback decisions.
+#[derive(Debug)]
+pub struct GpuGate {
+    health: Arc<GpuHealth>,
+    models: BTreeMap<String, Placement>,
+    metrics: GpuMetrics,
+}
+
+/// Why the configured policies do not fit the loaded models.
+#[derive(Debug, thiserror::Error)]
+#[error("gpu.models.{model}: {detail}")]
+pub struct PolicyError {
+    pub model: String,
+    pub detail: String,
+}
+
+/// Checks every GPU model and CPU variant against what is loaded.
+pub fn check(
+    policies: &BTreeMap<String, FallbackPolicy>,
+    scoring: &ScoringModels,
+) -> Result<(), PolicyError> {
+    for (name, policy) in policies {
+        let err = |detail: String| PolicyError {
+            model: name.clone(),
+            detail,
+        };
+        let Some(model) = scoring.resolve(name, None) else {
+            return Err(err("no such model is loaded".into()));
+        };
+        let FallbackPolicy::CpuVariant(variant) = policy else {
+            continue;
+        };
+        if variant == name {
+            return Err(err("cpu_variant names the model itself".into()));
+        }
+        let Some(other) = scoring.resolve(variant, None) else {
+            return Err(err(format!(
+                "cpu_variant {variant:?} is not a loaded model"
+            )));
+        };
+        let same = |a: &[coffer_models::TensorSpec], b: &[coffer_models::TensorSpec]| {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| {
+                    x.name == y.name && x.datatype == y.datatype && x.shape == y.shape
+                })
+        };
+        if !same(model.engine.inputs(), other.engine.inputs()) {
+            return Err(err(format!(
+                "cpu_variant {variant:?} takes other inputs than {name:?}; clients would break"
+            )));
+        }
+        if !same(model.engine.outputs(), other.engine.outputs()) {
+            return Err(err(format!(
+                "cpu_variant {variant:?} gives other outputs than {name:?}; clients would break"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl GpuGate {
+    pub fn new(
+        health: Arc<GpuHealth>,
+        policies: &BTreeMap<String, FallbackPolicy>,
+        metrics: GpuMetrics,
+    ) -> Self {
+        let models = policies
+            .iter()
+            .map(|(name, policy)| {
+                let shed = match policy {
+                    FallbackPolicy::Shed { max_in_flight } => {
+                        Some(Arc::new(Semaphore::new(*max_in_flight)))
+                    }
+                    _ => None,
+                };
+                (
+                    name.clone(),
+                    Placement {
+                        policy: policy.clone(),
+                        shed,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            health,
+            models,
+            metrics,
+        }
+    }
+
+    /// A gate for a daemon without GPU models.
+    pub fn none() -> Self {
+        Self::new(
+            GpuHealth::new(super::Presence::Disabled),
+            &BTreeMap::new(),
+            GpuMetrics::default(),
+        )
+    }
+
+    /// The policy of a GPU model (`None`: not a GPU model).
+    pub fn policy(&self, model: &str) -> Option<&FallbackPolicy> {
+        self.models.get(model).map(|p| &p.policy)
+    }
+
+    /// "credit-mlp: cpu-variant credit-lr, …" for `/readyz`.
+    pub fn summary(policies: &BTreeMap<String, FallbackPolicy>) -> String {
+        policies
+            .iter()
+            .map(|(name, p)| match p {
+                FallbackPolicy::Fail => format!("{name}: refused (fail)"),
+                FallbackPolicy::CpuVariant(v) => format!("{name}: served by {v} (cpu-variant)"),
+                FallbackPolicy::Shed { max_in_flight } => {
+                    format!("{name}: on CPU, at most {max_in_flight} at once (shed)")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn count(&self, model: &str, policy: &FallbackPolicy, outcome: &'static str) {
+        self.metrics
+            .fallbacks
+            .get_or_create(&FallbackLabels {
+                model: model.to_string(),
+                policy: policy.as_str(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Decides one request for `model`.
+    pub fn route(&self, model: &str) -> Route {
+        let Some(placement) = self.models.get(model) else {
+            return Route::Normal;
+        };
+        let Some(reason) = self.health.failure() else {
+            return Route::Normal;
+        };
+        match &placement.policy {
+            FallbackPolicy::Fail => {
+                self.count(model, &placement.policy, "refused");
+                Route::Refuse {
+                    reason,
+                    shedding: false,
+                }
+            }
+            FallbackPolicy::CpuVariant(variant) => {
+                self.count(model, &placement.policy, "served");
+                Route::Variant(variant.clone())
+            }
+            FallbackPolicy::Shed { .. } => {
+                let permit = placement
+                    .shed
+                    .as_ref()
+                    .and_then(|s| Arc::clone(s).try_acquire_owned().ok());
+                match permit {
+                    Some(p) => {
+                        self.count(model, &placement.policy, "served");
+                        Route::Shed(p)
+                    }
+                    None => {
+                        self.count(model, &placement.policy, "shed");
+                        Route::Refuse {
+                            reason,
+                            shedding: true,
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::health::Level;
+    use super::super::probe::DeviceInfo;
+    use super::super::{GpuStatus, Presence};
+    use super::*;
+
+    fn health(level: Level) -> Arc<GpuHealth> {
+        GpuHealth::new(Presence::Present(vec![GpuStatus {
+            device: DeviceInfo {
+                index: 0,
+                uuid: "GPU-x".into(),
+                name: "H200".into(),
+            },
+            level,
+            reason: "critical XID 79".into(),
+        }]))
+    }
+
+    fn policies() -> BTreeMap<String, FallbackPolicy> {
+        BTreeMap::from([
+            ("a".to_string(), FallbackPolicy::Fail),
+            ("b".to_string(), FallbackPolicy::CpuVariant("b-cpu".into())),
+            ("c".to_string(), FallbackPolicy::Shed { max_in_flight: 2 }),
+        ])
+    }
+
+    #[test]
+    fn healthy_degraded_and_absent_gpus_change_nothing() {
+        for h in [
+            health(Level::Healthy),
+            health(Level::Degraded),
+            GpuHealth::new(Presence::Absent("no driver".into())),
+        ] {
+            let gate = GpuGate::new(h, &policies(), GpuMetrics::default());
+            for m in ["a", "b", "c", "other"] {
+                assert!(matches!(gate.route(m), Route::Normal), "{m}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_gpu_applies_each_policy() {
+        let gate = GpuGate::new(health(Level::Failed), &policies(), GpuMetrics::default());
+        match gate.route("a") {
+            Route::Refuse { reason, shedding } => {
+                assert!(reason.contains("XID 79"), "{reason}");
+                assert!(!shedding);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(gate.route("b"), Route::Variant(v) if v == "b-cpu"));
+        let first = gate.route("c");
+        let second = gate.route("c");
+        assert!(matches!(first, Route::Shed(_)));
+        assert!(matches!(second, Route::Shed(_)));
+        assert!(matches!(
+            gate.route("c"),
+            Route::Refuse { shedding: true, .. }
+        ));
+        drop(first);
+        assert!(matches!(gate.route("c"), Route::Shed(_)));
+        assert!(matches!(gate.route("other"), Route::Normal));
+    }
+}
