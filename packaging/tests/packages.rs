@@ -23,6 +23,13 @@ use coffer_packaging::{PACKAGES, build_deb, build_rpm, exposure, run, stage, wor
 /// Serialises the tests that build packages (they share the staging directory).
 static BUILD: Mutex<()> = Mutex::new(());
 
+/// Writes to the real stderr, past the test harness's capture, so that CI logs show the
+/// scores and lintian's findings of passing runs too.
+fn report(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
 fn have(tool: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
@@ -114,7 +121,7 @@ fn units_score_at_most_1_5_and_carry_the_required_directives() {
     for unit in ["cofferd.service", "coffer-agent.service"] {
         let path = dir.join(unit);
         let score = exposure(&path).unwrap();
-        println!("{unit}: exposure {score:.1} (limit 1.5)");
+        report(&format!("{unit}: exposure {score:.1} (limit 1.5)\n"));
         assert!(score <= 1.5, "{unit}: exposure {score} > 1.5");
         let text = std::fs::read_to_string(&path).unwrap();
         for line in [
@@ -279,7 +286,7 @@ fn deb_lints_installs_upgrades_removes_and_purges() {
         .output()
         .unwrap();
     let lint = String::from_utf8_lossy(&lint.stdout).to_string();
-    print!("lintian:\n{lint}");
+    report(&format!("lintian:\n{lint}"));
     let errors: Vec<&str> = lint.lines().filter(|l| l.starts_with("E:")).collect();
     assert!(errors.is_empty(), "lintian errors: {errors:#?}");
 

@@ -157,13 +157,14 @@ impl GpuGate {
             .join(", ")
     }
 
-    fn count(&self, model: &str, policy: &FallbackPolicy, outcome: &'static str) {
+    fn count(&self, model: &str, policy: &FallbackPolicy, outcome: &'static str, served_by: &str) {
         self.metrics
             .fallbacks
             .get_or_create(&FallbackLabels {
                 model: model.to_string(),
                 policy: policy.as_str(),
                 outcome,
+                served_by: served_by.to_string(),
             })
             .inc();
     }
@@ -178,14 +179,14 @@ impl GpuGate {
         };
         match &placement.policy {
             FallbackPolicy::Fail => {
-                self.count(model, &placement.policy, "refused");
+                self.count(model, &placement.policy, "refused", "none");
                 Route::Refuse {
                     reason,
                     shedding: false,
                 }
             }
             FallbackPolicy::CpuVariant(variant) => {
-                self.count(model, &placement.policy, "served");
+                self.count(model, &placement.policy, "served", variant);
                 Route::Variant(variant.clone())
             }
             FallbackPolicy::Shed { .. } => {
@@ -195,11 +196,11 @@ impl GpuGate {
                     .and_then(|s| Arc::clone(s).try_acquire_owned().ok());
                 match permit {
                     Some(p) => {
-                        self.count(model, &placement.policy, "served");
+                        self.count(model, &placement.policy, "served", model);
                         Route::Shed(p)
                     }
                     None => {
-                        self.count(model, &placement.policy, "shed");
+                        self.count(model, &placement.policy, "shed", "none");
                         Route::Refuse {
                             reason,
                             shedding: true,

@@ -41,6 +41,8 @@ pub struct FallbackLabels {
     pub model: String,
     pub policy: &'static str,
     pub outcome: &'static str,
+    /// The model that answered (`none` when refused).
+    pub served_by: String,
 }
 
 type FGauge = Gauge<f64, AtomicU64>;

@@ -386,17 +386,26 @@ async fn each_fallback_policy_does_what_it_says_under_load() {
     }
     assert!(ok >= 2, "served {ok}, shed {shed}");
     let text = String::from_utf8_lossy(&c.get("/metrics", Some(&key)).await.body).to_string();
-    let count = |model: &str, policy: &str, outcome: &str| {
+    let count = |model: &str, policy: &str, outcome: &str, by: &str| {
         metric(
             &text,
-            &format!(r#"coffer_gpu_fallback_requests_total{{model="{model}",policy="{policy}",outcome="{outcome}"}}"#),
+            &format!(r#"coffer_gpu_fallback_requests_total{{model="{model}",policy="{policy}",outcome="{outcome}",served_by="{by}"}}"#),
         )
         .unwrap_or(0.0)
     };
-    assert_eq!(count("credit-gbdt", "fail", "refused"), 24.0);
-    assert_eq!(count("credit-mlp", "cpu-variant", "served"), 24.0);
-    assert_eq!(count("aml-risk", "shed", "served"), f64::from(ok + 2));
-    assert_eq!(count("aml-risk", "shed", "shed"), f64::from(shed + 1));
+    assert_eq!(count("credit-gbdt", "fail", "refused", "none"), 24.0);
+    assert_eq!(
+        count("credit-mlp", "cpu-variant", "served", "credit-lr"),
+        24.0
+    );
+    assert_eq!(
+        count("aml-risk", "shed", "served", "aml-risk"),
+        f64::from(ok + 2)
+    );
+    assert_eq!(
+        count("aml-risk", "shed", "shed", "none"),
+        f64::from(shed + 1)
+    );
     // A model without a policy is untouched by the GPU's state.
     let r = infer(&c, &key, "credit-lr", "features", 61, 1).await;
     assert_eq!(r.status.as_u16(), 200);

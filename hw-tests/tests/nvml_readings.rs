@@ -1,0 +1,74 @@
+//! On a GPU host: cofferd's NVML probe reads what `nvidia-smi` reads (the same GPUs and
+//! UUIDs, temperature within a few degrees, the same memory size and power limit), and
+//! an idle, working GPU is not assessed as failed. Skipped where there is no GPU.
+
+use std::process::Command;
+
+use cofferd::gpu::health::{Level, Thresholds, assess};
+use cofferd::gpu::nvml::NvmlProbe;
+use cofferd::gpu::probe::GpuProbe as _;
+
+#[test]
+fn nvml_probe_agrees_with_nvidia_smi() {
+    if !std::path::Path::new("/dev/nvidiactl").exists() {
+        eprintln!("skipped: no /dev/nvidiactl");
+        return;
+    }
+    let smi = Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=index,uuid,temperature.gpu,memory.total,enforced.power.limit",
+            "--format=csv,noheader,nounits",
+        ])
+        .output()
+        .expect("nvidia-smi runs on a GPU host");
+    assert!(
+        smi.status.success(),
+        "{}",
+        String::from_utf8_lossy(&smi.stderr)
+    );
+    let rows: Vec<Vec<String>> = String::from_utf8_lossy(&smi.stdout)
+        .lines()
+        .map(|l| l.split(',').map(|f| f.trim().to_string()).collect())
+        .collect();
+
+    let mut probe = NvmlProbe::default();
+    let devices = probe.open().expect("NVML opens where nvidia-smi works");
+    assert_eq!(devices.len(), rows.len(), "the same number of GPUs");
+    let thresholds = Thresholds {
+        temperature_margin_c: 5,
+        sbe_per_sample: 10,
+        pcie_replays_per_sample: 100,
+    };
+    for (device, row) in devices.iter().zip(&rows) {
+        assert_eq!(device.uuid, row[1], "GPU {}", device.index);
+        let s = probe.sample(device.index).expect("a working GPU reads");
+        let smi_temp: f64 = row[2].parse().unwrap();
+        let temp = f64::from(s.temperature_c.unwrap());
+        assert!(
+            (temp - smi_temp).abs() <= 5.0,
+            "temperature {temp} vs {smi_temp}"
+        );
+        let smi_mib: u64 = row[3].parse().unwrap();
+        assert_eq!(s.memory_total_bytes.unwrap() >> 20, smi_mib, "memory total");
+        if let (Some(mw), Ok(w)) = (s.power_limit_mw, row[4].parse::<f64>()) {
+            assert!(
+                (f64::from(mw) / 1000.0 - w).abs() <= 1.0,
+                "power limit {mw} mW vs {w} W"
+            );
+        }
+        let a = assess(Ok(&s), None, &[], &thresholds);
+        assert_ne!(
+            a.level,
+            Level::Failed,
+            "an idle working GPU: {}",
+            a.reason()
+        );
+        println!(
+            "GPU {} {}: {:?}, {}",
+            device.index,
+            device.name,
+            a.level,
+            a.reason()
+        );
+    }
+}
