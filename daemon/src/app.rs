@@ -12,6 +12,7 @@ use crate::admin::{self, AdminState, PeerPolicy};
 use crate::admission::Admission;
 use crate::api::{self, AppState, Limits};
 use crate::audit::{AuditEvent, AuditLog};
+use crate::chat::ChatModels;
 use crate::config::Config;
 use crate::devmode::{self, DevLayout};
 use crate::keys::{KeyStore, RateLimiter};
@@ -59,8 +60,42 @@ pub enum StartError {
     Gpu(#[from] crate::gpu::GpuError),
     #[error("{0}")]
     GpuPolicy(#[from] crate::gpu::fallback::PolicyError),
+    #[error("chat model {0}: {1}")]
+    Chat(String, crate::chat::LoadError),
     #[error("admin socket policy: {0}")]
     Accounts(#[from] admin::accounts::AccountError),
+}
+
+/// Loads every configured chat model version, off the async runtime.
+async fn load_chat(config: &Config, metrics: &Metrics) -> Result<ChatModels, StartError> {
+    let chat_metrics = crate::chat::ChatMetrics::register(metrics);
+    let dirs = config.chat.models.clone();
+    let settings = config.chat.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut models = ChatModels::default();
+        for dir in dirs {
+            let model = crate::chat::load_version(&dir, &settings, &chat_metrics)
+                .map_err(|e| StartError::Chat(dir.display().to_string(), e))?;
+            tracing::info!(
+                model = %model.manifest.id(),
+                context = model.engine.context_per_request(),
+                slots = model.engine.slots(),
+                threads = settings.threads,
+                "chat model loaded"
+            );
+            models
+                .insert(model)
+                .map_err(|e| StartError::Chat(dir.display().to_string(), e))?;
+        }
+        Ok(models)
+    })
+    .await
+    .map_err(|e| {
+        StartError::Chat(
+            "loader".into(),
+            crate::chat::LoadError::Thread(e.to_string()),
+        )
+    })?
 }
 
 /// Loads every configured scoring model version, off the async runtime.
@@ -132,10 +167,15 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     readiness.set("tls", true, "certificate loaded");
     readiness.set("models", false, "loading");
     let scoring = Arc::new(load_scoring(&config, &metrics).await?);
+    let chat = Arc::new(load_chat(&config, &metrics).await?);
     readiness.set(
         "models",
         true,
-        format!("{} scoring model version(s) loaded", scoring.len()),
+        format!(
+            "{} scoring and {} chat model version(s) loaded",
+            scoring.len(),
+            chat.len()
+        ),
     );
 
     let spool = if config.telemetry.enabled {
@@ -148,7 +188,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     };
     let telemetry = Arc::new(Telemetry::new(&config.telemetry, spool.clone()));
     telemetry.event(EventKind::Started, None, None);
-    let active: Vec<(String, String, String)> = scoring
+    let mut active: Vec<(String, String, String)> = scoring
         .iter()
         .flat_map(|(name, versions)| {
             versions.versions.iter().map(move |(version, loaded)| {
@@ -160,6 +200,13 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
             })
         })
         .collect();
+    for (_, loaded) in chat.list() {
+        active.push((
+            loaded.manifest.name.clone(),
+            loaded.manifest.version.clone(),
+            "llama.cpp".to_string(),
+        ));
+    }
     for (model, version, _) in &active {
         telemetry.event(EventKind::ModelLoaded, Some(model), Some(version));
         if let Some(a) = &audit {
@@ -170,7 +217,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
             .await;
         }
     }
-    crate::gpu::fallback::check(&config.gpu.models, &scoring)?;
+    crate::gpu::fallback::check(&config.gpu.models, &scoring, &chat)?;
     let gpu_metrics = crate::gpu::GpuMetrics::register(&metrics);
     let gpu_health = crate::gpu::start(
         &config.gpu,
@@ -207,6 +254,8 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         metrics: Arc::clone(&metrics),
         readiness: Arc::clone(&readiness),
         scoring,
+        chat,
+        chat_keep_alive: config.chat.keep_alive,
         gpu: gpu_gate,
         telemetry: Arc::clone(&telemetry),
         audit: audit.clone().filter(|_| config.audit.requests),

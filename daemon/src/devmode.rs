@@ -68,6 +68,7 @@ pub fn prepare(
     dir: &Path,
     listen: SocketAddr,
     fixtures: &Path,
+    chat_models: Vec<String>,
 ) -> Result<(DevLayout, Config), DevError> {
     if !listen.ip().is_loopback() {
         return Err(DevError::NotLoopback(listen));
@@ -95,6 +96,7 @@ pub fn prepare(
     raw.state.dir = dir.join("state").display().to_string();
     raw.admin.socket = layout.admin_socket().display().to_string();
     raw.scoring.models = scoring_fixtures(fixtures);
+    raw.chat.models = chat_models;
     // The defaults always validate; a failure here is a bug, reported as a write error.
     let config = config::validate(&raw).map_err(|problems| DevError::Write {
         path: dir.to_path_buf(),
@@ -103,8 +105,37 @@ pub fn prepare(
     Ok((layout, config))
 }
 
+/// Every chat model version under `chat` (`NAME/VERSION/manifest.toml`). When there is
+/// none and `fetch` (the repository's `models/fetch-smollm2`) exists, it is run first, so
+/// a fresh checkout's dev mode serves SmolLM2-135M-Instruct; a failed fetch only means
+/// no chat model.
+pub fn chat_fixtures(chat: &Path, fetch: &Path) -> Vec<String> {
+    if fixtures_of_kind(chat, coffer_models::Kind::Chat).is_empty() && fetch.is_file() {
+        eprintln!(
+            "cofferd: fetching the dev chat model with {}",
+            fetch.display()
+        );
+        match std::process::Command::new(fetch).status() {
+            Ok(s) if s.success() => {}
+            Ok(s) => eprintln!(
+                "cofferd: {} failed ({s}); serving without chat",
+                fetch.display()
+            ),
+            Err(e) => eprintln!(
+                "cofferd: cannot run {}: {e}; serving without chat",
+                fetch.display()
+            ),
+        }
+    }
+    fixtures_of_kind(chat, coffer_models::Kind::Chat)
+}
+
 /// Every scoring model version under `fixtures` (`NAME/VERSION/manifest.toml`).
 fn scoring_fixtures(fixtures: &Path) -> Vec<String> {
+    fixtures_of_kind(fixtures, coffer_models::Kind::Score)
+}
+
+fn fixtures_of_kind(fixtures: &Path, kind: coffer_models::Kind) -> Vec<String> {
     let mut found = Vec::new();
     let Ok(names) = std::fs::read_dir(fixtures) else {
         return found;
@@ -118,7 +149,7 @@ fn scoring_fixtures(fixtures: &Path) -> Vec<String> {
             let is_score = std::fs::read_to_string(&manifest)
                 .ok()
                 .and_then(|t| coffer_models::Manifest::parse(&t).ok())
-                .is_some_and(|m| m.kind == coffer_models::Kind::Score);
+                .is_some_and(|m| m.kind == kind);
             if is_score {
                 found.push(version.path().display().to_string());
             }

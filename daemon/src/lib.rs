@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod atomic_write;
 pub mod audit;
+pub mod chat;
 pub mod client;
 pub mod config;
 pub mod devmode;

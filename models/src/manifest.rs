@@ -182,6 +182,17 @@ pub struct Manifest {
     #[serde(default)]
     pub serving: Serving,
     pub eval: Option<EvalGate>,
+    #[serde(default)]
+    pub chat: Option<ChatSpec>,
+}
+
+/// Chat models: what the GGUF file does not say itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatSpec {
+    /// A llama.cpp built-in template name (`chatml`, `llama3`, …) used when the GGUF
+    /// carries no `tokenizer.chat_template`.
+    pub template: Option<String>,
 }
 
 /// Why a manifest is unusable.
@@ -266,8 +277,13 @@ impl Manifest {
         if !self.files.iter().any(|f| f.role == FileRole::Model) {
             return Err(invalid("files", "no file has role \"model\""));
         }
-        if self.kind == Kind::Score {
-            self.check_scoring()?;
+        match self.kind {
+            Kind::Score => self.check_scoring()?,
+            Kind::Chat => {
+                if self.format != Format::Gguf {
+                    return Err(invalid("format", "chat models must be \"gguf\""));
+                }
+            }
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! where the public surface and its scopes are assembled.
 
 mod body;
+mod chat;
 mod error;
 mod guard;
 mod observe;
@@ -54,6 +55,9 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     pub limits: Limits,
     pub scoring: Arc<ScoringModels>,
+    pub chat: Arc<crate::chat::ChatModels>,
+    /// SSE keep-alive interval of chat streams.
+    pub chat_keep_alive: Duration,
     /// Fallback decisions for GPU models while a GPU is failed.
     pub gpu: Arc<crate::gpu::fallback::GpuGate>,
     pub telemetry: Arc<crate::telemetry::Telemetry>,
@@ -83,10 +87,7 @@ pub fn base_routes() -> ApiRoutes {
             Some(Scope::Metrics),
             Router::new().route("/metrics", get(routes::metrics)),
         )
-        .add(
-            Some(Scope::Chat),
-            Router::new().route("/v1/models", get(routes::list_chat_models)),
-        )
+        .add(Some(Scope::Chat), chat::routes())
         .add(
             Some(Scope::Score),
             Router::new()

@@ -39,12 +39,6 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// OpenAI's `GET /v1/models`: the chat models loaded now (none until a chat engine is
-/// configured).
-pub async fn list_chat_models() -> Response {
-    Json(json!({ "object": "list", "data": [] })).into_response()
-}
-
 /// Open Inference Protocol server metadata; constant, so serialised once.
 pub async fn server_metadata() -> Response {
     static BODY: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();

@@ -40,6 +40,10 @@ enum Command {
         /// Dev mode serves every scoring model version found here.
         #[arg(long, default_value = "models/fixtures", requires = "dev")]
         fixtures: PathBuf,
+        /// Dev mode serves every chat model version found here (fetching SmolLM2 with
+        /// models/fetch-smollm2 when there is none).
+        #[arg(long, default_value = "models/chat", requires = "dev")]
+        chat: PathBuf,
     },
     /// Check a configuration file: one line per problem, non-zero exit if any.
     CheckConfig {
@@ -96,10 +100,13 @@ fn main() -> ExitCode {
             data_dir,
             listen,
             fixtures,
+            chat,
             ..
         } => {
             let prepared = dev_listen(&listen).and_then(|addr| {
-                devmode::prepare(&data_dir, addr, &fixtures).map_err(|e| e.to_string())
+                let chat_models =
+                    devmode::chat_fixtures(&chat, std::path::Path::new("models/fetch-smollm2"));
+                devmode::prepare(&data_dir, addr, &fixtures, chat_models).map_err(|e| e.to_string())
             });
             match prepared {
                 Ok((layout, config)) => (config, Some(layout)),

@@ -85,6 +85,17 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub audit: AuditConfig,
     pub gpu: GpuConfig,
+    pub chat: ChatConfig,
+}
+
+/// Chat models and their engine (docs/chat.md).
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    /// Chat model version directories (manifest + .gguf).
+    pub models: Vec<PathBuf>,
+    pub engine: crate::chat::ChatSettings,
+    /// SSE comment sent on an idle stream this often.
+    pub keep_alive: Duration,
 }
 
 /// GPU health monitoring and what a failed GPU means for each model (docs/gpu.md).

@@ -17,6 +17,35 @@ pub struct RawConfig {
     pub telemetry: RawTelemetry,
     pub audit: RawAudit,
     pub gpu: RawGpu,
+    pub chat: RawChat,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawChat {
+    pub models: Vec<String>,
+    pub slots: usize,
+    pub context: usize,
+    pub n_batch: u32,
+    pub threads: Option<usize>,
+    pub max_queue: usize,
+    pub n_gpu_layers: u32,
+    pub keep_alive: String,
+}
+
+impl Default for RawChat {
+    fn default() -> Self {
+        Self {
+            models: Vec::new(),
+            slots: 4,
+            context: 2048,
+            n_batch: 512,
+            threads: None,
+            max_queue: 16,
+            n_gpu_layers: 0,
+            keep_alive: "10s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

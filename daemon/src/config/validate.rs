@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use super::raw::RawConfig;
 use super::{
-    AdminConfig, AdmissionConfig, AuditConfig, ClientAuth, Config, FallbackPolicy, GpuConfig,
-    LogConfig, LogFormat, Problem, ScoringConfig, ServerConfig, StateConfig, TelemetryConfig,
-    TlsConfig,
+    AdminConfig, AdmissionConfig, AuditConfig, ChatConfig, ClientAuth, Config, FallbackPolicy,
+    GpuConfig, LogConfig, LogFormat, Problem, ScoringConfig, ServerConfig, StateConfig,
+    TelemetryConfig, TlsConfig,
 };
 use crate::audit::{AuditSettings, FsyncPolicy};
 
@@ -217,6 +217,51 @@ fn gpu(c: &mut Checker, raw: &RawConfig) -> GpuConfig {
     }
 }
 
+fn chat(c: &mut Checker, raw: &RawConfig) -> ChatConfig {
+    let ch = &raw.chat;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // llama.cpp's threads spin: more threads than free cores slows generation sharply,
+    // so leave one core to the HTTP side by default.
+    let threads = ch.threads.unwrap_or((cores.saturating_sub(1)).max(1));
+    if threads == 0 {
+        c.problem(
+            "chat.threads",
+            "must be at least 1",
+            "set a number of threads below the core count",
+        );
+    }
+    if ch.context < 64 {
+        c.problem(
+            "chat.context",
+            format!("{} is too small", ch.context),
+            "set at least 64 tokens, e.g. 2048",
+        );
+    }
+    if ch.n_batch < 16 {
+        c.problem(
+            "chat.n_batch",
+            format!("{} is too small", ch.n_batch),
+            "set at least 16, e.g. 512",
+        );
+    }
+    ChatConfig {
+        models: ch.models.iter().map(PathBuf::from).collect(),
+        engine: crate::chat::ChatSettings {
+            slots: c.positive("chat.slots", ch.slots),
+            context: ch.context.max(64),
+            n_batch: ch.n_batch.max(16),
+            threads: threads.max(1),
+            max_queue: c.positive("chat.max_queue", ch.max_queue),
+            n_gpu_layers: ch.n_gpu_layers,
+        },
+        keep_alive: c.duration(
+            "chat.keep_alive",
+            &ch.keep_alive,
+            Duration::from_millis(100),
+        ),
+    }
+}
+
 /// Turns a raw configuration into a typed one, or returns every problem found.
 pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     let mut c = Checker::default();
@@ -251,6 +296,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     let telemetry = telemetry(&mut c, raw);
     let audit = audit(&mut c, raw, &state.dir);
     let gpu = gpu(&mut c, raw);
+    let chat = chat(&mut c, raw);
     if c.problems.is_empty() {
         Ok(Config {
             server,
@@ -263,6 +309,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             telemetry,
             audit,
             gpu,
+            chat,
         })
     } else {
         Err(c.problems)

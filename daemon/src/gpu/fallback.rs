@@ -57,12 +57,23 @@ pub struct PolicyError {
 pub fn check(
     policies: &BTreeMap<String, FallbackPolicy>,
     scoring: &ScoringModels,
+    chat: &crate::chat::ChatModels,
 ) -> Result<(), PolicyError> {
     for (name, policy) in policies {
         let err = |detail: String| PolicyError {
             model: name.clone(),
             detail,
         };
+        if chat.resolve(name).is_some() {
+            match policy {
+                FallbackPolicy::CpuVariant(variant) if chat.resolve(variant).is_none() => {
+                    return Err(err(format!(
+                        "cpu_variant {variant:?} is not a loaded chat model"
+                    )));
+                }
+                _ => continue,
+            }
+        }
         let Some(model) = scoring.resolve(name, None) else {
             return Err(err("no such model is loaded".into()));
         };

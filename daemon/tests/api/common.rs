@@ -88,6 +88,8 @@ pub struct Setup {
     pub telemetry_extra: String,
     /// Lines of the `[gpu]` section (and its `[gpu.models.*]` tables after them).
     pub gpu_extra: String,
+    /// Lines of the `[chat]` section.
+    pub chat_extra: String,
     pub scoring_models: Vec<PathBuf>,
 }
 
@@ -104,6 +106,7 @@ impl Setup {
             admission_extra: String::new(),
             telemetry_extra: String::new(),
             gpu_extra: String::new(),
+            chat_extra: String::new(),
             scoring_models: Vec::new(),
         }
     }
@@ -127,6 +130,7 @@ impl Setup {
              [admin]\nsocket = \"{sock}\"\n\
              [scoring]\nmodels = [{models}]\n\
              [telemetry]\n{telemetry}\n\
+             [chat]\n{chat}\n\
              [gpu]\n{gpu}\n",
             server = self.server_extra,
             cert = self.pki.path("server").display(),
@@ -135,6 +139,7 @@ impl Setup {
             admission = self.admission_extra,
             telemetry = self.telemetry_extra,
             gpu = self.gpu_extra,
+            chat = self.chat_extra,
             state = d.join("state").display(),
             sock = self.socket().display(),
             models = self

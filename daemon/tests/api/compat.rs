@@ -20,6 +20,37 @@ fn compat_python() -> Option<String> {
     }
 }
 
+/// Runs a check script of `tests/compat` with the daemon's URL, CA and key in its
+/// environment; asserts it succeeded and printed `ok_line`.
+async fn run_check(
+    python: String,
+    script: &'static str,
+    s: Setup,
+    d: crate::common::Daemon,
+    key: String,
+    ok_line: &'static str,
+) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = tokio::task::spawn_blocking(move || {
+        let out = Command::new(python)
+            .arg(root.join("tests/compat").join(script))
+            .env("COFFER_URL", format!("https://127.0.0.1:{}", d.addr.port()))
+            .env("COFFER_CA", s.pki.ca_path("server"))
+            .env("COFFER_API_KEY", &key)
+            .env("COFFER_FIXTURES", root.join("models/fixtures"))
+            .output()
+            .unwrap();
+        drop(d);
+        out
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(ok_line), "{stdout}");
+}
+
 #[tokio::test]
 async fn unmodified_tritonclient_scores_both_model_families() {
     let Some(python) = compat_python() else {
@@ -31,27 +62,39 @@ async fn unmodified_tritonclient_scores_both_model_families() {
         .to_vec();
     let d = s.start().await;
     let key = s.create_key("triton-client", "score", None);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(root.join("tests/compat/tritonclient_check.py"))
-            .env("COFFER_URL", format!("https://127.0.0.1:{}", d.addr.port()))
-            .env("COFFER_CA", s.pki.ca_path("server"))
-            .env("COFFER_API_KEY", &key)
-            .env("COFFER_FIXTURES", root.join("models/fixtures"))
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "tritonclient check failed:\n{stdout}\n{stderr}"
+    run_check(
+        python,
+        "tritonclient_check.py",
+        s,
+        d,
+        key,
+        "tritonclient compatibility: OK",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unmodified_openai_package_lists_completes_streams_and_shapes_json() {
+    let Some(python) = compat_python() else {
+        return;
+    };
+    let Some(dir) = crate::chat::model_dir() else {
+        return;
+    };
+    let mut s = Setup::new();
+    s.chat_extra = format!(
+        "models = [\"{}\"]\nthreads = 1\ncontext = 512\nslots = 2\n",
+        dir.display()
     );
-    assert!(
-        stdout.contains("tritonclient compatibility: OK"),
-        "{stdout}"
-    );
+    let d = s.start().await;
+    let key = s.create_key("openai-client", "chat", None);
+    run_check(
+        python,
+        "openai_check.py",
+        s,
+        d,
+        key,
+        "openai compatibility: OK",
+    )
+    .await;
 }

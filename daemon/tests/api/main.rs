@@ -6,6 +6,7 @@ mod common;
 mod admission;
 mod audit;
 mod auth;
+mod chat;
 mod compat;
 mod config;
 mod devmode;

@@ -1,0 +1,284 @@
+//! `POST /v1/chat/completions` and `GET /v1/models` (scope `chat`): the request is
+//! checked, queued on the model's engine, and answered as one `chat.completion` or as a
+//! server-sent event stream of chunks ending in `data: [DONE]`, with comment lines as
+//! keep-alives while the prompt waits or is processed. A refusal the engine reports
+//! before the first token (context too long, bad grammar) is still a plain 400. A
+//! client that goes away drops the stream, which cancels the job in the engine.
+
+mod request;
+mod response;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::stream::{self, StreamExt as _};
+use serde_json::json;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+use super::{ApiError, AppState, ErrorKind, Family, RequestId, ServedModel, read_limited};
+use crate::chat::SubmitError;
+use crate::chat::job::{ChatEvent, ChatFailure, ChatJob};
+use crate::gpu::fallback::Route;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/chat/completions", post(completions))
+        .route("/v1/models", get(list_models))
+}
+
+/// OpenAI's model list: the chat models served now.
+async fn list_models(State(state): State<Arc<AppState>>) -> Response {
+    let data: Vec<_> = state
+        .chat
+        .list()
+        .into_iter()
+        .map(|(id, loaded)| {
+            json!({ "id": id, "object": "model", "created": loaded.created, "owned_by": "coffer" })
+        })
+        .collect();
+    Json(json!({ "object": "list", "data": data })).into_response()
+}
+
+fn failure(f: ChatFailure) -> ApiError {
+    match f {
+        ChatFailure::ContextLengthExceeded { .. } => {
+            ApiError::new(ErrorKind::BadRequest, f.to_string(), Family::OpenAi)
+                .with_code("context_length_exceeded")
+                .with_param("messages")
+        }
+        ChatFailure::Template(_) => {
+            ApiError::new(ErrorKind::BadRequest, f.to_string(), Family::OpenAi)
+                .with_param("messages")
+        }
+        ChatFailure::Grammar(_) => {
+            ApiError::new(ErrorKind::BadRequest, f.to_string(), Family::OpenAi)
+                .with_param("response_format")
+        }
+        ChatFailure::Engine(e) => {
+            tracing::error!(error = %e, "chat engine failed");
+            ApiError::new(ErrorKind::Internal, "", Family::OpenAi)
+        }
+    }
+}
+
+fn gone() -> ApiError {
+    tracing::error!("chat engine ended a job without an answer");
+    ApiError::new(ErrorKind::Internal, "", Family::OpenAi)
+}
+
+async fn completions(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    run(state, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map_or_else(|| "0".to_string(), |r| r.0.clone());
+    let body = read_limited(req.into_body(), state.limits.max_body_bytes, Family::OpenAi).await?;
+    let chat = request::parse(&body)?;
+    let loaded = state.chat.resolve(&chat.model).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::NotFound,
+            format!(
+                "the model '{}' does not exist; GET /v1/models lists the served ones",
+                chat.model
+            ),
+            Family::OpenAi,
+        )
+        .with_code("model_not_found")
+        .with_param("model")
+    })?;
+    // A GPU model while a GPU is failed: its fallback policy decides (docs/gpu.md).
+    let (loaded, fallback, permit) = match state.gpu.route(&loaded.manifest.name) {
+        Route::Normal => (loaded, None, None),
+        Route::Variant(variant) => (
+            state.chat.resolve(&variant).ok_or_else(gone)?,
+            Some("cpu-variant"),
+            None,
+        ),
+        Route::Shed(permit) => (loaded, Some("shed"), Some(permit)),
+        Route::Refuse { reason, shedding } => {
+            let retry_after = state.limits.retry_after;
+            let kind = if shedding {
+                ErrorKind::GpuShedding { retry_after }
+            } else {
+                ErrorKind::GpuUnavailable { retry_after }
+            };
+            return Err(ApiError::new(
+                kind,
+                format!(
+                    "model '{}' needs a GPU and none is healthy ({reason})",
+                    chat.model
+                ),
+                Family::OpenAi,
+            ));
+        }
+    };
+    let (tx, mut rx) = unbounded_channel();
+    loaded
+        .engine
+        .submit(ChatJob {
+            messages: chat.messages,
+            params: chat.params,
+            events: tx,
+            enqueued: Instant::now(),
+        })
+        .map_err(|e| match e {
+            SubmitError::QueueFull => ApiError::new(
+                ErrorKind::Overloaded {
+                    retry_after: state.limits.retry_after,
+                },
+                format!(
+                    "model '{}' is at capacity; retry after the time in Retry-After",
+                    chat.model
+                ),
+                Family::OpenAi,
+            ),
+            SubmitError::Stopped => gone(),
+        })?;
+    // The engine answers Started or Failed before any token: refusals stay plain 4xx.
+    let prompt_tokens = match rx.recv().await {
+        Some(ChatEvent::Started { prompt_tokens, .. }) => prompt_tokens,
+        Some(ChatEvent::Failed(f)) => return Err(failure(f)),
+        _ => return Err(gone()),
+    };
+    let header = response::Header {
+        id: format!("chatcmpl-{request_id}"),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        model: chat.model.clone(),
+    };
+    let served = ServedModel(loaded.manifest.id());
+    let mut response = if chat.stream {
+        stream_response(
+            header,
+            rx,
+            chat.include_usage,
+            state.chat_keep_alive,
+            permit,
+        )
+    } else {
+        let mut content = String::new();
+        loop {
+            match rx.recv().await {
+                Some(ChatEvent::Delta(text)) => content.push_str(&text),
+                Some(ChatEvent::Done {
+                    finish,
+                    completion_tokens,
+                    ..
+                }) => {
+                    break Json(response::completion(
+                        &header,
+                        &content,
+                        finish,
+                        prompt_tokens,
+                        completion_tokens,
+                    ))
+                    .into_response();
+                }
+                Some(ChatEvent::Failed(f)) => return Err(failure(f)),
+                Some(ChatEvent::Started { .. }) | None => return Err(gone()),
+            }
+        }
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&served.0) {
+        response.headers_mut().insert("x-coffer-served-by", v);
+    }
+    if let Some(policy) = fallback {
+        response.headers_mut().insert(
+            "x-coffer-gpu-fallback",
+            http::HeaderValue::from_static(policy),
+        );
+    }
+    response.extensions_mut().insert(served);
+    Ok(response)
+}
+
+enum Phase {
+    Role,
+    Body,
+    Usage { prompt: usize, completion: usize },
+    Done,
+    End,
+}
+
+fn data(v: &serde_json::Value) -> Result<Event, Infallible> {
+    Ok(Event::default().data(v.to_string()))
+}
+
+fn stream_response(
+    header: response::Header,
+    rx: UnboundedReceiver<ChatEvent>,
+    include_usage: bool,
+    keep_alive: std::time::Duration,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Response {
+    // The shed permit (if any) lives as long as the stream.
+    let events = stream::unfold(
+        (Phase::Role, rx, (header, permit)),
+        move |(phase, mut rx, hp)| async move {
+            let h = &hp.0;
+            match phase {
+                Phase::Role => Some((
+                    data(&response::role_chunk(h, include_usage)),
+                    (Phase::Body, rx, hp),
+                )),
+                Phase::Body => match rx.recv().await {
+                    Some(ChatEvent::Delta(text)) => Some((
+                        data(&response::content_chunk(h, &text, include_usage)),
+                        (Phase::Body, rx, hp),
+                    )),
+                    Some(ChatEvent::Done {
+                        finish,
+                        prompt_tokens,
+                        completion_tokens,
+                    }) => {
+                        let next = if include_usage {
+                            Phase::Usage {
+                                prompt: prompt_tokens,
+                                completion: completion_tokens,
+                            }
+                        } else {
+                            Phase::Done
+                        };
+                        Some((
+                            data(&response::finish_chunk(h, finish, include_usage)),
+                            (next, rx, hp),
+                        ))
+                    }
+                    // Headers are sent: a failure mid-stream ends it with an error object,
+                    // as OpenAI's streams do, and no [DONE].
+                    Some(ChatEvent::Failed(f)) => {
+                        tracing::warn!(error = %f, "chat stream failed");
+                        let err = json!({ "error": { "message": "generation failed", "type": "server_error", "code": "internal_error" } });
+                        Some((data(&err), (Phase::End, rx, hp)))
+                    }
+                    Some(ChatEvent::Started { .. }) | None => {
+                        let err = json!({ "error": { "message": "generation ended unexpectedly", "type": "server_error", "code": "internal_error" } });
+                        Some((data(&err), (Phase::End, rx, hp)))
+                    }
+                },
+                Phase::Usage { prompt, completion } => Some((
+                    data(&response::usage_chunk(h, prompt, completion)),
+                    (Phase::Done, rx, hp),
+                )),
+                Phase::Done => Some((Ok(Event::default().data("[DONE]")), (Phase::End, rx, hp))),
+                Phase::End => None,
+            }
+        },
+    );
+    Sse::new(events.boxed())
+        .keep_alive(KeepAlive::new().interval(keep_alive).text("keep-alive"))
+        .into_response()
+}

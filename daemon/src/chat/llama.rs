@@ -1,0 +1,464 @@
+//! The llama.cpp chat engine (`llama-cpp-2`): one thread per model version owns the
+//! model and a context with `slots` sequences. Continuous batching: between decode
+//! steps, queued jobs take free slots and finished or cancelled ones leave; each step
+//! carries one token for every generating sequence, then prompt chunks of new ones in
+//! what is left of `n_batch`, so a long prompt never stalls the others' tokens. A
+//! sequence that ends or whose client went away has its KV cells removed at once.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::time::Instant;
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+
+use super::job::{ChatEvent, ChatFailure, ChatJob, Finish, GenParams, Message};
+use super::metrics::ChatModelMetrics;
+use super::text::{Released, TextAssembler};
+use super::{ChatEngine, ChatSettings, LoadError, SubmitError};
+
+/// llama.cpp's backend may be initialised once per process.
+fn backend() -> Result<&'static LlamaBackend, LoadError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let mut backend = LlamaBackend::init().map_err(|e| e.to_string())?;
+            backend.void_logs();
+            Ok(backend)
+        })
+        .as_ref()
+        .map_err(|e| LoadError::Backend(e.clone()))
+}
+
+/// The handle the request path holds.
+#[derive(Debug)]
+pub struct LlamaEngine {
+    tx: SyncSender<ChatJob>,
+    queue_depth: prometheus_client::metrics::gauge::Gauge,
+    context_per_request: usize,
+    slots: usize,
+}
+
+impl ChatEngine for LlamaEngine {
+    fn submit(&self, job: ChatJob) -> Result<(), SubmitError> {
+        self.tx.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => SubmitError::QueueFull,
+            TrySendError::Disconnected(_) => SubmitError::Stopped,
+        })?;
+        self.queue_depth.inc();
+        Ok(())
+    }
+
+    fn context_per_request(&self) -> usize {
+        self.context_per_request
+    }
+
+    fn slots(&self) -> usize {
+        self.slots
+    }
+}
+
+impl LlamaEngine {
+    /// Loads `gguf` on a new engine thread; returns once the model is loaded (or not).
+    pub fn start(
+        gguf: &Path,
+        template_name: Option<String>,
+        settings: &ChatSettings,
+        metrics: ChatModelMetrics,
+    ) -> Result<LlamaEngine, LoadError> {
+        if !gguf.is_file() {
+            return Err(LoadError::Missing(gguf.to_path_buf()));
+        }
+        let backend = backend()?;
+        let (tx, rx) = sync_channel::<ChatJob>(settings.max_queue);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, LoadError>>();
+        let path = gguf.to_path_buf();
+        let settings = settings.clone();
+        let slots = settings.slots;
+        let queue_depth = metrics.queue_depth.clone();
+        std::thread::Builder::new()
+            .name("coffer-chat".into())
+            .spawn(move || {
+                let params = LlamaModelParams::default().with_n_gpu_layers(settings.n_gpu_layers);
+                let model = match LlamaModel::load_from_file(backend, &path, &params) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(LoadError::Model(e.to_string())));
+                        return;
+                    }
+                };
+                let template = match model.chat_template(None) {
+                    Ok(t) => t,
+                    Err(_) => match template_name.as_deref().map(LlamaChatTemplate::new) {
+                        Some(Ok(t)) => t,
+                        _ => {
+                            let _ = ready_tx.send(Err(LoadError::NoTemplate));
+                            return;
+                        }
+                    },
+                };
+                let per_request = settings.context.min(model.n_ctx_train() as usize).max(64);
+                let n_ctx = NonZeroU32::new(
+                    u32::try_from(per_request * settings.slots).unwrap_or(u32::MAX),
+                );
+                let threads = i32::try_from(settings.threads).unwrap_or(1);
+                let ctx_params = LlamaContextParams::default()
+                    .with_n_ctx(n_ctx)
+                    .with_n_batch(settings.n_batch)
+                    .with_n_ubatch(settings.n_batch)
+                    .with_n_seq_max(u32::try_from(settings.slots).unwrap_or(1))
+                    .with_n_threads(threads)
+                    .with_n_threads_batch(threads);
+                let ctx = match model.new_context(backend, ctx_params) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(LoadError::Context(e.to_string())));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(per_request));
+                Engine {
+                    model: &model,
+                    template,
+                    ctx,
+                    rx,
+                    slots: (0..settings.slots).map(|_| None).collect(),
+                    per_request,
+                    n_batch: settings.n_batch as usize,
+                    metrics,
+                }
+                .run();
+            })
+            .map_err(|e| LoadError::Thread(e.to_string()))?;
+        let per_request = ready_rx
+            .recv()
+            .map_err(|_| LoadError::Thread("engine thread ended while loading".into()))??;
+        Ok(LlamaEngine {
+            tx,
+            queue_depth,
+            context_per_request: per_request,
+            slots,
+        })
+    }
+}
+
+/// One sequence being served.
+struct Active {
+    job: ChatJob,
+    sampler: LlamaSampler,
+    prompt: Vec<LlamaToken>,
+    /// Prompt tokens already decoded.
+    fed: usize,
+    /// Position of the next token in this sequence.
+    pos: i32,
+    /// The token to feed next once the prompt is in.
+    next: Option<LlamaToken>,
+    /// Index in the current batch whose logits this sequence samples from.
+    logits_at: Option<i32>,
+    generated: usize,
+    max_tokens: usize,
+    text: TextAssembler,
+    first_token_at: Option<Instant>,
+    last_token_at: Instant,
+}
+
+struct Engine<'m> {
+    model: &'m LlamaModel,
+    template: LlamaChatTemplate,
+    ctx: LlamaContext<'m>,
+    rx: Receiver<ChatJob>,
+    slots: Vec<Option<Active>>,
+    per_request: usize,
+    n_batch: usize,
+    metrics: ChatModelMetrics,
+}
+
+impl Engine<'_> {
+    fn run(mut self) {
+        let mut batch = LlamaBatch::new(self.n_batch, 1);
+        loop {
+            if !self.admit() {
+                return;
+            }
+            self.drop_cancelled();
+            batch.clear();
+            if !self.fill(&mut batch) {
+                continue;
+            }
+            if let Err(e) = self.ctx.decode(&mut batch) {
+                let failure = ChatFailure::Engine(e.to_string());
+                for seq in 0..self.slots.len() {
+                    if self.slots[seq]
+                        .as_ref()
+                        .is_some_and(|a| a.logits_at.is_some() || a.fed < a.prompt.len())
+                    {
+                        self.fail(seq, failure.clone());
+                    }
+                }
+                continue;
+            }
+            self.sample_all();
+        }
+    }
+
+    /// Takes queued jobs into free slots. Blocks while nothing is active. False when the
+    /// engine should stop (its handle is gone and nothing is active).
+    fn admit(&mut self) -> bool {
+        while let Some(free) = self.slots.iter().position(Option::is_none) {
+            let idle = self.slots.iter().all(Option::is_none);
+            let job = if idle {
+                match self.rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => return false,
+                }
+            } else {
+                match self.rx.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => break,
+                }
+            };
+            self.metrics.queue_depth.dec();
+            if job.events.is_closed() {
+                continue;
+            }
+            match self.prepare(&job) {
+                Ok((prompt, max_tokens, sampler)) => {
+                    if job
+                        .events
+                        .send(ChatEvent::Started {
+                            prompt_tokens: prompt.len(),
+                            max_tokens,
+                        })
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    self.metrics.prompt_tokens.inc_by(prompt.len() as u64);
+                    self.slots[free] = Some(Active {
+                        text: TextAssembler::new(job.params.stop.clone()),
+                        job,
+                        sampler,
+                        prompt,
+                        fed: 0,
+                        pos: 0,
+                        next: None,
+                        logits_at: None,
+                        generated: 0,
+                        max_tokens,
+                        first_token_at: None,
+                        last_token_at: Instant::now(),
+                    });
+                    self.metrics.slots_busy.inc();
+                }
+                Err(failure) => {
+                    let _ = job.events.send(ChatEvent::Failed(failure));
+                }
+            }
+        }
+        true
+    }
+
+    /// The prompt's tokens, the completion budget and the sampler of a job.
+    fn prepare(
+        &self,
+        job: &ChatJob,
+    ) -> Result<(Vec<LlamaToken>, usize, LlamaSampler), ChatFailure> {
+        let prompt = self.render(&job.messages)?;
+        let tokens = self.model.vocab().tokenize(prompt.as_bytes(), true, true);
+        // One cell stays free for the first generated token.
+        if tokens.len() + 1 > self.per_request {
+            return Err(ChatFailure::ContextLengthExceeded {
+                prompt_tokens: tokens.len(),
+                limit: self.per_request,
+            });
+        }
+        let room = self.per_request - tokens.len();
+        let max_tokens = job
+            .params
+            .max_tokens
+            .map_or(room, |m| (m as usize).min(room))
+            .max(1);
+        let sampler = sampler(self.model, &job.params)?;
+        Ok((tokens, max_tokens, sampler))
+    }
+
+    fn render(&self, messages: &[Message]) -> Result<String, ChatFailure> {
+        let chat = messages
+            .iter()
+            .map(|m| LlamaChatMessage::new(m.role.as_str().to_string(), m.content.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ChatFailure::Template(e.to_string()))?;
+        self.model
+            .apply_chat_template(&self.template, &chat, true)
+            .map_err(|e| ChatFailure::Template(e.to_string()))
+    }
+
+    fn drop_cancelled(&mut self) {
+        for seq in 0..self.slots.len() {
+            if self.slots[seq]
+                .as_ref()
+                .is_some_and(|a| a.job.events.is_closed())
+            {
+                self.metrics.cancelled.inc();
+                self.free(seq);
+            }
+        }
+    }
+
+    /// One token per generating sequence, then prompt chunks. False if the batch is empty.
+    fn fill(&mut self, batch: &mut LlamaBatch) -> bool {
+        let mut budget = self.n_batch;
+        for (seq, slot) in self.slots.iter_mut().enumerate() {
+            let Some(a) = slot else { continue };
+            a.logits_at = None;
+            if let Some(token) = a.next.take() {
+                if batch.add(token, a.pos, &[seq as i32], true).is_ok() {
+                    a.logits_at = Some(batch.n_tokens() - 1);
+                    a.pos += 1;
+                    budget -= 1;
+                }
+            }
+        }
+        for (seq, slot) in self.slots.iter_mut().enumerate() {
+            let Some(a) = slot else { continue };
+            if a.fed >= a.prompt.len() || budget == 0 {
+                continue;
+            }
+            let take = (a.prompt.len() - a.fed).min(budget);
+            for i in 0..take {
+                let last = a.fed + i + 1 == a.prompt.len();
+                if batch
+                    .add(a.prompt[a.fed + i], a.pos, &[seq as i32], last)
+                    .is_err()
+                {
+                    break;
+                }
+                a.pos += 1;
+                if last {
+                    a.logits_at = Some(batch.n_tokens() - 1);
+                }
+            }
+            a.fed += take;
+            budget -= take;
+        }
+        batch.n_tokens() > 0
+    }
+
+    fn sample_all(&mut self) {
+        let model: &LlamaModel = self.model;
+        let vocab = model.vocab();
+        for seq in 0..self.slots.len() {
+            let Some(a) = self.slots[seq].as_mut() else {
+                continue;
+            };
+            let Some(at) = a.logits_at.take() else {
+                continue;
+            };
+            let token = a.sampler.sample(&self.ctx, at);
+            let now = Instant::now();
+            match a.first_token_at {
+                None => {
+                    a.first_token_at = Some(now);
+                    self.metrics.ttft(now - a.job.enqueued);
+                }
+                Some(_) => self.metrics.inter_token(now - a.last_token_at),
+            }
+            a.last_token_at = now;
+            if vocab.is_eog(token) {
+                self.finish(seq, Finish::Stop);
+                continue;
+            }
+            a.generated += 1;
+            self.metrics.completion_tokens.inc();
+            let piece = vocab.token_to_piece(token, false, None);
+            let released = a.text.push(&piece);
+            let (text, stopped) = match released {
+                Released::Text(t) => (t, false),
+                Released::Stopped(t) => (t, true),
+            };
+            if !text.is_empty() && a.job.events.send(ChatEvent::Delta(text)).is_err() {
+                self.metrics.cancelled.inc();
+                self.free(seq);
+                continue;
+            }
+            if stopped {
+                self.finish(seq, Finish::Stop);
+            } else if a.generated >= a.max_tokens {
+                self.finish(seq, Finish::Length);
+            } else {
+                a.next = Some(token);
+            }
+        }
+    }
+
+    fn finish(&mut self, seq: usize, finish: Finish) {
+        if let Some(a) = self.slots[seq].as_mut() {
+            let rest = a.text.finish();
+            if !rest.is_empty() {
+                let _ = a.job.events.send(ChatEvent::Delta(rest));
+            }
+            let _ = a.job.events.send(ChatEvent::Done {
+                finish,
+                prompt_tokens: a.prompt.len(),
+                completion_tokens: a.generated,
+            });
+            self.metrics.finished(finish);
+        }
+        self.free(seq);
+    }
+
+    fn fail(&mut self, seq: usize, failure: ChatFailure) {
+        if let Some(a) = self.slots[seq].as_ref() {
+            let _ = a.job.events.send(ChatEvent::Failed(failure));
+        }
+        self.free(seq);
+    }
+
+    /// Frees the slot and the sequence's KV cells.
+    fn free(&mut self, seq: usize) {
+        if self.slots[seq].take().is_some() {
+            self.metrics.slots_busy.dec();
+            let _ = self
+                .ctx
+                .clear_kv_cache_seq(u32::try_from(seq).ok(), None, None);
+        }
+    }
+}
+
+/// The sampler chain for one request: grammar, penalties, then greedy or
+/// top-p/temperature/seeded draw.
+fn sampler(model: &LlamaModel, p: &GenParams) -> Result<LlamaSampler, ChatFailure> {
+    let mut chain = Vec::new();
+    if let Some(grammar) = &p.grammar {
+        chain.push(
+            LlamaSampler::grammar(model, grammar, "root")
+                .map_err(|e| ChatFailure::Grammar(e.to_string()))?,
+        );
+    }
+    if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
+        chain.push(LlamaSampler::penalties(
+            model.n_vocab(),
+            64,
+            1.0,
+            p.frequency_penalty,
+            p.presence_penalty,
+        ));
+    }
+    if p.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        chain.push(LlamaSampler::top_p(p.top_p, 1));
+        chain.push(LlamaSampler::temp(p.temperature));
+        chain.push(LlamaSampler::dist(p.seed));
+    }
+    Ok(LlamaSampler::chain_simple(chain))
+}

@@ -1,0 +1,180 @@
+//! Chat: GGUF models through llama.cpp behind OpenAI's chat completions (the HTTP side
+//! is `api::chat`). A [`ChatEngine`] takes [`job::ChatJob`]s and streams
+//! [`job::ChatEvent`]s back; the llama.cpp implementation ([`llama::LlamaEngine`]) runs
+//! one thread per model version with continuous batching over `slots` sequences.
+//! [`ChatModels`] holds the loaded versions by name; the last configured version of a
+//! name answers requests that name no version (`name@version` picks one).
+
+pub mod job;
+pub mod llama;
+pub mod metrics;
+pub mod text;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use coffer_models::{Kind, Manifest};
+
+pub use metrics::ChatMetrics;
+
+/// Engine settings from the `[chat]` configuration section.
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    /// Sequences decoded together (continuous batching slots).
+    pub slots: usize,
+    /// Context (prompt + completion tokens) of one request, at most the model's own.
+    pub context: usize,
+    /// Tokens per decode step (generation tokens first, then prompt chunks).
+    pub n_batch: u32,
+    pub threads: usize,
+    /// Jobs that may wait for a slot; past it: 503 with Retry-After.
+    pub max_queue: usize,
+    /// Layers offloaded to the GPU (builds with the `cuda` feature); 0 on CPU.
+    pub n_gpu_layers: u32,
+}
+
+/// Why a chat model version could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Verify(#[from] coffer_models::verify::VerifyError),
+    #[error("{0} is not a chat model (kind = \"score\")")]
+    NotChat(String),
+    #[error("model file {0} is missing")]
+    Missing(PathBuf),
+    #[error("llama.cpp backend: {0}")]
+    Backend(String),
+    #[error("llama.cpp cannot load the model: {0}")]
+    Model(String),
+    #[error("the GGUF has no chat template and the manifest names none ([chat] template)")]
+    NoTemplate,
+    #[error("llama.cpp cannot create a context: {0}")]
+    Context(String),
+    #[error("engine thread: {0}")]
+    Thread(String),
+    #[error("{0} is listed twice")]
+    Duplicate(String),
+}
+
+/// Why a job was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the model's queue is full")]
+    QueueFull,
+    #[error("the model's engine has stopped")]
+    Stopped,
+}
+
+/// A chat engine for one model version.
+pub trait ChatEngine: Send + Sync + std::fmt::Debug {
+    /// Queues a job; its events arrive on the job's channel.
+    fn submit(&self, job: job::ChatJob) -> Result<(), SubmitError>;
+    /// Prompt plus completion tokens one request may use.
+    fn context_per_request(&self) -> usize;
+    fn slots(&self) -> usize;
+}
+
+/// A loaded chat model version.
+#[derive(Debug)]
+pub struct LoadedChat {
+    pub manifest: Manifest,
+    pub engine: Box<dyn ChatEngine>,
+    /// Seconds since the epoch when it was loaded (OpenAI's `created`).
+    pub created: u64,
+}
+
+/// Loads and verifies one chat model version directory.
+pub fn load_version(
+    dir: &Path,
+    settings: &ChatSettings,
+    metrics: &ChatMetrics,
+) -> Result<LoadedChat, LoadError> {
+    let version = coffer_models::verify::VersionDir::open(dir)?;
+    let manifest = version.manifest.clone();
+    if manifest.kind != Kind::Chat {
+        return Err(LoadError::NotChat(manifest.id()));
+    }
+    let model_file = manifest
+        .model_file()
+        .map(|f| version.path(&f.path))
+        .ok_or_else(|| LoadError::Missing(dir.join("<model>")))?;
+    let template = manifest.chat.as_ref().and_then(|c| c.template.clone());
+    let engine = llama::LlamaEngine::start(
+        &model_file,
+        template,
+        settings,
+        metrics.for_model(&manifest.name, &manifest.version),
+    )?;
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(LoadedChat {
+        manifest,
+        engine: Box::new(engine),
+        created,
+    })
+}
+
+#[derive(Debug, Default)]
+struct Versions {
+    default: String,
+    versions: BTreeMap<String, Arc<LoadedChat>>,
+}
+
+/// The chat model versions being served.
+#[derive(Debug, Default)]
+pub struct ChatModels {
+    models: BTreeMap<String, Versions>,
+}
+
+impl ChatModels {
+    pub fn insert(&mut self, model: LoadedChat) -> Result<(), LoadError> {
+        let entry = self.models.entry(model.manifest.name.clone()).or_default();
+        if entry.versions.contains_key(&model.manifest.version) {
+            return Err(LoadError::Duplicate(model.manifest.id()));
+        }
+        entry.default = model.manifest.version.clone();
+        entry
+            .versions
+            .insert(model.manifest.version.clone(), Arc::new(model));
+        Ok(())
+    }
+
+    /// `name` or `name@version`.
+    pub fn resolve(&self, model: &str) -> Option<Arc<LoadedChat>> {
+        let (name, version) = match model.split_once('@') {
+            Some((n, v)) => (n, Some(v)),
+            None => (model, None),
+        };
+        let entry = self.models.get(name)?;
+        entry
+            .versions
+            .get(version.unwrap_or(&entry.default))
+            .cloned()
+    }
+
+    /// Every served model, default versions as `name`, the others as `name@version`.
+    pub fn list(&self) -> Vec<(String, Arc<LoadedChat>)> {
+        let mut out = Vec::new();
+        for (name, entry) in &self.models {
+            for (version, loaded) in &entry.versions {
+                let id = if *version == entry.default {
+                    name.clone()
+                } else {
+                    format!("{name}@{version}")
+                };
+                out.push((id, Arc::clone(loaded)));
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.models.values().map(|v| v.versions.len()).sum()
+    }
+}
