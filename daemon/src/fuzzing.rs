@@ -1,7 +1,8 @@
 //! Entry points for the fuzz targets in `fuzz/` (cargo-fuzz, nightly) and for the
 //! stable-toolchain run of the same entry points in this crate's tests: the Open
-//! Inference Protocol request parser and validator, the manifest parser, the config
-//! parser and validator, the PII redaction, and the audit verifier's record parser.
+//! Inference Protocol request parser and validator, the chat completions request parser,
+//! the manifest parser, the config parser and validator, the PII redaction, and the
+//! audit verifier's record parser.
 //! Each must return on any input; a panic or a broken invariant is a bug. Not part of
 //! the daemon's API.
 
@@ -49,6 +50,18 @@ pub fn infer_request(data: &[u8]) {
     }
 }
 
+/// A chat completions request body; what it accepts must be usable by the engine.
+pub fn chat_request(data: &[u8]) {
+    if let Ok(r) = crate::api::chat_fuzzing::parse_request(data) {
+        assert!(!r.messages.is_empty(), "accepted without messages");
+        assert!(r.params.stop.len() <= 4);
+        assert!(r.params.max_tokens != Some(0));
+        assert!((0.0..=2.0).contains(&r.params.temperature));
+        assert!(r.params.top_p > 0.0 && r.params.top_p <= 1.0);
+        assert!(r.messages.iter().all(|m| !m.content.contains('\0')));
+    }
+}
+
 /// A manifest's text.
 pub fn manifest(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
@@ -92,8 +105,9 @@ pub fn audit_line(data: &[u8]) {
 pub type Target = fn(&[u8]);
 
 /// Every target by name, for the test runner and the regression corpus.
-pub const TARGETS: [(&str, Target); 5] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("infer_request", infer_request),
+    ("chat_request", chat_request),
     ("manifest", manifest),
     ("config", config),
     ("redact", redact),
@@ -112,6 +126,12 @@ mod tests {
         let mut out: Vec<Vec<u8>> = match target {
             "infer_request" => vec![
                 [b"\x00".as_slice(), br#"{"id":"a","inputs":[{"name":"features","shape":[2,4],"datatype":"FP32","data":[[1,2,3,4],[5,6,7,8]]},{"name":"counts","shape":[2,2],"datatype":"INT64","data":[1,2,3,4]},{"name":"flags","shape":[2,1],"datatype":"BOOL","data":[true,false]},{"name":"amount","shape":[2,1],"datatype":"FP64","data":[1.5,NaN]},{"name":"code","shape":[2,1],"datatype":"INT32","data":[7,8]}],"outputs":[{"name":"p"}]}"#.as_slice()].concat(),
+            ],
+            "chat_request" => vec![
+                br#"{"model":"smollm2-135m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi"}]}],"max_tokens":8,"temperature":0.5,"top_p":0.9,"seed":7,"stop":["END","
+
+"],"stream":true,"stream_options":{"include_usage":true},"presence_penalty":0.1,"frequency_penalty":-0.1,"n":1,"user":"u"}"#.to_vec(),
+                br#"{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"p","schema":{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"array","items":{"type":"string"}}},"required":["a"]}}}}"#.to_vec(),
             ],
             "manifest" => vec![std::fs::read(root.join("models/fixtures/credit-lr/1.0.0/manifest.toml")).unwrap_or_default()],
             "config" => vec![b"[server]\nlisten = \"127.0.0.1:8443\"\n[tls]\ncert = \"a\"\nkey = \"b\"\n[audit]\nfsync = \"always\"\n".to_vec()],

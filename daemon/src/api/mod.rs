@@ -15,6 +15,12 @@ mod oip;
 pub mod oip_fuzzing {
     pub use super::oip::parse_and_validate;
 }
+
+/// The chat completions request parser, for the fuzz targets (`crate::fuzzing`).
+#[doc(hidden)]
+pub mod chat_fuzzing {
+    pub use super::chat::parse_request;
+}
 mod routes;
 
 use std::sync::Arc;

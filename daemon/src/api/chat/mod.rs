@@ -8,6 +8,8 @@
 mod request;
 mod response;
 
+pub use request::{ChatRequest, parse as parse_request};
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
