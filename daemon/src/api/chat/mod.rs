@@ -8,7 +8,7 @@
 mod request;
 mod response;
 
-pub use request::{ChatRequest, parse as parse_request};
+pub use request::parse as parse_request;
 
 use std::convert::Infallible;
 use std::sync::Arc;
