@@ -41,39 +41,55 @@ def connect():
     return http.client.HTTPConnection(u.hostname, u.port, timeout=600)
 
 
-results, lock = [], threading.Lock()
+results, errors, lock = [], [], threading.Lock()
 
 
 def client():
     conn = connect()
     for _ in range(a.requests):
-        headers = {"content-type": "application/json"}
-        if a.key:
-            headers["authorization"] = "Bearer " + a.key
-        t0 = time.perf_counter()
-        conn.request("POST", "/v1/chat/completions", body, headers)
-        r = conn.getresponse()
-        assert r.status == 200, (r.status, r.read())
-        first = last = None
-        pieces = 0
-        usage = None
-        for raw in r:
-            line = raw.decode().strip()
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                usage = chunk["usage"]
-            for c in chunk.get("choices", []):
-                if c.get("delta", {}).get("content"):
-                    now = time.perf_counter()
-                    first = first or now
-                    last = now
-                    pieces += 1
-        n = usage["completion_tokens"] if usage else pieces
-        with lock:
-            results.append((t0, first, last, n))
+        try:
+            conn = one(conn)
+        except Exception as e:  # counted and reported: a failed stream is a result too
+            with lock:
+                errors.append(repr(e))
+            conn.close()
+            conn = connect()
     conn.close()
+
+
+def one(conn):
+    headers = {"content-type": "application/json"}
+    if a.key:
+        headers["authorization"] = "Bearer " + a.key
+    t0 = time.perf_counter()
+    conn.request("POST", "/v1/chat/completions", body, headers)
+    r = conn.getresponse()
+    assert r.status == 200, (r.status, r.read())
+    first = last = None
+    pieces = 0
+    usage = None
+    for raw in r:
+        line = raw.decode().strip()
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        chunk = json.loads(line[6:])
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+        for c in chunk.get("choices", []):
+            if c.get("delta", {}).get("content"):
+                now = time.perf_counter()
+                first = first or now
+                last = now
+                pieces += 1
+    n = usage["completion_tokens"] if usage else pieces
+    if r.will_close:
+        # The server ends the connection after a stream; the next request reconnects.
+        conn.close()
+        conn = connect()
+    assert first is not None, "no content in the stream"
+    with lock:
+        results.append((t0, first, last, n))
+    return conn
 
 
 start = time.perf_counter()
@@ -88,4 +104,5 @@ decode = statistics.median((n - 1) / (l - f) for _, f, l, n in results if n > 1 
 total = sum(n for *_, n in results)
 print(json.dumps({"peer": a.label, "concurrency": a.concurrency, "ttft_ms": ttft,
                   "decode_tps": decode, "aggregate_tps": total / wall,
-                  "tokens_per_request": statistics.median(n for *_, n in results)}))
+                  "tokens_per_request": statistics.median(n for *_, n in results),
+                  "errors": len(errors)}))
