@@ -115,12 +115,12 @@ impl LlamaEngine {
                     .with_n_batch(settings.n_batch)
                     .with_n_ubatch(settings.n_batch)
                     .with_n_seq_max(u32::try_from(settings.slots).unwrap_or(1))
-                    // One KV pool for all slots: attention then spans the cells in use,
-                    // not every slot's share (measured: a split cache made one stream 9%
-                    // slower and its first token 100 ms later at 8 slots; bench/chat).
-                    // Each request stays within `per_request` cells, so the pool of
-                    // `per_request × slots` cells never overflows.
-                    .with_kv_unified(true)
+                    // A KV cache split per slot (llama.cpp's default for several
+                    // sequences): each sequence's attention is computed on its own,
+                    // so batching never changes a result. One unified pool was faster
+                    // for a lone stream at 8 slots, but sums over shared cells in a
+                    // different order and changed greedy answers (bench/chat, docs/chat.md).
+                    .with_kv_unified(false)
                     .with_n_threads(threads)
                     .with_n_threads_batch(threads);
                 let ctx = match model.new_context(backend, ctx_params) {
