@@ -26,4 +26,6 @@ pub mod score;
 pub mod server;
 pub mod statewatch;
 pub mod telemetry;
+#[cfg(test)]
+mod testutil;
 pub mod tls;

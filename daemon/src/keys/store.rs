@@ -268,7 +268,7 @@ mod tests {
             let store = KeyStore::open(&db).unwrap();
             store.create(new_key("app")).unwrap().1
         };
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = crate::testutil::reopen_sled(&dir.path().join("db"));
         let store = KeyStore::open(&db).unwrap();
         assert_eq!(store.authenticate(token.expose()).unwrap().name, "app");
     }

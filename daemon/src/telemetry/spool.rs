@@ -218,7 +218,7 @@ mod tests {
         drop(spool);
         db.flush().unwrap();
         drop(db);
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = crate::testutil::reopen_sled(dir.path());
         let spool = Spool::open(&db, 100).unwrap();
         assert_eq!(spool.len(), 3);
         let rest = spool.batch(10).unwrap();
