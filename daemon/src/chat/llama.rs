@@ -326,8 +326,14 @@ impl Engine<'_> {
         for (seq, slot) in self.slots.iter_mut().enumerate() {
             let Some(a) = slot else { continue };
             a.logits_at = None;
-            if let Some(token) = a.next.take() {
+            // `chat.n_batch >= chat.slots` (checked in the config) leaves room for every
+            // generating sequence; a token that did not fit would stay for the next step.
+            if budget == 0 {
+                continue;
+            }
+            if let Some(token) = a.next {
                 if batch.add(token, a.pos, &[seq as i32], true).is_ok() {
+                    a.next = None;
                     a.logits_at = Some(batch.n_tokens() - 1);
                     a.pos += 1;
                     budget -= 1;

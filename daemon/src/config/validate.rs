@@ -244,6 +244,13 @@ fn chat(c: &mut Checker, raw: &RawConfig) -> ChatConfig {
             "set at least 16, e.g. 512",
         );
     }
+    if (ch.n_batch as usize) < ch.slots {
+        c.problem(
+            "chat.n_batch",
+            format!("{} is fewer than chat.slots ({})", ch.n_batch, ch.slots),
+            "every generating sequence needs a place in each decode step: raise n_batch or lower slots",
+        );
+    }
     ChatConfig {
         models: ch.models.iter().map(PathBuf::from).collect(),
         engine: crate::chat::ChatSettings {
