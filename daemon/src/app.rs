@@ -83,9 +83,12 @@ async fn load_chat(config: &Config, metrics: &Metrics) -> Result<ChatModels, Sta
                 threads = settings.threads,
                 "chat model loaded"
             );
-            models
-                .insert(model)
-                .map_err(|e| StartError::Chat(dir.display().to_string(), e))?;
+            models.insert(model).map_err(|id| {
+                StartError::Chat(
+                    dir.display().to_string(),
+                    crate::chat::LoadError::Duplicate(id),
+                )
+            })?;
         }
         Ok(models)
     })
@@ -108,7 +111,7 @@ async fn load_scoring(config: &Config, metrics: &Metrics) -> Result<ScoringModel
         for dir in dirs {
             let model = score::load_version(&dir, &score_metrics, capacity)?;
             tracing::info!(model = %model.manifest.id(), platform = model.engine.platform(), "scoring model loaded");
-            models.insert(model)?;
+            models.insert(model).map_err(LoadError::Duplicate)?;
         }
         Ok::<_, LoadError>(models)
     })

@@ -23,6 +23,7 @@ pub mod logging;
 pub mod metrics;
 pub mod readiness;
 pub mod score;
+pub mod served;
 pub mod server;
 pub mod statewatch;
 pub mod telemetry;

@@ -2,7 +2,7 @@
 //! is `api::chat`). A [`ChatEngine`] takes [`job::ChatJob`]s and streams
 //! [`job::ChatEvent`]s back; the llama.cpp implementation ([`llama::LlamaEngine`]) runs
 //! one thread per model version with continuous batching over `slots` sequences.
-//! [`ChatModels`] holds the loaded versions by name; the last configured version of a
+//! [`ChatModels`] (the shared `served` registry) holds the loaded versions by name; the last configured version of a
 //! name answers requests that name no version (`name@version` picks one).
 
 pub mod job;
@@ -10,7 +10,6 @@ pub mod llama;
 pub mod metrics;
 pub mod text;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -116,48 +115,28 @@ pub fn load_version(
     })
 }
 
-#[derive(Debug, Default)]
-struct Versions {
-    default: String,
-    versions: BTreeMap<String, Arc<LoadedChat>>,
+impl crate::served::Versioned for LoadedChat {
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
 }
 
 /// The chat model versions being served.
-#[derive(Debug, Default)]
-pub struct ChatModels {
-    models: BTreeMap<String, Versions>,
-}
+pub type ChatModels = crate::served::Served<LoadedChat>;
 
 impl ChatModels {
-    pub fn insert(&mut self, model: LoadedChat) -> Result<(), LoadError> {
-        let entry = self.models.entry(model.manifest.name.clone()).or_default();
-        if entry.versions.contains_key(&model.manifest.version) {
-            return Err(LoadError::Duplicate(model.manifest.id()));
+    /// A chat request's `model`: `name` or `name@version`.
+    pub fn resolve_chat(&self, model: &str) -> Option<Arc<LoadedChat>> {
+        match model.split_once('@') {
+            Some((name, version)) => self.resolve(name, Some(version)),
+            None => self.resolve(model, None),
         }
-        entry.default = model.manifest.version.clone();
-        entry
-            .versions
-            .insert(model.manifest.version.clone(), Arc::new(model));
-        Ok(())
-    }
-
-    /// `name` or `name@version`.
-    pub fn resolve(&self, model: &str) -> Option<Arc<LoadedChat>> {
-        let (name, version) = match model.split_once('@') {
-            Some((n, v)) => (n, Some(v)),
-            None => (model, None),
-        };
-        let entry = self.models.get(name)?;
-        entry
-            .versions
-            .get(version.unwrap_or(&entry.default))
-            .cloned()
     }
 
     /// Every served model, default versions as `name`, the others as `name@version`.
     pub fn list(&self) -> Vec<(String, Arc<LoadedChat>)> {
         let mut out = Vec::new();
-        for (name, entry) in &self.models {
+        for (name, entry) in self.iter() {
             for (version, loaded) in &entry.versions {
                 let id = if *version == entry.default {
                     name.clone()
@@ -168,13 +147,5 @@ impl ChatModels {
             }
         }
         out
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.models.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.models.values().map(|v| v.versions.len()).sum()
     }
 }

@@ -10,7 +10,6 @@ mod tensor;
 mod tract_engine;
 mod trees_engine;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,55 +105,14 @@ pub fn load_version(
     })
 }
 
-/// The versions of one model name, and which one answers unversioned requests.
-#[derive(Debug, Default)]
-pub struct ModelVersions {
-    pub versions: BTreeMap<String, Arc<LoadedModel>>,
-    pub default: String,
+impl crate::served::Versioned for LoadedModel {
+    fn manifest(&self) -> &coffer_models::Manifest {
+        &self.manifest
+    }
 }
+
+/// The versions of one scoring model name.
+pub type ModelVersions = crate::served::ModelVersions<LoadedModel>;
 
 /// Every served scoring model.
-#[derive(Debug, Default)]
-pub struct ScoringModels {
-    models: BTreeMap<String, ModelVersions>,
-}
-
-impl ScoringModels {
-    /// Adds a loaded version; the last added version of a name answers unversioned calls.
-    pub fn insert(&mut self, model: LoadedModel) -> Result<(), LoadError> {
-        let entry = self.models.entry(model.manifest.name.clone()).or_default();
-        if entry.versions.contains_key(&model.manifest.version) {
-            return Err(LoadError::Duplicate(model.manifest.id()));
-        }
-        entry.default = model.manifest.version.clone();
-        entry
-            .versions
-            .insert(model.manifest.version.clone(), Arc::new(model));
-        Ok(())
-    }
-
-    pub fn get(&self, name: &str) -> Option<&ModelVersions> {
-        self.models.get(name)
-    }
-
-    /// The version asked for, or the default one.
-    pub fn resolve(&self, name: &str, version: Option<&str>) -> Option<Arc<LoadedModel>> {
-        let entry = self.models.get(name)?;
-        entry
-            .versions
-            .get(version.unwrap_or(&entry.default))
-            .cloned()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &ModelVersions)> {
-        self.models.iter()
-    }
-
-    pub fn len(&self) -> usize {
-        self.models.values().map(|m| m.versions.len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.models.is_empty()
-    }
-}
+pub type ScoringModels = crate::served::Served<LoadedModel>;

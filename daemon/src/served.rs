@@ -1,0 +1,85 @@
+//! The model versions being served, by name, for every engine kind: the last version
+//! added under a name answers requests that name no version, and a version can be
+//! asked for explicitly. Scoring (`score::ScoringModels`) and chat (`chat::ChatModels`)
+//! are this registry over their loaded types.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use coffer_models::Manifest;
+
+/// A loaded model version: anything with a manifest.
+pub trait Versioned {
+    fn manifest(&self) -> &Manifest;
+}
+
+/// The versions of one model name, and which one answers unversioned requests.
+#[derive(Debug)]
+pub struct ModelVersions<T> {
+    pub versions: BTreeMap<String, Arc<T>>,
+    pub default: String,
+}
+
+impl<T> Default for ModelVersions<T> {
+    fn default() -> Self {
+        Self {
+            versions: BTreeMap::new(),
+            default: String::new(),
+        }
+    }
+}
+
+/// Every served version of one engine kind.
+#[derive(Debug)]
+pub struct Served<T> {
+    models: BTreeMap<String, ModelVersions<T>>,
+}
+
+impl<T> Default for Served<T> {
+    fn default() -> Self {
+        Self {
+            models: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T: Versioned> Served<T> {
+    /// Adds a loaded version, which becomes its name's default. A version already
+    /// present is refused with its `name@version`.
+    pub fn insert(&mut self, model: T) -> Result<(), String> {
+        let m = model.manifest();
+        let (name, version) = (m.name.clone(), m.version.clone());
+        let entry = self.models.entry(name).or_default();
+        if entry.versions.contains_key(&version) {
+            return Err(model.manifest().id());
+        }
+        entry.default = version.clone();
+        entry.versions.insert(version, Arc::new(model));
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ModelVersions<T>> {
+        self.models.get(name)
+    }
+
+    /// The version asked for, or the default one.
+    pub fn resolve(&self, name: &str, version: Option<&str>) -> Option<Arc<T>> {
+        let entry = self.models.get(name)?;
+        entry
+            .versions
+            .get(version.unwrap_or(&entry.default))
+            .cloned()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &ModelVersions<T>)> {
+        self.models.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.models.values().map(|m| m.versions.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+}
