@@ -139,20 +139,6 @@ impl GpuGate {
         }
     }
 
-    /// A gate for a daemon without GPU models.
-    pub fn none() -> Self {
-        Self::new(
-            GpuHealth::new(super::Presence::Disabled),
-            &BTreeMap::new(),
-            GpuMetrics::default(),
-        )
-    }
-
-    /// The policy of a GPU model (`None`: not a GPU model).
-    pub fn policy(&self, model: &str) -> Option<&FallbackPolicy> {
-        self.models.get(model).map(|p| &p.policy)
-    }
-
     /// "credit-mlp: cpu-variant credit-lr, …" for `/readyz`.
     pub fn summary(policies: &BTreeMap<String, FallbackPolicy>) -> String {
         policies
