@@ -13,5 +13,7 @@ pub mod evalset;
 pub mod manifest;
 pub mod verify;
 
-pub use manifest::{Datatype, Format, Kind, Manifest, ManifestError, TensorSpec};
+pub use manifest::{
+    ChatEvalGate, Datatype, Format, Kind, Manifest, ManifestError, TensorSpec, Variant,
+};
 pub use verify::{VerifyError, VersionDir};

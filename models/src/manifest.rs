@@ -184,15 +184,69 @@ pub struct Manifest {
     pub eval: Option<EvalGate>,
     #[serde(default)]
     pub chat: Option<ChatSpec>,
+    /// Alternative model files of this version for different hardware, in order of
+    /// preference; empty: the one file with role `model` serves everywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
+}
+
+/// One variant of a model version: which model file it uses and what it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    /// `[a-z0-9._-]`, unique in the manifest (e.g. `q8`, `q4`, `cpu-student`).
+    pub name: String,
+    /// A file of this version with role `model`.
+    pub file: String,
+    /// Overrides `lineage.quantization` for this variant (`Q8_0`, `Q4_K_M`, ...).
+    #[serde(default)]
+    pub quantization: Option<String>,
+    /// Free memory this variant needs on a healthy GPU, in MiB; absent: it runs on the
+    /// CPU and fits any host.
+    #[serde(default)]
+    pub gpu_memory_mib: Option<u64>,
 }
 
 /// Chat models: what the GGUF file does not say itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatSpec {
     /// A llama.cpp built-in template name (`chatml`, `llama3`, …) used when the GGUF
     /// carries no `tokenizer.chat_template`.
     pub template: Option<String>,
+    /// The evaluation gate of a chat model.
+    #[serde(default)]
+    pub eval: Option<ChatEvalGate>,
+}
+
+/// The evaluation gate of a chat model: perplexity on a shipped text, computed from
+/// llama.cpp's logits, and optionally golden greedy answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatEvalGate {
+    /// A file with role `eval`: plain UTF-8 text.
+    pub text: String,
+    /// The gate: perplexity of the model on `text` must not exceed this.
+    pub perplexity_max: f64,
+    /// Optional file with role `eval`: a JSON list of `{"messages": [...], "answer": "..."}`
+    /// whose greedy completions must start with `answer`.
+    #[serde(default)]
+    pub golden: Option<String>,
+}
+
+/// One golden greedy answer of a chat evaluation set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoldenAnswer {
+    pub messages: Vec<GoldenMessage>,
+    pub answer: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoldenMessage {
+    pub role: String,
+    pub content: String,
 }
 
 /// Why a manifest is unusable.
@@ -279,10 +333,70 @@ impl Manifest {
         }
         match self.kind {
             Kind::Score => self.check_scoring()?,
-            Kind::Chat => {
-                if self.format != Format::Gguf {
-                    return Err(invalid("format", "chat models must be \"gguf\""));
+            Kind::Chat => self.check_chat()?,
+        }
+        self.check_variants()
+    }
+
+    fn has_file(&self, path: &str, role: FileRole) -> bool {
+        self.files.iter().any(|f| f.path == path && f.role == role)
+    }
+
+    fn check_chat(&self) -> Result<(), ManifestError> {
+        if self.format != Format::Gguf {
+            return Err(invalid("format", "chat models must be \"gguf\""));
+        }
+        if self.eval.is_some() {
+            return Err(invalid(
+                "eval",
+                "is the scoring gate; a chat model's gate is [chat.eval]",
+            ));
+        }
+        if let Some(gate) = self.chat.as_ref().and_then(|c| c.eval.as_ref()) {
+            if !self.has_file(&gate.text, FileRole::Eval) {
+                return Err(invalid(
+                    "chat.eval.text",
+                    format!("{:?} is not a file with role \"eval\"", gate.text),
+                ));
+            }
+            if let Some(golden) = &gate.golden {
+                if !self.has_file(golden, FileRole::Eval) {
+                    return Err(invalid(
+                        "chat.eval.golden",
+                        format!("{golden:?} is not a file with role \"eval\""),
+                    ));
                 }
+            }
+            if !(gate.perplexity_max.is_finite() && gate.perplexity_max >= 1.0) {
+                return Err(invalid(
+                    "chat.eval.perplexity_max",
+                    "must be a finite number of at least 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_variants(&self) -> Result<(), ManifestError> {
+        for (i, v) in self.variants.iter().enumerate() {
+            let field = format!("variants[{i}]");
+            if !valid_name(&v.name) {
+                return Err(invalid(
+                    format!("{field}.name"),
+                    format!("{:?}: use 1-64 of a-z, 0-9, '.', '_', '-'", v.name),
+                ));
+            }
+            if self.variants.iter().filter(|o| o.name == v.name).count() > 1 {
+                return Err(invalid(
+                    format!("{field}.name"),
+                    format!("{:?} appears twice", v.name),
+                ));
+            }
+            if !self.has_file(&v.file, FileRole::Model) {
+                return Err(invalid(
+                    format!("{field}.file"),
+                    format!("{:?} is not a file with role \"model\"", v.file),
+                ));
             }
         }
         Ok(())
@@ -338,11 +452,7 @@ impl Manifest {
             return Err(invalid("serving.max_batch", "must be at least 1"));
         }
         if let Some(gate) = &self.eval {
-            if !self
-                .files
-                .iter()
-                .any(|f| f.path == gate.set && f.role == FileRole::Eval)
-            {
+            if !self.has_file(&gate.set, FileRole::Eval) {
                 return Err(invalid(
                     "eval.set",
                     format!("{:?} is not a file with role \"eval\"", gate.set),
@@ -361,6 +471,22 @@ impl Manifest {
     /// The file with role `model` (the first, if several).
     pub fn model_file(&self) -> Option<&FileEntry> {
         self.files.iter().find(|f| f.role == FileRole::Model)
+    }
+
+    /// The model file of a variant by name; `None` names the default model file.
+    pub fn variant_file(&self, variant: Option<&str>) -> Option<&FileEntry> {
+        match variant {
+            None => self.model_file(),
+            Some(name) => {
+                let v = self.variants.iter().find(|v| v.name == name)?;
+                self.files.iter().find(|f| f.path == v.file)
+            }
+        }
+    }
+
+    /// The chat evaluation gate, if the manifest has one.
+    pub fn chat_gate(&self) -> Option<&ChatEvalGate> {
+        self.chat.as_ref().and_then(|c| c.eval.as_ref())
     }
 }
 
@@ -418,6 +544,32 @@ max_abs_diff = 1e-5
             m.lineage.distilled_from.as_deref(),
             Some("credit-gbdt@1.0.0")
         );
+    }
+
+    #[test]
+    fn variants_and_chat_gates_are_checked() {
+        let two_models = SAMPLE.replace(
+            "[lineage]",
+            "[[files]]\npath = \"small.onnx\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\nsize = 1\nrole = \"model\"\n\n[lineage]",
+        );
+        let ok = format!(
+            "{two_models}\n[[variants]]\nname = \"big\"\nfile = \"model.onnx\"\ngpu_memory_mib = 4096\n\n[[variants]]\nname = \"cpu\"\nfile = \"small.onnx\"\n"
+        );
+        let m = Manifest::parse(&ok).unwrap();
+        assert_eq!(m.variant_file(Some("cpu")).unwrap().path, "small.onnx");
+        assert_eq!(m.variants[0].gpu_memory_mib, Some(4096));
+        let bad = ok.replace("file = \"small.onnx\"", "file = \"eval/holdout.json\"");
+        match Manifest::parse(&bad) {
+            Err(ManifestError::Invalid { field, .. }) => assert_eq!(field, "variants[1].file"),
+            other => panic!("{other:?}"),
+        }
+        let chat = "name = \"c\"\nversion = \"1\"\nkind = \"chat\"\nformat = \"gguf\"\n\
+            [[files]]\npath = \"m.gguf\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\nsize = 1\nrole = \"model\"\n\
+            [chat.eval]\ntext = \"eval/text.txt\"\nperplexity_max = 30.0\n";
+        match Manifest::parse(chat) {
+            Err(ManifestError::Invalid { field, .. }) => assert_eq!(field, "chat.eval.text"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
