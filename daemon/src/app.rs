@@ -12,14 +12,15 @@ use crate::admin::{self, AdminState, PeerPolicy};
 use crate::admission::Admission;
 use crate::api::{self, AppState, Limits};
 use crate::audit::{AuditEvent, AuditLog};
-use crate::chat::ChatModels;
 use crate::config::Config;
 use crate::devmode::{self, DevLayout};
 use crate::keys::{KeyStore, RateLimiter};
 use crate::lifecycle;
+use crate::manager::startup::{self, Parts};
+use crate::manager::{Engines, ModelManager, ModelMetrics};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
-use crate::score::{self, LoadError, ScoreMetrics, ScoringModels};
+use crate::score::ScoreMetrics;
 use crate::server::{self, ConnectionLimits, Drain};
 use crate::telemetry::{Spool, Telemetry, spawn_flush};
 use crate::tls::{ReloadableTls, TlsError};
@@ -50,8 +51,8 @@ pub enum StartError {
     Signals(std::io::Error),
     #[error("dev mode: {0}")]
     Dev(#[from] devmode::DevError),
-    #[error("scoring model: {0}")]
-    Scoring(#[from] LoadError),
+    #[error("models: {0}")]
+    Models(#[from] startup::StartupError),
     #[error("audit log: {0}")]
     Audit(#[from] crate::audit::AuditError),
     #[error("telemetry: {0}")]
@@ -60,64 +61,46 @@ pub enum StartError {
     Gpu(#[from] crate::gpu::GpuError),
     #[error("{0}")]
     GpuPolicy(#[from] crate::gpu::fallback::PolicyError),
-    #[error("chat model {0}: {1}")]
-    Chat(String, crate::chat::LoadError),
     #[error("admin socket policy: {0}")]
     Accounts(#[from] admin::accounts::AccountError),
 }
 
-/// Loads every configured chat model version, off the async runtime.
-async fn load_chat(config: &Config, metrics: &Metrics) -> Result<ChatModels, StartError> {
-    let chat_metrics = crate::chat::ChatMetrics::register(metrics);
-    let dirs = config.chat.models.clone();
-    let settings = config.chat.engine.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut models = ChatModels::default();
-        for dir in dirs {
-            let model = crate::chat::load_version(&dir, &settings, &chat_metrics)
-                .map_err(|e| StartError::Chat(dir.display().to_string(), e))?;
-            tracing::info!(
-                model = %model.manifest.id(),
-                context = model.engine.context_per_request(),
-                slots = model.engine.slots(),
-                threads = settings.threads,
-                "chat model loaded"
-            );
-            models.insert(model).map_err(|id| {
-                StartError::Chat(
-                    dir.display().to_string(),
-                    crate::chat::LoadError::Duplicate(id),
-                )
-            })?;
-        }
-        Ok(models)
-    })
-    .await
-    .map_err(|e| {
-        StartError::Chat(
-            "loader".into(),
-            crate::chat::LoadError::Thread(e.to_string()),
-        )
-    })?
-}
-
-/// Loads every configured scoring model version, off the async runtime.
-async fn load_scoring(config: &Config, metrics: &Metrics) -> Result<ScoringModels, StartError> {
-    let score_metrics = metrics.with_registry(ScoreMetrics::register);
-    let dirs = config.scoring.models.clone();
-    let capacity = config.scoring.queue_capacity;
-    let loaded = tokio::task::spawn_blocking(move || {
-        let mut models = ScoringModels::default();
-        for dir in dirs {
-            let model = score::load_version(&dir, &score_metrics, capacity)?;
-            tracing::info!(model = %model.manifest.id(), platform = model.engine.platform(), "scoring model loaded");
-            models.insert(model).map_err(LoadError::Duplicate)?;
-        }
-        Ok::<_, LoadError>(models)
-    })
-    .await
-    .map_err(|e| StartError::Scoring(LoadError::Thread("loader".into(), std::io::Error::other(e.to_string()))))??;
-    Ok(loaded)
+/// Starts the model lifecycle (store, registry, seeds from the configuration) and
+/// loads every active version, off the async runtime.
+async fn start_models(
+    config: &Config,
+    db: &sled::Db,
+    metrics: &Metrics,
+    gpu: Arc<crate::gpu::GpuHealth>,
+    audit: Option<Arc<AuditLog>>,
+    telemetry: Arc<Telemetry>,
+    readiness: Arc<Readiness>,
+) -> Result<Arc<ModelManager>, StartError> {
+    let parts = Parts {
+        store_dir: config.state.model_store.clone(),
+        db: db.clone(),
+        engines: Engines {
+            score_metrics: metrics.with_registry(ScoreMetrics::register),
+            chat_metrics: crate::chat::ChatMetrics::register(metrics),
+            chat_settings: config.chat.engine.clone(),
+            score_queue_capacity: config.scoring.queue_capacity,
+        },
+        gpu,
+        audit,
+        telemetry,
+        readiness,
+        metrics: metrics.with_registry(ModelMetrics::register),
+    };
+    let mut seeds = config.scoring.models.clone();
+    seeds.extend(config.chat.models.iter().cloned());
+    tokio::task::spawn_blocking(move || startup::start(parts, &seeds))
+        .await
+        .map_err(|e| {
+            StartError::Models(startup::StartupError::Manage(
+                crate::manager::ManageError::Worker(e.to_string()),
+            ))
+        })?
+        .map_err(StartError::Models)
 }
 
 fn open_state(dir: &Path) -> Result<sled::Db, StartError> {
@@ -169,17 +152,6 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     let tls = Arc::new(ReloadableTls::new(config.tls.clone())?);
     readiness.set("tls", true, "certificate loaded");
     readiness.set("models", false, "loading");
-    let scoring = Arc::new(load_scoring(&config, &metrics).await?);
-    let chat = Arc::new(load_chat(&config, &metrics).await?);
-    readiness.set(
-        "models",
-        true,
-        format!(
-            "{} scoring and {} chat model version(s) loaded",
-            scoring.len(),
-            chat.len()
-        ),
-    );
 
     let spool = if config.telemetry.enabled {
         Some(Arc::new(Spool::open(
@@ -191,6 +163,29 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     };
     let telemetry = Arc::new(Telemetry::new(&config.telemetry, spool.clone()));
     telemetry.event(EventKind::Started, None, None);
+    let gpu_metrics = crate::gpu::GpuMetrics::register(&metrics);
+    let gpu_health = crate::gpu::start(
+        &config.gpu,
+        crate::gpu::Sinks {
+            readiness: Arc::clone(&readiness),
+            metrics: gpu_metrics.clone(),
+            audit: audit.clone(),
+            telemetry: Some(Arc::clone(&telemetry)),
+            fallbacks: crate::gpu::fallback::GpuGate::summary(&config.gpu.models),
+        },
+    )?;
+    let models = start_models(
+        &config,
+        &db,
+        &metrics,
+        Arc::clone(&gpu_health),
+        audit.clone(),
+        Arc::clone(&telemetry),
+        Arc::clone(&readiness),
+    )
+    .await?;
+    let scoring = models.scoring.load();
+    let chat = models.chat.load();
     let mut active: Vec<(String, String, String)> = scoring
         .iter()
         .flat_map(|(name, versions)| {
@@ -221,17 +216,6 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         }
     }
     crate::gpu::fallback::check(&config.gpu.models, &scoring, &chat)?;
-    let gpu_metrics = crate::gpu::GpuMetrics::register(&metrics);
-    let gpu_health = crate::gpu::start(
-        &config.gpu,
-        crate::gpu::Sinks {
-            readiness: Arc::clone(&readiness),
-            metrics: gpu_metrics.clone(),
-            audit: audit.clone(),
-            telemetry: Some(Arc::clone(&telemetry)),
-            fallbacks: crate::gpu::fallback::GpuGate::summary(&config.gpu.models),
-        },
-    )?;
     let gpu_gate = Arc::new(crate::gpu::fallback::GpuGate::new(
         gpu_health,
         &config.gpu.models,
@@ -256,8 +240,8 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         ),
         metrics: Arc::clone(&metrics),
         readiness: Arc::clone(&readiness),
-        scoring,
-        chat,
+        scoring: Arc::clone(&models.scoring),
+        chat: Arc::clone(&models.chat),
         chat_keep_alive: config.chat.keep_alive,
         gpu: gpu_gate,
         telemetry: Arc::clone(&telemetry),
@@ -295,6 +279,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         limiter,
         spool,
         audit: audit.clone(),
+        models: Arc::clone(&models),
     });
     let mut allowed_uids = config.admin.allowed_uids.clone();
     allowed_uids.extend(admin::accounts::user_ids(&config.admin.allowed_users)?);

@@ -46,6 +46,26 @@ impl AdminResponse {
     }
 }
 
+/// A fresh HTTP/1.1 connection to the admin socket.
+async fn connect<B>(
+    socket: &Path,
+) -> Result<hyper::client::conn::http1::SendRequest<B>, ClientError>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|source| ClientError::Connect {
+            path: socket.to_path_buf(),
+            source,
+        })?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
 /// Sends one request with an optional JSON body over a fresh connection.
 pub async fn call(
     socket: &Path,
@@ -53,14 +73,7 @@ pub async fn call(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<AdminResponse, ClientError> {
-    let stream = UnixStream::connect(socket)
-        .await
-        .map_err(|source| ClientError::Connect {
-            path: socket.to_path_buf(),
-            source,
-        })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
+    let mut sender = connect(socket).await?;
     let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
     let request = Request::builder()
         .method(method)
@@ -72,4 +85,161 @@ pub async fn call(
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     Ok(AdminResponse { status, body })
+}
+
+/// Why a version directory could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Manifest {
+        path: PathBuf,
+        source: coffer_models::ManifestError,
+    },
+}
+
+/// Sends the version directory `dir` to `POST /admin/models` as the import body
+/// (`u64` big-endian manifest length, the manifest, then every listed file in manifest
+/// order), streaming the files from a blocking reader thread. `progress(sent, total)`
+/// is called as file bytes go out. The daemon hashes what it receives; nothing here is
+/// trusted.
+pub async fn import(
+    socket: &Path,
+    dir: &Path,
+    allow_schema_change: bool,
+    mut progress: impl FnMut(u64, u64) + Send + 'static,
+) -> Result<AdminResponse, ImportError> {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    let manifest_path = dir.join("manifest.toml");
+    let text = std::fs::read_to_string(&manifest_path).map_err(|source| ImportError::Read {
+        path: manifest_path.clone(),
+        source,
+    })?;
+    let manifest =
+        coffer_models::Manifest::parse(&text).map_err(|source| ImportError::Manifest {
+            path: manifest_path,
+            source,
+        })?;
+    let total: u64 = manifest.files.iter().map(|f| f.size).sum();
+    let files: Vec<PathBuf> = manifest.files.iter().map(|f| dir.join(&f.path)).collect();
+    for f in &files {
+        std::fs::metadata(f).map_err(|source| ImportError::Read {
+            path: f.clone(),
+            source,
+        })?;
+    }
+    let mut sender = connect(socket).await?;
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
+    let mut head = (text.len() as u64).to_be_bytes().to_vec();
+    head.extend_from_slice(text.as_bytes());
+    let reader = std::thread::spawn(move || {
+        use std::io::Read as _;
+        if tx
+            .blocking_send(Ok(Frame::data(Bytes::from(head))))
+            .is_err()
+        {
+            return;
+        }
+        let mut sent = 0u64;
+        for path in files {
+            let mut file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        sent += n as u64;
+                        if tx.blocking_send(Ok(Frame::data(Bytes::from(buf)))).is_err() {
+                            return;
+                        }
+                        progress(sent, total);
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let body = StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let query = if allow_schema_change {
+        "?allow_schema_change=true"
+    } else {
+        ""
+    };
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/admin/models{query}"))
+        .header(http::header::HOST, "localhost")
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .body(body)
+        .map_err(ClientError::Request)?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(ClientError::Http)?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(ClientError::Http)?
+        .to_bytes();
+    // Not joined: when cofferd answers before reading everything (a refusal), the
+    // reader thread ends at its next send, once the connection drops the body.
+    drop(reader);
+    Ok(AdminResponse { status, body })
+}
+
+/// Sends one request and hands each line of the answer to `line` as it arrives
+/// (NDJSON progress streams); returns the status.
+pub async fn call_lines(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    mut line: impl FnMut(&[u8]),
+) -> Result<StatusCode, ClientError> {
+    let mut sender = connect(socket).await?;
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, "localhost")
+        .body(Full::new(Bytes::new()))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let mut body = response.into_body();
+    let mut pending = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            pending.extend_from_slice(&data);
+            while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+                let rest = pending.split_off(pos + 1);
+                line(&pending[..pos]);
+                pending = rest;
+            }
+        }
+    }
+    if !pending.is_empty() {
+        line(&pending);
+    }
+    Ok(status)
 }

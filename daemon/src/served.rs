@@ -2,6 +2,11 @@
 //! added under a name answers requests that name no version, and a version can be
 //! asked for explicitly. Scoring (`score::ScoringModels`) and chat (`chat::ChatModels`)
 //! are this registry over their loaded types.
+//!
+//! [`Live`] holds the current snapshot for the request path. A hot swap builds a new
+//! snapshot and replaces the pointer in one atomic store: a request that already holds
+//! a version's `Arc` finishes on it, and the old version unloads when the last such
+//! request drops it (its engine thread then drains and exits).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,7 +48,42 @@ impl<T> Default for Served<T> {
     }
 }
 
+impl<T> Clone for Served<T> {
+    fn clone(&self) -> Self {
+        Self {
+            models: self
+                .models
+                .iter()
+                .map(|(name, m)| {
+                    (
+                        name.clone(),
+                        ModelVersions {
+                            versions: m.versions.clone(),
+                            default: m.default.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 impl<T: Versioned> Served<T> {
+    /// A copy of this snapshot in which `model` is the only served version of its name.
+    pub fn with_only(&self, model: Arc<T>) -> Served<T> {
+        let mut next = self.clone();
+        let m = model.manifest();
+        let (name, version) = (m.name.clone(), m.version.clone());
+        next.models.insert(
+            name,
+            ModelVersions {
+                versions: BTreeMap::from([(version.clone(), model)]),
+                default: version,
+            },
+        );
+        next
+    }
+
     /// Adds a loaded version, which becomes its name's default. A version already
     /// present is refused with its `name@version`.
     pub fn insert(&mut self, model: T) -> Result<(), String> {
@@ -81,5 +121,37 @@ impl<T: Versioned> Served<T> {
 
     pub fn is_empty(&self) -> bool {
         self.models.is_empty()
+    }
+}
+
+/// The served snapshot of one engine kind, swapped atomically on activation.
+#[derive(Debug)]
+pub struct Live<T> {
+    current: arc_swap::ArcSwap<Served<T>>,
+    /// Serializes writers (activations); readers never wait.
+    writer: std::sync::Mutex<()>,
+}
+
+impl<T: Versioned> Live<T> {
+    pub fn new(served: Served<T>) -> Self {
+        Self {
+            current: arc_swap::ArcSwap::from_pointee(served),
+            writer: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> Arc<Served<T>> {
+        self.current.load_full()
+    }
+
+    /// Makes `model` the served version of its name; returns the version it replaced.
+    pub fn swap_in(&self, model: Arc<T>) -> Option<Arc<T>> {
+        let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current.load_full();
+        let name = model.manifest().name.clone();
+        let previous = current.resolve(&name, None);
+        self.current.store(Arc::new(current.with_only(model)));
+        previous
     }
 }

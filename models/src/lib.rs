@@ -3,14 +3,16 @@
 //!
 //! Owns now: the manifest schema ([`manifest`]: name, version, kind, format, files with
 //! sha256 and size, lineage, the I/O schema, serving limits, the evaluation gate), the
-//! evaluation-set format ([`evalset`]), and verification of a version directory against
-//! its manifest ([`verify`]). The format is described in `docs/model-format.md`.
+//! evaluation-set format ([`evalset`]), verification of a version directory against its
+//! manifest ([`verify`]), and the content-addressed on-disk store of versions ([`store`]).
+//! The format and the store's layout are described in `docs/model-format.md`.
 //!
-//! Will own: the content-addressed on-disk store, signing and bundle import. It stays a
-//! pure library: no async runtime, no native bindings.
+//! Will own: signing and bundle import. It stays a pure library: no async runtime, no
+//! native bindings.
 
 pub mod evalset;
 pub mod manifest;
+pub mod store;
 pub mod verify;
 
 pub use manifest::{

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 mod keys;
+mod models;
 pub mod peer;
 mod server;
 mod telemetry;
@@ -29,6 +30,8 @@ pub struct AdminState {
     pub spool: Option<Arc<crate::telemetry::Spool>>,
     /// The audit log; `None` when audit is off.
     pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// The model lifecycle.
+    pub models: Arc<crate::manager::ModelManager>,
 }
 
 /// An admin API error: status, stable code and message.

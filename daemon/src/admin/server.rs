@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use http::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -18,7 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::UnixListener;
 
-use super::{AdminFailure, AdminState, PeerPolicy, keys};
+use super::{AdminFailure, AdminState, PeerPolicy, keys, models};
 use crate::audit::AuditEvent;
 
 /// Why the admin socket could not be set up.
@@ -63,8 +63,9 @@ pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
     Ok(listener)
 }
 
+/// Whether the connection's peer may use the socket, and its uid.
 #[derive(Debug, Clone, Copy)]
-struct PeerAllowed(bool, u32);
+pub(super) struct PeerAllowed(pub(super) bool, pub(super) u32);
 
 async fn check_peer(req: Request, next: Next) -> Response {
     match req.extensions().get::<PeerAllowed>() {
@@ -91,6 +92,27 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/keys/{name}", delete(keys::revoke))
         .route("/admin/telemetry", get(super::telemetry::batch))
         .route("/admin/telemetry/ack", post(super::telemetry::ack))
+        .route("/admin/models", get(models::list).post(models::import))
+        .route("/admin/models-history", get(models::history))
+        .route("/admin/model-store/gc", post(models::gc))
+        .route("/admin/models/{name}", get(models::show_model))
+        .route("/admin/models/{name}/rollback", post(models::rollback))
+        .route(
+            "/admin/models/{name}/pin",
+            put(models::pin).delete(models::unpin),
+        )
+        .route(
+            "/admin/models/{name}/versions/{version}",
+            get(models::show_version).delete(models::remove),
+        )
+        .route(
+            "/admin/models/{name}/versions/{version}/activate",
+            post(models::activate),
+        )
+        .route(
+            "/admin/models/{name}/versions/{version}/verify",
+            post(models::verify),
+        )
         .layer(axum::middleware::from_fn(check_peer))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -113,16 +135,7 @@ async fn audit_change(State(state): State<Arc<AdminState>>, req: Request, next: 
     let response = next.run(req).await;
     if method != http::Method::GET {
         if let Some(audit) = &state.audit {
-            let action = match (method.as_str(), path.as_str()) {
-                ("POST", "/admin/keys") => "keys.create".to_string(),
-                ("DELETE", p) if p.starts_with("/admin/keys/") => "keys.revoke".to_string(),
-                ("POST", "/admin/telemetry/ack") => "telemetry.ack".to_string(),
-                (m, p) => format!("{m} {p}"),
-            };
-            let target = path
-                .strip_prefix("/admin/keys/")
-                .map(str::to_string)
-                .unwrap_or_default();
+            let (action, target) = audit_action(method.as_str(), &path);
             audit
                 .record(AuditEvent::Admin {
                     uid,
@@ -134,6 +147,31 @@ async fn audit_change(State(state): State<Arc<AdminState>>, req: Request, next: 
         }
     }
     response
+}
+
+/// The audit trail's name for an admin call and what it acted on (`name@version` for
+/// model versions).
+fn audit_action(method: &str, path: &str) -> (String, String) {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        ("POST", ["admin", "keys"]) => ("keys.create".into(), String::new()),
+        ("DELETE", ["admin", "keys", name]) => ("keys.revoke".into(), (*name).into()),
+        ("POST", ["admin", "telemetry", "ack"]) => ("telemetry.ack".into(), String::new()),
+        ("POST", ["admin", "models"]) => ("models.import".into(), String::new()),
+        ("POST", ["admin", "model-store", "gc"]) => ("models.gc".into(), String::new()),
+        ("POST", ["admin", "models", name, "rollback"]) => {
+            ("models.rollback".into(), (*name).into())
+        }
+        ("PUT", ["admin", "models", name, "pin"]) => ("models.pin".into(), (*name).into()),
+        ("DELETE", ["admin", "models", name, "pin"]) => ("models.unpin".into(), (*name).into()),
+        ("DELETE", ["admin", "models", name, "versions", version]) => {
+            ("models.remove".into(), format!("{name}@{version}"))
+        }
+        ("POST", ["admin", "models", name, "versions", version, action]) => {
+            (format!("models.{action}"), format!("{name}@{version}"))
+        }
+        _ => (format!("{method} {path}"), String::new()),
+    }
 }
 
 /// Serves the admin API until `shutdown` resolves, then lets open requests finish.

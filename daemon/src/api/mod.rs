@@ -38,7 +38,6 @@ use crate::admission::Admission;
 use crate::keys::{KeyStore, RateLimiter, RateSpec, Scope};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
-use crate::score::ScoringModels;
 
 /// Bounds that apply to every request.
 #[derive(Debug, Clone)]
@@ -60,8 +59,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub limits: Limits,
-    pub scoring: Arc<ScoringModels>,
-    pub chat: Arc<crate::chat::ChatModels>,
+    /// The served scoring versions, swapped atomically on activation.
+    pub scoring: Arc<crate::served::Live<crate::score::LoadedModel>>,
+    pub chat: Arc<crate::served::Live<crate::chat::LoadedChat>>,
     /// SSE keep-alive interval of chat streams.
     pub chat_keep_alive: Duration,
     /// Fallback decisions for GPU models while a GPU is failed.

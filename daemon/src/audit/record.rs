@@ -26,6 +26,16 @@ pub enum AuditEvent {
         model: String,
         version: String,
     },
+    /// A model version became the served one of its name (`action`: activate,
+    /// rollback, start), with the variant chosen for this host.
+    ModelActivated {
+        model: String,
+        version: String,
+        variant: Option<String>,
+        previous: Option<String>,
+        action: String,
+        actor: String,
+    },
     /// A GPU's health state changed (docs/gpu.md).
     GpuState {
         gpu: u32,

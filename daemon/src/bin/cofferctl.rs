@@ -2,8 +2,11 @@
 //! Unix socket. Human tables by default, `--json` for scripts. `cofferctl redact` needs
 //! no daemon: it cleans text (a log excerpt for a support ticket) on stdin.
 
-use std::path::PathBuf;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use cofferd::client::{self, AdminResponse};
@@ -42,6 +45,9 @@ enum Command {
     /// TLS material.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Model versions: list, import, verify, activate, roll back, pin, remove.
+    #[command(subcommand)]
+    Models(ModelsCommand),
 }
 
 #[derive(Subcommand)]
@@ -126,6 +132,675 @@ enum KeysCommand {
     List,
     /// Revoke a key; it fails from its next request on.
     Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Every installed version with its state; `*` marks the active one.
+    List,
+    /// A model's versions and history, or one version with its manifest.
+    Show {
+        name: String,
+        version: Option<String>,
+    },
+    /// Lifecycle changes, oldest first.
+    History {
+        /// Only this model's.
+        #[arg(long)]
+        name: Option<String>,
+        /// The most recent N entries (the daemon's default: 100).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Send a version directory to the daemon, which stores and evaluates it.
+    ///
+    /// The directory holds manifest.toml and the files it lists; the daemon hashes what
+    /// it receives, stores it and runs the version's evaluation gate. Exits 2 when the
+    /// version was stored but failed its gate.
+    Import {
+        dir: PathBuf,
+        /// Accept inputs that differ from the active version's (clients must change).
+        #[arg(long)]
+        allow_schema_change: bool,
+    },
+    /// Re-hash every file of an installed version against its manifest.
+    Verify { name: String, version: String },
+    /// Serve this version for its name.
+    Activate {
+        name: String,
+        version: String,
+        /// Accept inputs that differ from the active version's (clients must change).
+        #[arg(long)]
+        allow_schema_change: bool,
+    },
+    /// Serve the version that was active before the current one.
+    Rollback { name: String },
+    /// Keep a model on this version: activation and rollback are refused until unpinned.
+    Pin { name: String, version: String },
+    /// Lift a model's pin.
+    Unpin { name: String },
+    /// Remove an installed version that is neither active nor pinned.
+    Remove { name: String, version: String },
+    /// Delete stored files no installed version uses, and staging leftovers.
+    Gc,
+}
+
+/// How often a progress bar is redrawn at most.
+const REDRAW_EVERY: Duration = Duration::from_millis(100);
+/// The width of a progress bar between its brackets.
+const BAR_WIDTH: usize = 30;
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal, at most ten
+/// times a second plus once at 100%.
+#[derive(Debug)]
+struct ProgressBar {
+    enabled: bool,
+    last: Option<Instant>,
+    drawn: bool,
+}
+
+impl ProgressBar {
+    fn new() -> ProgressBar {
+        ProgressBar {
+            enabled: std::io::stderr().is_terminal(),
+            last: None,
+            drawn: false,
+        }
+    }
+
+    /// Redraws `label [===>  ] 45% 12.3/27.1 MB` and `tail` in place.
+    fn update(&mut self, label: &str, done: u64, total: u64, tail: &str) {
+        if !self.enabled {
+            return;
+        }
+        let finished = done >= total;
+        if !finished && self.last.is_some_and(|t| t.elapsed() < REDRAW_EVERY) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        self.drawn = true;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r{}{tail}\x1b[K", bar_line(label, done, total));
+        let _ = err.flush();
+    }
+
+    /// Ends the line of a bar that was drawn, so the next bar or message starts on its
+    /// own line.
+    fn next_line(&mut self) {
+        if self.drawn {
+            eprintln!();
+        }
+        self.drawn = false;
+        self.last = None;
+    }
+
+    /// Ends the bar for good: later updates draw nothing.
+    fn finish(&mut self) {
+        self.next_line();
+        self.enabled = false;
+    }
+}
+
+fn bar_line(label: &str, done: u64, total: u64) -> String {
+    let fraction = if total == 0 {
+        1.0
+    } else {
+        (done as f64 / total as f64).clamp(0.0, 1.0)
+    };
+    let filled = ((fraction * BAR_WIDTH as f64) as usize).min(BAR_WIDTH);
+    let mut bar = "=".repeat(filled);
+    if filled < BAR_WIDTH {
+        bar.push('>');
+        bar.push_str(&" ".repeat(BAR_WIDTH - filled - 1));
+    }
+    format!(
+        "{label} [{bar}] {:>3}% {}/{} MB",
+        (fraction * 100.0) as u32,
+        mb(done),
+        mb(total)
+    )
+}
+
+/// Bytes as decimal megabytes with one decimal.
+fn mb(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / 1e6)
+}
+
+/// Bytes in MB, for tables that compare sizes.
+fn size(bytes: &Value) -> String {
+    bytes
+        .as_u64()
+        .map_or_else(|| "-".into(), |b| format!("{} MB", mb(b)))
+}
+
+/// Bytes in the unit that suits them (decimal: kB, MB, GB).
+fn human_size(bytes: &Value) -> String {
+    match bytes.as_u64() {
+        None => "-".into(),
+        Some(b) if b < 1_000 => format!("{b} B"),
+        Some(b) if b < 1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
+        Some(b) if b < 1_000_000_000 => format!("{} MB", mb(b)),
+        Some(b) => format!("{:.2} GB", b as f64 / 1e9),
+    }
+}
+
+/// The registry's times are Unix milliseconds.
+fn fmt_ms(ms: &Value) -> String {
+    fmt_time(ms.as_u64().map(|ms| ms / 1000))
+}
+
+/// A string field, or `-`.
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+/// Daemon-supplied text for one table cell or line: control characters (escape
+/// sequences, newlines) become spaces, and more than `max` characters end in `...`.
+fn one_line(s: &str, max: usize) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if clean.chars().count() <= max {
+        clean
+    } else {
+        let mut cut: String = clean.chars().take(max.saturating_sub(3)).collect();
+        cut.push_str("...");
+        cut
+    }
+}
+
+/// Percent-encodes one URL path segment or query value.
+fn seg(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    // `.` and `..` alone would be read as relative path steps.
+    if out.bytes().all(|b| b == b'.') {
+        out = out.replace('.', "%2E");
+    }
+    out
+}
+
+fn model_path(name: &str) -> String {
+    format!("/admin/models/{}", seg(name))
+}
+
+fn version_path(name: &str, version: &str) -> String {
+    format!("{}/versions/{}", model_path(name), seg(version))
+}
+
+fn record_id(r: &Value) -> String {
+    format!("{}@{}", text(&r["name"]), text(&r["version"]))
+}
+
+/// `cofferctl models ...`.
+async fn models_command(
+    json_out: bool,
+    socket: &Path,
+    command: ModelsCommand,
+) -> Result<ExitCode, String> {
+    let call = |method: Method, path: String, body: Option<Value>| async move {
+        client::call(socket, method, &path, body)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let code = match command {
+        ModelsCommand::List => {
+            let r = call(Method::GET, "/admin/models".into(), None).await?;
+            print(json_out, &r, print_model_list)
+        }
+        ModelsCommand::Show {
+            name,
+            version: None,
+        } => {
+            let r = call(Method::GET, model_path(&name), None).await?;
+            print(json_out, &r, print_model)
+        }
+        ModelsCommand::Show {
+            name,
+            version: Some(version),
+        } => {
+            let r = call(Method::GET, version_path(&name, &version), None).await?;
+            print(json_out, &r, print_version)
+        }
+        ModelsCommand::History { name, limit } => {
+            let mut query = Vec::new();
+            if let Some(name) = &name {
+                query.push(format!("name={}", seg(name)));
+            }
+            if let Some(limit) = limit {
+                query.push(format!("limit={limit}"));
+            }
+            let mut path = "/admin/models-history".to_string();
+            if !query.is_empty() {
+                path = format!("{path}?{}", query.join("&"));
+            }
+            let r = call(Method::GET, path, None).await?;
+            print(json_out, &r, |h| print_history(&h["history"], true))
+        }
+        ModelsCommand::Import {
+            dir,
+            allow_schema_change,
+        } => return models_import(json_out, socket, &dir, allow_schema_change).await,
+        ModelsCommand::Verify { name, version } => {
+            return models_verify(json_out, socket, &name, &version).await;
+        }
+        ModelsCommand::Activate {
+            name,
+            version,
+            allow_schema_change,
+        } => {
+            let body = json!({ "allow_schema_change": allow_schema_change });
+            let path = format!("{}/activate", version_path(&name, &version));
+            let r = call(Method::POST, path, Some(body)).await?;
+            print(json_out, &r, print_activation)
+        }
+        ModelsCommand::Rollback { name } => {
+            let path = format!("{}/rollback", model_path(&name));
+            let r = call(Method::POST, path, None).await?;
+            print(json_out, &r, print_activation)
+        }
+        ModelsCommand::Pin { name, version } => {
+            let path = format!("{}/pin", model_path(&name));
+            let r = call(Method::PUT, path, Some(json!({ "version": version }))).await?;
+            print(json_out, &r, |p| {
+                println!("{} pinned to {}", text(&p["name"]), text(&p["pinned"]));
+            })
+        }
+        ModelsCommand::Unpin { name } => {
+            let path = format!("{}/pin", model_path(&name));
+            let r = call(Method::DELETE, path, None).await?;
+            print(json_out, &r, |p| match p["unpinned"].as_str() {
+                Some(was) => println!("{} unpinned (was pinned to {was})", text(&p["name"])),
+                None => println!("{} was not pinned", text(&p["name"])),
+            })
+        }
+        ModelsCommand::Remove { name, version } => {
+            let r = call(Method::DELETE, version_path(&name, &version), None).await?;
+            print(json_out, &r, |rec| {
+                println!(
+                    "removed {}; `cofferctl models gc` deletes the files no other version uses",
+                    record_id(rec)
+                );
+            })
+        }
+        ModelsCommand::Gc => {
+            let r = call(Method::POST, "/admin/model-store/gc".into(), None).await?;
+            print(json_out, &r, |g| {
+                println!(
+                    "removed {} blobs ({} MB) and {} staging entries",
+                    g["blobs_removed"].as_u64().unwrap_or(0),
+                    mb(g["bytes_freed"].as_u64().unwrap_or(0)),
+                    g["staging_removed"].as_u64().unwrap_or(0)
+                );
+            })
+        }
+    };
+    Ok(code)
+}
+
+/// `cofferctl models import DIR`: streams the directory with a progress bar; exits 2
+/// when the version was stored but failed its evaluation gate.
+async fn models_import(
+    json_out: bool,
+    socket: &Path,
+    dir: &Path,
+    allow_schema_change: bool,
+) -> Result<ExitCode, String> {
+    // The label only: client::import reads and checks the manifest itself and reports
+    // what is wrong with it.
+    let what = std::fs::read_to_string(dir.join("manifest.toml"))
+        .ok()
+        .and_then(|t| coffer_models::Manifest::parse(&t).ok())
+        .map_or_else(|| dir.display().to_string(), |m| m.id());
+    let label = format!("importing {what}");
+    let bar = Arc::new(Mutex::new(ProgressBar::new()));
+    let drawer = Arc::clone(&bar);
+    let result = client::import(socket, dir, allow_schema_change, move |sent, total| {
+        if let Ok(mut bar) = drawer.lock() {
+            let tail = if sent >= total {
+                " (checking and evaluating)"
+            } else {
+                ""
+            };
+            bar.update(&label, sent, total, tail);
+        }
+    })
+    .await;
+    if let Ok(mut bar) = bar.lock() {
+        bar.finish();
+    }
+    let r = result.map_err(|e| e.to_string())?;
+    let record = r.json();
+    let failed = r.status.is_success() && record["state"].as_str() == Some("failed");
+    let code = print(json_out, &r, |rec| {
+        let state = text(&rec["state"]);
+        match rec["reason"].as_str() {
+            Some(reason) if !failed => println!(
+                "imported {}: {state} ({})",
+                record_id(rec),
+                one_line(reason, 200)
+            ),
+            _ => println!("imported {}: {state}", record_id(rec)),
+        }
+    });
+    if failed {
+        eprintln!(
+            "cofferctl: {} FAILED its evaluation gate: {}",
+            record_id(&record),
+            one_line(record["reason"].as_str().unwrap_or("no reason given"), 500)
+        );
+        return Ok(ExitCode::from(2));
+    }
+    Ok(code)
+}
+
+/// `cofferctl models verify NAME VERSION`: NDJSON progress lines drawn as one bar per
+/// file, then the final `result` or `error` line.
+async fn models_verify(
+    json_out: bool,
+    socket: &Path,
+    name: &str,
+    version: &str,
+) -> Result<ExitCode, String> {
+    let id = format!("{name}@{version}");
+    let path = format!("{}/verify?progress=true", version_path(name, version));
+    let mut stream = VerifyStream {
+        label: format!("verifying {id}"),
+        bar: ProgressBar::new(),
+        file: String::new(),
+        last: None,
+        other: Vec::new(),
+    };
+    let status = client::call_lines(socket, Method::POST, &path, |line| stream.line(line)).await;
+    stream.bar.finish();
+    let status = status.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        let r = AdminResponse {
+            status,
+            body: stream.other.into(),
+        };
+        return Ok(print(json_out, &r, |_| {}));
+    }
+    let Some(last) = stream
+        .last
+        .filter(|v| v.get("result").is_some() || v.get("error").is_some())
+    else {
+        eprintln!("cofferctl: the daemon's answer to verify {id} ended without a result");
+        return Ok(ExitCode::FAILURE);
+    };
+    let failed = last.get("error").is_some();
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&last).unwrap_or_default()
+        );
+    } else if failed {
+        eprintln!(
+            "cofferctl: {}",
+            one_line(
+                last["error"]["message"].as_str().unwrap_or("verify failed"),
+                1000
+            )
+        );
+    } else {
+        println!("{id}: every file matches its manifest");
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What `models_verify` keeps of the NDJSON lines as they arrive.
+#[derive(Debug)]
+struct VerifyStream {
+    label: String,
+    bar: ProgressBar,
+    /// The file the bar is drawing.
+    file: String,
+    /// The last line that parsed and was not progress.
+    last: Option<Value>,
+    /// Everything but progress lines, for an answer that is not a stream (an error).
+    other: Vec<u8>,
+}
+
+impl VerifyStream {
+    fn line(&mut self, line: &[u8]) {
+        match serde_json::from_slice::<Value>(line) {
+            Ok(v) if v.get("progress").is_some() => {
+                let p = &v["progress"];
+                let file = text(&p["file"]);
+                if file != self.file {
+                    self.bar.next_line();
+                    self.file = file.to_string();
+                }
+                let label = format!("{} {}", self.label, one_line(&self.file, 60));
+                let done = p["done"].as_u64().unwrap_or(0);
+                let total = p["total"].as_u64().unwrap_or(done);
+                self.bar.update(&label, done, total, "");
+            }
+            parsed => {
+                self.other.extend_from_slice(line);
+                self.other.push(b'\n');
+                if let Ok(v) = parsed {
+                    self.last = Some(v);
+                }
+            }
+        }
+    }
+}
+
+fn print_activation(a: &Value) {
+    let id = record_id(a);
+    if a["changed"].as_bool() == Some(false) {
+        println!("{id} was already active");
+        return;
+    }
+    let mut notes = Vec::new();
+    if let Some(previous) = a["previous"].as_str() {
+        notes.push(format!("was {previous}"));
+    }
+    if let Some(variant) = a["variant"].as_str() {
+        notes.push(format!("variant {variant}"));
+    }
+    if notes.is_empty() {
+        println!("{id} active");
+    } else {
+        println!("{id} active ({})", notes.join("; "));
+    }
+}
+
+fn print_model_list(list: &Value) {
+    let models: Vec<&Value> = list["models"].as_array().into_iter().flatten().collect();
+    if models.iter().all(|m| versions(m).is_empty()) {
+        println!("no model versions installed");
+        return;
+    }
+    println!(
+        "{:<24} {:<12} {:<20} {:<6} {:<12} {:>10} {:<20} REASON",
+        "NAME", "VERSION", "STATE", "KIND", "VARIANT", "SIZE", "INSTALLED"
+    );
+    for m in models {
+        let active = m["active"].as_str();
+        let pinned = m["pinned"].as_str();
+        for v in versions(m) {
+            let version = v["version"].as_str();
+            let mut state = text(&v["state"]).to_string();
+            if version.is_some() && version == active {
+                state.push('*');
+            }
+            if version.is_some() && version == pinned {
+                state.push_str(" (pinned)");
+            }
+            println!(
+                "{:<24} {:<12} {:<20} {:<6} {:<12} {:>10} {:<20} {}",
+                text(&v["name"]),
+                text(&v["version"]),
+                state,
+                text(&v["kind"]),
+                text(&v["variant"]),
+                size(&v["bytes"]),
+                fmt_ms(&v["installed_at"]),
+                one_line(v["reason"].as_str().unwrap_or(""), 60)
+            );
+        }
+    }
+}
+
+fn versions(model: &Value) -> Vec<&Value> {
+    model["versions"].as_array().into_iter().flatten().collect()
+}
+
+/// `key: value` lines for one version record.
+fn print_record(r: &Value) {
+    println!("{}", record_id(r));
+    println!("  state:         {}", text(&r["state"]));
+    println!(
+        "  kind:          {} ({})",
+        text(&r["kind"]),
+        text(&r["format"])
+    );
+    println!("  variant:       {}", text(&r["variant"]));
+    println!("  size:          {}", human_size(&r["bytes"]));
+    println!("  installed:     {}", fmt_ms(&r["installed_at"]));
+    println!("  updated:       {}", fmt_ms(&r["updated_at"]));
+    if let Some(reason) = r["reason"].as_str() {
+        println!("  reason:        {}", one_line(reason, 500));
+    }
+    println!("  manifest:      sha256 {}", text(&r["manifest_sha256"]));
+    if r["allow_schema_change"].as_bool() == Some(true) {
+        println!("  schema change: allowed at import");
+    }
+}
+
+/// `cofferctl models show NAME`.
+fn print_model(m: &Value) {
+    println!("{}", text(&m["name"]));
+    println!("  active:        {}", text(&m["active"]));
+    println!("  pinned:        {}", text(&m["pinned"]));
+    for v in versions(m) {
+        println!();
+        print_record(v);
+    }
+    println!();
+    print_history(&m["history"], false);
+}
+
+/// `cofferctl models show NAME VERSION`: the record, its manifest, its history.
+fn print_version(v: &Value) {
+    print_record(&v["record"]);
+    let m = &v["manifest"];
+    if m.is_null() {
+        println!("  (its manifest cannot be read from the store)");
+    } else {
+        print_manifest(m);
+    }
+    println!();
+    print_history(&v["history"], false);
+}
+
+fn print_manifest(m: &Value) {
+    if let Some(description) = m["description"].as_str() {
+        println!("  description:   {}", one_line(description, 500));
+    }
+    println!("  files:");
+    for f in m["files"].as_array().into_iter().flatten() {
+        println!(
+            "    {:<32} {:>10} {:<6} sha256 {}",
+            text(&f["path"]),
+            human_size(&f["size"]),
+            text(&f["role"]),
+            text(&f["sha256"])
+        );
+    }
+    let lineage: Vec<(&str, &str)> = ["base", "quantization", "distilled_from", "training_data"]
+        .into_iter()
+        .filter_map(|k| m["lineage"][k].as_str().map(|v| (k, v)))
+        .collect();
+    if !lineage.is_empty() {
+        println!("  lineage:");
+        for (k, v) in lineage {
+            println!("    {:<15} {}", format!("{k}:"), one_line(v, 200));
+        }
+    }
+    let variants: Vec<&Value> = m["variants"].as_array().into_iter().flatten().collect();
+    if !variants.is_empty() {
+        println!("  variants (in order of preference):");
+        for v in variants {
+            let mut line = format!("    {:<14} file {}", text(&v["name"]), text(&v["file"]));
+            if let Some(q) = v["quantization"].as_str() {
+                line.push_str(&format!(", {q}"));
+            }
+            match v["gpu_memory_mib"].as_u64() {
+                Some(mib) => line.push_str(&format!(", GPU with {mib} MiB free")),
+                None => line.push_str(", CPU"),
+            }
+            println!("{line}");
+        }
+    }
+    for (title, key) in [("inputs", "inputs"), ("outputs", "outputs")] {
+        let tensors: Vec<String> = m["io"][key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                format!(
+                    "{} {} {}",
+                    text(&t["name"]),
+                    text(&t["datatype"]),
+                    t["shape"]
+                )
+            })
+            .collect();
+        if !tensors.is_empty() {
+            println!("  {:<14} {}", format!("{title}:"), tensors.join(", "));
+        }
+    }
+}
+
+/// The history table, oldest first; `with_name` adds a NAME column (history across
+/// models).
+fn print_history(entries: &Value, with_name: bool) {
+    let entries: Vec<&Value> = entries.as_array().into_iter().flatten().collect();
+    if entries.is_empty() {
+        println!("no history");
+        return;
+    }
+    let name_col = |name: &str| {
+        if with_name {
+            format!("{name:<24} ")
+        } else {
+            String::new()
+        }
+    };
+    println!(
+        "{:<20} {}{:<12} {:<12} {:<12} DETAIL",
+        "TIME",
+        name_col("NAME"),
+        "ACTOR",
+        "ACTION",
+        "VERSION"
+    );
+    for h in entries {
+        println!(
+            "{:<20} {}{:<12} {:<12} {:<12} {}",
+            fmt_ms(&h["at"]),
+            name_col(text(&h["name"])),
+            text(&h["actor"]),
+            text(&h["action"]),
+            text(&h["version"]),
+            one_line(h["detail"].as_str().unwrap_or(""), 300)
+        );
+    }
 }
 
 fn socket_path(cli: &Cli) -> Result<PathBuf, String> {
@@ -220,6 +895,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             return Ok(audit_verify(&cli, dir.as_ref()));
         }
         Command::Tls(ref command) => return Ok(tls_host_cert(command)),
+        Command::Models(command) => return models_command(cli.json, &socket, command).await,
     };
     let code = match command {
         KeysCommand::Create {
@@ -370,7 +1046,12 @@ fn main() -> ExitCode {
     if let Command::Tls(command) = &cli.command {
         return tls_host_cert(command);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // One worker besides this thread: `client::import` joins its file-reader thread
+    // from async code once the answer is in, and when the daemon answers early (the
+    // version exists, a schema change is refused) that reader can only finish after
+    // the connection task, run by the worker, has dropped the request body.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
     {

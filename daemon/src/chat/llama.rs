@@ -26,7 +26,7 @@ use super::text::{Released, TextAssembler};
 use super::{ChatEngine, ChatSettings, LoadError, SubmitError};
 
 /// llama.cpp's backend may be initialised once per process.
-fn backend() -> Result<&'static LlamaBackend, LoadError> {
+pub(crate) fn backend() -> Result<&'static LlamaBackend, LoadError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {

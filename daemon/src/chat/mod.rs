@@ -5,6 +5,7 @@
 //! [`ChatModels`] (the shared `served` registry) holds the loaded versions by name; the last configured version of a
 //! name answers requests that name no version (`name@version` picks one).
 
+pub mod eval;
 pub mod job;
 pub mod llama;
 pub mod metrics;
@@ -78,6 +79,8 @@ pub trait ChatEngine: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct LoadedChat {
     pub manifest: Manifest,
+    /// The variant served (`None`: the version's only model file).
+    pub variant: Option<String>,
     pub engine: Box<dyn ChatEngine>,
     /// Seconds since the epoch when it was loaded (OpenAI's `created`).
     pub created: u64,
@@ -90,14 +93,24 @@ pub fn load_version(
     metrics: &ChatMetrics,
 ) -> Result<LoadedChat, LoadError> {
     let version = coffer_models::verify::VersionDir::open(dir)?;
+    start_version(&version, None, settings, metrics)
+}
+
+/// Starts the engine of a version: the named variant's GGUF, or the default one.
+pub fn start_version(
+    version: &coffer_models::VersionDir,
+    variant: Option<&str>,
+    settings: &ChatSettings,
+    metrics: &ChatMetrics,
+) -> Result<LoadedChat, LoadError> {
     let manifest = version.manifest.clone();
     if manifest.kind != Kind::Chat {
         return Err(LoadError::NotChat(manifest.id()));
     }
     let model_file = manifest
-        .model_file()
+        .variant_file(variant)
         .map(|f| version.path(&f.path))
-        .ok_or_else(|| LoadError::Missing(dir.join("<model>")))?;
+        .ok_or_else(|| LoadError::Missing(version.dir.join(variant.unwrap_or("<model>"))))?;
     let template = manifest.chat.as_ref().and_then(|c| c.template.clone());
     let engine = llama::LlamaEngine::start(
         &model_file,
@@ -110,6 +123,7 @@ pub fn load_version(
         .map_or(0, |d| d.as_secs());
     Ok(LoadedChat {
         manifest,
+        variant: variant.map(str::to_string),
         engine: Box::new(engine),
         created,
     })

@@ -200,6 +200,8 @@ pub struct StateConfig {
     pub check_interval: Duration,
     /// Below this much free space the daemon reports itself not ready.
     pub min_free_bytes: u64,
+    /// The content-addressed model store (docs/models.md).
+    pub model_store: PathBuf,
 }
 
 #[derive(Debug, Clone)]

@@ -222,6 +222,8 @@ pub struct RawState {
     pub dir: String,
     pub check_interval: String,
     pub min_free_bytes: u64,
+    /// The model store; default `<dir>/models`.
+    pub model_store: Option<String>,
 }
 
 impl Default for RawState {
@@ -230,6 +232,7 @@ impl Default for RawState {
             dir: "/var/lib/coffer".into(),
             check_interval: "5s".into(),
             min_free_bytes: 64 << 20,
+            model_store: None,
         }
     }
 }

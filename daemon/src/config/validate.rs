@@ -275,8 +275,13 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     let server = server(&mut c, raw);
     let tls = tls(&mut c, raw);
     let admission = admission(&mut c, raw);
+    let state_dir = c.path("state.dir", Some(&raw.state.dir), "a writable directory");
     let state = StateConfig {
-        dir: c.path("state.dir", Some(&raw.state.dir), "a writable directory"),
+        model_store: match &raw.state.model_store {
+            Some(p) => c.path("state.model_store", Some(p), "the model store directory"),
+            None => state_dir.join("models"),
+        },
+        dir: state_dir,
         check_interval: c.duration(
             "state.check_interval",
             &raw.state.check_interval,

@@ -225,6 +225,7 @@ mod tests {
             },
             level,
             reason: "critical XID 79".into(),
+            memory_free_bytes: None,
         }]))
     }
 

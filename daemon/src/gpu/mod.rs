@@ -39,6 +39,8 @@ pub struct GpuStatus {
     pub device: DeviceInfo,
     pub level: Level,
     pub reason: String,
+    /// Free memory at the last sample (variant choice); `None` before one.
+    pub memory_free_bytes: Option<u64>,
 }
 
 /// What the host has.
@@ -73,6 +75,7 @@ impl GpuHealth {
                     device: d.clone(),
                     level: Level::Healthy,
                     reason: "no sample yet".into(),
+                    memory_free_bytes: None,
                 })
                 .collect(),
         ))
@@ -100,12 +103,15 @@ impl GpuHealth {
         (!failed.is_empty()).then(|| failed.join("; "))
     }
 
-    fn update(&self, gpu: u32, level: Level, reason: &str) {
+    fn update(&self, gpu: u32, level: Level, reason: &str, free: Option<u64>) {
         let mut presence = self.presence.write().unwrap_or_else(|e| e.into_inner());
         if let Presence::Present(gpus) = &mut *presence {
             if let Some(g) = gpus.iter_mut().find(|g| g.device.index == gpu) {
                 g.level = level;
                 g.reason = reason.to_string();
+                if free.is_some() {
+                    g.memory_free_bytes = free;
+                }
             }
         }
     }
@@ -252,13 +258,17 @@ impl Monitor {
                 &mine,
                 &self.config.thresholds,
             );
+            let free = now
+                .as_ref()
+                .ok()
+                .and_then(|s| Some(s.memory_total_bytes?.saturating_sub(s.memory_used_bytes?)));
             if let Ok(s) = now {
                 self.previous[i] = Some(s);
             }
             let machine = &mut self.machines[i];
             let transition = machine.observe(&assessment);
             self.health
-                .update(device.index, machine.level(), machine.reason());
+                .update(device.index, machine.level(), machine.reason(), free);
             changed = true;
             let Some(t) = transition else { continue };
             self.sinks.metrics.level(device, t.to);

@@ -36,6 +36,8 @@ pub enum LoadError {
     Thread(String, std::io::Error),
     #[error("{0} is loaded twice")]
     Duplicate(String),
+    #[error("{0} has no variant {1:?}")]
+    NoVariant(String, String),
 }
 
 /// One served model version.
@@ -43,19 +45,30 @@ pub enum LoadError {
 pub struct LoadedModel {
     pub manifest: Manifest,
     pub dir: PathBuf,
+    /// The variant served (`None`: the version's only model file).
+    pub variant: Option<String>,
     pub engine: Arc<dyn ScoreEngine>,
     pub batcher: Batcher,
     pub metrics: ModelMetrics,
 }
 
-/// Loads the engine for a verified version directory.
+/// Loads the engine for a verified version directory (its default model file).
 pub fn load_engine(version: &VersionDir) -> Result<Arc<dyn ScoreEngine>, LoadError> {
-    let manifest = &version.manifest;
-    let id = manifest.id();
-    let model_file = manifest
+    let model_file = version
+        .manifest
         .model_file()
         .map(|f| version.path(&f.path))
         .unwrap_or_default();
+    load_engine_file(&version.manifest, &model_file)
+}
+
+/// Loads an engine for `model_file` (one of the version's model files) against the
+/// manifest's I/O schema: a new instance, independent of any serving one.
+pub fn load_engine_file(
+    manifest: &Manifest,
+    model_file: &Path,
+) -> Result<Arc<dyn ScoreEngine>, LoadError> {
+    let id = manifest.id();
     let (inputs, outputs) = (&manifest.io.inputs, &manifest.io.outputs);
     let engine_err = |source| LoadError::Engine {
         id: id.clone(),
@@ -63,10 +76,10 @@ pub fn load_engine(version: &VersionDir) -> Result<Arc<dyn ScoreEngine>, LoadErr
     };
     // Tree ensembles get the native evaluator, one thread per batch: the batcher already
     // keeps a thread per model busy, and the API runtime needs the other cores.
-    if let Some(trees) = TreesEngine::load(&model_file, inputs, outputs, 1).map_err(engine_err)? {
+    if let Some(trees) = TreesEngine::load(model_file, inputs, outputs, 1).map_err(engine_err)? {
         return Ok(Arc::new(trees));
     }
-    let engine = TractEngine::load(&model_file, inputs, outputs, manifest.serving.max_batch)
+    let engine = TractEngine::load(model_file, inputs, outputs, manifest.serving.max_batch)
         .map_err(engine_err)?;
     Ok(Arc::new(engine))
 }
@@ -77,11 +90,27 @@ pub fn load_version(
     metrics: &ScoreMetrics,
     queue_capacity: usize,
 ) -> Result<LoadedModel, LoadError> {
-    let version = VersionDir::open(dir)?;
+    start_version(VersionDir::open(dir)?, None, metrics, queue_capacity)
+}
+
+/// Loads a version (the named variant's model file, or the default one) and starts
+/// its batcher.
+pub fn start_version(
+    version: VersionDir,
+    variant: Option<&str>,
+    metrics: &ScoreMetrics,
+    queue_capacity: usize,
+) -> Result<LoadedModel, LoadError> {
     if version.manifest.kind != Kind::Score {
         return Err(LoadError::NotScoring(version.manifest.id()));
     }
-    let engine = load_engine(&version)?;
+    let model_file = version
+        .manifest
+        .variant_file(variant)
+        .map(|f| version.path(&f.path))
+        .ok_or_else(|| LoadError::NoVariant(version.manifest.id(), variant.unwrap_or("").into()))?;
+    let engine = load_engine_file(&version.manifest, &model_file)?;
+    let dir = version.dir;
     let manifest = version.manifest;
     let model_metrics = metrics.for_model(&manifest.name, &manifest.version);
     let limits = BatchLimits {
@@ -98,7 +127,8 @@ pub fn load_version(
     .map_err(|e| LoadError::Thread(manifest.id(), e))?;
     Ok(LoadedModel {
         manifest,
-        dir: dir.to_path_buf(),
+        dir,
+        variant: variant.map(str::to_string),
         engine,
         batcher,
         metrics: model_metrics,

@@ -591,3 +591,26 @@ pub fn eval_set(name: &str) -> coffer_models::evalset::EvalSet {
     let bytes = std::fs::read(fixture(name).join("eval/holdout.json")).unwrap();
     coffer_models::evalset::EvalSet::parse(&bytes).unwrap()
 }
+
+/// A small tmpfs mounted for a test, unmounted when dropped.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// `None` where this process may not mount (no CAP_SYS_ADMIN).
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .ok()?
+            .success();
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

@@ -168,18 +168,6 @@ async fn kill_9_under_load_then_restart_keeps_state_consistent() {
     );
 }
 
-/// Mounts a small tmpfs; `None` where this process may not mount (no CAP_SYS_ADMIN).
-fn mount_tmpfs(dir: &std::path::Path, size: &str) -> Option<()> {
-    std::fs::create_dir_all(dir).ok()?;
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(dir)
-        .status()
-        .ok()?
-        .success();
-    ok.then_some(())
-}
-
 fn mount_opts(dir: &std::path::Path, opts: &str) {
     let ok = std::process::Command::new("mount")
         .args(["-o", opts])
@@ -207,20 +195,10 @@ async fn wait_ready(client: &crate::common::Client, key: &str, ready: bool) -> s
 async fn a_full_or_read_only_state_directory_is_not_ready_and_recovers() {
     let mut setup = Setup::new();
     let state = setup.dir().join("state");
-    if mount_tmpfs(&state, "48m").is_none() {
+    let Some(_mount) = crate::common::Tmpfs::mount(&state, "48m") else {
         eprintln!("cannot mount a tmpfs here (needs CAP_SYS_ADMIN); skipping the disk-full test");
         return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
-    let _unmount = Unmount(state.clone());
+    };
     setup.server_extra.clear();
     setup.telemetry_extra = "interval = \"200ms\"\n".into();
     let config = setup.write_config();

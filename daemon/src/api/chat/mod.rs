@@ -39,6 +39,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 async fn list_models(State(state): State<Arc<AppState>>) -> Response {
     let data: Vec<_> = state
         .chat
+        .load()
         .list()
         .into_iter()
         .map(|(id, loaded)| {
@@ -88,7 +89,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         .map_or_else(|| "0".to_string(), |r| r.0.clone());
     let body = read_limited(req.into_body(), state.limits.max_body_bytes, Family::OpenAi).await?;
     let chat = request::parse(&body)?;
-    let loaded = state.chat.resolve_chat(&chat.model).ok_or_else(|| {
+    let loaded = state.chat.load().resolve_chat(&chat.model).ok_or_else(|| {
         ApiError::new(
             ErrorKind::NotFound,
             format!(
@@ -104,7 +105,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
     let (loaded, fallback, permit) = match state.gpu.route(&loaded.manifest.name) {
         Route::Normal => (loaded, None, None),
         Route::Variant(variant) => (
-            state.chat.resolve_chat(&variant).ok_or_else(gone)?,
+            state.chat.load().resolve_chat(&variant).ok_or_else(gone)?,
             Some("cpu-variant"),
             None,
         ),

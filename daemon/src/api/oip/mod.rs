@@ -73,10 +73,8 @@ fn find(
     model: &str,
     version: Option<&str>,
 ) -> Result<Arc<LoadedModel>, ApiError> {
-    let versions = state
-        .scoring
-        .get(model)
-        .ok_or_else(|| not_found(model, None))?;
+    let served = state.scoring.load();
+    let versions = served.get(model).ok_or_else(|| not_found(model, None))?;
     versions
         .versions
         .get(version.unwrap_or(&versions.default))
@@ -104,6 +102,7 @@ async fn model_metadata(State(state): State<Arc<AppState>>, Path(model): Path<St
         Ok(loaded) => {
             let versions = state
                 .scoring
+                .load()
                 .get(&model)
                 .map(|m| m.versions.keys().cloned().collect())
                 .unwrap_or_default();
@@ -178,6 +177,7 @@ async fn run_infer(
         Route::Variant(variant) => {
             loaded = state
                 .scoring
+                .load()
                 .resolve(&variant, None)
                 .ok_or_else(|| ApiError::new(ErrorKind::Internal, "", Family::InferenceProtocol))?;
             (Some("cpu-variant"), None)
@@ -350,8 +350,8 @@ async fn repository_index(State(state): State<Arc<AppState>>, req: Request<Body>
             }
         }
     };
-    let index: Vec<_> = state
-        .scoring
+    let served = state.scoring.load();
+    let index: Vec<_> = served
         .iter()
         .flat_map(|(name, versions)| versions.versions.keys().map(move |v| (name, v, "READY")))
         .filter(|(_, _, model_state)| !request.ready || *model_state == "READY")

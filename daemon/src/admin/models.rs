@@ -1,0 +1,453 @@
+//! Admin handlers for the model lifecycle (`cofferctl models ...`): list and show,
+//! import (the version's files streamed in the request body), verify (with progress as
+//! NDJSON when asked), activate, rollback, pin, unpin, remove, gc and history.
+//!
+//! The import body is `u64 big-endian manifest length`, the manifest text, then each
+//! file the manifest lists, in its order, exactly its declared size
+//! ([`crate::client::import`] writes it).
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Extension, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use bytes::{Buf as _, Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::server::PeerAllowed;
+use super::{AdminFailure, AdminState};
+use crate::manager::ManageError;
+use crate::registry::RegistryError;
+use coffer_models::store::StoreError;
+
+/// The longest manifest accepted in an import body.
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
+fn actor(peer: &PeerAllowed) -> String {
+    format!("uid {}", peer.1)
+}
+
+fn failure(e: &ManageError) -> AdminFailure {
+    use StatusCode as S;
+    let (status, code) = match e {
+        ManageError::Registry(r) => match r {
+            RegistryError::NotFound(_) => (S::NOT_FOUND, "model_not_found"),
+            RegistryError::Exists(_) => (S::CONFLICT, "version_exists"),
+            RegistryError::WrongState { .. } => (S::CONFLICT, "wrong_state"),
+            RegistryError::Pinned { .. } => (S::CONFLICT, "model_pinned"),
+            RegistryError::NoPrevious { .. } => (S::CONFLICT, "no_previous_version"),
+            RegistryError::SchemaTooNew { .. }
+            | RegistryError::Storage(_)
+            | RegistryError::Corrupt { .. } => (S::INTERNAL_SERVER_ERROR, "storage_error"),
+        },
+        ManageError::Store(s) => match s {
+            StoreError::Manifest(_) => (S::BAD_REQUEST, "invalid_manifest"),
+            StoreError::Short { .. }
+            | StoreError::Long { .. }
+            | StoreError::Hash { .. }
+            | StoreError::Source { .. } => (S::BAD_REQUEST, "invalid_files"),
+            StoreError::AlreadyInstalled { .. } => (S::CONFLICT, "version_exists"),
+            StoreError::NotInstalled { .. } => (S::NOT_FOUND, "model_not_found"),
+            StoreError::BadName { .. } => (S::BAD_REQUEST, "invalid_request"),
+            StoreError::DiskFull { .. } => (S::INSUFFICIENT_STORAGE, "disk_full"),
+            StoreError::Verify(_)
+            | StoreError::NotLinked { .. }
+            | StoreError::WrongPlace { .. } => (S::CONFLICT, "verification_failed"),
+            _ => (S::INTERNAL_SERVER_ERROR, "store_error"),
+        },
+        ManageError::GateFailed { .. } => (S::UNPROCESSABLE_ENTITY, "gate_failed"),
+        ManageError::SchemaChange { .. } => (S::CONFLICT, "schema_change"),
+        ManageError::NoVariant(_) => (S::CONFLICT, "no_variant"),
+        ManageError::Load { .. } => (S::INTERNAL_SERVER_ERROR, "load_failed"),
+        ManageError::Worker(_) => (S::INTERNAL_SERVER_ERROR, "internal_error"),
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %e, "model lifecycle operation failed");
+    }
+    AdminFailure {
+        status,
+        code,
+        message: e.to_string(),
+    }
+}
+
+fn answer<T: serde::Serialize>(result: Result<T, ManageError>, ok: StatusCode) -> Response {
+    match result {
+        Ok(v) => (ok, Json(v)).into_response(),
+        Err(e) => failure(&e).into_response(),
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    AdminFailure {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_request",
+        message: message.into(),
+    }
+    .into_response()
+}
+
+/// `GET /admin/models`: every installed version, the active pointers and pins.
+pub async fn list(State(state): State<Arc<AdminState>>) -> Response {
+    let registry = state.models.registry();
+    let result = (|| -> Result<Value, ManageError> {
+        let versions = registry.list()?;
+        let mut names: Vec<String> = versions.iter().map(|r| r.name.clone()).collect();
+        names.dedup();
+        let mut models = Vec::new();
+        for name in names {
+            models.push(json!({
+                "name": name,
+                "active": registry.active(&name)?,
+                "pinned": registry.pinned(&name)?,
+                "versions": versions.iter().filter(|r| r.name == name).collect::<Vec<_>>(),
+            }));
+        }
+        Ok(json!({ "models": models }))
+    })();
+    answer(result, StatusCode::OK)
+}
+
+/// `GET /admin/models/{name}`: its versions, pointers and history.
+pub async fn show_model(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> Response {
+    let registry = state.models.registry();
+    let result = (|| -> Result<Value, ManageError> {
+        let versions: Vec<_> = registry
+            .list()?
+            .into_iter()
+            .filter(|r| r.name == name)
+            .collect();
+        if versions.is_empty() {
+            return Err(RegistryError::NotFound(name.clone()).into());
+        }
+        Ok(json!({
+            "name": name,
+            "active": registry.active(&name)?,
+            "pinned": registry.pinned(&name)?,
+            "versions": versions,
+            "history": registry.history(Some(&name), 50)?,
+        }))
+    })();
+    answer(result, StatusCode::OK)
+}
+
+/// `GET /admin/models/{name}/versions/{version}`: the record, manifest and history.
+pub async fn show_version(
+    State(state): State<Arc<AdminState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    let models = &state.models;
+    let result = (|| -> Result<Value, ManageError> {
+        let record = models
+            .registry()
+            .get(&name, &version)?
+            .ok_or_else(|| RegistryError::NotFound(format!("{name}@{version}")))?;
+        let manifest = models.manifest(&name, &version).ok();
+        let history: Vec<_> = models
+            .history(Some(&name), 200)?
+            .into_iter()
+            .filter(|h| h.version.as_deref() == Some(version.as_str()))
+            .collect();
+        Ok(json!({ "record": record, "manifest": manifest, "history": history }))
+    })();
+    answer(result, StatusCode::OK)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    name: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+/// `GET /admin/models-history?name=&limit=`.
+pub async fn history(
+    State(state): State<Arc<AdminState>>,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    answer(
+        state
+            .models
+            .history(q.name.as_deref(), q.limit.clamp(1, 10_000))
+            .map(|h| json!({ "history": h })),
+        StatusCode::OK,
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ImportQuery {
+    #[serde(default)]
+    allow_schema_change: bool,
+}
+
+/// A blocking reader over body chunks forwarded by an async task.
+struct ChannelReader {
+    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Ok(n)
+    }
+}
+
+/// `POST /admin/models?allow_schema_change=`: imports the streamed version, then runs
+/// its gate. 201 with the record (`ready`, or `failed` with the gate's reason).
+pub async fn import(
+    State(state): State<Arc<AdminState>>,
+    Extension(peer): Extension<PeerAllowed>,
+    Query(q): Query<ImportQuery>,
+    body: Body,
+) -> Response {
+    let mut stream = body.into_data_stream();
+    let mut head = BytesMut::new();
+    let mut manifest_len: Option<u64> = None;
+    loop {
+        if manifest_len.is_none() && head.len() >= 8 {
+            let len = head.get_u64();
+            if len == 0 || len > MAX_MANIFEST_BYTES {
+                return bad_request(format!(
+                    "the import body must start with the manifest's length (1 to {MAX_MANIFEST_BYTES} bytes), got {len}"
+                ));
+            }
+            manifest_len = Some(len);
+        }
+        if let Some(len) = manifest_len {
+            if head.len() as u64 >= len {
+                break;
+            }
+        }
+        match stream.next().await {
+            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+            Some(Err(e)) => return bad_request(format!("the import body broke off: {e}")),
+            None => return bad_request("the import body ended inside its manifest"),
+        }
+    }
+    let len = manifest_len.unwrap_or(0) as usize;
+    let rest = head.split_off(len).freeze();
+    let Ok(manifest_text) = String::from_utf8(head.to_vec()) else {
+        return bad_request("the manifest is not UTF-8");
+    };
+    let (tx, rx) = mpsc::channel(16);
+    let forward = tokio::spawn(async move {
+        if !rest.is_empty() && tx.send(Ok(rest)).await.is_err() {
+            return;
+        }
+        while let Some(chunk) = stream.next().await {
+            let item = chunk.map_err(std::io::Error::other);
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    let reader = ChannelReader {
+        rx,
+        current: Bytes::new(),
+    };
+    let result = state
+        .models
+        .import(
+            manifest_text,
+            Box::new(reader),
+            Box::new(|_| {}),
+            &actor(&peer),
+            q.allow_schema_change,
+        )
+        .await;
+    forward.abort();
+    answer(result, StatusCode::CREATED)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct VerifyQuery {
+    #[serde(default)]
+    progress: bool,
+}
+
+/// `POST /admin/models/{name}/versions/{version}/verify[?progress=true]`. With
+/// `progress`, the answer is NDJSON: `{"progress": {...}}` lines, then one
+/// `{"result": ...}` or `{"error": ...}` line.
+pub async fn verify(
+    State(state): State<Arc<AdminState>>,
+    Extension(peer): Extension<PeerAllowed>,
+    Path((name, version)): Path<(String, String)>,
+    Query(q): Query<VerifyQuery>,
+) -> Response {
+    let models = Arc::clone(&state.models);
+    if !q.progress {
+        let result = models
+            .verify(&name, &version, Box::new(|_| {}), &actor(&peer))
+            .await;
+        return answer(
+            result.map(|r| json!({ "ok": true, "record": r })),
+            StatusCode::OK,
+        );
+    }
+    let (tx, rx) = mpsc::unbounded_channel::<String>();
+    let progress_tx = tx.clone();
+    let who = actor(&peer);
+    tokio::spawn(async move {
+        let progress = Box::new(move |p: coffer_models::store::Progress<'_>| {
+            let line = json!({ "progress": { "file": p.file, "done": p.done, "total": p.total } });
+            let _ = progress_tx.send(format!("{line}\n"));
+        });
+        let line = match models.verify(&name, &version, progress, &who).await {
+            Ok(r) => json!({ "result": { "ok": true, "record": r } }),
+            Err(e) => {
+                let f = failure(&e);
+                json!({ "error": { "code": f.code, "message": f.message } })
+            }
+        };
+        let _ = tx.send(format!("{line}\n"));
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|line| (Ok::<_, std::io::Error>(Bytes::from(line)), rx))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateBody {
+    #[serde(default)]
+    allow_schema_change: bool,
+}
+
+/// `POST /admin/models/{name}/versions/{version}/activate`.
+pub async fn activate(
+    State(state): State<Arc<AdminState>>,
+    Extension(peer): Extension<PeerAllowed>,
+    Path((name, version)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    // The body is optional: none (or empty) means no options.
+    let allow = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        match serde_json::from_slice::<ActivateBody>(&body) {
+            Ok(b) => b.allow_schema_change,
+            Err(e) => return bad_request(format!("bad activation options: {e}")),
+        }
+    };
+    answer(
+        state
+            .models
+            .activate(&name, &version, &actor(&peer), allow)
+            .await,
+        StatusCode::OK,
+    )
+}
+
+/// `POST /admin/models/{name}/rollback`.
+pub async fn rollback(
+    State(state): State<Arc<AdminState>>,
+    Extension(peer): Extension<PeerAllowed>,
+    Path(name): Path<String>,
+) -> Response {
+    answer(
+        state.models.rollback(&name, &actor(&peer)).await,
+        StatusCode::OK,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinBody {
+    version: String,
+}
+
+/// `PUT /admin/models/{name}/pin` with `{"version": ...}`.
+pub async fn pin(
+    State(state): State<Arc<AdminState>>,
+    Extension(peer): Extension<PeerAllowed>,
+    Path(name): Path<String>,
+    body: Result<Json<PinBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return bad_request("the body must be {\"version\": \"...\"}");
+    };
+    answer(
+        state
+            .models
+            .pin(&name, &body.version, &actor(&peer))
+            .await
+            .map(|()| json!({ "name": name, "pinned": body.version })),
+        StatusCode::OK,
+    )
+}
+
+/// `DELETE /admin/models/{name}/pin`.
+pub async fn unpin(
+    State(state): State<Arc<AdminState>>,
+    Extension(peer): Extension<PeerAllowed>,
+    Path(name): Path<String>,
+) -> Response {
+    answer(
+        state
+            .models
+            .unpin(&name, &actor(&peer))
+            .await
+            .map(|was| json!({ "name": name, "unpinned": was })),
+        StatusCode::OK,
+    )
+}
+
+/// `DELETE /admin/models/{name}/versions/{version}`.
+pub async fn remove(
+    State(state): State<Arc<AdminState>>,
+    Extension(peer): Extension<PeerAllowed>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    answer(
+        state.models.remove(&name, &version, &actor(&peer)).await,
+        StatusCode::OK,
+    )
+}
+
+/// `POST /admin/model-store/gc`.
+pub async fn gc(
+    State(state): State<Arc<AdminState>>,
+    Extension(peer): Extension<PeerAllowed>,
+) -> Response {
+    answer(
+        state.models.gc(&actor(&peer)).await.map(|r| {
+            json!({
+                "blobs_removed": r.blobs_removed,
+                "bytes_freed": r.bytes_freed,
+                "staging_removed": r.staging_removed,
+            })
+        }),
+        StatusCode::OK,
+    )
+}

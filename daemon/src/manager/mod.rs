@@ -1,0 +1,629 @@
+//! The model lifecycle on a running daemon: import into the content-addressed store
+//! (`coffer_models::store`), the evaluation gate, activation by an atomic swap of the
+//! served snapshot, rollback, pins, removal and garbage collection, with the registry
+//! (`crate::registry`) recording every state and change. The admin socket
+//! (`admin::models`) and start-up ([`startup`]) drive it. `docs/models.md` describes it.
+
+pub mod gate;
+mod metrics;
+pub mod schema;
+pub mod startup;
+pub mod variant;
+
+use std::io::Read;
+use std::sync::Arc;
+
+use coffer_models::store::{GcReport, Progress, Store, StoreError, StoredVersion};
+use coffer_models::{Kind, Manifest, VersionDir};
+use coffer_privacy::telemetry::EventKind;
+use serde::Serialize;
+
+use crate::audit::{AuditEvent, AuditLog};
+use crate::chat::{ChatMetrics, ChatSettings, LoadedChat};
+use crate::gpu::GpuHealth;
+use crate::readiness::Readiness;
+use crate::registry::{HistoryEntry, Registry, RegistryError, State, VersionRecord, now_ms};
+use crate::score::{LoadedModel, ScoreMetrics};
+use crate::served::Live;
+use crate::telemetry::Telemetry;
+
+pub use metrics::ModelMetrics;
+pub use variant::Hardware;
+
+/// Why a lifecycle operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{id} failed its evaluation gate: {reason}")]
+    GateFailed { id: String, reason: String },
+    #[error(
+        "{id} would break existing clients of {active}: {changes}; pass --allow-schema-change to accept"
+    )]
+    SchemaChange {
+        id: String,
+        active: String,
+        changes: String,
+    },
+    #[error("{0}")]
+    NoVariant(String),
+    #[error("{id} does not load: {reason}")]
+    Load { id: String, reason: String },
+    #[error("the operation's worker stopped: {0}")]
+    Worker(String),
+}
+
+/// What the manager needs from the rest of the daemon.
+#[derive(Debug, Clone)]
+pub struct Engines {
+    pub score_metrics: ScoreMetrics,
+    pub chat_metrics: ChatMetrics,
+    pub chat_settings: ChatSettings,
+    pub score_queue_capacity: usize,
+}
+
+/// The outcome of an activation or rollback.
+#[derive(Debug, Clone, Serialize)]
+pub struct Activation {
+    pub name: String,
+    pub version: String,
+    pub previous: Option<String>,
+    pub variant: Option<String>,
+    /// False when the version was already active (nothing changed).
+    pub changed: bool,
+}
+
+/// One loaded engine of either kind, before it is swapped in.
+enum Loaded {
+    Score(LoadedModel),
+    Chat(LoadedChat),
+}
+
+/// Owns the store, the registry and the served snapshots.
+#[derive(Debug)]
+pub struct ModelManager {
+    store: Store,
+    registry: Registry,
+    pub scoring: Arc<Live<LoadedModel>>,
+    pub chat: Arc<Live<LoadedChat>>,
+    engines: Engines,
+    gpu: Arc<GpuHealth>,
+    audit: Option<Arc<AuditLog>>,
+    telemetry: Arc<Telemetry>,
+    readiness: Arc<Readiness>,
+    metrics: ModelMetrics,
+    /// One activation, rollback, pin, removal at a time.
+    ops: tokio::sync::Mutex<()>,
+    /// Imports share the store; gc (which empties staging) excludes them.
+    store_use: tokio::sync::RwLock<()>,
+}
+
+fn worker(e: tokio::task::JoinError) -> ManageError {
+    ManageError::Worker(e.to_string())
+}
+
+impl ModelManager {
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn hardware(&self) -> Hardware {
+        Hardware::from_presence(&self.gpu.snapshot())
+    }
+
+    /// Imports a version from a stream (`manifest` text, then the files in manifest
+    /// order), registers it and runs its evaluation gate. A version whose inputs would
+    /// break the active version's clients is refused before any byte is stored, unless
+    /// `allow_schema_change`. The returned record says `ready` or `failed` (and why).
+    pub async fn import(
+        self: &Arc<Self>,
+        manifest_text: String,
+        reader: Box<dyn Read + Send>,
+        progress: Box<dyn FnMut(Progress<'_>) + Send>,
+        actor: &str,
+        allow_schema_change: bool,
+    ) -> Result<VersionRecord, ManageError> {
+        let manifest = Manifest::parse(&manifest_text)
+            .map_err(|e| ManageError::Store(StoreError::Manifest(e)))?;
+        if self
+            .registry
+            .get(&manifest.name, &manifest.version)?
+            .is_some()
+        {
+            return Err(RegistryError::Exists(manifest.id()).into());
+        }
+        if !allow_schema_change {
+            self.check_schema(&manifest)?;
+        }
+        let _shared = self.store_use.read().await;
+        let me = Arc::clone(self);
+        let stored = tokio::task::spawn_blocking(move || {
+            let mut reader = reader;
+            let mut progress = progress;
+            me.store
+                .import_stream(&manifest_text, &mut reader, &mut *progress)
+        })
+        .await
+        .map_err(worker)??;
+        self.register_and_gate(stored, actor, allow_schema_change)
+            .await
+    }
+
+    /// Imports a version directory on this host (start-up seeds from the config).
+    pub fn import_dir_blocking(
+        &self,
+        dir: &std::path::Path,
+        actor: &str,
+    ) -> Result<StoredVersion, ManageError> {
+        Ok(self.store.import_dir(dir, &mut |_| {})?)
+        .inspect(|s: &StoredVersion| {
+            tracing::info!(model = %s.manifest.id(), from = %dir.display(), actor, "model version imported");
+        })
+    }
+
+    fn record_for(stored: &StoredVersion, allow_schema_change: bool) -> VersionRecord {
+        VersionRecord {
+            name: stored.name.clone(),
+            version: stored.version.clone(),
+            kind: stored.manifest.kind,
+            format: stored.manifest.format,
+            state: State::Staged,
+            reason: None,
+            variant: None,
+            manifest_sha256: stored.manifest_sha256.clone(),
+            bytes: stored.bytes,
+            installed_at: now_ms(),
+            updated_at: now_ms(),
+            allow_schema_change,
+        }
+    }
+
+    async fn register_and_gate(
+        self: &Arc<Self>,
+        stored: StoredVersion,
+        actor: &str,
+        allow_schema_change: bool,
+    ) -> Result<VersionRecord, ManageError> {
+        let record = Self::record_for(&stored, allow_schema_change);
+        let detail = format!(
+            "{} bytes, manifest sha256 {}",
+            stored.bytes, stored.manifest_sha256
+        );
+        if let Err(e) = self.registry.add(record, actor, detail) {
+            // Not registered: the directory must not stay visible either.
+            let _ = self.store.remove(&stored.name, &stored.version);
+            return Err(e.into());
+        }
+        let me = Arc::clone(self);
+        let actor = actor.to_string();
+        tokio::task::spawn_blocking(move || me.gate_blocking(&stored.name, &stored.version, &actor))
+            .await
+            .map_err(worker)?
+    }
+
+    /// Runs the gate of a staged version: `evaluating`, then `ready` or `failed`.
+    pub fn gate_blocking(
+        &self,
+        name: &str,
+        version: &str,
+        actor: &str,
+    ) -> Result<VersionRecord, ManageError> {
+        self.registry
+            .set_state(name, version, State::Evaluating, None, actor, "gate")?;
+        let result = self.run_gate(name, version);
+        let (state, reason) = match &result {
+            Ok(summary) => (State::Ready, summary.clone()),
+            Err(reason) => (State::Failed, reason.clone()),
+        };
+        let record =
+            self.registry
+                .set_state(name, version, state, Some(reason.clone()), actor, "gate")?;
+        if state == State::Failed {
+            tracing::warn!(model = %format!("{name}@{version}"), %reason, "model version failed its evaluation gate");
+            self.telemetry
+                .event(EventKind::GateFailure, Some(name), Some(version));
+        } else {
+            tracing::info!(model = %format!("{name}@{version}"), %reason, "model version passed its evaluation gate");
+        }
+        Ok(record)
+    }
+
+    fn run_gate(&self, name: &str, version: &str) -> Result<String, String> {
+        let dir = self
+            .store
+            .open_version(name, version)
+            .map_err(|e| e.to_string())?;
+        let variant = variant::choose(&dir.manifest, self.hardware())?;
+        let file = dir
+            .manifest
+            .variant_file(variant.as_deref())
+            .map(|f| dir.path(&f.path))
+            .ok_or_else(|| "the manifest names no model file".to_string())?;
+        let report = gate::run(
+            &dir.dir,
+            &dir.manifest,
+            &file,
+            self.engines.chat_settings.threads,
+        );
+        if report.passed {
+            Ok(report.summary)
+        } else {
+            Err(report.summary)
+        }
+    }
+
+    fn check_schema(&self, candidate: &Manifest) -> Result<(), ManageError> {
+        if candidate.kind != Kind::Score {
+            return Ok(());
+        }
+        let Some(active) = self.registry.active(&candidate.name)? else {
+            return Ok(());
+        };
+        if active == candidate.version {
+            return Ok(());
+        }
+        let current = self.store.open_version(&candidate.name, &active)?;
+        let changes = schema::breaking_changes(&current.manifest, candidate);
+        if changes.is_empty() {
+            Ok(())
+        } else {
+            Err(ManageError::SchemaChange {
+                id: candidate.id(),
+                active: current.manifest.id(),
+                changes: changes.join("; "),
+            })
+        }
+    }
+
+    /// Activates a version: runs its gate first if it has not passed one, loads it
+    /// beside the serving version, commits the registry, then swaps the served pointer.
+    /// Requests in flight finish on the old version, which unloads after them.
+    pub async fn activate(
+        self: &Arc<Self>,
+        name: &str,
+        version: &str,
+        actor: &str,
+        allow_schema_change: bool,
+    ) -> Result<Activation, ManageError> {
+        let _op = self.ops.lock().await;
+        let me = Arc::clone(self);
+        let (n, v, a) = (name.to_string(), version.to_string(), actor.to_string());
+        tokio::task::spawn_blocking(move || {
+            me.activate_blocking(&n, &v, &a, "activate", allow_schema_change)
+        })
+        .await
+        .map_err(worker)?
+    }
+
+    /// Switches back to the version that was active before.
+    pub async fn rollback(
+        self: &Arc<Self>,
+        name: &str,
+        actor: &str,
+    ) -> Result<Activation, ManageError> {
+        let _op = self.ops.lock().await;
+        if let Some(pinned) = self.registry.pinned(name)? {
+            return Err(RegistryError::Pinned {
+                name: name.to_string(),
+                version: pinned,
+            }
+            .into());
+        }
+        let target = self.registry.rollback_target(name)?;
+        let me = Arc::clone(self);
+        let (n, a) = (name.to_string(), actor.to_string());
+        tokio::task::spawn_blocking(move || me.activate_blocking(&n, &target, &a, "rollback", true))
+            .await
+            .map_err(worker)?
+    }
+
+    /// The activation itself, on a blocking thread; callers serialize through `ops`
+    /// (start-up runs before anything else can).
+    pub fn activate_blocking(
+        &self,
+        name: &str,
+        version: &str,
+        actor: &str,
+        action: &str,
+        allow_schema_change: bool,
+    ) -> Result<Activation, ManageError> {
+        let id = format!("{name}@{version}");
+        let record = self
+            .registry
+            .get(name, version)?
+            .ok_or_else(|| RegistryError::NotFound(id.clone()))?;
+        if let Some(pinned) = self.registry.pinned(name)? {
+            if pinned != version {
+                return Err(RegistryError::Pinned {
+                    name: name.to_string(),
+                    version: pinned,
+                }
+                .into());
+            }
+        }
+        let already_serving = self.is_serving(name, version);
+        if record.state == State::Active && already_serving {
+            return Ok(Activation {
+                name: name.into(),
+                version: version.into(),
+                previous: None,
+                variant: record.variant,
+                changed: false,
+            });
+        }
+        if record.state == State::Failed {
+            return Err(ManageError::GateFailed {
+                id,
+                reason: record.reason.unwrap_or_default(),
+            });
+        }
+        let dir = self.store.open_version(name, version)?;
+        if !(allow_schema_change || record.allow_schema_change) {
+            self.check_schema(&dir.manifest)?;
+        }
+        if matches!(record.state, State::Staged | State::Evaluating) {
+            let gated = self.gate_blocking(name, version, actor)?;
+            if gated.state != State::Ready {
+                return Err(ManageError::GateFailed {
+                    id,
+                    reason: gated.reason.unwrap_or_default(),
+                });
+            }
+        }
+        let variant =
+            variant::choose(&dir.manifest, self.hardware()).map_err(ManageError::NoVariant)?;
+        let loaded = self.load_blocking(dir, variant.as_deref())?;
+        let previous = self
+            .registry
+            .activate(name, version, variant.clone(), actor, action)?;
+        self.swap_in(loaded);
+        self.announce(
+            name,
+            version,
+            variant.as_deref(),
+            previous.as_deref(),
+            action,
+            actor,
+        );
+        Ok(Activation {
+            name: name.into(),
+            version: version.into(),
+            previous,
+            variant,
+            changed: true,
+        })
+    }
+
+    fn is_serving(&self, name: &str, version: &str) -> bool {
+        self.scoring.load().resolve(name, Some(version)).is_some()
+            || self.chat.load().resolve(name, Some(version)).is_some()
+    }
+
+    /// Loads a version's engine (the chosen variant), off the async runtime.
+    fn load_blocking(&self, dir: VersionDir, variant: Option<&str>) -> Result<Loaded, ManageError> {
+        let id = dir.manifest.id();
+        let load_err = |reason: String| ManageError::Load {
+            id: id.clone(),
+            reason,
+        };
+        match dir.manifest.kind {
+            Kind::Score => crate::score::start_version(
+                dir,
+                variant,
+                &self.engines.score_metrics,
+                self.engines.score_queue_capacity,
+            )
+            .map(Loaded::Score)
+            .map_err(|e| load_err(e.to_string())),
+            Kind::Chat => crate::chat::start_version(
+                &dir,
+                variant,
+                &self.engines.chat_settings,
+                &self.engines.chat_metrics,
+            )
+            .map(Loaded::Chat)
+            .map_err(|e| load_err(e.to_string())),
+        }
+    }
+
+    fn swap_in(&self, loaded: Loaded) {
+        match loaded {
+            Loaded::Score(m) => {
+                self.scoring.swap_in(Arc::new(m));
+            }
+            Loaded::Chat(m) => {
+                self.chat.swap_in(Arc::new(m));
+            }
+        }
+        self.publish_readiness();
+    }
+
+    fn announce(
+        &self,
+        name: &str,
+        version: &str,
+        variant: Option<&str>,
+        previous: Option<&str>,
+        action: &str,
+        actor: &str,
+    ) {
+        tracing::info!(
+            model = name,
+            version,
+            variant = variant.unwrap_or("default"),
+            previous = previous.unwrap_or("none"),
+            action,
+            actor,
+            "model version activated"
+        );
+        self.metrics.switched(name, version, variant, action);
+        let kind = if action == "rollback" {
+            EventKind::Rollback
+        } else {
+            EventKind::Activation
+        };
+        self.telemetry.event(kind, Some(name), Some(version));
+        if let Some(audit) = &self.audit {
+            audit.record_blocking(AuditEvent::ModelActivated {
+                model: name.into(),
+                version: version.into(),
+                variant: variant.map(str::to_string),
+                previous: previous.map(str::to_string),
+                action: action.into(),
+                actor: actor.into(),
+            });
+        }
+    }
+
+    /// The `models` readiness line: every served version and its variant.
+    pub fn publish_readiness(&self) {
+        let mut served: Vec<String> = Vec::new();
+        for (_, versions) in self.scoring.load().iter() {
+            for m in versions.versions.values() {
+                served.push(describe(&m.manifest, m.variant.as_deref()));
+            }
+        }
+        for (_, versions) in self.chat.load().iter() {
+            for m in versions.versions.values() {
+                served.push(describe(&m.manifest, m.variant.as_deref()));
+            }
+        }
+        let detail = if served.is_empty() {
+            "no model version active".to_string()
+        } else {
+            format!("serving {}", served.join(", "))
+        };
+        self.readiness.set("models", true, detail);
+    }
+
+    pub async fn pin(&self, name: &str, version: &str, actor: &str) -> Result<(), ManageError> {
+        let _op = self.ops.lock().await;
+        Ok(self.registry.pin(name, version, actor)?)
+    }
+
+    pub async fn unpin(&self, name: &str, actor: &str) -> Result<Option<String>, ManageError> {
+        let _op = self.ops.lock().await;
+        Ok(self.registry.unpin(name, actor)?)
+    }
+
+    /// Removes an installed version that is neither active nor pinned.
+    pub async fn remove(
+        &self,
+        name: &str,
+        version: &str,
+        actor: &str,
+    ) -> Result<VersionRecord, ManageError> {
+        let _op = self.ops.lock().await;
+        let record = self.registry.remove(name, version, actor)?;
+        // Registry first: a crash before the directory goes leaves an orphan that the
+        // next start registers again, never a record without files.
+        if self.store.contains(name, version) {
+            self.store.remove(name, version)?;
+        }
+        Ok(record)
+    }
+
+    /// Re-hashes every file of a version. A version that no longer matches is marked
+    /// `failed` unless it is the one serving (its engine holds the model already; the
+    /// report and the log say so).
+    pub async fn verify(
+        self: &Arc<Self>,
+        name: &str,
+        version: &str,
+        progress: Box<dyn FnMut(Progress<'_>) + Send>,
+        actor: &str,
+    ) -> Result<VersionRecord, ManageError> {
+        let record = self
+            .registry
+            .get(name, version)?
+            .ok_or_else(|| RegistryError::NotFound(format!("{name}@{version}")))?;
+        let me = Arc::clone(self);
+        let (n, v) = (name.to_string(), version.to_string());
+        let result = tokio::task::spawn_blocking(move || {
+            let mut progress = progress;
+            me.store.verify(&n, &v, &mut *progress)
+        })
+        .await
+        .map_err(worker)?;
+        match result {
+            Ok(_) => {
+                self.registry.note_action(
+                    actor,
+                    "verify",
+                    name,
+                    Some(version),
+                    "every file matches".into(),
+                )?;
+                Ok(record)
+            }
+            Err(e) => {
+                let reason = format!("verification failed: {e}");
+                self.registry
+                    .note_action(actor, "verify", name, Some(version), reason.clone())?;
+                if record.state != State::Active {
+                    self.registry.set_state(
+                        name,
+                        version,
+                        State::Failed,
+                        Some(reason),
+                        actor,
+                        "verify",
+                    )?;
+                } else {
+                    tracing::error!(model = %record.id(), error = %e, "the serving model version's files no longer match its manifest");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Removes unreferenced blobs and staging leftovers.
+    pub async fn gc(self: &Arc<Self>, actor: &str) -> Result<GcReport, ManageError> {
+        let _exclusive = self.store_use.write().await;
+        let me = Arc::clone(self);
+        let report = tokio::task::spawn_blocking(move || me.store.gc())
+            .await
+            .map_err(worker)??;
+        self.registry.note_action(
+            actor,
+            "gc",
+            "*",
+            None,
+            format!(
+                "{} blobs ({} bytes) and {} staging entries removed",
+                report.blobs_removed, report.bytes_freed, report.staging_removed
+            ),
+        )?;
+        Ok(report)
+    }
+
+    pub fn list(&self) -> Result<Vec<VersionRecord>, ManageError> {
+        Ok(self.registry.list()?)
+    }
+
+    pub fn history(
+        &self,
+        name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, ManageError> {
+        Ok(self.registry.history(name, limit)?)
+    }
+
+    /// A version's manifest as installed.
+    pub fn manifest(&self, name: &str, version: &str) -> Result<Manifest, ManageError> {
+        Ok(self.store.open_version(name, version)?.manifest)
+    }
+}
+
+fn describe(manifest: &Manifest, variant: Option<&str>) -> String {
+    match variant {
+        Some(v) => format!("{} (variant {v})", manifest.id()),
+        None => manifest.id(),
+    }
+}

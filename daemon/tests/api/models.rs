@@ -1,0 +1,436 @@
+//! The model lifecycle end to end with the real fixture models and the real daemon:
+//! import → gate → activate → rollback through `cofferctl`, pins, removal and gc; a
+//! distilled student with shuffled weights refused by its gate; refused inputs naming
+//! their problem; and a full disk during import leaving the active version serving.
+
+use std::path::{Path, PathBuf};
+
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{Setup, eval_set, fixture};
+
+/// Copies a fixture version into `root/NAME/VERSION`, renamed.
+pub fn derived_version(root: &Path, from: &str, name: &str, version: &str) -> PathBuf {
+    let src = fixture(from);
+    let dst = root.join(name).join(version);
+    std::fs::create_dir_all(dst.join("eval")).unwrap();
+    let mut manifest = coffer_models::Manifest::parse(
+        &std::fs::read_to_string(src.join("manifest.toml")).unwrap(),
+    )
+    .unwrap();
+    for f in &manifest.files {
+        std::fs::copy(src.join(&f.path), dst.join(&f.path)).unwrap();
+    }
+    manifest.name = name.into();
+    manifest.version = version.into();
+    write_manifest(&dst, &manifest);
+    dst
+}
+
+/// Rewrites the manifest with every file's current size and sha256.
+pub fn write_manifest(dir: &Path, manifest: &coffer_models::Manifest) {
+    let mut m = manifest.clone();
+    for f in &mut m.files {
+        let path = dir.join(&f.path);
+        f.size = std::fs::metadata(&path).unwrap().len();
+        f.sha256 = coffer_models::verify::sha256_file(&path).unwrap();
+    }
+    std::fs::write(dir.join("manifest.toml"), toml::to_string(&m).unwrap()).unwrap();
+}
+
+fn manifest_of(dir: &Path) -> coffer_models::Manifest {
+    coffer_models::Manifest::parse(&std::fs::read_to_string(dir.join("manifest.toml")).unwrap())
+        .unwrap()
+}
+
+/// The student's model with every weight tensor's values shuffled (seeded): the same
+/// graph, shapes and file size class, but the learned function is gone.
+fn shuffle_weights(dir: &Path) {
+    use prost::Message as _;
+    use rand::SeedableRng as _;
+    use rand::seq::SliceRandom as _;
+    let path = dir.join("model.onnx");
+    let mut model = tract_onnx::pb::ModelProto::decode(&*std::fs::read(&path).unwrap()).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut shuffled = 0;
+    for init in &mut model.graph.as_mut().unwrap().initializer {
+        if init.float_data.len() > 1 {
+            init.float_data.shuffle(&mut rng);
+            shuffled += 1;
+        } else if init.raw_data.len() > 4 && init.data_type == 1 {
+            let mut floats: Vec<[u8; 4]> = init
+                .raw_data
+                .chunks_exact(4)
+                .map(|c| [c[0], c[1], c[2], c[3]])
+                .collect();
+            floats.shuffle(&mut rng);
+            init.raw_data = floats.concat();
+            shuffled += 1;
+        }
+    }
+    assert!(shuffled >= 2, "the student has weight tensors to shuffle");
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    write_manifest(dir, &manifest_of(dir));
+}
+
+/// `cofferctl --json ARGS`: exit code and parsed stdout.
+pub fn ctl_json(s: &Setup, args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = s.ctl(&all);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = serde_json::from_str(text.trim()).unwrap_or(Value::Null);
+    if !out.status.success() {
+        eprintln!(
+            "cofferctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    (out.status.code().unwrap_or(-1), value)
+}
+
+fn ctl_err(s: &Setup, args: &[&str]) -> String {
+    let out = s.ctl(args);
+    assert!(!out.status.success(), "cofferctl {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn record<'a>(list: &'a Value, name: &str, version: &str) -> &'a Value {
+    list["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .and_then(|m| {
+            m["versions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["version"] == version)
+        })
+        .unwrap_or(&Value::Null)
+}
+
+/// Scores five holdout rows through `/v2/models/NAME/infer`: (served version, scores).
+pub async fn score(c: &crate::common::Client, key: &str, name: &str) -> (String, Vec<f64>) {
+    let set = eval_set("credit-lr");
+    let rows = &set.rows[..5];
+    let body = json!({
+        "inputs": [{ "name": "features", "shape": [rows.len(), rows[0].len()], "datatype": "FP32", "data": rows }],
+    });
+    let r = c
+        .request(
+            Method::POST,
+            &format!("/v2/models/{name}/infer"),
+            Some(key),
+            body.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let v = r.json();
+    let scores = v["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    (v["model_version"].as_str().unwrap().to_string(), scores)
+}
+
+#[tokio::test]
+async fn import_gate_activate_rollback_pin_remove_and_gc() {
+    let mut s = Setup::new();
+    s.scoring_models = vec![fixture("credit-lr")];
+    let d = s.start().await;
+    let key = s.create_key("scorer", "score,metrics", None);
+    let c = s.client(d.addr);
+    let (v, lr_scores) = score(&c, &key, "credit-lr").await;
+    assert_eq!(v, "1.0.0");
+
+    // 2.0.0: the distilled MLP student under the scorecard's name (same inputs).
+    let work = s.dir().join("releases");
+    let v2 = derived_version(&work, "credit-mlp", "credit-lr", "2.0.0");
+    let (code, rec) = ctl_json(&s, &["models", "import", v2.to_str().unwrap()]);
+    assert_eq!(code, 0, "{rec}");
+    assert_eq!(rec["state"], "ready", "{rec}");
+    assert!(rec["reason"].as_str().unwrap().contains("AUC"), "{rec}");
+    // Imported is not active: 1.0.0 still answers.
+    assert_eq!(score(&c, &key, "credit-lr").await.0, "1.0.0");
+
+    let (code, act) = ctl_json(&s, &["models", "activate", "credit-lr", "2.0.0"]);
+    assert_eq!(code, 0, "{act}");
+    assert_eq!(act["previous"], "1.0.0");
+    let (v, mlp_scores) = score(&c, &key, "credit-lr").await;
+    assert_eq!(v, "2.0.0");
+    assert_ne!(mlp_scores, lr_scores, "another model answers now");
+    let (_, list) = ctl_json(&s, &["models", "list"]);
+    assert_eq!(record(&list, "credit-lr", "2.0.0")["state"], "active");
+    assert_eq!(record(&list, "credit-lr", "1.0.0")["state"], "retired");
+
+    // Readiness and metrics say what serves.
+    let ready = c.get("/readyz", Some(&key)).await.json();
+    assert!(ready.to_string().contains("credit-lr@2.0.0"), "{ready}");
+    let metrics = String::from_utf8_lossy(&c.get("/metrics", Some(&key)).await.body).to_string();
+    assert!(
+        metrics.contains(
+            "coffer_model_active_info{model=\"credit-lr\",version=\"2.0.0\",variant=\"default\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("coffer_model_active_info{model=\"credit-lr\",version=\"1.0.0\""));
+
+    let (code, back) = ctl_json(&s, &["models", "rollback", "credit-lr"]);
+    assert_eq!(code, 0, "{back}");
+    assert_eq!(back["version"], "1.0.0");
+    let (v, again) = score(&c, &key, "credit-lr").await;
+    assert_eq!((v.as_str(), &again), ("1.0.0", &lr_scores));
+
+    // Pins win over activation and rollback; the pinned and the active version stay.
+    assert_eq!(ctl_json(&s, &["models", "pin", "credit-lr", "1.0.0"]).0, 0);
+    let err = ctl_err(&s, &["models", "activate", "credit-lr", "2.0.0"]);
+    assert!(err.contains("pinned to 1.0.0"), "{err}");
+    let err = ctl_err(&s, &["models", "remove", "credit-lr", "1.0.0"]);
+    assert!(err.contains("active"), "{err}");
+    assert_eq!(ctl_json(&s, &["models", "unpin", "credit-lr"]).0, 0);
+
+    assert_eq!(
+        ctl_json(&s, &["models", "verify", "credit-lr", "2.0.0"]).0,
+        0
+    );
+    assert_eq!(
+        ctl_json(&s, &["models", "remove", "credit-lr", "2.0.0"]).0,
+        0
+    );
+    let (code, gc) = ctl_json(&s, &["models", "gc"]);
+    assert_eq!(code, 0);
+    assert_eq!(gc["blobs_removed"], 2, "the MLP and its eval set: {gc}");
+    let (_, list) = ctl_json(&s, &["models", "list"]);
+    assert!(record(&list, "credit-lr", "2.0.0").is_null());
+
+    // The history has every step with who did it; the audit trail has the admin calls
+    // and the activations.
+    let (_, shown) = ctl_json(&s, &["models", "show", "credit-lr"]);
+    let actions: Vec<&str> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["action"].as_str().unwrap())
+        .collect();
+    for step in [
+        "import", "gate", "activate", "rollback", "pin", "unpin", "verify", "remove",
+    ] {
+        assert!(actions.contains(&step), "{step} missing from {actions:?}");
+    }
+    let uid = rustix::process::getuid().as_raw().to_string();
+    assert!(
+        shown["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["action"] == "activate" && h["actor"] == format!("uid {uid}")),
+        "{shown}"
+    );
+    d.stop();
+    let audit = std::fs::read_dir(s.dir().join("state/audit"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect::<String>();
+    for action in [
+        "models.import",
+        "models.activate",
+        "models.rollback",
+        "models.pin",
+        "models.remove",
+        "models.gc",
+    ] {
+        assert!(
+            audit.contains(&format!("\"{action}\"")),
+            "{action} not audited"
+        );
+    }
+    assert!(
+        audit.contains("\"kind\":\"model_activated\"") && audit.contains("\"action\":\"rollback\""),
+        "activation and rollback records"
+    );
+}
+
+#[tokio::test]
+async fn a_student_with_shuffled_weights_is_refused_by_its_gate() {
+    let mut s = Setup::new();
+    s.scoring_models = vec![fixture("credit-mlp")];
+    let d = s.start().await;
+    let key = s.create_key("scorer", "score", None);
+    let c = s.client(d.addr);
+    let (_, before) = score(&c, &key, "credit-mlp").await;
+
+    let bad = derived_version(
+        &s.dir().join("releases"),
+        "credit-mlp",
+        "credit-mlp",
+        "2.0.0",
+    );
+    shuffle_weights(&bad);
+    let out = s.ctl(&["--json", "models", "import", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "a failed gate exits 2");
+    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["state"], "failed", "{rec}");
+    let reason = rec["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("AUC") && reason.contains("below"),
+        "the reason names the failed measurement: {reason}"
+    );
+    let err = ctl_err(&s, &["models", "activate", "credit-mlp", "2.0.0"]);
+    assert!(err.contains("failed its evaluation gate"), "{err}");
+    let (v, after) = score(&c, &key, "credit-mlp").await;
+    assert_eq!(
+        (v.as_str(), &after),
+        ("1.0.0", &before),
+        "the active version never changed"
+    );
+}
+
+#[tokio::test]
+async fn bad_imports_are_refused_naming_the_problem() {
+    let mut s = Setup::new();
+    s.scoring_models = vec![fixture("credit-lr")];
+    let d = s.start().await;
+    let work = s.dir().join("releases");
+
+    // A file that does not match its manifest.
+    let tampered = derived_version(&work, "credit-lr", "credit-lr", "2.0.0");
+    let mut bytes = std::fs::read(tampered.join("model.onnx")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(tampered.join("model.onnx"), bytes).unwrap();
+    let err = ctl_err(&s, &["models", "import", tampered.to_str().unwrap()]);
+    assert!(
+        err.contains("model.onnx") && err.contains("sha256"),
+        "{err}"
+    );
+
+    // A manifest that does not parse, and one with a missing file.
+    let broken = derived_version(&work, "credit-lr", "credit-lr", "2.0.1");
+    std::fs::write(
+        broken.join("manifest.toml"),
+        "name = \"credit-lr\"\nflavour = 1\n",
+    )
+    .unwrap();
+    let err = ctl_err(&s, &["models", "import", broken.to_str().unwrap()]);
+    assert!(err.contains("manifest"), "{err}");
+    let missing = derived_version(&work, "credit-lr", "credit-lr", "2.0.2");
+    std::fs::remove_file(missing.join("eval/holdout.json")).unwrap();
+    let err = ctl_err(&s, &["models", "import", missing.to_str().unwrap()]);
+    assert!(err.contains("holdout.json"), "{err}");
+
+    // Another input schema under the same name breaks existing clients.
+    let other = derived_version(&work, "aml-risk", "credit-lr", "3.0.0");
+    let err = ctl_err(&s, &["models", "import", other.to_str().unwrap()]);
+    assert!(
+        err.contains("input \"features\" is gone") && err.contains("--allow-schema-change"),
+        "{err}"
+    );
+    let (code, rec) = ctl_json(
+        &s,
+        &[
+            "models",
+            "import",
+            other.to_str().unwrap(),
+            "--allow-schema-change",
+        ],
+    );
+    assert_eq!((code, rec["state"].as_str()), (0, Some("ready")), "{rec}");
+
+    // The same version twice, and unknown names.
+    let again = ctl_err(
+        &s,
+        &[
+            "models",
+            "import",
+            other.to_str().unwrap(),
+            "--allow-schema-change",
+        ],
+    );
+    assert!(again.contains("already installed"), "{again}");
+    let err = ctl_err(&s, &["models", "activate", "credit-lr", "9.9.9"]);
+    assert!(err.contains("not installed"), "{err}");
+
+    // Nothing half-imported is visible: only 1.0.0 and 3.0.0 are installed, staging is
+    // empty.
+    let (_, list) = ctl_json(&s, &["models", "list"]);
+    let versions: Vec<&str> = list["models"][0]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["1.0.0", "3.0.0"]);
+    let store = s.dir().join("state/models");
+    assert_eq!(std::fs::read_dir(store.join("staging")).unwrap().count(), 0);
+    let installed: Vec<String> = std::fs::read_dir(store.join("versions/credit-lr"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(installed.len(), 2, "{installed:?}");
+    drop(d);
+}
+
+/// Needs root to mount a small tmpfs as the model store; CI runs as root.
+#[tokio::test]
+async fn a_full_disk_during_import_leaves_the_active_version_serving() {
+    if !rustix::process::getuid().is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this test as root"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let mut s = Setup::new();
+    let store = s.dir().join("small-store");
+    let _mount = crate::common::Tmpfs::mount(&store, "1m").expect("mount a tmpfs as root");
+    s.scoring_models = vec![fixture("credit-lr")];
+    let config = s.write_config();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[state]\n",
+        &format!("[state]\nmodel_store = \"{}\"\n", store.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let d = crate::common::Daemon::start(config, s.dir()).await;
+    let key = s.create_key("scorer", "score", None);
+    let c = s.client(d.addr);
+    assert_eq!(score(&c, &key, "credit-lr").await.0, "1.0.0");
+
+    // 2.0.0 carries a 2 MiB extra eval file: more than the store has left.
+    let big = derived_version(&s.dir().join("releases"), "credit-lr", "credit-lr", "2.0.0");
+    let mut manifest = manifest_of(&big);
+    std::fs::write(big.join("eval/extra.bin"), vec![7u8; 2 << 20]).unwrap();
+    manifest.files.push(coffer_models::manifest::FileEntry {
+        path: "eval/extra.bin".into(),
+        sha256: String::new(),
+        size: 0,
+        role: coffer_models::manifest::FileRole::Eval,
+    });
+    write_manifest(&big, &manifest);
+    let err = ctl_err(&s, &["models", "import", big.to_str().unwrap()]);
+    assert!(err.contains("disk is full"), "{err}");
+
+    // Still serving the active version; nothing half-written stays; and once space is
+    // there again an import works.
+    assert_eq!(score(&c, &key, "credit-lr").await.0, "1.0.0");
+    assert_eq!(std::fs::read_dir(store.join("staging")).unwrap().count(), 0);
+    assert!(!store.join("versions/credit-lr/2.0.0").exists());
+    let (code, gc) = ctl_json(&s, &["models", "gc"]);
+    assert_eq!(code, 0, "{gc}");
+    let small = derived_version(
+        &s.dir().join("releases"),
+        "credit-mlp",
+        "credit-lr",
+        "2.0.1",
+    );
+    let (code, rec) = ctl_json(&s, &["models", "import", small.to_str().unwrap()]);
+    assert_eq!((code, rec["state"].as_str()), (0, Some("ready")), "{rec}");
+    drop(d);
+}
