@@ -186,25 +186,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     .await?;
     let scoring = models.scoring.load();
     let chat = models.chat.load();
-    let mut active: Vec<(String, String, String)> = scoring
-        .iter()
-        .flat_map(|(name, versions)| {
-            versions.versions.iter().map(move |(version, loaded)| {
-                (
-                    name.clone(),
-                    version.clone(),
-                    loaded.engine.platform().to_string(),
-                )
-            })
-        })
-        .collect();
-    for (_, loaded) in chat.list() {
-        active.push((
-            loaded.manifest.name.clone(),
-            loaded.manifest.version.clone(),
-            "llama.cpp".to_string(),
-        ));
-    }
+    let active = models.served();
     for (model, version, _) in &active {
         telemetry.event(EventKind::ModelLoaded, Some(model), Some(version));
         if let Some(a) = &audit {
@@ -222,10 +204,11 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         gpu_metrics,
     ));
 
+    let served = Arc::clone(&models);
     let flush_task = spawn_flush(
         Arc::clone(&telemetry),
         config.telemetry.interval,
-        active.clone(),
+        Arc::new(move || served.served()),
     );
 
     let limiter = Arc::new(RateLimiter::default());
@@ -318,7 +301,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     flush_task.abort();
     let final_flush = Arc::clone(&telemetry);
     let _ = tokio::task::spawn_blocking(move || {
-        final_flush.flush(&active);
+        final_flush.flush(&models.served());
         final_flush.event(EventKind::Stopping, None, None);
     })
     .await;

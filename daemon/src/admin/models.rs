@@ -253,14 +253,19 @@ pub async fn import(
         return bad_request("the manifest is not UTF-8");
     };
     let (tx, rx) = mpsc::channel(16);
+    // Forwards the body to the import; once the import stops reading (a refusal), the
+    // rest is read and dropped, so that the client gets to read the answer (HTTP/1.1
+    // clients write the whole body before they look at the response).
     let forward = tokio::spawn(async move {
-        if !rest.is_empty() && tx.send(Ok(rest)).await.is_err() {
-            return;
-        }
+        let mut open = rest.is_empty() || tx.send(Ok(rest)).await.is_ok();
         while let Some(chunk) = stream.next().await {
+            if !open {
+                continue;
+            }
             let item = chunk.map_err(std::io::Error::other);
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
+            let broken = item.is_err();
+            open = tx.send(item).await.is_ok() && !broken;
+            if broken {
                 return;
             }
         }
@@ -279,7 +284,7 @@ pub async fn import(
             q.allow_schema_change,
         )
         .await;
-    forward.abort();
+    let _ = forward.await;
     answer(result, StatusCode::CREATED)
 }
 

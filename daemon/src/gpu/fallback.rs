@@ -226,6 +226,7 @@ mod tests {
             level,
             reason: "critical XID 79".into(),
             memory_free_bytes: None,
+            sampled: true,
         }]))
     }
 

@@ -41,6 +41,8 @@ pub struct GpuStatus {
     pub reason: String,
     /// Free memory at the last sample (variant choice); `None` before one.
     pub memory_free_bytes: Option<u64>,
+    /// Whether the monitor has sampled this GPU yet.
+    pub sampled: bool,
 }
 
 /// What the host has.
@@ -76,6 +78,7 @@ impl GpuHealth {
                     level: Level::Healthy,
                     reason: "no sample yet".into(),
                     memory_free_bytes: None,
+                    sampled: false,
                 })
                 .collect(),
         ))
@@ -103,12 +106,29 @@ impl GpuHealth {
         (!failed.is_empty()).then(|| failed.join("; "))
     }
 
+    /// Waits (blocking) until every GPU has been sampled once, at most `timeout`, so
+    /// that choices made at start (model variants) see real readings.
+    pub fn wait_first_sample(&self, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            let done = match &*self.presence.read().unwrap_or_else(|e| e.into_inner()) {
+                Presence::Present(gpus) => gpus.iter().all(|g| g.sampled),
+                _ => true,
+            };
+            if done {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     fn update(&self, gpu: u32, level: Level, reason: &str, free: Option<u64>) {
         let mut presence = self.presence.write().unwrap_or_else(|e| e.into_inner());
         if let Presence::Present(gpus) = &mut *presence {
             if let Some(g) = gpus.iter_mut().find(|g| g.device.index == gpu) {
                 g.level = level;
                 g.reason = reason.to_string();
+                g.sampled = true;
                 if free.is_some() {
                     g.memory_free_bytes = free;
                 }

@@ -481,6 +481,26 @@ impl ModelManager {
         }
     }
 
+    /// Every served (model, version, engine) now.
+    pub fn served(&self) -> Vec<(String, String, String)> {
+        let mut out: Vec<(String, String, String)> = Vec::new();
+        for (name, versions) in self.scoring.load().iter() {
+            for (version, m) in &versions.versions {
+                out.push((
+                    name.clone(),
+                    version.clone(),
+                    m.engine.platform().to_string(),
+                ));
+            }
+        }
+        for (name, versions) in self.chat.load().iter() {
+            for version in versions.versions.keys() {
+                out.push((name.clone(), version.clone(), "llama.cpp".to_string()));
+            }
+        }
+        out
+    }
+
     /// The `models` readiness line: every served version and its variant.
     pub fn publish_readiness(&self) {
         let mut served: Vec<String> = Vec::new();

@@ -53,6 +53,10 @@ const ACTOR: &str = "cofferd";
 
 /// Builds the manager and loads what it must serve. Blocking: run it off the runtime.
 pub fn start(parts: Parts, seeds: &[PathBuf]) -> Result<Arc<ModelManager>, StartupError> {
+    // Variants are chosen on the GPUs' first readings, not on "unknown".
+    parts
+        .gpu
+        .wait_first_sample(std::time::Duration::from_secs(5));
     let store = coffer_models::store::Store::open(&parts.store_dir).map_err(ManageError::from)?;
     let cleaned = store.clean_staging().map_err(ManageError::from)?;
     if cleaned > 0 {

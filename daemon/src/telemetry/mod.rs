@@ -229,11 +229,15 @@ impl Telemetry {
     }
 }
 
+/// The served (model, version, engine) triples, read at each flush so that
+/// activations and rollbacks show in the next period.
+pub type ActiveModels = Arc<dyn Fn() -> Vec<(String, String, String)> + Send + Sync>;
+
 /// Flushes every `interval` until the task is dropped.
 pub fn spawn_flush(
     telemetry: Arc<Telemetry>,
     interval: Duration,
-    active: Vec<(String, String, String)>,
+    active: ActiveModels,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -242,7 +246,7 @@ pub fn spawn_flush(
         loop {
             tick.tick().await;
             let t = Arc::clone(&telemetry);
-            let active = active.clone();
+            let active = active();
             // sled writes block: off the async workers.
             let _ = tokio::task::spawn_blocking(move || t.flush(&active)).await;
         }

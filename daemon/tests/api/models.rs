@@ -343,6 +343,15 @@ async fn bad_imports_are_refused_naming_the_problem() {
     );
     assert_eq!((code, rec["state"].as_str()), (0, Some("ready")), "{rec}");
 
+    // A kind the format cannot serve.
+    let wrong = derived_version(&work, "credit-lr", "credit-lr", "2.0.3");
+    let text = std::fs::read_to_string(wrong.join("manifest.toml"))
+        .unwrap()
+        .replace("kind = \"score\"", "kind = \"chat\"");
+    std::fs::write(wrong.join("manifest.toml"), text).unwrap();
+    let err = ctl_err(&s, &["models", "import", wrong.to_str().unwrap()]);
+    assert!(err.contains("chat models must be \"gguf\""), "{err}");
+
     // The same version twice, and unknown names.
     let again = ctl_err(
         &s,
@@ -433,4 +442,97 @@ async fn a_full_disk_during_import_leaves_the_active_version_serving() {
     let (code, rec) = ctl_json(&s, &["models", "import", small.to_str().unwrap()]);
     assert_eq!((code, rec["state"].as_str()), (0, Some("ready")), "{rec}");
     drop(d);
+}
+
+/// credit-lr under VERSION with two variants: `gpu` (needs 40 GiB of free GPU memory)
+/// and `cpu`, in that order of preference (same weights: the test is about the choice).
+fn with_variants(root: &Path, version: &str) -> PathBuf {
+    let dir = derived_version(root, "credit-lr", "credit-lr", version);
+    std::fs::copy(dir.join("model.onnx"), dir.join("model-cpu.onnx")).unwrap();
+    let mut m = manifest_of(&dir);
+    m.files.push(coffer_models::manifest::FileEntry {
+        path: "model-cpu.onnx".into(),
+        sha256: String::new(),
+        size: 0,
+        role: coffer_models::manifest::FileRole::Model,
+    });
+    m.variants = vec![
+        coffer_models::Variant {
+            name: "gpu".into(),
+            file: "model.onnx".into(),
+            quantization: None,
+            gpu_memory_mib: Some(40_960),
+        },
+        coffer_models::Variant {
+            name: "cpu".into(),
+            file: "model-cpu.onnx".into(),
+            quantization: None,
+            gpu_memory_mib: None,
+        },
+    ];
+    write_manifest(&dir, &m);
+    dir
+}
+
+async fn activated_variant(s: &Setup, d: &crate::common::Daemon, dir: &Path) -> String {
+    let (code, rec) = ctl_json(s, &["models", "import", dir.to_str().unwrap()]);
+    assert_eq!((code, rec["state"].as_str()), (0, Some("ready")), "{rec}");
+    let (code, act) = ctl_json(s, &["models", "activate", "credit-lr", "2.0.0"]);
+    assert_eq!(code, 0, "{act}");
+    let variant = act["variant"].as_str().unwrap().to_string();
+    let key = s.create_key("watcher", "metrics,score", None);
+    let c = s.client(d.addr);
+    let ready = c.get("/readyz", Some(&key)).await.json().to_string();
+    assert!(
+        ready.contains(&format!("credit-lr@2.0.0 (variant {variant})")),
+        "{ready}"
+    );
+    let metrics = String::from_utf8_lossy(&c.get("/metrics", Some(&key)).await.body).to_string();
+    assert!(
+        metrics.contains(&format!(
+            "coffer_model_active_info{{model=\"credit-lr\",version=\"2.0.0\",variant=\"{variant}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert_eq!(score(&c, &key, "credit-lr").await.0, "2.0.0");
+    let (_, list) = ctl_json(s, &["models", "list"]);
+    assert_eq!(
+        record(&list, "credit-lr", "2.0.0")["variant"],
+        variant.as_str()
+    );
+    variant
+}
+
+#[tokio::test]
+async fn the_variant_that_fits_the_hardware_is_served_and_reported() {
+    // No GPU here: the CPU variant.
+    let mut s = Setup::new();
+    s.scoring_models = vec![fixture("credit-lr")];
+    let d = s.start().await;
+    let dir = with_variants(&s.dir().join("releases"), "2.0.0");
+    assert_eq!(activated_variant(&s, &d, &dir).await, "cpu");
+    drop(d);
+
+    // A (simulated) GPU with 79 GiB free: the GPU variant; the audit trail says so.
+    let mut s = Setup::new();
+    s.scoring_models = vec![fixture("credit-lr")];
+    let script = s.dir().join("gpu.toml");
+    std::fs::write(
+        &script,
+        "[[gpus]]\nname = \"NVIDIA H100\"\n[[steps]]\nmemory_total_mib = 81920\nmemory_used_mib = 1024\n",
+    )
+    .unwrap();
+    s.gpu_extra = format!(
+        "interval = \"100ms\"\nsimulate = \"{}\"\n",
+        script.display()
+    );
+    let d = s.start().await;
+    let dir = with_variants(&s.dir().join("releases"), "2.0.0");
+    assert_eq!(activated_variant(&s, &d, &dir).await, "gpu");
+    d.stop();
+    let audit = std::fs::read_to_string(s.dir().join("state/audit/audit-000001.log")).unwrap();
+    assert!(
+        audit.contains("\"kind\":\"model_activated\"") && audit.contains("\"variant\":\"gpu\""),
+        "the audit record names the variant"
+    );
 }

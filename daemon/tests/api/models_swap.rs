@@ -1,6 +1,7 @@
 //! Hot swap under load: 20 activations and rollbacks, of a scoring model and of a chat
 //! model, while 16 clients score and chat without pause. Not one request may fail, and
-//! both versions of each model must have answered.
+//! both versions of each model must have answered. A chat version that misses its own
+//! perplexity bound is refused by its gate.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,8 +16,13 @@ use crate::common::{Setup, eval_set, fixture};
 use crate::models::{ctl_json, derived_version, write_manifest};
 
 /// A second chat version: the same GGUF under version 1.0.1.
-fn chat_v2(root: &std::path::Path, from: &std::path::Path) -> std::path::PathBuf {
-    let dst = root.join("smollm2-135m").join("1.0.1");
+fn chat_version(
+    root: &std::path::Path,
+    from: &std::path::Path,
+    version: &str,
+    perplexity_max: Option<f64>,
+) -> std::path::PathBuf {
+    let dst = root.join("smollm2-135m").join(version);
     let mut manifest = coffer_models::Manifest::parse(
         &std::fs::read_to_string(from.join("manifest.toml")).unwrap(),
     )
@@ -28,7 +34,13 @@ fn chat_v2(root: &std::path::Path, from: &std::path::Path) -> std::path::PathBuf
             std::fs::copy(from.join(&f.path), &target).unwrap();
         }
     }
-    manifest.version = "1.0.1".into();
+    manifest.version = version.into();
+    if let (Some(max), Some(gate)) = (
+        perplexity_max,
+        manifest.chat.as_mut().and_then(|c| c.eval.as_mut()),
+    ) {
+        gate.perplexity_max = max;
+    }
     write_manifest(&dst, &manifest);
     dst
 }
@@ -56,7 +68,7 @@ async fn twenty_switches_under_sixteen_busy_clients_fail_no_request() {
         0
     );
     if let Some(dir) = &chat_model {
-        let chat2 = chat_v2(&releases, dir);
+        let chat2 = chat_version(&releases, dir, "1.0.1", None);
         let (code, rec) = ctl_json(&s, &["models", "import", chat2.to_str().unwrap()]);
         assert_eq!((code, rec["state"].as_str()), (0, Some("ready")), "{rec}");
     }
@@ -167,10 +179,17 @@ async fn twenty_switches_under_sixteen_busy_clients_fail_no_request() {
     for id in ["credit-lr@1.0.0", "credit-lr@2.0.0"] {
         assert!(seen.contains(id), "{id} answered: {seen:?}");
     }
-    if chat_model.is_some() {
+    if let Some(dir) = &chat_model {
         for id in ["smollm2-135m@1.0.0", "smollm2-135m@1.0.1"] {
             assert!(seen.contains(id), "{id} answered: {seen:?}");
         }
+        // The chat gate refuses a version whose bound its own text does not meet.
+        let strict = chat_version(&releases, dir, "1.0.2", Some(2.0));
+        let out = s.ctl(&["--json", "models", "import", strict.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2));
+        let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let reason = rec["reason"].as_str().unwrap_or("");
+        assert!(reason.contains("exceeds perplexity_max 2"), "{rec}");
     }
     drop(d);
 }
