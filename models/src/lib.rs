@@ -16,6 +16,7 @@ pub mod store;
 pub mod verify;
 
 pub use manifest::{
-    ChatEvalGate, Datatype, Format, Kind, Manifest, ManifestError, TensorSpec, Variant,
+    ChatEvalGate, Datatype, DriftReference, FeatureReference, Format, Kind, Manifest,
+    ManifestError, ScoreReference, TensorSpec, Variant,
 };
 pub use verify::{VerifyError, VersionDir};

@@ -188,6 +188,82 @@ pub struct Manifest {
     /// preference; empty: the one file with role `model` serves everywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub variants: Vec<Variant>,
+    /// Reference distributions for drift monitoring (scoring models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftReference>,
+}
+
+/// Binned reference distributions of a scoring model's inputs and score, computed from
+/// its training data by the release tooling. Bin `i` holds values `x` with
+/// `edges[i-1] < x <= edges[i]`; the first bin everything `<= edges[0]`, the last
+/// everything `> edges[last]`: `proportions` has one entry more than `edges`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftReference {
+    /// PSI at or above this reads "watch" (industry usage: 0.1).
+    #[serde(default = "default_psi_watch")]
+    pub psi_watch: f64,
+    /// PSI at or above this reads "act" (industry usage: 0.25).
+    #[serde(default = "default_psi_act")]
+    pub psi_act: f64,
+    /// Training rows the proportions come from.
+    pub rows: u64,
+    pub score: ScoreReference,
+    #[serde(default)]
+    pub features: Vec<FeatureReference>,
+}
+
+fn default_psi_watch() -> f64 {
+    0.1
+}
+
+fn default_psi_act() -> f64 {
+    0.25
+}
+
+/// The reference distribution of the model's score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreReference {
+    pub output: String,
+    #[serde(default)]
+    pub column: usize,
+    pub edges: Vec<f64>,
+    pub proportions: Vec<f64>,
+}
+
+/// The reference distribution of one input column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureReference {
+    /// The column's feature name (the input's `features` entry).
+    pub name: String,
+    pub input: String,
+    pub column: usize,
+    pub edges: Vec<f64>,
+    pub proportions: Vec<f64>,
+}
+
+/// Checks one binned distribution; `None` when it is well formed.
+pub fn check_bins(edges: &[f64], proportions: &[f64]) -> Option<String> {
+    if proportions.len() != edges.len() + 1 {
+        return Some(format!(
+            "{} proportions for {} edges (need one more proportion than edges)",
+            proportions.len(),
+            edges.len()
+        ));
+    }
+    if edges.windows(2).any(|w| !(w[0] < w[1])) || edges.iter().any(|e| !e.is_finite()) {
+        return Some("edges must be finite and strictly increasing".into());
+    }
+    if proportions.iter().any(|p| !(p.is_finite() && *p >= 0.0)) {
+        return Some("proportions must be finite and not negative".into());
+    }
+    let sum: f64 = proportions.iter().sum();
+    if (sum - 1.0).abs() > 1e-3 {
+        return Some(format!("proportions sum to {sum}, not 1"));
+    }
+    None
 }
 
 /// One variant of a model version: which model file it uses and what it needs.
@@ -377,6 +453,47 @@ impl Manifest {
         Ok(())
     }
 
+    fn check_drift(&self, drift: &DriftReference) -> Result<(), ManifestError> {
+        if !(0.0 < drift.psi_watch && drift.psi_watch < drift.psi_act) {
+            return Err(invalid(
+                "drift.psi_watch",
+                "must be above 0 and below drift.psi_act",
+            ));
+        }
+        let score = &drift.score;
+        match self.io.outputs.iter().find(|o| o.name == score.output) {
+            Some(o) if score.column < o.row_elements().max(1) => {}
+            _ => {
+                return Err(invalid(
+                    "drift.score.output",
+                    format!(
+                        "{:?} column {} is not an output column",
+                        score.output, score.column
+                    ),
+                ));
+            }
+        }
+        if let Some(problem) = check_bins(&score.edges, &score.proportions) {
+            return Err(invalid("drift.score", problem));
+        }
+        for (i, f) in drift.features.iter().enumerate() {
+            let field = format!("drift.features[{i}]");
+            match self.io.inputs.iter().find(|inp| inp.name == f.input) {
+                Some(inp) if f.column < inp.row_elements().max(1) => {}
+                _ => {
+                    return Err(invalid(
+                        field,
+                        format!("{:?} column {} is not an input column", f.input, f.column),
+                    ));
+                }
+            }
+            if let Some(problem) = check_bins(&f.edges, &f.proportions) {
+                return Err(invalid(field, format!("{}: {problem}", f.name)));
+            }
+        }
+        Ok(())
+    }
+
     fn check_variants(&self) -> Result<(), ManifestError> {
         for (i, v) in self.variants.iter().enumerate() {
             let field = format!("variants[{i}]");
@@ -450,6 +567,9 @@ impl Manifest {
         }
         if self.serving.max_batch == 0 {
             return Err(invalid("serving.max_batch", "must be at least 1"));
+        }
+        if let Some(drift) = &self.drift {
+            self.check_drift(drift)?;
         }
         if let Some(gate) = &self.eval {
             if !self.has_file(&gate.set, FileRole::Eval) {
