@@ -167,6 +167,39 @@ pub fn build(records: &[Record], site: &str) -> WriteRequest {
                 *count as f64,
                 t,
             ),
+            RecordBody::Drift {
+                model,
+                version,
+                window,
+                rows,
+                psi,
+            } => {
+                for (distribution, value) in psi {
+                    push(
+                        s,
+                        "coffer_drift_psi",
+                        &[
+                            ("model", model),
+                            ("version", version),
+                            ("window", window),
+                            ("distribution", distribution),
+                        ],
+                        site,
+                        *value,
+                        t,
+                    );
+                }
+                if let Some(rows) = rows {
+                    push(
+                        s,
+                        "coffer_drift_rows_noisy",
+                        &[("model", model), ("version", version), ("window", window)],
+                        site,
+                        *rows as f64,
+                        t,
+                    );
+                }
+            }
             RecordBody::ActiveModel {
                 model,
                 version,

@@ -14,6 +14,7 @@ use crate::api::{self, AppState, Limits};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::Config;
 use crate::devmode::{self, DevLayout};
+use crate::drift::monitor::{self as drift_monitor, DriftMetrics, DriftStore};
 use crate::keys::{KeyStore, RateLimiter};
 use crate::lifecycle;
 use crate::manager::startup::{self, Parts};
@@ -84,6 +85,7 @@ async fn start_models(
             chat_metrics: crate::chat::ChatMetrics::register(metrics),
             chat_settings: config.chat.engine.clone(),
             score_queue_capacity: config.scoring.queue_capacity,
+            drift: Some(DriftStore::open(db, config.scoring.drift_min_rows)?),
         },
         gpu,
         audit,
@@ -204,6 +206,16 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         gpu_metrics,
     ));
 
+    let drift_models = Arc::clone(&models);
+    let drift_store = DriftStore::open(&db, config.scoring.drift_min_rows)?;
+    let drift_task = drift_monitor::spawn(
+        drift_store.clone(),
+        config.scoring.drift_interval,
+        Arc::new(move || drift_models.drift_trackers()),
+        metrics.with_registry(DriftMetrics::register),
+        audit.clone(),
+        Arc::clone(&telemetry),
+    );
     let served = Arc::clone(&models);
     let flush_task = spawn_flush(
         Arc::clone(&telemetry),
@@ -299,6 +311,9 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     readiness.set("listener", false, "stopped");
     admin_task.abort();
     flush_task.abort();
+    drift_task.abort();
+    let trackers = models.drift_trackers();
+    let _ = tokio::task::spawn_blocking(move || drift_store.save_all(&trackers)).await;
     let final_flush = Arc::clone(&telemetry);
     let _ = tokio::task::spawn_blocking(move || {
         final_flush.flush(&models.served());

@@ -14,6 +14,7 @@ pub mod chat;
 pub mod client;
 pub mod config;
 pub mod devmode;
+pub mod drift;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gpu;

@@ -313,6 +313,57 @@ impl Registry {
         Ok(record)
     }
 
+    /// Records the variant a version's gate ran on.
+    pub fn set_variant(
+        &self,
+        name: &str,
+        version: &str,
+        variant: Option<String>,
+    ) -> Result<(), RegistryError> {
+        unwrap_tx(self.versions.transaction(|versions| {
+            let mut record = Self::get_tx(versions, name, version)?;
+            record.variant = variant.clone();
+            versions.insert(version_key(name, version), encode(&record))?;
+            Ok(())
+        }))?;
+        self.commit()
+    }
+
+    /// Start-up only: an active version that does not load goes back to `ready` with
+    /// the reason, and loses the active pointer (the caller rolls back).
+    pub fn demote(
+        &self,
+        name: &str,
+        version: &str,
+        reason: String,
+        actor: &str,
+    ) -> Result<(), RegistryError> {
+        unwrap_tx((&self.versions, &self.active, &self.history).transaction(
+            |(versions, active, history)| {
+                let mut record = Self::get_tx(versions, name, version)?;
+                record.state = State::Ready;
+                record.reason = Some(reason.clone());
+                record.updated_at = now_ms();
+                versions.insert(version_key(name, version), encode(&record))?;
+                if active
+                    .get(name.as_bytes())?
+                    .is_some_and(|v| v.as_ref() == version.as_bytes())
+                {
+                    active.remove(name.as_bytes())?;
+                }
+                Self::note(
+                    history,
+                    actor,
+                    "start",
+                    name,
+                    Some(version),
+                    format!("not loaded: {reason}"),
+                )
+            },
+        ))?;
+        self.commit()
+    }
+
     /// Makes `version` the active one of `name`: the previous active version becomes
     /// `retired`. Refused while the name is pinned to another version, and for versions
     /// that have not passed their gate. Returns the previous active version.

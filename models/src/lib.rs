@@ -10,6 +10,7 @@
 //! Will own: signing and bundle import. It stays a pure library: no async runtime, no
 //! native bindings.
 
+pub mod drift;
 pub mod evalset;
 pub mod manifest;
 pub mod store;

@@ -253,7 +253,9 @@ pub fn check_bins(edges: &[f64], proportions: &[f64]) -> Option<String> {
             edges.len()
         ));
     }
-    if edges.windows(2).any(|w| !(w[0] < w[1])) || edges.iter().any(|e| !e.is_finite()) {
+    if edges.windows(2).any(|w| w[0] >= w[1] || w[0].is_nan())
+        || edges.iter().any(|e| !e.is_finite())
+    {
         return Some("edges must be finite and strictly increasing".into());
     }
     if proportions.iter().any(|p| !(p.is_finite() && *p >= 0.0)) {
@@ -401,6 +403,20 @@ impl Manifest {
                 return Err(invalid(
                     format!("files[{i}].sha256"),
                     "must be 64 hex digits",
+                ));
+            }
+        }
+        for (i, f) in self.files.iter().enumerate() {
+            let clash = self.files.iter().enumerate().any(|(j, g)| {
+                j != i && (g.path == f.path || g.path.starts_with(&format!("{}/", f.path)))
+            });
+            if clash || f.path == "manifest.toml" {
+                return Err(invalid(
+                    format!("files[{i}].path"),
+                    format!(
+                        "{:?} is listed twice, is the manifest itself, or is a directory of another file",
+                        f.path
+                    ),
                 ));
             }
         }
@@ -572,6 +588,18 @@ impl Manifest {
             self.check_drift(drift)?;
         }
         if let Some(gate) = &self.eval {
+            let unit = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
+            let valid = unit(gate.auc_min)
+                && gate.max_abs_diff.is_finite()
+                && gate.max_abs_diff >= 0.0
+                && gate.decision_threshold.is_finite()
+                && gate.teacher_agreement_min.is_none_or(unit);
+            if !valid {
+                return Err(invalid(
+                    "eval",
+                    "auc_min and teacher_agreement_min must be in [0, 1], max_abs_diff finite and not negative, decision_threshold finite",
+                ));
+            }
             if !self.has_file(&gate.set, FileRole::Eval) {
                 return Err(invalid(
                     "eval.set",

@@ -52,6 +52,16 @@ pub enum RecordBody {
         count: u64,
         epsilon: f64,
     },
+    /// Drift of a scoring model version in one window: PSI of the score and of each
+    /// feature against the release's reference (aggregates over at least the configured
+    /// minimum of rows); `rows` only with Laplace noise, when decision noise is set.
+    Drift {
+        model: String,
+        version: String,
+        window: String,
+        rows: Option<u64>,
+        psi: Vec<(String, f64)>,
+    },
     /// A model version being served, and by which engine.
     ActiveModel {
         model: String,
@@ -87,6 +97,7 @@ pub enum EventKind {
     Rollback,
     GateFailure,
     GpuIncident,
+    DriftAlert,
 }
 
 impl EventKind {
@@ -99,6 +110,7 @@ impl EventKind {
             EventKind::Rollback => "rollback",
             EventKind::GateFailure => "gate_failure",
             EventKind::GpuIncident => "gpu_incident",
+            EventKind::DriftAlert => "drift_alert",
         }
     }
 }
@@ -140,6 +152,18 @@ impl Record {
             RecordBody::Event { model, version, .. } => {
                 model.iter_mut().for_each(clean);
                 version.iter_mut().for_each(clean);
+            }
+            RecordBody::Drift {
+                model,
+                version,
+                window,
+                psi,
+                ..
+            } => {
+                clean(model);
+                clean(version);
+                clean(window);
+                psi.iter_mut().for_each(|(name, _)| clean(name));
             }
             RecordBody::SpoolDropped { .. } => {}
         }

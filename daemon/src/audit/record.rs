@@ -36,6 +36,15 @@ pub enum AuditEvent {
         action: String,
         actor: String,
     },
+    /// A drift reading of a served scoring version got worse (`docs/drift.md`).
+    DriftAlert {
+        model: String,
+        version: String,
+        window: String,
+        distribution: String,
+        psi: f64,
+        reading: String,
+    },
     /// A GPU's health state changed (docs/gpu.md).
     GpuState {
         gpu: u32,

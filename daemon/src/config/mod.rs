@@ -163,6 +163,14 @@ pub struct ScoringConfig {
     pub models: Vec<PathBuf>,
     /// Requests that may wait in each model version's batch queue.
     pub queue_capacity: usize,
+    /// Rows a drift window needs before its PSI is read and alerted on.
+    pub drift_min_rows: u64,
+    /// How often drift counts are saved, published and checked.
+    pub drift_interval: Duration,
+    /// A shadow pass (`activate --require-shadow`): at least this many compared rows...
+    pub shadow_min_rows: u64,
+    /// ...with at least this decision agreement.
+    pub shadow_min_agreement: f64,
 }
 
 #[derive(Debug, Clone)]

@@ -137,6 +137,10 @@ impl Default for RawTelemetry {
 pub struct RawScoring {
     pub models: Vec<String>,
     pub queue_capacity: usize,
+    pub drift_min_rows: u64,
+    pub drift_interval: String,
+    pub shadow_min_rows: u64,
+    pub shadow_min_agreement: f64,
 }
 
 impl Default for RawScoring {
@@ -144,6 +148,10 @@ impl Default for RawScoring {
         Self {
             models: Vec::new(),
             queue_capacity: 256,
+            drift_min_rows: 200,
+            drift_interval: "30s".into(),
+            shadow_min_rows: 500,
+            shadow_min_agreement: 0.95,
         }
     }
 }

@@ -304,6 +304,14 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     let scoring = ScoringConfig {
         models: raw.scoring.models.iter().map(PathBuf::from).collect(),
         queue_capacity: c.positive("scoring.queue_capacity", raw.scoring.queue_capacity),
+        drift_min_rows: raw.scoring.drift_min_rows.max(1),
+        drift_interval: c.duration(
+            "scoring.drift_interval",
+            &raw.scoring.drift_interval,
+            Duration::from_millis(50),
+        ),
+        shadow_min_rows: raw.scoring.shadow_min_rows.max(1),
+        shadow_min_agreement: raw.scoring.shadow_min_agreement.clamp(0.0, 1.0),
     };
     let telemetry = telemetry(&mut c, raw);
     let audit = audit(&mut c, raw, &state.dir);

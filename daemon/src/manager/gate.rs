@@ -130,6 +130,15 @@ fn score_gate(dir: &Path, manifest: &Manifest, model_file: &Path) -> GateReport 
         .map(|r| r[gate.score_column])
         .collect();
     let mut problems = Vec::new();
+    if set.labels.iter().any(|&l| l > 1) {
+        problems.push(format!("{}: labels must be 0 or 1", gate.set));
+    }
+    if set.reference_flat(&gate.score_output).is_none() {
+        problems.push(format!(
+            "{}: no reference outputs for {:?}",
+            gate.set, gate.score_output
+        ));
+    }
     let measured_auc = auc(&scores, &set.labels);
     match measured_auc {
         Some(a) if a >= gate.auc_min => {}
@@ -163,6 +172,21 @@ fn score_gate(dir: &Path, manifest: &Manifest, model_file: &Path) -> GateReport 
         ));
     }
     let mut agreement_text = String::new();
+    if let Some(min) = gate.teacher_agreement_min {
+        match &set.teacher {
+            Some(t) if t.scores.len() == scores.len() => {}
+            Some(t) => problems.push(format!(
+                "{}: {} teacher scores for {} rows",
+                gate.set,
+                t.scores.len(),
+                scores.len()
+            )),
+            None => problems.push(format!(
+                "{}: teacher_agreement_min is {min} but the set has no teacher scores",
+                gate.set
+            )),
+        }
+    }
     if let (Some(min), Some(teacher)) = (gate.teacher_agreement_min, &set.teacher) {
         let agree = scores
             .iter()

@@ -62,6 +62,8 @@ pub struct Engines {
     pub chat_metrics: ChatMetrics,
     pub chat_settings: ChatSettings,
     pub score_queue_capacity: usize,
+    /// Drift counts of scoring versions (sled tree `drift`).
+    pub drift: Option<crate::drift::monitor::DriftStore>,
 }
 
 /// The outcome of an activation or rollback.
@@ -95,9 +97,9 @@ pub struct ModelManager {
     readiness: Arc<Readiness>,
     metrics: ModelMetrics,
     /// One activation, rollback, pin, removal at a time.
-    ops: tokio::sync::Mutex<()>,
+    ops: Arc<tokio::sync::Mutex<()>>,
     /// Imports share the store; gc (which empties staging) excludes them.
-    store_use: tokio::sync::RwLock<()>,
+    store_use: Arc<tokio::sync::RwLock<()>>,
 }
 
 fn worker(e: tokio::task::JoinError) -> ManageError {
@@ -138,12 +140,16 @@ impl ModelManager {
         {
             return Err(RegistryError::Exists(manifest.id()).into());
         }
+        self.check_kind(&manifest)?;
         if !allow_schema_change {
             self.check_schema(&manifest)?;
         }
-        let _shared = self.store_use.read().await;
+        // Owned guards move into the blocking work: a caller that goes away (the handler
+        // future dropped) cannot release them while that work still runs.
+        let shared = Arc::clone(&self.store_use).read_owned().await;
         let me = Arc::clone(self);
         let stored = tokio::task::spawn_blocking(move || {
+            let _shared = shared;
             let mut reader = reader;
             let mut progress = progress;
             me.store
@@ -217,6 +223,9 @@ impl ModelManager {
         self.registry
             .set_state(name, version, State::Evaluating, None, actor, "gate")?;
         let result = self.run_gate(name, version);
+        let (Ok((variant, _)) | Err((variant, _))) = &result;
+        self.registry.set_variant(name, version, variant.clone())?;
+        let result = result.map(|(_, s)| s).map_err(|(_, s)| s);
         let (state, reason) = match &result {
             Ok(summary) => (State::Ready, summary.clone()),
             Err(reason) => (State::Failed, reason.clone()),
@@ -234,17 +243,26 @@ impl ModelManager {
         Ok(record)
     }
 
-    fn run_gate(&self, name: &str, version: &str) -> Result<String, String> {
+    /// Runs the gate on the variant this host would serve; returns that variant with
+    /// the summary (`Err`: the gate failed).
+    #[allow(clippy::type_complexity)]
+    fn run_gate(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<(Option<String>, String), (Option<String>, String)> {
         let dir = self
             .store
             .open_version(name, version)
-            .map_err(|e| e.to_string())?;
-        let variant = variant::choose(&dir.manifest, self.hardware())?;
-        let file = dir
+            .map_err(|e| (None, e.to_string()))?;
+        let variant = variant::choose(&dir.manifest, self.hardware()).map_err(|e| (None, e))?;
+        let Some(file) = dir
             .manifest
             .variant_file(variant.as_deref())
             .map(|f| dir.path(&f.path))
-            .ok_or_else(|| "the manifest names no model file".to_string())?;
+        else {
+            return Err((variant, "the manifest names no model file".to_string()));
+        };
         let report = gate::run(
             &dir.dir,
             &dir.manifest,
@@ -252,9 +270,31 @@ impl ModelManager {
             self.engines.chat_settings.threads,
         );
         if report.passed {
-            Ok(report.summary)
+            Ok((variant, report.summary))
         } else {
-            Err(report.summary)
+            Err((variant, report.summary))
+        }
+    }
+
+    /// A version may not change its name's kind (a chat version cannot take over a
+    /// scoring name): refused whatever the schema flag says.
+    pub(crate) fn check_kind(&self, candidate: &Manifest) -> Result<(), ManageError> {
+        let other = self
+            .registry
+            .list()?
+            .into_iter()
+            .find(|r| r.name == candidate.name && r.kind != candidate.kind);
+        match other {
+            Some(r) => Err(ManageError::SchemaChange {
+                id: candidate.id(),
+                active: r.id(),
+                changes: format!(
+                    "the name is a {} model; a {} version cannot take it over",
+                    kind_str(r.kind),
+                    kind_str(candidate.kind)
+                ),
+            }),
+            None => Ok(()),
         }
     }
 
@@ -291,10 +331,11 @@ impl ModelManager {
         actor: &str,
         allow_schema_change: bool,
     ) -> Result<Activation, ManageError> {
-        let _op = self.ops.lock().await;
+        let op = Arc::clone(&self.ops).lock_owned().await;
         let me = Arc::clone(self);
         let (n, v, a) = (name.to_string(), version.to_string(), actor.to_string());
         tokio::task::spawn_blocking(move || {
+            let _op = op;
             me.activate_blocking(&n, &v, &a, "activate", allow_schema_change)
         })
         .await
@@ -307,7 +348,7 @@ impl ModelManager {
         name: &str,
         actor: &str,
     ) -> Result<Activation, ManageError> {
-        let _op = self.ops.lock().await;
+        let op = Arc::clone(&self.ops).lock_owned().await;
         if let Some(pinned) = self.registry.pinned(name)? {
             return Err(RegistryError::Pinned {
                 name: name.to_string(),
@@ -318,9 +359,12 @@ impl ModelManager {
         let target = self.registry.rollback_target(name)?;
         let me = Arc::clone(self);
         let (n, a) = (name.to_string(), actor.to_string());
-        tokio::task::spawn_blocking(move || me.activate_blocking(&n, &target, &a, "rollback", true))
-            .await
-            .map_err(worker)?
+        tokio::task::spawn_blocking(move || {
+            let _op = op;
+            me.activate_blocking(&n, &target, &a, "rollback", true)
+        })
+        .await
+        .map_err(worker)?
     }
 
     /// The activation itself, on a blocking thread; callers serialize through `ops`
@@ -378,6 +422,22 @@ impl ModelManager {
         }
         let variant =
             variant::choose(&dir.manifest, self.hardware()).map_err(ManageError::NoVariant)?;
+        let gated = self
+            .registry
+            .get(name, version)?
+            .map(|r| r.variant)
+            .unwrap_or_default();
+        if gated != variant && !matches!(record.state, State::Staged | State::Evaluating) {
+            // The gate passed on another variant than the one this host would serve
+            // now: the served one must pass too.
+            let regated = self.gate_blocking(name, version, actor)?;
+            if regated.state != State::Ready {
+                return Err(ManageError::GateFailed {
+                    id,
+                    reason: regated.reason.unwrap_or_default(),
+                });
+            }
+        }
         let loaded = self.load_blocking(dir, variant.as_deref())?;
         let previous = self
             .registry
@@ -418,6 +478,7 @@ impl ModelManager {
                 variant,
                 &self.engines.score_metrics,
                 self.engines.score_queue_capacity,
+                self.engines.drift.as_ref(),
             )
             .map(Loaded::Score)
             .map_err(|e| load_err(e.to_string())),
@@ -501,6 +562,15 @@ impl ModelManager {
         out
     }
 
+    /// The drift trackers of the served scoring versions.
+    pub fn drift_trackers(&self) -> Vec<Arc<crate::drift::DriftTracker>> {
+        let mut out = Vec::new();
+        for (_, versions) in self.scoring.load().iter() {
+            out.extend(versions.versions.values().filter_map(|m| m.drift.clone()));
+        }
+        out
+    }
+
     /// The `models` readiness line: every served version and its variant.
     pub fn publish_readiness(&self) {
         let mut served: Vec<String> = Vec::new();
@@ -534,19 +604,27 @@ impl ModelManager {
 
     /// Removes an installed version that is neither active nor pinned.
     pub async fn remove(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         version: &str,
         actor: &str,
     ) -> Result<VersionRecord, ManageError> {
-        let _op = self.ops.lock().await;
-        let record = self.registry.remove(name, version, actor)?;
-        // Registry first: a crash before the directory goes leaves an orphan that the
-        // next start registers again, never a record without files.
-        if self.store.contains(name, version) {
-            self.store.remove(name, version)?;
-        }
-        Ok(record)
+        let op = Arc::clone(&self.ops).lock_owned().await;
+        let shared = Arc::clone(&self.store_use).read_owned().await;
+        let me = Arc::clone(self);
+        let (n, v, a) = (name.to_string(), version.to_string(), actor.to_string());
+        tokio::task::spawn_blocking(move || {
+            let (_op, _shared) = (op, shared);
+            let record = me.registry.remove(&n, &v, &a)?;
+            // Registry first: a crash before the directory goes leaves an orphan that
+            // the next start registers again, never a record without files.
+            if me.store.contains(&n, &v) {
+                me.store.remove(&n, &v)?;
+            }
+            Ok(record)
+        })
+        .await
+        .map_err(worker)?
     }
 
     /// Re-hashes every file of a version. A version that no longer matches is marked
@@ -586,17 +664,21 @@ impl ModelManager {
                 let reason = format!("verification failed: {e}");
                 self.registry
                     .note_action(actor, "verify", name, Some(version), reason.clone())?;
-                if record.state != State::Active {
-                    self.registry.set_state(
-                        name,
-                        version,
-                        State::Failed,
-                        Some(reason),
-                        actor,
-                        "verify",
-                    )?;
-                } else {
-                    tracing::error!(model = %record.id(), error = %e, "the serving model version's files no longer match its manifest");
+                // The registry refuses to fail the active version (checked inside its
+                // transaction, so an activation meanwhile is seen).
+                match self.registry.set_state(
+                    name,
+                    version,
+                    State::Failed,
+                    Some(reason),
+                    actor,
+                    "verify",
+                ) {
+                    Ok(_) => {}
+                    Err(RegistryError::WrongState { .. }) => {
+                        tracing::error!(model = %record.id(), error = %e, "the serving model version's files no longer match its manifest");
+                    }
+                    Err(other) => return Err(other.into()),
                 }
                 Err(e.into())
             }
@@ -605,11 +687,14 @@ impl ModelManager {
 
     /// Removes unreferenced blobs and staging leftovers.
     pub async fn gc(self: &Arc<Self>, actor: &str) -> Result<GcReport, ManageError> {
-        let _exclusive = self.store_use.write().await;
+        let exclusive = Arc::clone(&self.store_use).write_owned().await;
         let me = Arc::clone(self);
-        let report = tokio::task::spawn_blocking(move || me.store.gc())
-            .await
-            .map_err(worker)??;
+        let report = tokio::task::spawn_blocking(move || {
+            let _exclusive = exclusive;
+            me.store.gc()
+        })
+        .await
+        .map_err(worker)??;
         self.registry.note_action(
             actor,
             "gc",
@@ -638,6 +723,13 @@ impl ModelManager {
     /// A version's manifest as installed.
     pub fn manifest(&self, name: &str, version: &str) -> Result<Manifest, ManageError> {
         Ok(self.store.open_version(name, version)?.manifest)
+    }
+}
+
+fn kind_str(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Score => "scoring",
+        Kind::Chat => "chat",
     }
 }
 

@@ -77,8 +77,8 @@ pub fn start(parts: Parts, seeds: &[PathBuf]) -> Result<Arc<ModelManager>, Start
         telemetry: parts.telemetry,
         readiness: parts.readiness,
         metrics: parts.metrics,
-        ops: tokio::sync::Mutex::new(()),
-        store_use: tokio::sync::RwLock::new(()),
+        ops: Arc::new(tokio::sync::Mutex::new(())),
+        store_use: Arc::new(tokio::sync::RwLock::new(())),
     });
     reconcile(&manager)?;
     let seeded = import_seeds(&manager, seeds)?;
@@ -186,6 +186,11 @@ fn import_seeds(
                 .store
                 .open_version(&name, &ver)
                 .map_err(ManageError::from)?;
+            m.check_kind(&stored.manifest)
+                .map_err(|source| StartupError::SeedImport {
+                    dir: shown.clone(),
+                    source,
+                })?;
             let mut record = orphan_record(&stored);
             record.allow_schema_change = true;
             m.registry
@@ -211,15 +216,16 @@ fn activate_seed(
     let Some(record) = m.registry.get(name, version).map_err(ManageError::from)? else {
         return Ok(());
     };
+    let active = m.registry.active(name).map_err(ManageError::from)?;
+    if !new && active.is_some() {
+        // Known seed, and the name serves: what the admin decided since stays.
+        return Ok(());
+    }
     if record.state == State::Failed {
         return Err(StartupError::SeedFailed {
             id,
             reason: record.reason.unwrap_or_default(),
         });
-    }
-    let active = m.registry.active(name).map_err(ManageError::from)?;
-    if !new && active.is_some() {
-        return Ok(());
     }
     if let Some(pinned) = m.registry.pinned(name).map_err(ManageError::from)? {
         if pinned != version {
@@ -257,15 +263,10 @@ fn load_actives(m: &ModelManager) -> Result<(), ManageError> {
                 tracing::info!(model = %name, %version, variant = variant.as_deref().unwrap_or("default"), "model version loaded");
             }
             Err(e) => {
-                tracing::error!(model = %name, %version, error = %e, "the active version does not load; marking it failed");
-                m.registry.set_state(
-                    &name,
-                    &version,
-                    State::Failed,
-                    Some(e.to_string()),
-                    ACTOR,
-                    "start",
-                )?;
+                // Not failed for good: a GPU that is late or busy is not the version's
+                // fault. It goes back to ready with the reason; the name rolls back.
+                tracing::error!(model = %name, %version, error = %e, "the active version does not load; rolling back");
+                m.registry.demote(&name, &version, e.to_string(), ACTOR)?;
                 match m.registry.rollback_target(&name) {
                     Ok(previous) => {
                         if let Err(e2) =

@@ -57,11 +57,12 @@ impl Batcher {
         engine: Arc<dyn ScoreEngine>,
         limits: BatchLimits,
         metrics: ModelMetrics,
+        observer: Option<Arc<dyn BatchObserver>>,
     ) -> std::io::Result<Batcher> {
         let (tx, rx) = sync_channel(limits.queue_capacity.max(1));
         std::thread::Builder::new()
             .name(format!("score-{name}"))
-            .spawn(move || run_loop(&rx, engine.as_ref(), limits, &metrics))?;
+            .spawn(move || run_loop(&rx, engine.as_ref(), limits, &metrics, observer.as_deref()))?;
         Ok(Batcher { tx })
     }
 
@@ -87,11 +88,20 @@ impl Batcher {
     }
 }
 
+/// Sees every executed batch on the model's thread (drift monitoring): the inputs of
+/// each request before the run, the batch's outputs after it, before delivery. Must be
+/// quick: it runs on the batch's path.
+pub trait BatchObserver: Send + Sync + std::fmt::Debug {
+    fn inputs(&self, inputs: &[Tensor]);
+    fn outputs(&self, outputs: &[Tensor]);
+}
+
 fn run_loop(
     rx: &Receiver<Job>,
     engine: &dyn ScoreEngine,
     limits: BatchLimits,
     metrics: &ModelMetrics,
+    observer: Option<&dyn BatchObserver>,
 ) {
     let mut carried: Option<Job> = None;
     loop {
@@ -130,7 +140,7 @@ fn run_loop(
                 Err(_) => break,
             }
         }
-        run_batch(engine, jobs, rows, metrics);
+        run_batch(engine, jobs, rows, metrics, observer);
     }
 }
 
@@ -158,8 +168,19 @@ fn concat(jobs: &[Job], rows: usize) -> Option<Vec<Tensor>> {
     Some(merged)
 }
 
-fn run_batch(engine: &dyn ScoreEngine, mut jobs: Vec<Job>, rows: usize, metrics: &ModelMetrics) {
+fn run_batch(
+    engine: &dyn ScoreEngine,
+    mut jobs: Vec<Job>,
+    rows: usize,
+    metrics: &ModelMetrics,
+    observer: Option<&dyn BatchObserver>,
+) {
     let started = Instant::now();
+    if let Some(o) = observer {
+        for job in &jobs {
+            o.inputs(&job.inputs);
+        }
+    }
     for job in &jobs {
         metrics
             .queue_seconds
@@ -176,6 +197,9 @@ fn run_batch(engine: &dyn ScoreEngine, mut jobs: Vec<Job>, rows: usize, metrics:
         }
     };
     metrics.observe_batch(rows, started.elapsed());
+    if let (Some(o), Ok(outputs)) = (observer, &result) {
+        o.outputs(outputs);
+    }
     deliver(jobs, rows, result);
 }
 
@@ -268,7 +292,7 @@ mod tests {
             delay,
         });
         let metrics = ScoreMetrics::register(&mut Registry::default()).for_model("m", "1");
-        let batcher = Batcher::spawn("m", engine.clone(), limits, metrics).unwrap();
+        let batcher = Batcher::spawn("m", engine.clone(), limits, metrics, None).unwrap();
         (engine, batcher)
     }
 

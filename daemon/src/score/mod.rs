@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use coffer_models::{Kind, Manifest, VersionDir};
 
-pub use batcher::{BatchError, BatchLimits, Batcher};
+pub use batcher::{BatchError, BatchLimits, BatchObserver, Batcher};
 pub use engine::{EngineError, ScoreEngine};
 pub use metrics::{ModelMetrics, ScoreMetrics};
 pub use tensor::{Tensor, TensorData};
@@ -50,6 +50,8 @@ pub struct LoadedModel {
     pub engine: Arc<dyn ScoreEngine>,
     pub batcher: Batcher,
     pub metrics: ModelMetrics,
+    /// Drift against the manifest's `[drift]` reference, when it has one.
+    pub drift: Option<Arc<crate::drift::DriftTracker>>,
 }
 
 /// Loads the engine for a verified version directory (its default model file).
@@ -90,7 +92,7 @@ pub fn load_version(
     metrics: &ScoreMetrics,
     queue_capacity: usize,
 ) -> Result<LoadedModel, LoadError> {
-    start_version(VersionDir::open(dir)?, None, metrics, queue_capacity)
+    start_version(VersionDir::open(dir)?, None, metrics, queue_capacity, None)
 }
 
 /// Loads a version (the named variant's model file, or the default one) and starts
@@ -100,6 +102,7 @@ pub fn start_version(
     variant: Option<&str>,
     metrics: &ScoreMetrics,
     queue_capacity: usize,
+    drift: Option<&crate::drift::monitor::DriftStore>,
 ) -> Result<LoadedModel, LoadError> {
     if version.manifest.kind != Kind::Score {
         return Err(LoadError::NotScoring(version.manifest.id()));
@@ -118,11 +121,16 @@ pub fn start_version(
         max_delay: Duration::from_micros(manifest.serving.max_queue_delay_us),
         queue_capacity,
     };
+    let tracker = drift.and_then(|store| {
+        let saved = store.load(&manifest.name, &manifest.version);
+        crate::drift::DriftTracker::new(&manifest, saved, store.min_rows).map(Arc::new)
+    });
     let batcher = Batcher::spawn(
         &manifest.name,
         Arc::clone(&engine),
         limits,
         model_metrics.clone(),
+        tracker.clone().map(|t| t as Arc<dyn BatchObserver>),
     )
     .map_err(|e| LoadError::Thread(manifest.id(), e))?;
     Ok(LoadedModel {
@@ -132,6 +140,7 @@ pub fn start_version(
         engine,
         batcher,
         metrics: model_metrics,
+        drift: tracker,
     })
 }
 

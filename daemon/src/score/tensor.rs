@@ -73,6 +73,17 @@ impl TensorData {
         }
     }
 
+    /// Element `i` as f64 (booleans as 0/1).
+    pub fn get_f64(&self, i: usize) -> Option<f64> {
+        match self {
+            TensorData::F32(v) => v.get(i).map(|&x| f64::from(x)),
+            TensorData::F64(v) => v.get(i).copied(),
+            TensorData::I32(v) => v.get(i).map(|&x| f64::from(x)),
+            TensorData::I64(v) => v.get(i).map(|&x| x as f64),
+            TensorData::Bool(v) => v.get(i).map(|&x| f64::from(u8::from(x))),
+        }
+    }
+
     /// The elements as f64 (for metrics and evaluation; booleans as 0/1).
     pub fn to_f64(&self) -> Vec<f64> {
         match self {

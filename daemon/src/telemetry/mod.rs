@@ -122,6 +122,29 @@ impl Telemetry {
         }
     }
 
+    /// Records a drift aggregate of one window: PSI values, and the row count only with
+    /// Laplace noise when decision noise is configured (`docs/privacy.md`).
+    pub fn drift(
+        &self,
+        model: &str,
+        version: &str,
+        window: &str,
+        rows: u64,
+        psi: Vec<(String, f64)>,
+    ) {
+        let rows = self
+            .decisions
+            .as_ref()
+            .map(|noise| noise.noisy_count(rows, &mut rand::thread_rng()));
+        self.push(RecordBody::Drift {
+            model: model.to_string(),
+            version: version.to_string(),
+            window: window.to_string(),
+            rows,
+            psi,
+        });
+    }
+
     /// Records a lifecycle event at once.
     pub fn event(&self, event: EventKind, model: Option<&str>, version: Option<&str>) {
         self.push(RecordBody::Event {

@@ -352,6 +352,28 @@ async fn bad_imports_are_refused_naming_the_problem() {
     let err = ctl_err(&s, &["models", "import", wrong.to_str().unwrap()]);
     assert!(err.contains("chat models must be \"gguf\""), "{err}");
 
+    // A chat version may not take over a scoring model's name.
+    let chat = work.join("credit-lr").join("4.0.0");
+    std::fs::create_dir_all(&chat).unwrap();
+    std::fs::write(chat.join("m.gguf"), b"GGUF not really").unwrap();
+    let chat_manifest = coffer_models::Manifest::parse(&format!(
+        "name = \"credit-lr\"\nversion = \"4.0.0\"\nkind = \"chat\"\nformat = \"gguf\"\n\
+         [[files]]\npath = \"m.gguf\"\nsha256 = \"{}\"\nsize = 1\nrole = \"model\"\n",
+        "0".repeat(64)
+    ))
+    .unwrap();
+    write_manifest(&chat, &chat_manifest);
+    let err = ctl_err(
+        &s,
+        &[
+            "models",
+            "import",
+            chat.to_str().unwrap(),
+            "--allow-schema-change",
+        ],
+    );
+    assert!(err.contains("a chat version cannot take it over"), "{err}");
+
     // The same version twice, and unknown names.
     let again = ctl_err(
         &s,
