@@ -46,6 +46,14 @@ pub struct GenParams {
     pub grammar: Option<String>,
 }
 
+impl GenParams {
+    /// Whether the answer must be JSON: a grammar comes only from `response_format`
+    /// `json_object` or `json_schema` (`api::chat::request`).
+    pub fn expects_json(&self) -> bool {
+        self.grammar.is_some()
+    }
+}
+
 impl Default for GenParams {
     fn default() -> Self {
         Self {

@@ -21,7 +21,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use super::job::{ChatEvent, ChatFailure, ChatJob, Finish, GenParams, Message};
-use super::metrics::ChatModelMetrics;
+use super::metrics::{ChatModelMetrics, Completed};
 use super::text::{Released, TextAssembler};
 use super::{ChatEngine, ChatSettings, LoadError, SubmitError};
 
@@ -172,6 +172,9 @@ struct Active {
     generated: usize,
     max_tokens: usize,
     text: TextAssembler,
+    /// Everything sent to the client so far, for the quality signals at the end
+    /// ([`Completed`]); dropped with the slot, never logged.
+    answer: String,
     first_token_at: Option<Instant>,
     last_token_at: Instant,
 }
@@ -251,6 +254,7 @@ impl Engine<'_> {
                     self.metrics.prompt_tokens.inc_by(prompt.len() as u64);
                     self.slots[free] = Some(Active {
                         text: TextAssembler::new(job.params.stop.clone()),
+                        answer: String::new(),
                         job,
                         sampler,
                         prompt,
@@ -386,7 +390,7 @@ impl Engine<'_> {
             }
             a.last_token_at = now;
             if vocab.is_eog(token) {
-                self.finish(seq, Finish::Stop);
+                self.finish(seq, Finish::Stop, true);
                 continue;
             }
             a.generated += 1;
@@ -397,33 +401,49 @@ impl Engine<'_> {
                 Released::Text(t) => (t, false),
                 Released::Stopped(t) => (t, true),
             };
-            if !text.is_empty() && a.job.events.send(ChatEvent::Delta(text)).is_err() {
-                self.metrics.cancelled.inc();
-                self.free(seq);
-                continue;
+            if !text.is_empty() {
+                a.answer.push_str(&text);
+                if a.job.events.send(ChatEvent::Delta(text)).is_err() {
+                    self.metrics.cancelled.inc();
+                    self.free(seq);
+                    continue;
+                }
             }
             if stopped {
-                self.finish(seq, Finish::Stop);
+                // The stop string and what followed it in the piece are not sent.
+                self.finish(seq, Finish::Stop, false);
             } else if a.generated >= a.max_tokens {
-                self.finish(seq, Finish::Length);
+                self.finish(seq, Finish::Length, true);
             } else {
                 a.next = Some(token);
             }
         }
     }
 
-    fn finish(&mut self, seq: usize, finish: Finish) {
+    /// Ends a sequence that ran to its end. `flush`: send the text held back because it
+    /// could have begun a stop string (not when one was found).
+    fn finish(&mut self, seq: usize, finish: Finish, flush: bool) {
         if let Some(a) = self.slots[seq].as_mut() {
-            let rest = a.text.finish();
-            if !rest.is_empty() {
-                let _ = a.job.events.send(ChatEvent::Delta(rest));
+            if flush {
+                let rest = a.text.finish();
+                if !rest.is_empty() {
+                    a.answer.push_str(&rest);
+                    let _ = a.job.events.send(ChatEvent::Delta(rest));
+                }
             }
             let _ = a.job.events.send(ChatEvent::Done {
                 finish,
                 prompt_tokens: a.prompt.len(),
                 completion_tokens: a.generated,
             });
-            self.metrics.finished(finish);
+            // Here, on the engine thread, not on the async runtime: the JSON check
+            // reads the whole answer once.
+            self.metrics.completed(&Completed {
+                finish,
+                completion_tokens: a.generated,
+                text: &a.answer,
+                json: a.job.params.expects_json(),
+            });
         }
         self.free(seq);
     }

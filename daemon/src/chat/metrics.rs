@@ -1,6 +1,12 @@
 //! Chat metrics per model version: tokens in and out, time to first token, inter-token
 //! latency, slots busy, queue depth, finishes by reason, cancellations. Tokens per
 //! second is `rate(coffer_chat_completion_tokens_total[1m])`.
+//!
+//! Quality signals that need no content to leave the box, counted on the engine thread
+//! when a sequence finishes ([`ChatModelMetrics::completed`]): finishes by reason (the
+//! `length` share shows answers cut short), JSON-mode answers checked and those that do
+//! not parse, empty answers, and generated tokens per completion. Only counts: the
+//! text is looked at and dropped, never stored or logged.
 
 use std::time::Duration;
 
@@ -8,7 +14,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use super::job::Finish;
 use crate::metrics::Metrics;
@@ -37,6 +43,15 @@ pub struct ChatMetrics {
     queue_depth: Family<ModelLabels, Gauge>,
     finished: Family<FinishLabels, Counter>,
     cancelled: Family<ModelLabels, Counter>,
+    json_checked: Family<ModelLabels, Counter>,
+    json_invalid: Family<ModelLabels, Counter>,
+    empty_answers: Family<ModelLabels, Counter>,
+    tokens_per_request: Family<ModelLabels, Histogram>,
+}
+
+/// Generated tokens per completion: 1, 2, 4, … 16384 (past any context served).
+fn tokens_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 15))
 }
 
 fn seconds_histogram() -> Histogram {
@@ -56,6 +71,10 @@ impl ChatMetrics {
             queue_depth: Family::default(),
             finished: Family::default(),
             cancelled: Family::default(),
+            json_checked: Family::default(),
+            json_invalid: Family::default(),
+            empty_answers: Family::default(),
+            tokens_per_request: Family::new_with_constructor(tokens_histogram as fn() -> Histogram),
         };
         metrics.with_registry(|r| {
             r.register(
@@ -98,6 +117,26 @@ impl ChatMetrics {
                 "Completions abandoned by their client (slot freed)",
                 m.cancelled.clone(),
             );
+            r.register(
+                "chat_json_checked",
+                "Completions whose response_format asked for JSON (json_object or json_schema), checked at the end",
+                m.json_checked.clone(),
+            );
+            r.register(
+                "chat_json_invalid",
+                "JSON-mode completions whose text does not parse as JSON (most often cut by max_tokens)",
+                m.json_invalid.clone(),
+            );
+            r.register(
+                "chat_empty_answers",
+                "Completions whose text is empty or only whitespace after stop handling",
+                m.empty_answers.clone(),
+            );
+            r.register(
+                "chat_completion_tokens_per_request",
+                "Tokens generated per finished completion (mean = sum / count)",
+                m.tokens_per_request.clone(),
+            );
         });
         m
     }
@@ -116,9 +155,24 @@ impl ChatMetrics {
             slots_busy: self.slots_busy.get_or_create(&l).clone(),
             queue_depth: self.queue_depth.get_or_create(&l).clone(),
             cancelled: self.cancelled.get_or_create(&l).clone(),
-            finished: self.finished.clone(),
-            labels: l,
+            // Both reasons exist from the start, so a rate of `length` is 0, not absent.
+            finished_stop: self.finished_counter(&l, Finish::Stop),
+            finished_length: self.finished_counter(&l, Finish::Length),
+            json_checked: self.json_checked.get_or_create(&l).clone(),
+            json_invalid: self.json_invalid.get_or_create(&l).clone(),
+            empty_answers: self.empty_answers.get_or_create(&l).clone(),
+            tokens_per_request: self.tokens_per_request.get_or_create(&l).clone(),
         }
+    }
+
+    fn finished_counter(&self, l: &ModelLabels, finish: Finish) -> Counter {
+        self.finished
+            .get_or_create(&FinishLabels {
+                model: l.model.clone(),
+                version: l.version.clone(),
+                reason: finish.as_str(),
+            })
+            .clone()
     }
 }
 
@@ -132,8 +186,43 @@ pub struct ChatModelMetrics {
     pub slots_busy: Gauge,
     pub queue_depth: Gauge,
     pub cancelled: Counter,
-    finished: Family<FinishLabels, Counter>,
-    labels: ModelLabels,
+    finished_stop: Counter,
+    finished_length: Counter,
+    json_checked: Counter,
+    json_invalid: Counter,
+    empty_answers: Counter,
+    tokens_per_request: Histogram,
+}
+
+/// A finished completion as the quality signals see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Completed<'a> {
+    pub finish: Finish,
+    /// Tokens generated (the `usage.completion_tokens` returned).
+    pub completion_tokens: usize,
+    /// The whole text sent to the client, stop strings removed.
+    pub text: &'a str,
+    /// `response_format` asked for JSON (`json_object` or `json_schema`).
+    pub json: bool,
+}
+
+/// What a finished completion counts as: pure, so it is tested without a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signals {
+    pub empty: bool,
+    /// `None` when JSON was not asked for; else whether the text parses.
+    pub json_valid: Option<bool>,
+}
+
+impl Signals {
+    pub fn of(c: &Completed<'_>) -> Self {
+        Self {
+            empty: c.text.trim().is_empty(),
+            json_valid: c
+                .json
+                .then(|| serde_json::from_str::<serde::de::IgnoredAny>(c.text).is_ok()),
+        }
+    }
 }
 
 impl ChatModelMetrics {
@@ -145,13 +234,70 @@ impl ChatModelMetrics {
         self.inter_token.observe(d.as_secs_f64());
     }
 
-    pub fn finished(&self, finish: Finish) {
-        self.finished
-            .get_or_create(&FinishLabels {
-                model: self.labels.model.clone(),
-                version: self.labels.version.clone(),
-                reason: finish.as_str(),
-            })
-            .inc();
+    /// Counts a completion that ran to its end (not a cancelled or failed one).
+    pub fn completed(&self, c: &Completed<'_>) {
+        match c.finish {
+            Finish::Stop => self.finished_stop.inc(),
+            Finish::Length => self.finished_length.inc(),
+        };
+        self.tokens_per_request.observe(c.completion_tokens as f64);
+        let signals = Signals::of(c);
+        if signals.empty {
+            self.empty_answers.inc();
+        }
+        if let Some(valid) = signals.json_valid {
+            self.json_checked.inc();
+            if !valid {
+                self.json_invalid.inc();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signals(text: &str, json: bool) -> Signals {
+        Signals::of(&Completed {
+            finish: Finish::Stop,
+            completion_tokens: 1,
+            text,
+            json,
+        })
+    }
+
+    #[test]
+    fn empty_means_nothing_but_whitespace() {
+        for text in ["", " ", "\n\t \r\n", "\u{a0}"] {
+            assert!(signals(text, false).empty, "{text:?}");
+        }
+        for text in ["a", "  .\n", "{}"] {
+            assert!(!signals(text, false).empty, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn json_is_checked_only_when_asked_for() {
+        assert_eq!(signals("not json", false).json_valid, None);
+        for text in [
+            "{}",
+            "{\n  \"age\": 20,\n  \"name\": \"John\"\n}",
+            "  [1, 2]\n",
+            "3",
+        ] {
+            assert_eq!(signals(text, true).json_valid, Some(true), "{text:?}");
+        }
+        for text in [
+            "",
+            "{\n  \"",
+            "{\"a\": 1} trailing",
+            "{'a': 1}",
+            "```json\n{}\n```",
+        ] {
+            assert_eq!(signals(text, true).json_valid, Some(false), "{text:?}");
+        }
+        let empty_json = signals("", true);
+        assert!(empty_json.empty && empty_json.json_valid == Some(false));
     }
 }

@@ -3,7 +3,9 @@
 //! process with llama-cpp-2 directly), streamed and non-streamed answers are the same
 //! text, four concurrent streams equal their solo runs (batching changes no result), a
 //! client that disconnects frees its slot, context overflow is a 400, `json_schema`
-//! output parses, and bad requests get OpenAI-shaped errors.
+//! output parses, bad requests get OpenAI-shaped errors, and the quality metrics count
+//! `length` finishes, invalid JSON-mode answers, empty answers (a stop string at the
+//! start, which is not sent) and tokens per completion.
 //!
 //! The model comes from `models/fetch-smollm2` (which `.ci/run` runs); without it these
 //! tests say so and pass locally, and fail under CI.
@@ -376,5 +378,194 @@ async fn json_schema_output_parses_and_bad_requests_get_openai_errors() {
     let r = post(&c, "cof_wrong", &ask("hi", 2, false)).await;
     assert_eq!(r.status.as_u16(), 401);
     assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+    d.stop();
+}
+
+/// The quality signals of `smollm2-135m@1.0.0` in a `/metrics` text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Quality {
+    stop: f64,
+    length: f64,
+    json_checked: f64,
+    json_invalid: f64,
+    empty: f64,
+    tokens_count: f64,
+    tokens_sum: f64,
+}
+
+impl Quality {
+    async fn read(c: &Client, key: &str) -> Quality {
+        let r = c.get("/metrics", Some(key)).await;
+        assert_eq!(r.status.as_u16(), 200);
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        const MV: &str = "model=\"smollm2-135m\",version=\"1.0.0\"";
+        // Every series exists (at 0) as soon as the version is loaded.
+        let series = |name: &str, labels: &str| -> f64 {
+            let prefix = format!("{name}{{{labels}}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        Quality {
+            stop: series(
+                "coffer_chat_finished_total",
+                &format!("{MV},reason=\"stop\""),
+            ),
+            length: series(
+                "coffer_chat_finished_total",
+                &format!("{MV},reason=\"length\""),
+            ),
+            json_checked: series("coffer_chat_json_checked_total", MV),
+            json_invalid: series("coffer_chat_json_invalid_total", MV),
+            empty: series("coffer_chat_empty_answers_total", MV),
+            tokens_count: series("coffer_chat_completion_tokens_per_request_count", MV),
+            tokens_sum: series("coffer_chat_completion_tokens_per_request_sum", MV),
+        }
+    }
+
+    /// One more completion of `tokens` tokens.
+    fn plus(mut self, finish: &str, tokens: u64) -> Quality {
+        match finish {
+            "stop" => self.stop += 1.0,
+            "length" => self.length += 1.0,
+            other => panic!("finish_reason {other}"),
+        }
+        self.tokens_count += 1.0;
+        self.tokens_sum += tokens as f64;
+        self
+    }
+}
+
+/// Content, finish reason and completion tokens of a (streamed or not) answer.
+fn answer(r: &crate::common::Resp, stream: bool) -> (String, String, u64) {
+    assert_eq!(
+        r.status.as_u16(),
+        200,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    if stream {
+        let (text, usage) = streamed_text(&r.body);
+        let events = sse(&r.body);
+        let finish: Value = serde_json::from_str(&events[events.len() - 3]).unwrap();
+        let reason = finish["choices"][0]["finish_reason"].as_str().unwrap();
+        let tokens = usage["completion_tokens"].as_u64().unwrap();
+        (text, reason.to_string(), tokens)
+    } else {
+        let b = r.json();
+        (
+            b["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            b["choices"][0]["finish_reason"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            b["usage"]["completion_tokens"].as_u64().unwrap(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn quality_signals_count_length_finishes_invalid_json_empty_answers_and_tokens() {
+    let Some(dir) = model_dir() else { return };
+    let (_s, d, key, c) = start(&dir, "slots = 1\n", "chat,metrics").await;
+    let mut want = Quality::read(&c, &key).await;
+    assert_eq!(
+        want,
+        Quality {
+            stop: 0.0,
+            length: 0.0,
+            json_checked: 0.0,
+            json_invalid: 0.0,
+            empty: 0.0,
+            tokens_count: 0.0,
+            tokens_sum: 0.0,
+        }
+    );
+
+    // max_tokens = 1 ends with `length`, streamed or not; plain text is no JSON check.
+    for stream in [false, true] {
+        let r = post(&c, &key, &ask("Say hi.", 1, stream)).await;
+        let (text, finish, tokens) = answer(&r, stream);
+        assert_eq!((finish.as_str(), tokens), ("length", 1), "{text:?}");
+        assert!(!text.trim().is_empty(), "{text:?}");
+        want = want.plus("length", 1);
+        assert_eq!(Quality::read(&c, &key).await, want, "stream: {stream}");
+    }
+
+    // json_object cut by max_tokens = 3: the greedy `{\n  "` does not parse.
+    let person = "Give the name and age of a fictional person.";
+    let body = json!({
+        "model": "smollm2-135m",
+        "messages": [{ "role": "user", "content": person }],
+        "temperature": 0,
+        "max_tokens": 3,
+        "response_format": { "type": "json_object" },
+    });
+    let r = post(&c, &key, body.to_string().as_bytes()).await;
+    let (text, finish, tokens) = answer(&r, false);
+    assert_eq!((finish.as_str(), tokens), ("length", 3), "{text:?}");
+    assert!(text.trim_start().starts_with('{'), "{text:?}");
+    assert!(serde_json::from_str::<Value>(&text).is_err(), "{text:?}");
+    want = want.plus("length", 3);
+    want.json_checked += 1.0;
+    want.json_invalid += 1.0;
+    assert_eq!(Quality::read(&c, &key).await, want);
+
+    // json_schema with room to finish, streamed and not: the grammar-constrained
+    // answer parses, is checked and is not invalid.
+    for stream in [false, true] {
+        let body = json!({
+            "model": "smollm2-135m",
+            "messages": [{ "role": "user", "content": person }],
+            "temperature": 0,
+            "max_tokens": 60,
+            "stream": stream,
+            "stream_options": if stream { json!({ "include_usage": true }) } else { Value::Null },
+            "response_format": { "type": "json_schema", "json_schema": { "name": "person", "schema": {
+                "type": "object",
+                "properties": { "name": { "type": "string" }, "age": { "type": "integer" } },
+                "required": ["name", "age"]
+            }}}
+        });
+        let r = post(&c, &key, body.to_string().as_bytes()).await;
+        let (text, finish, tokens) = answer(&r, stream);
+        assert_eq!(finish, "stop", "{text:?}");
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert!(v["name"].is_string() && v["age"].is_i64(), "{v}");
+        want = want.plus("stop", tokens);
+        want.json_checked += 1.0;
+        assert_eq!(Quality::read(&c, &key).await, want, "stream: {stream}");
+    }
+
+    // An empty answer: the greedy answer's first word as a stop string.
+    let question = "What is 2 + 2?";
+    let r = post(&c, &key, &ask(question, 4, false)).await;
+    let (text, finish, tokens) = answer(&r, false);
+    let first = text.split_whitespace().next().unwrap().to_string();
+    assert!(text.starts_with(&first), "{text:?}");
+    want = want.plus(&finish, tokens);
+    assert_eq!(Quality::read(&c, &key).await, want, "{text:?} is not empty");
+    for stream in [false, true] {
+        let mut body: Value = serde_json::from_slice(&ask(question, 4, stream)).unwrap();
+        body["stop"] = json!([first]);
+        let r = post(&c, &key, body.to_string().as_bytes()).await;
+        let (text, finish, tokens) = answer(&r, stream);
+        assert_eq!(
+            (text.as_str(), finish.as_str()),
+            ("", "stop"),
+            "stop {first:?}, stream: {stream}"
+        );
+        assert!(tokens >= 1);
+        want = want.plus("stop", tokens);
+        want.empty += 1.0;
+        assert_eq!(Quality::read(&c, &key).await, want, "stream: {stream}");
+    }
+    assert!(want.tokens_count > 0.0 && want.tokens_sum > want.tokens_count);
     d.stop();
 }
