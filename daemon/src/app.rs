@@ -86,6 +86,10 @@ async fn start_models(
             chat_settings: config.chat.engine.clone(),
             score_queue_capacity: config.scoring.queue_capacity,
             drift: Some(DriftStore::open(db, config.scoring.drift_min_rows)?),
+            shadow_pass: (
+                config.scoring.shadow_min_rows,
+                config.scoring.shadow_min_agreement,
+            ),
         },
         gpu,
         audit,
@@ -237,6 +241,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         readiness: Arc::clone(&readiness),
         scoring: Arc::clone(&models.scoring),
         chat: Arc::clone(&models.chat),
+        shadows: Arc::clone(&models.shadows),
         chat_keep_alive: config.chat.keep_alive,
         gpu: gpu_gate,
         telemetry: Arc::clone(&telemetry),

@@ -28,6 +28,7 @@ pub mod registry;
 pub mod score;
 pub mod served;
 pub mod server;
+pub mod shadow;
 pub mod statewatch;
 pub mod telemetry;
 #[cfg(test)]

@@ -66,6 +66,7 @@ fn failure(e: &ManageError) -> AdminFailure {
         ManageError::NoVariant(_) => (S::CONFLICT, "no_variant"),
         ManageError::Load { .. } => (S::INTERNAL_SERVER_ERROR, "load_failed"),
         ManageError::Worker(_) => (S::INTERNAL_SERVER_ERROR, "internal_error"),
+        ManageError::Shadow(_) => (S::CONFLICT, "shadow_refused"),
     };
     if status.is_server_error() {
         tracing::error!(error = %e, "model lifecycle operation failed");
@@ -347,6 +348,9 @@ pub async fn verify(
 pub struct ActivateBody {
     #[serde(default)]
     allow_schema_change: bool,
+    /// Refuse unless this version passed shadow evaluation (`scoring.shadow_min_*`).
+    #[serde(default)]
+    require_shadow: bool,
 }
 
 /// `POST /admin/models/{name}/versions/{version}/activate`.
@@ -357,18 +361,24 @@ pub async fn activate(
     body: Bytes,
 ) -> Response {
     // The body is optional: none (or empty) means no options.
-    let allow = if body.iter().all(u8::is_ascii_whitespace) {
-        false
+    let options = if body.iter().all(u8::is_ascii_whitespace) {
+        ActivateBody::default()
     } else {
         match serde_json::from_slice::<ActivateBody>(&body) {
-            Ok(b) => b.allow_schema_change,
+            Ok(b) => b,
             Err(e) => return bad_request(format!("bad activation options: {e}")),
         }
     };
     answer(
         state
             .models
-            .activate(&name, &version, &actor(&peer), allow)
+            .activate(
+                &name,
+                &version,
+                &actor(&peer),
+                options.allow_schema_change,
+                options.require_shadow,
+            )
             .await,
         StatusCode::OK,
     )
@@ -453,6 +463,78 @@ pub async fn gc(
                 "staging_removed": r.staging_removed,
             })
         }),
+        StatusCode::OK,
+    )
+}
+
+/// `GET /admin/models/{name}/drift`: PSI of the score and every feature, per window,
+/// for each served version of the model.
+pub async fn drift(State(state): State<Arc<AdminState>>, Path(name): Path<String>) -> Response {
+    let served = state.models.scoring.load();
+    let Some(versions) = served.get(&name) else {
+        return failure(&ManageError::Registry(RegistryError::NotFound(format!(
+            "{name} (no scoring version of it is served)"
+        ))))
+        .into_response();
+    };
+    let reports: Vec<_> = versions
+        .versions
+        .values()
+        .filter_map(|m| m.drift.as_ref().map(|d| d.report()))
+        .collect();
+    if reports.is_empty() {
+        return AdminFailure {
+            status: StatusCode::NOT_FOUND,
+            code: "no_drift_reference",
+            message: format!("{name}'s manifest has no [drift] reference distributions"),
+        }
+        .into_response();
+    }
+    Json(json!({ "model": name, "versions": reports })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowBody {
+    version: String,
+    fraction: f64,
+}
+
+/// `PUT /admin/models/{name}/shadow` with `{"version", "fraction"}`.
+pub async fn shadow_start(
+    State(state): State<Arc<AdminState>>,
+    Extension(peer): Extension<PeerAllowed>,
+    Path(name): Path<String>,
+    body: Result<Json<ShadowBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return bad_request("the body must be {\"version\": \"...\", \"fraction\": 0.1}");
+    };
+    answer(
+        state
+            .models
+            .start_shadow(&name, &body.version, body.fraction, &actor(&peer))
+            .await,
+        StatusCode::OK,
+    )
+}
+
+/// `GET /admin/models/{name}/shadow`: the running comparison.
+pub async fn shadow_report(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> Response {
+    answer(state.models.shadow_report(&name), StatusCode::OK)
+}
+
+/// `DELETE /admin/models/{name}/shadow`: stops it; answers the final report.
+pub async fn shadow_stop(
+    State(state): State<Arc<AdminState>>,
+    Extension(peer): Extension<PeerAllowed>,
+    Path(name): Path<String>,
+) -> Response {
+    answer(
+        state.models.stop_shadow(&name, &actor(&peer)).await,
         StatusCode::OK,
     )
 }

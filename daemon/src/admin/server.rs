@@ -97,6 +97,13 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/model-store/gc", post(models::gc))
         .route("/admin/models/{name}", get(models::show_model))
         .route("/admin/models/{name}/rollback", post(models::rollback))
+        .route("/admin/models/{name}/drift", get(models::drift))
+        .route(
+            "/admin/models/{name}/shadow",
+            get(models::shadow_report)
+                .put(models::shadow_start)
+                .delete(models::shadow_stop),
+        )
         .route(
             "/admin/models/{name}/pin",
             put(models::pin).delete(models::unpin),
@@ -164,6 +171,10 @@ fn audit_action(method: &str, path: &str) -> (String, String) {
         }
         ("PUT", ["admin", "models", name, "pin"]) => ("models.pin".into(), (*name).into()),
         ("DELETE", ["admin", "models", name, "pin"]) => ("models.unpin".into(), (*name).into()),
+        ("PUT", ["admin", "models", name, "shadow"]) => ("models.shadow".into(), (*name).into()),
+        ("DELETE", ["admin", "models", name, "shadow"]) => {
+            ("models.shadow_stop".into(), (*name).into())
+        }
         ("DELETE", ["admin", "models", name, "versions", version]) => {
             ("models.remove".into(), format!("{name}@{version}"))
         }

@@ -62,6 +62,8 @@ pub struct AppState {
     /// The served scoring versions, swapped atomically on activation.
     pub scoring: Arc<crate::served::Live<crate::score::LoadedModel>>,
     pub chat: Arc<crate::served::Live<crate::chat::LoadedChat>>,
+    /// Candidate scoring versions in shadow, by model name.
+    pub shadows: Arc<crate::shadow::ShadowSet>,
     /// SSE keep-alive interval of chat streams.
     pub chat_keep_alive: Duration,
     /// Fallback decisions for GPU models while a GPU is failed.

@@ -45,7 +45,8 @@ enum Command {
     /// TLS material.
     #[command(subcommand)]
     Tls(TlsCommand),
-    /// Model versions: list, import, verify, activate, roll back, pin, remove.
+    /// Model versions: list, import, verify, activate, roll back, pin, remove; drift
+    /// of the served versions; shadow evaluation of a candidate.
     #[command(subcommand)]
     Models(ModelsCommand),
 }
@@ -172,6 +173,11 @@ enum ModelsCommand {
         /// Accept inputs that differ from the active version's (clients must change).
         #[arg(long)]
         allow_schema_change: bool,
+        /// Refuse unless this version is the one in shadow and has passed it (enough
+        /// compared rows and agreement: scoring.shadow_min_rows and
+        /// scoring.shadow_min_agreement).
+        #[arg(long)]
+        require_shadow: bool,
     },
     /// Serve the version that was active before the current one.
     Rollback { name: String },
@@ -183,6 +189,32 @@ enum ModelsCommand {
     Remove { name: String, version: String },
     /// Delete stored files no installed version uses, and staging leftovers.
     Gc,
+    /// Population Stability Index of the score and of each feature against the
+    /// manifest's reference, per window (this and the previous hour and day), for each
+    /// served version of a scoring model.
+    Drift { name: String },
+    /// Score a fraction of the model's live requests with VERSION as well, off the
+    /// request path, and compare with the active version. Answers are never changed.
+    Shadow {
+        name: String,
+        version: String,
+        /// The share of requests compared, above 0 and at most 1.
+        #[arg(long, default_value_t = 0.1, value_parser = finite_f64)]
+        fraction: f64,
+    },
+    /// The running shadow comparison: agreement, score differences, score PSI.
+    ShadowReport { name: String },
+    /// Stop the shadow comparison and show its final report.
+    ShadowStop { name: String },
+}
+
+/// A number that JSON can carry (no NaN or infinity).
+fn finite_f64(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok(f),
+        Ok(_) => Err("must be a finite number".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// How often a progress bar is redrawn at most.
@@ -396,8 +428,12 @@ async fn models_command(
             name,
             version,
             allow_schema_change,
+            require_shadow,
         } => {
-            let body = json!({ "allow_schema_change": allow_schema_change });
+            let body = json!({
+                "allow_schema_change": allow_schema_change,
+                "require_shadow": require_shadow,
+            });
             let path = format!("{}/activate", version_path(&name, &version));
             let r = call(Method::POST, path, Some(body)).await?;
             print(json_out, &r, print_activation)
@@ -442,8 +478,195 @@ async fn models_command(
                 );
             })
         }
+        ModelsCommand::Drift { name } => {
+            let path = format!("{}/drift", model_path(&name));
+            let r = call(Method::GET, path, None).await?;
+            print(json_out, &r, print_drift)
+        }
+        ModelsCommand::Shadow {
+            name,
+            version,
+            fraction,
+        } => {
+            let path = format!("{}/shadow", model_path(&name));
+            let body = json!({ "version": version, "fraction": fraction });
+            let r = call(Method::PUT, path, Some(body)).await?;
+            print(json_out, &r, |s| {
+                println!(
+                    "{} now shadows {}@{} on {} of requests",
+                    one_line(text(&s["candidate"]), 100),
+                    one_line(text(&s["model"]), 100),
+                    one_line(text(&s["active"]), 100),
+                    percent(&s["fraction"], 2)
+                );
+            })
+        }
+        ModelsCommand::ShadowReport { name } => {
+            let path = format!("{}/shadow", model_path(&name));
+            let r = call(Method::GET, path, None).await?;
+            print(json_out, &r, print_shadow_report)
+        }
+        ModelsCommand::ShadowStop { name } => {
+            let path = format!("{}/shadow", model_path(&name));
+            let r = call(Method::DELETE, path, None).await?;
+            print(json_out, &r, |s| {
+                println!("shadow stopped");
+                print_shadow_report(s);
+            })
+        }
     };
     Ok(code)
+}
+
+/// How many features a drift window lists besides those that read `watch` or `act`.
+const DRIFT_TOP_FEATURES: usize = 5;
+
+/// A PSI value, or `n/a`.
+fn psi_value(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "n/a".into(), |p| format!("{p:.4}"))
+}
+
+/// A fraction as a percentage with at most `decimals` decimals (`10%`, `2.5%`), or `n/a`.
+fn percent(v: &Value, decimals: usize) -> String {
+    match v.as_f64() {
+        None => "n/a".into(),
+        Some(f) => {
+            let s = format!("{:.decimals$}", f * 100.0);
+            let s = if s.contains('.') {
+                s.trim_end_matches('0').trim_end_matches('.')
+            } else {
+                &s
+            };
+            format!("{s}%")
+        }
+    }
+}
+
+/// A number in scientific notation, or `n/a`.
+fn scientific(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "n/a".into(), |f| format!("{f:.2e}"))
+}
+
+/// A threshold or other plain number as the daemon sent it, or `-`.
+fn number(v: &Value) -> String {
+    if v.is_number() {
+        v.to_string()
+    } else {
+        "-".into()
+    }
+}
+
+/// `cofferctl models drift NAME`: per served version, per window, the score's PSI and
+/// the features that moved.
+fn print_drift(d: &Value) {
+    let reports: Vec<&Value> = d["versions"].as_array().into_iter().flatten().collect();
+    if reports.is_empty() {
+        println!("no drift reports for {}", one_line(text(&d["model"]), 100));
+        return;
+    }
+    for (i, r) in reports.into_iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        let min_rows = r["min_rows"].as_u64().unwrap_or(0);
+        println!(
+            "{}@{}  (watch >= {}, act >= {}, min rows {min_rows})",
+            one_line(text(&r["model"]), 100),
+            one_line(text(&r["version"]), 100),
+            number(&r["psi_watch"]),
+            number(&r["psi_act"]),
+        );
+        let windows: Vec<&Value> = r["windows"].as_array().into_iter().flatten().collect();
+        if windows.is_empty() {
+            println!("(no windows yet)");
+        }
+        for w in windows {
+            print_drift_window(w, min_rows);
+        }
+    }
+}
+
+fn print_drift_window(w: &Value, min_rows: u64) {
+    let rows = w["rows"].as_u64().unwrap_or(0);
+    let head = format!(
+        "{:<13}  start {}  rows {rows}",
+        one_line(text(&w["window"]), 40),
+        fmt_time(w["start"].as_u64())
+    );
+    if rows < min_rows {
+        println!("{head}  (too few rows for a reading)");
+        return;
+    }
+    let score = &w["score"];
+    if score.is_object() {
+        println!(
+            "{head}  score PSI {} {}",
+            psi_value(&score["psi"]),
+            one_line(text(&score["reading"]), 20)
+        );
+    } else {
+        println!("{head}  score PSI n/a");
+    }
+    let by_psi = |a: &&Value, b: &&Value| {
+        let psi = |v: &Value| v["psi"].as_f64().unwrap_or(f64::NEG_INFINITY);
+        psi(b).total_cmp(&psi(a))
+    };
+    let (mut moved, mut stable): (Vec<&Value>, Vec<&Value>) = w["features"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .partition(|f| f["reading"].as_str() != Some("stable"));
+    moved.sort_by(by_psi);
+    stable.sort_by(by_psi);
+    let room = DRIFT_TOP_FEATURES.saturating_sub(moved.len());
+    for f in moved.into_iter().chain(stable.into_iter().take(room)) {
+        println!(
+            "  {:<48} {:>8}  {}",
+            one_line(text(&f["name"]), 48),
+            psi_value(&f["psi"]),
+            one_line(text(&f["reading"]), 20)
+        );
+    }
+}
+
+/// `cofferctl models shadow-report NAME` (and after `shadow-stop`).
+fn print_shadow_report(s: &Value) {
+    let stats = &s["stats"];
+    println!("shadow of {}", one_line(text(&s["model"]), 100));
+    println!("  candidate:     {}", one_line(text(&s["candidate"]), 100));
+    println!("  active:        {}", one_line(text(&s["active"]), 100));
+    println!(
+        "  fraction:      {} of requests",
+        percent(&s["fraction"], 2)
+    );
+    println!("  since:         {}", fmt_ms(&s["started_at_ms"]));
+    match stats["requests"].as_u64() {
+        Some(sampled) => println!(
+            "  rows compared: {} ({sampled} requests sampled)",
+            s["rows"].as_u64().unwrap_or(0)
+        ),
+        None => println!("  rows compared: {}", s["rows"].as_u64().unwrap_or(0)),
+    }
+    println!(
+        "  agreement:     {} (decision threshold {})",
+        percent_fixed(&s["agreement"]),
+        number(&s["decision_threshold"])
+    );
+    println!("  mean abs diff: {}", scientific(&s["mean_abs_diff"]));
+    println!("  max abs diff:  {}", scientific(&s["max_abs_diff"]));
+    println!("  score PSI:     {}", psi_value(&s["score_psi"]));
+    println!(
+        "  skipped:       {}",
+        stats["skipped"].as_u64().unwrap_or(0)
+    );
+}
+
+/// A fraction as a percentage with two decimals (`99.12%`), or `n/a`.
+fn percent_fixed(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "n/a".into(), |f| format!("{:.2}%", f * 100.0))
 }
 
 /// `cofferctl models import DIR`: streams the directory with a progress bar; exits 2
@@ -823,12 +1046,19 @@ fn socket_path(cli: &Cli) -> Result<PathBuf, String> {
     Ok(PathBuf::from("/run/coffer/admin.sock"))
 }
 
+/// Unix seconds as RFC 3339 UTC; `-` when absent, the bare number past year 9999
+/// (which humantime cannot format).
 fn fmt_time(secs: Option<u64>) -> String {
-    secs.map(|s| {
-        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
-            .to_string()
-    })
-    .unwrap_or_else(|| "-".into())
+    /// The first second of year 10000.
+    const YEAR_10000: u64 = 253_402_300_800;
+    match secs {
+        None => "-".into(),
+        Some(s) if s >= YEAR_10000 => s.to_string(),
+        Some(s) => humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
+        )
+        .to_string(),
+    }
 }
 
 fn key_row(k: &Value) -> String {

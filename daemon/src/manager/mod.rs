@@ -7,6 +7,7 @@
 pub mod gate;
 mod metrics;
 pub mod schema;
+mod shadowing;
 pub mod startup;
 pub mod variant;
 
@@ -53,6 +54,8 @@ pub enum ManageError {
     Load { id: String, reason: String },
     #[error("the operation's worker stopped: {0}")]
     Worker(String),
+    #[error("{0}")]
+    Shadow(String),
 }
 
 /// What the manager needs from the rest of the daemon.
@@ -64,6 +67,8 @@ pub struct Engines {
     pub score_queue_capacity: usize,
     /// Drift counts of scoring versions (sled tree `drift`).
     pub drift: Option<crate::drift::monitor::DriftStore>,
+    /// A shadow pass: at least this many compared rows with at least this agreement.
+    pub shadow_pass: (u64, f64),
 }
 
 /// The outcome of an activation or rollback.
@@ -96,13 +101,15 @@ pub struct ModelManager {
     telemetry: Arc<Telemetry>,
     readiness: Arc<Readiness>,
     metrics: ModelMetrics,
+    /// Candidates in shadow (shared with the request path).
+    pub shadows: Arc<crate::shadow::ShadowSet>,
     /// One activation, rollback, pin, removal at a time.
     ops: Arc<tokio::sync::Mutex<()>>,
     /// Imports share the store; gc (which empties staging) excludes them.
     store_use: Arc<tokio::sync::RwLock<()>>,
 }
 
-fn worker(e: tokio::task::JoinError) -> ManageError {
+pub(crate) fn worker(e: tokio::task::JoinError) -> ManageError {
     ManageError::Worker(e.to_string())
 }
 
@@ -330,8 +337,12 @@ impl ModelManager {
         version: &str,
         actor: &str,
         allow_schema_change: bool,
+        require_shadow: bool,
     ) -> Result<Activation, ManageError> {
         let op = Arc::clone(&self.ops).lock_owned().await;
+        if require_shadow {
+            self.check_shadow_pass(name, version)?;
+        }
         let me = Arc::clone(self);
         let (n, v, a) = (name.to_string(), version.to_string(), actor.to_string());
         tokio::task::spawn_blocking(move || {
@@ -443,6 +454,7 @@ impl ModelManager {
             .registry
             .activate(name, version, variant.clone(), actor, action)?;
         self.swap_in(loaded);
+        self.end_shadow_after_switch(name, actor);
         self.announce(
             name,
             version,

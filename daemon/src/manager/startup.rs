@@ -77,6 +77,7 @@ pub fn start(parts: Parts, seeds: &[PathBuf]) -> Result<Arc<ModelManager>, Start
         telemetry: parts.telemetry,
         readiness: parts.readiness,
         metrics: parts.metrics,
+        shadows: Arc::new(crate::shadow::ShadowSet::default()),
         ops: Arc::new(tokio::sync::Mutex::new(())),
         store_use: Arc::new(tokio::sync::RwLock::new(())),
     });

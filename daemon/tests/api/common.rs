@@ -91,6 +91,8 @@ pub struct Setup {
     /// Lines of the `[chat]` section.
     pub chat_extra: String,
     pub scoring_models: Vec<PathBuf>,
+    /// Lines of the `[scoring]` section after `models`.
+    pub scoring_extra: String,
 }
 
 impl Setup {
@@ -108,6 +110,7 @@ impl Setup {
             gpu_extra: String::new(),
             chat_extra: String::new(),
             scoring_models: Vec::new(),
+            scoring_extra: String::new(),
         }
     }
 
@@ -128,7 +131,7 @@ impl Setup {
              [admission]\n{admission}\n\
              [state]\ndir = \"{state}\"\n\
              [admin]\nsocket = \"{sock}\"\n\
-             [scoring]\nmodels = [{models}]\n\
+             [scoring]\nmodels = [{models}]\n{scoring}\n\
              [telemetry]\n{telemetry}\n\
              [chat]\n{chat}\n\
              [gpu]\n{gpu}\n",
@@ -140,6 +143,7 @@ impl Setup {
             telemetry = self.telemetry_extra,
             gpu = self.gpu_extra,
             chat = self.chat_extra,
+            scoring = self.scoring_extra,
             state = d.join("state").display(),
             sock = self.socket().display(),
             models = self

@@ -10,6 +10,7 @@ mod chat;
 mod compat;
 mod config;
 mod devmode;
+mod drift;
 mod faults;
 mod gpu;
 mod lifecycle;

@@ -243,6 +243,8 @@ async fn run_infer(
             ));
         }
     }
+    // A candidate in shadow sees a sample of the requests, after this answer.
+    let sampled = state.shadows.sample(&loaded.manifest.name, &inputs, rows);
     let outputs = match loaded.batcher.submit(inputs, rows).await {
         Ok(outputs) => outputs,
         Err(BatchError::QueueFull) => {
@@ -265,6 +267,9 @@ async fn run_infer(
         }
     };
     observe_scores(&state, &loaded, &outputs, rows);
+    if let Some(sampled) = sampled {
+        sampled.compare_after(&outputs);
+    }
     let selected: Vec<_> = match &wanted {
         Some(names) => outputs
             .into_iter()
