@@ -253,6 +253,10 @@ pub async fn import(
     let Ok(manifest_text) = String::from_utf8(head.to_vec()) else {
         return bad_request("the manifest is not UTF-8");
     };
+    // For the audit trail: the id the manifest claims (checked by the import itself).
+    let target = coffer_models::Manifest::parse(&manifest_text)
+        .map(|m| m.id())
+        .unwrap_or_else(|_| "unparsable manifest".into());
     let (tx, rx) = mpsc::channel(16);
     // Forwards the body to the import; once the import stops reading (a refusal), the
     // rest is read and dropped, so that the client gets to read the answer (HTTP/1.1
@@ -286,7 +290,11 @@ pub async fn import(
         )
         .await;
     let _ = forward.await;
-    answer(result, StatusCode::CREATED)
+    let mut response = answer(result, StatusCode::CREATED);
+    response
+        .extensions_mut()
+        .insert(super::server::AuditTarget(target));
+    response
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -63,6 +63,11 @@ pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
     Ok(listener)
 }
 
+/// What an admin call acted on when the path does not say (an import's
+/// `name@version`), set by the handler on its response.
+#[derive(Debug, Clone)]
+pub(super) struct AuditTarget(pub(super) String);
+
 /// Whether the connection's peer may use the socket, and its uid.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PeerAllowed(pub(super) bool, pub(super) u32);
@@ -142,7 +147,10 @@ async fn audit_change(State(state): State<Arc<AdminState>>, req: Request, next: 
     let response = next.run(req).await;
     if method != http::Method::GET {
         if let Some(audit) = &state.audit {
-            let (action, target) = audit_action(method.as_str(), &path);
+            let (action, mut target) = audit_action(method.as_str(), &path);
+            if let Some(t) = response.extensions().get::<AuditTarget>() {
+                target = t.0.clone();
+            }
             audit
                 .record(AuditEvent::Admin {
                     uid,

@@ -38,6 +38,12 @@ pub fn breaking_changes(active: &Manifest, candidate: &Manifest) -> Vec<String> 
             out.push(format!("new required input {:?}", new.name));
         }
     }
+    if candidate.serving.max_batch < active.serving.max_batch {
+        out.push(format!(
+            "serving.max_batch shrinks from {} to {} (larger requests would be refused)",
+            active.serving.max_batch, candidate.serving.max_batch
+        ));
+    }
     for old in &active.io.outputs {
         match candidate.io.outputs.iter().find(|n| n.name == old.name) {
             None => out.push(format!("output {:?} is gone", old.name)),

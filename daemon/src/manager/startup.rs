@@ -45,6 +45,10 @@ pub enum StartupError {
     SeedImport { dir: String, source: ManageError },
     #[error("the configuration lists {id}, which cannot serve: {reason}")]
     SeedFailed { id: String, reason: String },
+    #[error(
+        "the model store {store} holds no version but the registry lists {records}: is its file system mounted? (cofferd refuses to mark them all failed)"
+    )]
+    EmptyStore { store: String, records: usize },
     #[error(transparent)]
     Manage(#[from] ManageError),
 }
@@ -81,6 +85,19 @@ pub fn start(parts: Parts, seeds: &[PathBuf]) -> Result<Arc<ModelManager>, Start
         ops: Arc::new(tokio::sync::Mutex::new(())),
         store_use: Arc::new(tokio::sync::RwLock::new(())),
     });
+    let records = manager
+        .registry
+        .list()
+        .map_err(ManageError::from)?
+        .iter()
+        .filter(|r| r.state != State::Failed)
+        .count();
+    if records > 0 && manager.store.list().map_err(ManageError::from)?.is_empty() {
+        return Err(StartupError::EmptyStore {
+            store: manager.store.root().display().to_string(),
+            records,
+        });
+    }
     reconcile(&manager)?;
     let seeded = import_seeds(&manager, seeds)?;
     for (name, version, new) in &seeded {

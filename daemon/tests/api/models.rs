@@ -238,6 +238,10 @@ async fn import_gate_activate_rollback_pin_remove_and_gc() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
         .collect::<String>();
+    assert!(
+        audit.contains("\"action\":\"models.import\",\"target\":\"credit-lr@2.0.0\""),
+        "the import's audit record names the version"
+    );
     for action in [
         "models.import",
         "models.activate",
@@ -557,4 +561,31 @@ async fn the_variant_that_fits_the_hardware_is_served_and_reported() {
         audit.contains("\"kind\":\"model_activated\"") && audit.contains("\"variant\":\"gpu\""),
         "the audit record names the variant"
     );
+}
+
+#[tokio::test]
+async fn an_empty_store_with_a_registry_refuses_to_start() {
+    let mut s = Setup::new();
+    s.scoring_models = vec![fixture("credit-lr")];
+    let d = s.start().await;
+    d.stop();
+    // The store's file system "not mounted": an empty directory where it was.
+    let store = s.dir().join("state/models");
+    std::fs::rename(&store, s.dir().join("store-elsewhere")).unwrap();
+    std::fs::create_dir_all(&store).unwrap();
+    let out = std::process::Command::new(crate::common::COFFERD)
+        .args(["serve", "--config"])
+        .arg(s.write_config())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is its file system mounted"), "{err}");
+    // Mounted again: it starts and serves as before.
+    std::fs::remove_dir_all(&store).unwrap();
+    std::fs::rename(s.dir().join("store-elsewhere"), &store).unwrap();
+    let d = s.start().await;
+    let key = s.create_key("scorer", "score", None);
+    assert_eq!(score(&s.client(d.addr), &key, "credit-lr").await.0, "1.0.0");
+    drop(d);
 }
