@@ -25,10 +25,16 @@ pub enum ConfigError {
 struct RawConfig {
     #[serde(default)]
     site_id: String,
+    #[serde(default = "default_state_dir")]
+    state_dir: String,
     #[serde(default)]
     daemon: RawDaemon,
     #[serde(default)]
     telemetry: RawTelemetry,
+}
+
+fn default_state_dir() -> String {
+    "/var/lib/coffer-agent".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +84,9 @@ impl Default for RawTelemetry {
 pub struct AgentConfig {
     /// Put on every series and log record as `site`.
     pub site_id: String,
+    /// Where the agent keeps what it must remember across restarts (the last audit
+    /// checkpoint shipped); systemd's `StateDirectory=`.
+    pub state_dir: PathBuf,
     pub admin_socket: PathBuf,
     pub telemetry: TelemetryConfig,
 }
@@ -156,6 +165,7 @@ impl AgentConfig {
         };
         Ok(AgentConfig {
             site_id: raw.site_id,
+            state_dir: PathBuf::from(raw.state_dir),
             admin_socket: PathBuf::from(raw.daemon.admin_socket),
             telemetry,
         })

@@ -199,7 +199,13 @@ pub async fn run(
     let t = &config.telemetry;
     let mut backoff = t.backoff_min;
     loop {
-        let wait = match deliver_once(config, tls).await {
+        let delivered = deliver_once(config, tls).await;
+        // Audit checkpoints once the spool is drained (or delivery failed): they wait
+        // for no sink but OTLP's, and a failure leaves them for the next round.
+        if t.otlp_logs_url.is_some() && !matches!(&delivered, Ok(d) if d.pending > 0) {
+            crate::checkpoints::ship_logged(config, tls).await;
+        }
+        let wait = match delivered {
             Ok(d) => {
                 backoff = t.backoff_min;
                 if d.records > 0 {

@@ -3,9 +3,12 @@
 //! - **telemetry egress** ([`egress`]): ships allowlisted, redacted records from
 //!   cofferd's spool (read over its admin socket) to Prometheus remote-write
 //!   ([`remote_write`]) and OTLP/HTTP ([`otlp`]) with at-least-once delivery and backoff.
+//! - **audit checkpoints** ([`checkpoints`]): cofferd's signed audit checkpoints leave
+//!   the appliance as OTLP logs, so that a truncated or rewritten audit log shows.
 //! - **model sync** (to come): TUF-signed releases from a static HTTPS host or a copied
 //!   bundle, resumable downloads, health-gated activation with rollback.
 
+pub mod checkpoints;
 pub mod config;
 pub mod egress;
 pub mod otlp;

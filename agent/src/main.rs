@@ -22,15 +22,49 @@ enum Command {
     /// Check the configuration file (and the CA bundle it names); non-zero exit on a
     /// problem. systemd runs it as `ExecStartPre`.
     CheckConfig,
-    /// Ship telemetry from cofferd's spool to the configured sinks until stopped.
+    /// Ship telemetry from cofferd's spool (and its audit checkpoints) to the configured
+    /// sinks until stopped.
     Telemetry {
         /// Deliver what is spooled now and exit (non-zero if a batch could not be sent).
         #[arg(long)]
         once: bool,
     },
+    /// Check a shipped audit checkpoint's signature (no configuration needed); exit
+    /// status 1 if it does not verify.
+    VerifyCheckpoint {
+        /// The appliance's key (`coffer.audit.public_key`, hex ed25519).
+        #[arg(long)]
+        public_key: String,
+        /// `coffer.audit.upto_seq`.
+        #[arg(long)]
+        upto_seq: u64,
+        /// `coffer.audit.upto_hash`.
+        #[arg(long)]
+        upto_hash: String,
+        /// `coffer.audit.signature`.
+        #[arg(long)]
+        signature: String,
+    },
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::VerifyCheckpoint {
+        public_key,
+        upto_seq,
+        upto_hash,
+        signature,
+    } = &cli.command
+    {
+        return Ok(
+            if coffer_agent::checkpoints::verify(public_key, *upto_seq, upto_hash, signature) {
+                println!("checkpoint OK: the chain up to record {upto_seq} ends in {upto_hash}");
+                ExitCode::SUCCESS
+            } else {
+                println!("checkpoint signature does not verify");
+                ExitCode::FAILURE
+            },
+        );
+    }
     let config = AgentConfig::load(&cli.config)?;
     let tls = match &config.telemetry.ca_bundle {
         Some(path) => Some(Tls::from_bundle(path)?),
@@ -42,6 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Telemetry { once } => once,
+        Command::VerifyCheckpoint { .. } => return Ok(ExitCode::SUCCESS),
     };
     if !config.telemetry.has_sink() {
         if once {
@@ -63,6 +98,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         println!("delivered {total} records");
+        if config.telemetry.otlp_logs_url.is_some() {
+            let s = coffer_agent::checkpoints::ship(&config, tls.as_ref()).await?;
+            println!("shipped {} audit checkpoints", s.checkpoints);
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let stop = async {
@@ -73,6 +112,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         }
     };
+    if config.telemetry.has_sink() && config.telemetry.otlp_logs_url.is_none() {
+        tracing::warn!(
+            "audit checkpoints are shipped as OTLP logs and telemetry.otlp_logs_url is not set: they stay on the appliance"
+        );
+    }
     coffer_agent::systemd::ready();
     coffer_agent::systemd::spawn_watchdog();
     if config.telemetry.has_sink() {

@@ -10,7 +10,7 @@ pub const HEADERS: [(&str, &str); 2] = [
     ("user-agent", "coffer-agent"),
 ];
 
-fn attr(key: &str, value: &str) -> Value {
+pub(crate) fn attr(key: &str, value: &str) -> Value {
     json!({ "key": key, "value": { "stringValue": value } })
 }
 

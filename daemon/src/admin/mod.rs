@@ -1,8 +1,9 @@
-//! The admin API on a Unix socket (mode 0660): key management and the telemetry spool
-//! now, models and audit later. Only peers that pass the credential check ([`peer::PeerPolicy`]) are served;
+//! The admin API on a Unix socket (mode 0660): key management, the telemetry spool,
+//! models and the audit log's signed checkpoints. Only peers that pass the credential check ([`peer::PeerPolicy`]) are served;
 //! the rest get a 403 that says why. JSON in, JSON out; `cofferctl` is its client.
 
 pub mod accounts;
+mod audit;
 mod keys;
 mod models;
 pub mod peer;

@@ -97,6 +97,7 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/keys/{name}", delete(keys::revoke))
         .route("/admin/telemetry", get(super::telemetry::batch))
         .route("/admin/telemetry/ack", post(super::telemetry::ack))
+        .route("/admin/audit/checkpoints", get(super::audit::checkpoints))
         .route("/admin/models", get(models::list).post(models::import))
         .route("/admin/models-history", get(models::history))
         .route("/admin/model-store/gc", post(models::gc))

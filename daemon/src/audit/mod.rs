@@ -9,7 +9,7 @@ mod writer;
 
 pub use record::{AuditEvent, AuditRecord, GENESIS};
 pub use signing::{Signer, SigningError};
-pub use verify::{Head, Report, VerifyError, verify_dir};
+pub use verify::{Head, Report, VerifyError, segments, verify_dir};
 pub use writer::{AuditError, AuditLog, AuditSettings, FsyncPolicy};
 
 #[cfg(test)]
@@ -124,6 +124,31 @@ mod tests {
             matches!(&e, VerifyError::BadRecord { file, what, .. } if file == "audit-000003.log" && what.contains("missing")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_checkpoint_that_falls_on_a_rotation_still_covers_the_record_before_it() {
+        // Small segments and frequent checkpoints: some checkpoint is due just as a
+        // segment is full, and at every close.
+        for max in [600, 900, 1_300] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = AuditLog::open(AuditSettings {
+                checkpoint_every: 3,
+                ..settings(dir.path(), max)
+            })
+            .unwrap();
+            for i in 0..40 {
+                log.record_blocking(AuditEvent::Admin {
+                    uid: 0,
+                    action: "keys.create".into(),
+                    target: format!("key-{i}"),
+                    status: 201,
+                });
+            }
+            log.close();
+            write(dir.path(), 4, max);
+            verify_dir(dir.path()).unwrap();
+        }
     }
 
     #[test]

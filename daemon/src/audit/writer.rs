@@ -62,6 +62,7 @@ enum Msg {
 pub struct AuditLog {
     tx: SyncSender<MsgBox>,
     public_key: String,
+    dir: PathBuf,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -185,7 +186,10 @@ impl Writer {
     }
 
     fn append(&mut self, event: AuditEvent) -> Result<(), AuditError> {
-        if self.size >= self.settings.max_segment_bytes {
+        // A checkpoint never rotates here: `checkpoint` rotated before signing.
+        if self.size >= self.settings.max_segment_bytes
+            && !matches!(event, AuditEvent::Checkpoint { .. })
+        {
             self.rotate()?;
         }
         self.seq += 1;
@@ -206,6 +210,11 @@ impl Writer {
     }
 
     fn checkpoint(&mut self) -> Result<(), AuditError> {
+        // Rotate first: a `rotated` record between the chain's end and the checkpoint
+        // that signs it would leave the checkpoint not covering the record before it.
+        if self.size >= self.settings.max_segment_bytes {
+            self.rotate()?;
+        }
         let signature = self.signer.sign(self.seq, &self.prev);
         let event = AuditEvent::Checkpoint {
             upto_seq: self.seq,
@@ -342,6 +351,7 @@ const GATHER: Duration = Duration::from_millis(2);
 impl AuditLog {
     /// Opens (or continues) the log in `settings.dir` and starts the writer thread.
     pub fn open(settings: AuditSettings) -> Result<AuditLog, AuditError> {
+        let dir = settings.dir.clone();
         let writer = Writer::open(settings)?;
         let public_key = writer.signer.public_key_hex();
         let (tx, rx) = sync_channel(65_536);
@@ -355,6 +365,7 @@ impl AuditLog {
         Ok(AuditLog {
             tx,
             public_key,
+            dir,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -362,6 +373,12 @@ impl AuditLog {
     /// The hex ed25519 public key that verifies this appliance's checkpoints.
     pub fn public_key(&self) -> &str {
         &self.public_key
+    }
+
+    /// The directory of the segment files (read directly by readers such as the
+    /// admin API's checkpoint listing; only the writer thread writes them).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Records an event; when the writer is behind, waits off the async workers, so

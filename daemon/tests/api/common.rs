@@ -93,6 +93,8 @@ pub struct Setup {
     pub scoring_models: Vec<PathBuf>,
     /// Lines of the `[scoring]` section after `models`.
     pub scoring_extra: String,
+    /// Lines of the `[audit]` section.
+    pub audit_extra: String,
 }
 
 impl Setup {
@@ -111,6 +113,7 @@ impl Setup {
             chat_extra: String::new(),
             scoring_models: Vec::new(),
             scoring_extra: String::new(),
+            audit_extra: String::new(),
         }
     }
 
@@ -134,7 +137,8 @@ impl Setup {
              [scoring]\nmodels = [{models}]\n{scoring}\n\
              [telemetry]\n{telemetry}\n\
              [chat]\n{chat}\n\
-             [gpu]\n{gpu}\n",
+             [gpu]\n{gpu}\n\
+             [audit]\n{audit}\n",
             server = self.server_extra,
             cert = self.pki.path("server").display(),
             key = self.pki.path("server-key").display(),
@@ -144,6 +148,7 @@ impl Setup {
             gpu = self.gpu_extra,
             chat = self.chat_extra,
             scoring = self.scoring_extra,
+            audit = self.audit_extra,
             state = d.join("state").display(),
             sock = self.socket().display(),
             models = self

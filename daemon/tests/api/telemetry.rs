@@ -431,3 +431,240 @@ async fn telemetry_reaches_prometheus_and_otlp_survives_an_outage_and_leaks_noth
     prometheus.kill();
     daemon.stop();
 }
+
+/// The `audit_checkpoint` log records among what the OTLP receiver accepted, as
+/// attribute maps, in the order they arrived.
+fn shipped_checkpoints(
+    seen: &Mutex<Vec<Bytes>>,
+) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut out = Vec::new();
+    for body in seen.lock().unwrap().iter() {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        for rl in v["resourceLogs"].as_array().unwrap() {
+            for sl in rl["scopeLogs"].as_array().unwrap() {
+                for r in sl["logRecords"].as_array().unwrap() {
+                    if r["eventName"] != "audit_checkpoint" {
+                        continue;
+                    }
+                    out.push(
+                        r["attributes"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|a| {
+                                (
+                                    a["key"].as_str().unwrap().to_string(),
+                                    a["value"]["stringValue"].as_str().unwrap().to_string(),
+                                )
+                            })
+                            .collect(),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The checkpoint records in an audit directory's files: (seq, upto_seq, upto_hash).
+fn logged_checkpoints(dir: &Path) -> Vec<(u64, u64, String)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .filter(|r| r["event"]["kind"] == "checkpoint")
+        .map(|r| {
+            (
+                r["seq"].as_u64().unwrap(),
+                r["event"]["upto_seq"].as_u64().unwrap(),
+                r["event"]["upto_hash"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_checkpoints_reach_otlp_once_each_verify_and_wait_out_an_outage() {
+    use coffer_agent::checkpoints::{ShipState, ship, verify};
+
+    let mut setup = Setup::new();
+    setup.scoring_models = vec![fixture("credit-lr")];
+    setup.audit_extra = "checkpoint_every = 5\n".into();
+    let daemon = setup.start().await;
+    let key = setup.create_key("scorer", "score", None);
+    for name in ["spare-1", "spare-2"] {
+        assert!(
+            setup
+                .ctl(&["keys", "create", "--name", name, "--scopes", "chat"])
+                .status
+                .success()
+        );
+        assert!(setup.ctl(&["keys", "revoke", name]).status.success());
+    }
+    traffic(&setup, daemon.addr, &key).await;
+
+    let admin_socket = setup.socket();
+    let list = |after: u64| {
+        let socket = admin_socket.clone();
+        async move {
+            let r = coffer_agent::transport::admin(
+                &socket,
+                Method::GET,
+                &format!("/admin/audit/checkpoints?after={after}"),
+                None,
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+            (
+                r.status,
+                serde_json::from_slice::<serde_json::Value>(&r.body).unwrap(),
+            )
+        }
+    };
+    // The writer appends off the request path: wait until the records are in the file.
+    let mut listed = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (status, body) = list(0).await;
+        assert_eq!(status, 200, "{body}");
+        listed = body;
+        if listed["checkpoints"].as_array().unwrap().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let audit_dir = setup.dir().join("state").join("audit");
+    let public_key = std::fs::read_to_string(audit_dir.join("signing.pub")).unwrap();
+    assert_eq!(listed["public_key"], public_key.trim(), "{listed}");
+    assert!(
+        listed["checkpoints"].as_array().unwrap().len() >= 3,
+        "{listed}"
+    );
+    let (status, _) = list(u64::MAX).await;
+    assert_eq!(status, 200);
+
+    let (otlp_port, otlp_seen) = otlp_receiver().await;
+    let state_dir = setup.dir().join("agent-state");
+    let agent_to = |port: u16| {
+        AgentConfig::parse(&format!(
+            "site_id = \"branch-7\"\nstate_dir = \"{}\"\n[daemon]\nadmin_socket = \"{}\"\n\
+             [telemetry]\notlp_logs_url = \"http://127.0.0.1:{port}/v1/logs\"\ntimeout = \"5s\"\n",
+            state_dir.display(),
+            setup.socket().display()
+        ))
+        .unwrap()
+    };
+    let agent = agent_to(otlp_port);
+    let first = ship(&agent, None).await.expect("checkpoints shipped");
+    assert!(first.checkpoints >= 3, "{first:?}");
+    assert!(!first.audit_off);
+    assert_eq!(
+        ShipState::load(&state_dir).unwrap().last_seq,
+        first.last_seq
+    );
+
+    // The sink is down: more checkpoints are written, none is remembered as shipped.
+    for i in 0..3 {
+        let name = format!("during-outage-{i}");
+        assert!(
+            setup
+                .ctl(&["keys", "create", "--name", &name, "--scopes", "chat"])
+                .status
+                .success()
+        );
+        assert!(setup.ctl(&["keys", "revoke", &name]).status.success());
+    }
+    let err = ship(&agent_to(free_port()), None)
+        .await
+        .expect_err("the OTLP sink is down");
+    assert!(err.to_string().contains("otlp"), "{err}");
+    assert_eq!(
+        ShipState::load(&state_dir).unwrap().last_seq,
+        first.last_seq
+    );
+
+    // A restart: cofferd checkpoints at shutdown; the agent's telemetry loop (its first
+    // round, then it waits `interval`) ships what the outage held back and the
+    // shutdown checkpoint, and nothing twice.
+    daemon.stop();
+    let daemon = setup.start().await;
+    coffer_agent::egress::run(&agent, None, tokio::time::sleep(Duration::from_secs(2))).await;
+    let second_last = ShipState::load(&state_dir).unwrap().last_seq;
+    let second_count = shipped_checkpoints(&otlp_seen).len() - first.checkpoints;
+    assert!(second_count >= 2, "{second_count}");
+    assert!(second_last > first.last_seq);
+    let again = ship(&agent, None).await.unwrap();
+    assert_eq!(again.checkpoints, 0);
+    assert_eq!(again.last_seq, second_last);
+    daemon.stop();
+
+    let shipped = shipped_checkpoints(&otlp_seen);
+    let seqs: Vec<u64> = shipped
+        .iter()
+        .map(|a| a["coffer.audit.seq"].parse().unwrap())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "no repeats, oldest first: {seqs:?}"
+    );
+    for a in &shipped {
+        assert_eq!(a["coffer.site"], "branch-7");
+        assert_eq!(a["coffer.audit.public_key"], public_key.trim());
+        let upto_seq: u64 = a["coffer.audit.upto_seq"].parse().unwrap();
+        assert!(
+            verify(
+                &a["coffer.audit.public_key"],
+                upto_seq,
+                &a["coffer.audit.upto_hash"],
+                &a["coffer.audit.signature"]
+            ),
+            "{a:?}"
+        );
+        assert!(!verify(
+            &a["coffer.audit.public_key"],
+            upto_seq + 1,
+            &a["coffer.audit.upto_hash"],
+            &a["coffer.audit.signature"]
+        ));
+    }
+    // What the fleet holds is exactly the log's checkpoints up to the last shipped
+    // (the final shutdown's is not shipped yet); each names its place in the chain.
+    let logged: Vec<(u64, u64, String)> = logged_checkpoints(&audit_dir)
+        .into_iter()
+        .filter(|(seq, _, _)| *seq <= second_last)
+        .collect();
+    let held: Vec<(u64, u64, String)> = shipped
+        .iter()
+        .map(|a| {
+            (
+                a["coffer.audit.seq"].parse().unwrap(),
+                a["coffer.audit.upto_seq"].parse().unwrap(),
+                a["coffer.audit.upto_hash"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(held, logged);
+
+    // Without an audit log there is nothing to ship, and the agent says so.
+    setup.audit_extra = "enabled = false\n".into();
+    let daemon = setup.start().await;
+    let (status, body) = list(0).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "audit_disabled", "{body}");
+    let off = ship(&agent, None).await.unwrap();
+    assert!(off.audit_off);
+    assert_eq!(off.checkpoints, 0);
+    daemon.stop();
+}
