@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use crate::score::{LoadedModel, Tensor};
+use crate::score::{BatchError, LoadedModel, Tensor};
 
 /// Score bins for the two distributions: tenths of [0, 1].
 const BINS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
@@ -28,8 +28,10 @@ pub struct ShadowStats {
     pub agree: u64,
     pub sum_abs_diff: f64,
     pub max_abs_diff: f64,
-    /// Sampled requests not compared because the candidate's queue was full or it failed.
+    /// Sampled requests not compared because the candidate's queue was full.
     pub skipped: u64,
+    /// Sampled requests the candidate failed on (an error, or other outputs).
+    pub failed: u64,
     pub active_bins: Vec<u64>,
     pub candidate_bins: Vec<u64>,
 }
@@ -120,12 +122,22 @@ impl Shadow {
         let result = self.candidate.batcher.submit(inputs, rows).await;
         let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         stats.requests += 1;
-        let candidate = match result.ok().and_then(|o| self.scores(&o)) {
-            Some(c) if c.len() == active.len() => c,
-            _ => {
+        let candidate = match result {
+            Err(BatchError::QueueFull) => {
                 stats.skipped += 1;
                 return;
             }
+            Err(_) => {
+                stats.failed += 1;
+                return;
+            }
+            Ok(outputs) => match self.scores(&outputs) {
+                Some(c) if c.len() == active.len() && c.iter().all(|x| x.is_finite()) => c,
+                _ => {
+                    stats.failed += 1;
+                    return;
+                }
+            },
         };
         for (a, c) in active.iter().zip(&candidate) {
             let diff = (a - c).abs();

@@ -67,6 +67,8 @@ fn failure(e: &ManageError) -> AdminFailure {
         ManageError::Load { .. } => (S::INTERNAL_SERVER_ERROR, "load_failed"),
         ManageError::Worker(_) => (S::INTERNAL_SERVER_ERROR, "internal_error"),
         ManageError::Shadow(_) => (S::CONFLICT, "shadow_refused"),
+        ManageError::NoShadow(_) => (S::NOT_FOUND, "no_shadow"),
+        ManageError::BadRequest(_) => (S::BAD_REQUEST, "invalid_request"),
     };
     if status.is_server_error() {
         tracing::error!(error = %e, "model lifecycle operation failed");

@@ -148,7 +148,7 @@ impl Default for RawScoring {
         Self {
             models: Vec::new(),
             queue_capacity: 256,
-            drift_min_rows: 200,
+            drift_min_rows: 500,
             drift_interval: "30s".into(),
             shadow_min_rows: 500,
             shadow_min_agreement: 0.95,

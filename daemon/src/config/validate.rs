@@ -304,14 +304,30 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     let scoring = ScoringConfig {
         models: raw.scoring.models.iter().map(PathBuf::from).collect(),
         queue_capacity: c.positive("scoring.queue_capacity", raw.scoring.queue_capacity),
-        drift_min_rows: raw.scoring.drift_min_rows.max(1),
+        drift_min_rows: c.positive(
+            "scoring.drift_min_rows",
+            raw.scoring.drift_min_rows as usize,
+        ) as u64,
         drift_interval: c.duration(
             "scoring.drift_interval",
             &raw.scoring.drift_interval,
             Duration::from_millis(50),
         ),
-        shadow_min_rows: raw.scoring.shadow_min_rows.max(1),
-        shadow_min_agreement: raw.scoring.shadow_min_agreement.clamp(0.0, 1.0),
+        shadow_min_rows: c.positive(
+            "scoring.shadow_min_rows",
+            raw.scoring.shadow_min_rows as usize,
+        ) as u64,
+        shadow_min_agreement: {
+            let a = raw.scoring.shadow_min_agreement;
+            if !(0.0..=1.0).contains(&a) {
+                c.problem(
+                    "scoring.shadow_min_agreement",
+                    format!("{a} is not a share between 0 and 1"),
+                    "write e.g. 0.95 for 95%",
+                );
+            }
+            a
+        },
     };
     let telemetry = telemetry(&mut c, raw);
     let audit = audit(&mut c, raw, &state.dir);

@@ -7,7 +7,6 @@
 
 pub mod monitor;
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -65,7 +64,19 @@ pub struct WindowPair {
 /// What is persisted per model version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DriftState {
+    /// sha256 of the reference the counts were binned against: counts saved for other
+    /// bins are dropped, not misread.
+    #[serde(default)]
+    pub reference: String,
     pub windows: Vec<WindowPair>,
+    /// Per window length, the start of the last closed window that was reported
+    /// (alerts and telemetry go out once per closed window, also across restarts).
+    #[serde(default)]
+    pub reported: Vec<u64>,
+    /// Alerts raised in the current windows: (window, start, distribution, level 1 =
+    /// watch, 2 = act); kept with the counts so that a restart does not repeat them.
+    #[serde(default)]
+    pub alerted: Vec<(String, u64, String, u8)>,
 }
 
 /// PSI of one distribution in one window.
@@ -118,8 +129,40 @@ pub struct DriftTracker {
     score_output: String,
     min_rows: u64,
     state: Mutex<(DriftState, bool)>,
-    /// The last reading alerted per (window start, distribution).
-    alerted: Mutex<HashMap<(String, u64, String), Reading>>,
+}
+
+/// A closed window's final PSI values, reported once (telemetry).
+#[derive(Debug, Clone)]
+pub struct ClosedWindow {
+    pub window: String,
+    pub start: u64,
+    pub rows: u64,
+    pub psi: Vec<(String, f64)>,
+}
+
+/// A reading that got worse in a current window.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub window: String,
+    pub start: u64,
+    pub distribution: String,
+    pub psi: f64,
+    pub reading: Reading,
+}
+
+fn level(r: Reading) -> u8 {
+    match r {
+        Reading::Stable => 0,
+        Reading::Watch => 1,
+        Reading::Act => 2,
+    }
+}
+
+fn reference_digest(reference: &DriftReference) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(
+        serde_json::to_vec(reference).unwrap_or_default(),
+    ))
 }
 
 fn now_secs() -> u64 {
@@ -151,7 +194,9 @@ impl DriftTracker {
             })
             .collect();
         let now = now_secs();
+        let digest = reference_digest(&reference);
         let fresh = DriftState {
+            reference: digest.clone(),
             windows: WINDOWS
                 .iter()
                 .map(|(_, len)| WindowPair {
@@ -159,14 +204,21 @@ impl DriftTracker {
                     previous: None,
                 })
                 .collect(),
+            reported: vec![0; WINDOWS.len()],
+            alerted: Vec::new(),
         };
         let state = saved
             .filter(|s| {
-                s.windows.len() == WINDOWS.len()
+                s.reference == digest
+                    && s.windows.len() == WINDOWS.len()
                     && s.windows.iter().all(|w| {
                         w.current.fits(&reference)
                             && w.previous.as_ref().is_none_or(|p| p.fits(&reference))
                     })
+            })
+            .map(|mut s| {
+                s.reported.resize(WINDOWS.len(), 0);
+                s
             })
             .unwrap_or(fresh);
         Some(DriftTracker {
@@ -177,7 +229,6 @@ impl DriftTracker {
             columns,
             min_rows,
             state: Mutex::new((state, false)),
-            alerted: Mutex::new(HashMap::new()),
         })
     }
 
@@ -188,17 +239,18 @@ impl DriftTracker {
     }
 
     /// Moves windows that have ended to `previous` (an empty one if a whole window
-    /// passed without traffic).
+    /// passed without traffic). A clock that went back keeps counting into the current
+    /// window rather than starting an earlier one.
     fn roll(&self, state: &mut DriftState, now: u64) {
         for (pair, (_, len)) in state.windows.iter_mut().zip(WINDOWS) {
             let start = now - now % len;
-            if pair.current.start != start {
+            if start > pair.current.start {
                 let ended =
                     std::mem::replace(&mut pair.current, Counts::empty(&self.reference, start));
                 pair.previous = if ended.start + len == start {
                     Some(ended)
                 } else {
-                    Some(Counts::empty(&self.reference, start - len))
+                    Some(Counts::empty(&self.reference, start.saturating_sub(len)))
                 };
             }
         }
@@ -209,28 +261,120 @@ impl DriftTracker {
         self.with_state(|state, dirty| std::mem::take(dirty).then(|| state.clone()))
     }
 
-    /// PSI of the score and every feature in each window.
+    /// PSI of the score and every feature in each window (computed outside the lock
+    /// the batcher takes).
     pub fn report(&self) -> DriftReport {
         let now = now_secs();
         let windows = self.with_state(|state, _| {
             self.roll(state, now);
-            let mut out = Vec::new();
-            for (pair, (name, _)) in state.windows.iter().zip(WINDOWS) {
-                out.push(self.window_report(name.to_string(), &pair.current));
-                if let Some(prev) = &pair.previous {
-                    out.push(self.window_report(format!("previous {name}"), prev));
-                }
-            }
-            out
+            state.windows.clone()
         });
+        let mut out = Vec::new();
+        for (pair, (name, _)) in windows.iter().zip(WINDOWS) {
+            out.push(self.window_report(name.to_string(), &pair.current));
+            if let Some(prev) = &pair.previous {
+                out.push(self.window_report(format!("previous {name}"), prev));
+            }
+        }
         DriftReport {
             model: self.model.clone(),
             version: self.version.clone(),
             psi_watch: self.reference.psi_watch,
             psi_act: self.reference.psi_act,
             min_rows: self.min_rows,
-            windows,
+            windows: out,
         }
+    }
+
+    /// Closed windows not reported yet (with at least `min_rows` rows), each returned
+    /// once; the mark is persisted with the counts.
+    pub fn take_closed(&self) -> Vec<ClosedWindow> {
+        let now = now_secs();
+        let closed: Vec<(usize, Counts)> = self.with_state(|state, dirty| {
+            self.roll(state, now);
+            let mut out = Vec::new();
+            for (i, pair) in state.windows.iter().enumerate() {
+                let Some(prev) = &pair.previous else { continue };
+                if prev.start > state.reported[i] {
+                    state.reported[i] = prev.start;
+                    *dirty = true;
+                    out.push((i, prev.clone()));
+                }
+            }
+            out
+        });
+        closed
+            .into_iter()
+            .filter(|(_, c)| c.rows >= self.min_rows)
+            .map(|(i, c)| {
+                let report = self.window_report(WINDOWS[i].0.to_string(), &c);
+                ClosedWindow {
+                    window: WINDOWS[i].0.to_string(),
+                    start: c.start,
+                    rows: c.rows,
+                    psi: report
+                        .score
+                        .iter()
+                        .chain(&report.features)
+                        .map(|p| (p.name.clone(), p.psi))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Readings of the current windows (with at least `min_rows` rows) that reached
+    /// "watch" or "act" for the first time in that window; each level alerts once per
+    /// window and distribution, also across restarts.
+    pub fn take_alerts(&self, report: &DriftReport) -> Vec<Alert> {
+        let current: Vec<&WindowReport> = report
+            .windows
+            .iter()
+            .filter(|w| !w.window.starts_with("previous") && w.rows >= self.min_rows)
+            .collect();
+        self.with_state(|state, dirty| {
+            let starts: Vec<u64> = state.windows.iter().map(|p| p.current.start).collect();
+            let before = state.alerted.len();
+            state
+                .alerted
+                .retain(|(_, start, _, _)| starts.contains(start));
+            let mut out = Vec::new();
+            for w in current {
+                for p in w.score.iter().chain(&w.features) {
+                    let reading =
+                        Reading::of(p.psi, self.reference.psi_watch, self.reference.psi_act);
+                    if reading == Reading::Stable {
+                        continue;
+                    }
+                    let mark = state.alerted.iter_mut().find(|(win, start, name, _)| {
+                        *win == w.window && *start == w.start && *name == p.name
+                    });
+                    let was = mark.as_ref().map_or(0, |m| m.3);
+                    if level(reading) > was {
+                        match mark {
+                            Some(m) => m.3 = level(reading),
+                            None => state.alerted.push((
+                                w.window.clone(),
+                                w.start,
+                                p.name.clone(),
+                                level(reading),
+                            )),
+                        }
+                        out.push(Alert {
+                            window: w.window.clone(),
+                            start: w.start,
+                            distribution: p.name.clone(),
+                            psi: p.psi,
+                            reading,
+                        });
+                    }
+                }
+            }
+            if !out.is_empty() || state.alerted.len() != before {
+                *dirty = true;
+            }
+            out
+        })
     }
 
     fn reading(&self, rows: u64, value: f64) -> &'static str {
@@ -269,49 +413,19 @@ impl DriftTracker {
             features,
         }
     }
-
-    /// The readings that got worse since they were last alerted (current windows with
-    /// at least `min_rows` rows): (window, distribution, PSI, reading).
-    pub fn new_alerts(&self, report: &DriftReport) -> Vec<(String, String, f64, Reading)> {
-        let mut alerted = self.alerted.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::new();
-        for w in report
-            .windows
-            .iter()
-            .filter(|w| !w.window.starts_with("previous"))
-        {
-            if w.rows < self.min_rows {
-                continue;
-            }
-            for p in w.score.iter().chain(&w.features) {
-                let reading = Reading::of(p.psi, report.psi_watch, report.psi_act);
-                let key = (w.window.clone(), w.start, p.name.clone());
-                let before = alerted.get(&key).copied().unwrap_or(Reading::Stable);
-                if reading > before {
-                    alerted.insert(key, reading);
-                    out.push((w.window.clone(), p.name.clone(), p.psi, reading));
-                }
-            }
-        }
-        out
-    }
 }
 
 impl BatchObserver for DriftTracker {
     fn inputs(&self, inputs: &[Tensor]) {
-        let now = now_secs();
-        self.with_state(|state, dirty| {
-            self.roll(state, now);
-            for (i, (f, col)) in self
-                .reference
-                .features
-                .iter()
-                .zip(&self.columns)
-                .enumerate()
-            {
-                let Some(t) = inputs.get(col.input) else {
-                    continue;
-                };
+        // Binned outside the lock; the lock only adds the counts.
+        let binned: Vec<(usize, Vec<u64>)> = self
+            .reference
+            .features
+            .iter()
+            .zip(&self.columns)
+            .enumerate()
+            .filter_map(|(i, (f, col))| {
+                let t = inputs.get(col.input)?;
                 let width = t.row_len().max(1);
                 let mut bins = vec![0u64; f.proportions.len()];
                 let last = bins.len() - 1;
@@ -320,8 +434,15 @@ impl BatchObserver for DriftTracker {
                         bins[bin_index(&f.edges, x).min(last)] += 1;
                     }
                 }
+                Some((i, bins))
+            })
+            .collect();
+        let now = now_secs();
+        self.with_state(|state, dirty| {
+            self.roll(state, now);
+            for (i, bins) in &binned {
                 for pair in &mut state.windows {
-                    for (c, b) in pair.current.features[i].iter_mut().zip(&bins) {
+                    for (c, b) in pair.current.features[*i].iter_mut().zip(bins) {
                         *c += b;
                     }
                 }
@@ -353,5 +474,85 @@ impl BatchObserver for DriftTracker {
             }
             *dirty = true;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::TensorData;
+
+    fn manifest() -> Manifest {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models/fixtures/credit-lr/1.0.0/manifest.toml");
+        Manifest::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn feed(t: &DriftTracker, value: f64, score: f32, rows: usize) {
+        let width = t.reference.features.len();
+        let mut data = vec![0f32; rows * width];
+        for r in 0..rows {
+            data[r * width] = value as f32;
+        }
+        t.inputs(&[Tensor {
+            name: "features".into(),
+            shape: vec![rows, width],
+            data: TensorData::F32(data),
+        }]);
+        t.outputs(&[Tensor {
+            name: t.score_output.clone(),
+            shape: vec![rows, 1],
+            data: TensorData::F32(vec![score; rows]),
+        }]);
+    }
+
+    #[test]
+    fn windows_roll_over_gaps_and_ignore_a_clock_that_went_back() {
+        let t = DriftTracker::new(&manifest(), None, 10).unwrap();
+        feed(&t, 5.0, 0.3, 20);
+        t.with_state(|state, _| {
+            let start = state.windows[0].current.start;
+            // The clock goes back an hour: still the same window.
+            t.roll(state, start - 10);
+            assert_eq!(state.windows[0].current.start, start);
+            assert_eq!(state.windows[0].current.rows, 20);
+            // The next hour: the counts move to "previous".
+            t.roll(state, start + 3600);
+            assert_eq!(state.windows[0].previous.as_ref().unwrap().rows, 20);
+            assert_eq!(state.windows[0].current.rows, 0);
+            // Three quiet hours later: "previous" is the empty hour before now.
+            t.roll(state, start + 4 * 3600 + 5);
+            let prev = state.windows[0].previous.as_ref().unwrap();
+            assert_eq!((prev.start, prev.rows), (start + 3 * 3600, 0));
+        });
+        // Early in the epoch nothing underflows.
+        t.with_state(|state, _| t.roll(state, 5));
+    }
+
+    #[test]
+    fn alerts_fire_once_per_level_and_window_also_after_a_restart() {
+        let m = manifest();
+        let t = DriftTracker::new(&m, None, 10).unwrap();
+        let top = *t.reference.features[0].edges.last().unwrap();
+        feed(&t, top + 100.0, 0.3, 50);
+        let report = t.report();
+        let alerts = t.take_alerts(&report);
+        assert!(
+            alerts.iter().any(
+                |a| a.distribution == t.reference.features[0].name && a.reading == Reading::Act
+            ),
+            "{alerts:?}"
+        );
+        assert!(t.take_alerts(&t.report()).is_empty(), "not twice");
+        // Saved and reloaded: the marks come back with the counts.
+        let saved = t.take_dirty().unwrap();
+        let again = DriftTracker::new(&m, Some(saved.clone()), 10).unwrap();
+        assert!(again.take_alerts(&again.report()).is_empty());
+        assert_eq!(again.report().windows[0].rows, 50);
+        // Counts saved for other bins are dropped, not misread.
+        let mut other = saved;
+        other.reference = "0".repeat(64);
+        let fresh = DriftTracker::new(&m, Some(other), 10).unwrap();
+        assert_eq!(fresh.report().windows[0].rows, 0);
     }
 }

@@ -1,10 +1,11 @@
-//! Persists, publishes and alerts on drift: every `flush` interval the trackers of the
-//! served scoring versions are saved to sled (tree `drift`, key `name@version`),
-//! their PSI values set as gauges (`coffer_drift_psi{model,version,window,distribution}`,
-//! `coffer_drift_rows`), and a reading that got worse in a current window (stable →
-//! watch → act, with at least `min_rows` rows) is logged, written to the audit log
-//! (`drift_alert`) and sent as a telemetry event. One aggregate telemetry record per
-//! version and window carries the PSI values (never a row, only bin-level aggregates).
+//! Persists, publishes and alerts on drift: every `drift_interval` the current
+//! windows' PSI values become gauges (`coffer_drift_psi{model,version,window,distribution}`,
+//! `coffer_drift_rows`); a reading of a current window (at least `min_rows` rows)
+//! that reaches "watch" or "act" for the first time in that window is logged, written
+//! to the audit log (`drift_alert`) and sent as a telemetry event, once per level;
+//! each window that closed (an hour, a day) with at least `min_rows` rows is sent once
+//! as a telemetry record of its final PSI values (no row count, no values: bin-level
+//! aggregates only). Counts and marks are saved to sled (tree `drift`, `name@version`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,13 @@ impl DriftStore {
             tree: db.open_tree("drift")?,
             min_rows,
         })
+    }
+
+    /// Forgets a removed version's counts.
+    pub fn forget(&self, model: &str, version: &str) {
+        if let Err(e) = self.tree.remove(format!("{model}@{version}")) {
+            tracing::warn!(%model, %version, error = %e, "drift counts not removed");
+        }
     }
 
     pub fn load(&self, model: &str, version: &str) -> Option<DriftState> {
@@ -99,7 +107,11 @@ impl DriftMetrics {
     }
 }
 
-/// One publication round: save, gauges, alerts, telemetry.
+/// One publication round: gauges of the current windows, then each window that closed
+/// since the last round, once: its PSI values as a telemetry record and, for every
+/// distribution reading "watch" or worse, an alert (log, audit, telemetry event);
+/// then the counts are saved (with the "reported" marks, so a restart does not repeat
+/// them).
 pub fn publish(
     store: &DriftStore,
     trackers: &[Arc<DriftTracker>],
@@ -107,7 +119,6 @@ pub fn publish(
     audit: Option<&AuditLog>,
     telemetry: &Telemetry,
 ) {
-    store.save_all(trackers);
     for t in trackers {
         let report = t.report();
         for w in report
@@ -123,10 +134,8 @@ pub fn publish(
                     window: w.window.clone(),
                 })
                 .set(w.rows as i64);
-            if w.rows < store.min_rows {
-                continue;
-            }
-            let mut values = Vec::new();
+            // Below min_rows a window has no reading: NaN, not the last hour's value.
+            let enough = w.rows >= store.min_rows;
             for p in w.score.iter().chain(&w.features) {
                 metrics
                     .psi
@@ -136,13 +145,11 @@ pub fn publish(
                         window: w.window.clone(),
                         distribution: p.name.clone(),
                     })
-                    .set(p.psi);
-                values.push((p.name.clone(), p.psi));
+                    .set(if enough { p.psi } else { f64::NAN });
             }
-            telemetry.drift(&t.model, &t.version, &w.window, w.rows, values);
         }
-        for (window, distribution, psi, reading) in t.new_alerts(&report) {
-            tracing::warn!(model = %t.model, version = %t.version, %window, %distribution, psi, reading = reading.as_str(), "model drift");
+        for alert in t.take_alerts(&report) {
+            tracing::warn!(model = %t.model, version = %t.version, window = %alert.window, start = alert.start, distribution = %alert.distribution, psi = alert.psi, reading = alert.reading.as_str(), "model drift");
             telemetry.event(
                 coffer_privacy::telemetry::EventKind::DriftAlert,
                 Some(&t.model),
@@ -152,14 +159,18 @@ pub fn publish(
                 a.record_blocking(AuditEvent::DriftAlert {
                     model: t.model.clone(),
                     version: t.version.clone(),
-                    window,
-                    distribution,
-                    psi,
-                    reading: reading.as_str().into(),
+                    window: alert.window,
+                    distribution: alert.distribution,
+                    psi: alert.psi,
+                    reading: alert.reading.as_str().into(),
                 });
             }
         }
+        for closed in t.take_closed() {
+            telemetry.drift(&t.model, &t.version, &closed.window, closed.psi);
+        }
     }
+    store.save_all(trackers);
 }
 
 /// Runs [`publish`] every `interval` until dropped; `trackers` reads the served ones.

@@ -56,6 +56,10 @@ pub enum ManageError {
     Worker(String),
     #[error("{0}")]
     Shadow(String),
+    #[error("{0} has no version in shadow")]
+    NoShadow(String),
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 /// What the manager needs from the rest of the daemon.
@@ -508,7 +512,14 @@ impl ModelManager {
     fn swap_in(&self, loaded: Loaded) {
         match loaded {
             Loaded::Score(m) => {
-                self.scoring.swap_in(Arc::new(m));
+                let previous = self.scoring.swap_in(Arc::new(m));
+                // The old version's last counts are saved now, not lost with it.
+                if let (Some(store), Some(tracker)) = (
+                    &self.engines.drift,
+                    previous.as_ref().and_then(|p| p.drift.clone()),
+                ) {
+                    store.save_all(&[tracker]);
+                }
             }
             Loaded::Chat(m) => {
                 self.chat.swap_in(Arc::new(m));
@@ -628,6 +639,10 @@ impl ModelManager {
         tokio::task::spawn_blocking(move || {
             let (_op, _shared) = (op, shared);
             let record = me.registry.remove(&n, &v, &a)?;
+            me.end_shadow_of(&n, &v, &a);
+            if let Some(drift) = &me.engines.drift {
+                drift.forget(&n, &v);
+            }
             // Registry first: a crash before the directory goes leaves an orphan that
             // the next start registers again, never a record without files.
             if me.store.contains(&n, &v) {

@@ -20,7 +20,7 @@ impl ModelManager {
         actor: &str,
     ) -> Result<ShadowReport, ManageError> {
         if !(fraction > 0.0 && fraction <= 1.0) {
-            return Err(ManageError::Shadow(format!(
+            return Err(ManageError::BadRequest(format!(
                 "the fraction must be above 0 and at most 1, not {fraction}"
             )));
         }
@@ -108,7 +108,7 @@ impl ModelManager {
         let shadow = self
             .shadows
             .remove(name)
-            .ok_or_else(|| ManageError::Shadow(format!("{name} has no version in shadow")))?;
+            .ok_or_else(|| ManageError::NoShadow(name.to_string()))?;
         let report = shadow.report();
         self.note_shadow_end(name, &report, actor, "stopped");
         Ok(report)
@@ -118,7 +118,7 @@ impl ModelManager {
         self.shadows
             .get(name)
             .map(|s| s.report())
-            .ok_or_else(|| ManageError::Shadow(format!("{name} has no version in shadow")))
+            .ok_or_else(|| ManageError::NoShadow(name.to_string()))
     }
 
     fn note_shadow_end(&self, name: &str, report: &ShadowReport, actor: &str, how: &str) {
@@ -144,13 +144,39 @@ impl ModelManager {
         let report = self.shadow_report(name)?;
         let (min_rows, min_agreement) = self.engines.shadow_pass;
         let agreement = report.agreement.unwrap_or(0.0);
-        if report.candidate != version || report.rows < min_rows || agreement < min_agreement {
+        let sampled = report.stats.requests.max(1);
+        // A candidate that failed on any sampled request, or missed more than a tenth of
+        // them (its queue full), has not shown how it behaves.
+        let incomplete = report.stats.failed > 0 || report.stats.skipped * 10 > sampled;
+        if report.candidate != version
+            || report.rows < min_rows
+            || agreement < min_agreement
+            || incomplete
+        {
             return Err(ManageError::Shadow(format!(
-                "{name}@{version} has not passed shadow evaluation: {} in shadow, {} rows compared (need {min_rows}), agreement {agreement:.4} (need {min_agreement})",
-                report.candidate, report.rows
+                "{name}@{version} has not passed shadow evaluation: {} in shadow, {} rows compared (need {min_rows}), agreement {agreement:.4} (need {min_agreement}), {} failed and {} skipped of {} sampled requests",
+                report.candidate,
+                report.rows,
+                report.stats.failed,
+                report.stats.skipped,
+                report.stats.requests
             )));
         }
         Ok(())
+    }
+
+    /// A version being removed stops shadowing (its numbers must not pass a later
+    /// import under the same version).
+    pub(super) fn end_shadow_of(&self, name: &str, version: &str, actor: &str) {
+        if self
+            .shadows
+            .get(name)
+            .is_some_and(|s| s.candidate.manifest.version == version)
+        {
+            if let Some(old) = self.shadows.remove(name) {
+                self.note_shadow_end(name, &old.report(), actor, "ended by the removal");
+            }
+        }
     }
 
     /// After a switch: a shadow compared against the old active version ends.

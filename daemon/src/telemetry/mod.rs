@@ -122,25 +122,16 @@ impl Telemetry {
         }
     }
 
-    /// Records a drift aggregate of one window: PSI values, and the row count only with
-    /// Laplace noise when decision noise is configured (`docs/privacy.md`).
-    pub fn drift(
-        &self,
-        model: &str,
-        version: &str,
-        window: &str,
-        rows: u64,
-        psi: Vec<(String, f64)>,
-    ) {
-        let rows = self
-            .decisions
-            .as_ref()
-            .map(|noise| noise.noisy_count(rows, &mut rand::thread_rng()));
+    /// Records the drift of one closed window: its PSI values only. (No row count:
+    /// a count per window would need its own share of the privacy budget, and the PSI
+    /// of a closed window over at least `drift_min_rows` rows is the aggregate the
+    /// fleet needs.)
+    pub fn drift(&self, model: &str, version: &str, window: &str, psi: Vec<(String, f64)>) {
         self.push(RecordBody::Drift {
             model: model.to_string(),
             version: version.to_string(),
             window: window.to_string(),
-            rows,
+            rows: None,
             psi,
         });
     }
