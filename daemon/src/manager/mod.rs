@@ -615,14 +615,38 @@ impl ModelManager {
         self.readiness.set("models", true, detail);
     }
 
-    pub async fn pin(&self, name: &str, version: &str, actor: &str) -> Result<(), ManageError> {
-        let _op = self.ops.lock().await;
-        Ok(self.registry.pin(name, version, actor)?)
+    pub async fn pin(
+        self: &Arc<Self>,
+        name: &str,
+        version: &str,
+        actor: &str,
+    ) -> Result<(), ManageError> {
+        let op = Arc::clone(&self.ops).lock_owned().await;
+        let me = Arc::clone(self);
+        let (n, v, a) = (name.to_string(), version.to_string(), actor.to_string());
+        // The registry flushes to disk: off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let _op = op;
+            Ok(me.registry.pin(&n, &v, &a)?)
+        })
+        .await
+        .map_err(worker)?
     }
 
-    pub async fn unpin(&self, name: &str, actor: &str) -> Result<Option<String>, ManageError> {
-        let _op = self.ops.lock().await;
-        Ok(self.registry.unpin(name, actor)?)
+    pub async fn unpin(
+        self: &Arc<Self>,
+        name: &str,
+        actor: &str,
+    ) -> Result<Option<String>, ManageError> {
+        let op = Arc::clone(&self.ops).lock_owned().await;
+        let me = Arc::clone(self);
+        let (n, a) = (name.to_string(), actor.to_string());
+        tokio::task::spawn_blocking(move || {
+            let _op = op;
+            Ok(me.registry.unpin(&n, &a)?)
+        })
+        .await
+        .map_err(worker)?
     }
 
     /// Removes an installed version that is neither active nor pinned.
