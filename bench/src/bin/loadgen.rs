@@ -64,13 +64,17 @@ async fn connection(
     start: Instant,
     end: Instant,
 ) -> anyhow::Result<ConnResult> {
-    let tcp = TcpStream::connect(args.addr).await?;
-    tcp.set_nodelay(true)?;
-    let tls = connector
-        .connect(ServerName::try_from("localhost")?, tcp)
-        .await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-    tokio::spawn(conn);
+    let open = || async {
+        let tcp = TcpStream::connect(args.addr).await?;
+        tcp.set_nodelay(true)?;
+        let tls = connector
+            .connect(ServerName::try_from("localhost")?, tcp)
+            .await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        tokio::spawn(conn);
+        anyhow::Ok(sender)
+    };
+    let mut sender = open().await?;
     let mut result = ConnResult {
         latencies_us: Vec::new(),
         ok_latencies_us: Vec::new(),
@@ -84,6 +88,11 @@ async fn connection(
         if let Some(every) = interval {
             tokio::time::sleep_until(next.into()).await;
             next += every;
+        }
+        // A keep-alive connection the server closed while it was idle (its header
+        // read timeout) is reopened, as any HTTP client does; not an error.
+        if sender.ready().await.is_err() {
+            sender = open().await?;
         }
         let sent = Instant::now();
         if sent >= end {
