@@ -431,18 +431,19 @@ impl Engine<'_> {
                     let _ = a.job.events.send(ChatEvent::Delta(rest));
                 }
             }
-            let _ = a.job.events.send(ChatEvent::Done {
-                finish,
-                prompt_tokens: a.prompt.len(),
-                completion_tokens: a.generated,
-            });
-            // Here, on the engine thread, not on the async runtime: the JSON check
-            // reads the whole answer once.
+            // Counted before the client hears "done", so that metrics read after a
+            // response include it. Here, on the engine thread, not on the async
+            // runtime: the JSON check reads the whole answer once.
             self.metrics.completed(&Completed {
                 finish,
                 completion_tokens: a.generated,
                 text: &a.answer,
                 json: a.job.params.expects_json(),
+            });
+            let _ = a.job.events.send(ChatEvent::Done {
+                finish,
+                prompt_tokens: a.prompt.len(),
+                completion_tokens: a.generated,
             });
         }
         self.free(seq);
