@@ -6,7 +6,8 @@
 //! [`Live`] holds the current snapshot for the request path. A hot swap builds a new
 //! snapshot and replaces the pointer in one atomic store: a request that already holds
 //! a version's `Arc` finishes on it, and the old version unloads when the last such
-//! request drops it (its engine thread then drains and exits).
+//! request drops it (its engine thread then drains and exits). Scoring keeps the
+//! replaced version reachable by explicit version until the next switch.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -69,18 +70,40 @@ impl<T> Clone for Served<T> {
 }
 
 impl<T: Versioned> Served<T> {
-    /// A copy of this snapshot in which `model` is the only served version of its name.
-    pub fn with_only(&self, model: Arc<T>) -> Served<T> {
+    /// A copy of this snapshot in which `model` is its name's default version and, with
+    /// `keep_previous`, the version it replaces stays reachable by explicit version
+    /// (one generation; older ones go).
+    pub fn with_default(&self, model: Arc<T>, keep_previous: bool) -> Served<T> {
         let mut next = self.clone();
         let m = model.manifest();
         let (name, version) = (m.name.clone(), m.version.clone());
+        let mut versions = BTreeMap::new();
+        if keep_previous {
+            if let Some(prev) = self.resolve(&name, None) {
+                if prev.manifest().version != version {
+                    versions.insert(prev.manifest().version.clone(), prev);
+                }
+            }
+        }
+        versions.insert(version.clone(), model);
         next.models.insert(
             name,
             ModelVersions {
-                versions: BTreeMap::from([(version.clone(), model)]),
+                versions,
                 default: version,
             },
         );
+        next
+    }
+
+    /// A copy without one non-default version (removed from the store).
+    pub fn without_version(&self, name: &str, version: &str) -> Served<T> {
+        let mut next = self.clone();
+        if let Some(entry) = next.models.get_mut(name) {
+            if entry.default != version {
+                entry.versions.remove(version);
+            }
+        }
         next
     }
 
@@ -145,13 +168,24 @@ impl<T: Versioned> Live<T> {
         self.current.load_full()
     }
 
-    /// Makes `model` the served version of its name; returns the version it replaced.
-    pub fn swap_in(&self, model: Arc<T>) -> Option<Arc<T>> {
+    /// Makes `model` the default version of its name; returns the version it replaced.
+    /// With `keep_previous` that version still answers requests that name it, until
+    /// the next switch (cheap for scoring models; chat models do not keep theirs).
+    pub fn swap_in(&self, model: Arc<T>, keep_previous: bool) -> Option<Arc<T>> {
         let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current.load_full();
         let name = model.manifest().name.clone();
         let previous = current.resolve(&name, None);
-        self.current.store(Arc::new(current.with_only(model)));
+        self.current
+            .store(Arc::new(current.with_default(model, keep_previous)));
         previous
+    }
+
+    /// Stops serving a non-default version (it was removed).
+    pub fn drop_version(&self, name: &str, version: &str) {
+        let _guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current.load_full();
+        self.current
+            .store(Arc::new(current.without_version(name, version)));
     }
 }

@@ -512,7 +512,9 @@ impl ModelManager {
     fn swap_in(&self, loaded: Loaded) {
         match loaded {
             Loaded::Score(m) => {
-                let previous = self.scoring.swap_in(Arc::new(m));
+                // Clients that pin the replaced version keep being answered by it
+                // until the next switch (a scoring model is small).
+                let previous = self.scoring.swap_in(Arc::new(m), true);
                 // The old version's last counts are saved now, not lost with it.
                 if let (Some(store), Some(tracker)) = (
                     &self.engines.drift,
@@ -522,7 +524,7 @@ impl ModelManager {
                 }
             }
             Loaded::Chat(m) => {
-                self.chat.swap_in(Arc::new(m));
+                self.chat.swap_in(Arc::new(m), false);
             }
         }
         self.publish_readiness();
@@ -664,6 +666,7 @@ impl ModelManager {
             let (_op, _shared) = (op, shared);
             let record = me.registry.remove(&n, &v, &a)?;
             me.end_shadow_of(&n, &v, &a);
+            me.scoring.drop_version(&n, &v);
             if let Some(drift) = &me.engines.drift {
                 drift.forget(&n, &v);
             }

@@ -138,6 +138,30 @@ pub async fn score(c: &crate::common::Client, key: &str, name: &str) -> (String,
     (v["model_version"].as_str().unwrap().to_string(), scores)
 }
 
+/// `POST /v2/models/NAME/versions/VERSION/infer` with one holdout row: the status and
+/// the version that answered.
+async fn score_version(
+    c: &crate::common::Client,
+    key: &str,
+    name: &str,
+    version: &str,
+) -> (StatusCode, String) {
+    let set = eval_set("credit-lr");
+    let body = json!({
+        "inputs": [{ "name": "features", "shape": [1, set.rows[0].len()], "datatype": "FP32", "data": [set.rows[0].clone()] }],
+    });
+    let r = c
+        .request(
+            Method::POST,
+            &format!("/v2/models/{name}/versions/{version}/infer"),
+            Some(key),
+            body.to_string().as_bytes(),
+        )
+        .await;
+    let served = r.json()["model_version"].as_str().unwrap_or("").to_string();
+    (r.status, served)
+}
+
 #[tokio::test]
 async fn import_gate_activate_rollback_pin_remove_and_gc() {
     let mut s = Setup::new();
@@ -164,6 +188,11 @@ async fn import_gate_activate_rollback_pin_remove_and_gc() {
     let (v, mlp_scores) = score(&c, &key, "credit-lr").await;
     assert_eq!(v, "2.0.0");
     assert_ne!(mlp_scores, lr_scores, "another model answers now");
+    // A client that pins the replaced version is still answered by it.
+    assert_eq!(
+        score_version(&c, &key, "credit-lr", "1.0.0").await,
+        (StatusCode::OK, "1.0.0".to_string())
+    );
     let (_, list) = ctl_json(&s, &["models", "list"]);
     assert_eq!(record(&list, "credit-lr", "2.0.0")["state"], "active");
     assert_eq!(record(&list, "credit-lr", "1.0.0")["state"], "retired");
@@ -199,8 +228,18 @@ async fn import_gate_activate_rollback_pin_remove_and_gc() {
         0
     );
     assert_eq!(
+        score_version(&c, &key, "credit-lr", "2.0.0").await.0,
+        StatusCode::OK,
+        "the version rolled back from still answers pinned clients"
+    );
+    assert_eq!(
         ctl_json(&s, &["models", "remove", "credit-lr", "2.0.0"]).0,
         0
+    );
+    assert_eq!(
+        score_version(&c, &key, "credit-lr", "2.0.0").await.0,
+        StatusCode::NOT_FOUND,
+        "a removed version is no longer served"
     );
     let (code, gc) = ctl_json(&s, &["models", "gc"]);
     assert_eq!(code, 0);
