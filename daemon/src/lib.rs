@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod manager;
 pub mod metrics;
+pub mod periodic;
 pub mod readiness;
 pub mod registry;
 pub mod score;

@@ -182,24 +182,14 @@ pub fn spawn(
     audit: Option<Arc<AuditLog>>,
     telemetry: Arc<Telemetry>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let (store, trackers, metrics, audit, telemetry) = (
-                store.clone(),
-                trackers(),
-                metrics.clone(),
-                audit.clone(),
-                Arc::clone(&telemetry),
-            );
-            // sled writes and audit sends block: off the async workers.
-            let _ = tokio::task::spawn_blocking(move || {
-                publish(&store, &trackers, &metrics, audit.as_deref(), &telemetry)
-            })
-            .await;
-        }
+    crate::periodic::every(interval, move || {
+        let (store, trackers, metrics, audit, telemetry) = (
+            store.clone(),
+            trackers(),
+            metrics.clone(),
+            audit.clone(),
+            Arc::clone(&telemetry),
+        );
+        Box::new(move || publish(&store, &trackers, &metrics, audit.as_deref(), &telemetry))
     })
 }

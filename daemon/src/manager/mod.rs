@@ -426,30 +426,16 @@ impl ModelManager {
         if !(allow_schema_change || record.allow_schema_change) {
             self.check_schema(&dir.manifest)?;
         }
-        if matches!(record.state, State::Staged | State::Evaluating) {
+        let variant =
+            variant::choose(&dir.manifest, self.hardware()).map_err(ManageError::NoVariant)?;
+        // A version that has not passed its gate, or passed it on another variant than
+        // the one this host would serve now, runs it on this one first.
+        if matches!(record.state, State::Staged | State::Evaluating) || record.variant != variant {
             let gated = self.gate_blocking(name, version, actor)?;
             if gated.state != State::Ready {
                 return Err(ManageError::GateFailed {
                     id,
                     reason: gated.reason.unwrap_or_default(),
-                });
-            }
-        }
-        let variant =
-            variant::choose(&dir.manifest, self.hardware()).map_err(ManageError::NoVariant)?;
-        let gated = self
-            .registry
-            .get(name, version)?
-            .map(|r| r.variant)
-            .unwrap_or_default();
-        if gated != variant && !matches!(record.state, State::Staged | State::Evaluating) {
-            // The gate passed on another variant than the one this host would serve
-            // now: the served one must pass too.
-            let regated = self.gate_blocking(name, version, actor)?;
-            if regated.state != State::Ready {
-                return Err(ManageError::GateFailed {
-                    id,
-                    reason: regated.reason.unwrap_or_default(),
                 });
             }
         }

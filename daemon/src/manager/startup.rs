@@ -92,13 +92,14 @@ pub fn start(parts: Parts, seeds: &[PathBuf]) -> Result<Arc<ModelManager>, Start
         .iter()
         .filter(|r| r.state != State::Failed)
         .count();
-    if records > 0 && manager.store.list().map_err(ManageError::from)?.is_empty() {
+    let installed = manager.store.list().map_err(ManageError::from)?;
+    if records > 0 && installed.is_empty() {
         return Err(StartupError::EmptyStore {
             store: manager.store.root().display().to_string(),
             records,
         });
     }
-    reconcile(&manager)?;
+    reconcile(&manager, &installed)?;
     let seeded = import_seeds(&manager, seeds)?;
     for (name, version, new) in &seeded {
         activate_seed(&manager, name, version, *new)?;
@@ -108,9 +109,8 @@ pub fn start(parts: Parts, seeds: &[PathBuf]) -> Result<Arc<ModelManager>, Start
     Ok(manager)
 }
 
-fn reconcile(m: &ModelManager) -> Result<(), ManageError> {
-    let installed = m.store.list()?;
-    let found = m.registry.reconcile(&installed)?;
+fn reconcile(m: &ModelManager, installed: &[(String, String)]) -> Result<(), ManageError> {
+    let found = m.registry.reconcile(installed)?;
     for id in &found.interrupted {
         tracing::warn!(model = %id, "an evaluation was interrupted by a restart; the version is staged again");
     }

@@ -253,17 +253,10 @@ pub fn spawn_flush(
     interval: Duration,
     active: ActiveModels,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let t = Arc::clone(&telemetry);
-            let active = active();
-            // sled writes block: off the async workers.
-            let _ = tokio::task::spawn_blocking(move || t.flush(&active)).await;
-        }
+    crate::periodic::every(interval, move || {
+        let t = Arc::clone(&telemetry);
+        let active = active();
+        Box::new(move || t.flush(&active))
     })
 }
 
