@@ -97,6 +97,8 @@ pub fn prepare(
     raw.admin.socket = layout.admin_socket().display().to_string();
     raw.scoring.models = scoring_fixtures(fixtures);
     raw.chat.models = chat_models;
+    // A developer's disk, not an appliance's: keep 1 GiB of audit log (16 segments).
+    raw.audit.max_total_bytes = 1 << 30;
     // The defaults always validate; a failure here is a bug, reported as a write error.
     let config = config::validate(&raw).map_err(|problems| DevError::Write {
         path: dir.to_path_buf(),

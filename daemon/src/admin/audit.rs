@@ -255,42 +255,27 @@ pub async fn checkpoints(State(state): State<Arc<AdminState>>, uri: Uri) -> Resp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{AuditLog, AuditSettings, FsyncPolicy, verify_dir};
+    use crate::audit::test_support::{all_records, write_events};
+    use crate::audit::{AuditSettings, FsyncPolicy, verify_dir};
     use std::time::Duration;
 
     fn write(dir: &Path, n: u32, max_segment_bytes: u64) -> String {
-        let log = AuditLog::open(AuditSettings {
-            dir: dir.to_path_buf(),
-            fsync: FsyncPolicy::Interval(Duration::from_millis(50)),
-            max_segment_bytes,
-            checkpoint_every: 4,
-        })
-        .unwrap();
-        for i in 0..n {
-            log.record_blocking(AuditEvent::Admin {
-                uid: 0,
-                action: "keys.create".into(),
-                target: format!("key-{i}"),
-                status: 201,
-            });
-        }
-        let key = log.public_key().to_string();
-        log.close();
-        key
+        write_events(
+            AuditSettings {
+                dir: dir.to_path_buf(),
+                fsync: FsyncPolicy::Interval(Duration::from_millis(50)),
+                max_segment_bytes,
+                checkpoint_every: 4,
+                retention: crate::audit::Retention::default(),
+            },
+            n,
+        )
     }
 
     /// Every checkpoint in the files, found the slow way.
     fn all_checkpoints(dir: &Path) -> Vec<Checkpoint> {
-        segments(dir)
-            .unwrap()
-            .iter()
-            .flat_map(|p| {
-                std::fs::read_to_string(p)
-                    .unwrap()
-                    .lines()
-                    .map(|l| serde_json::from_str::<AuditRecord>(l).unwrap())
-                    .collect::<Vec<_>>()
-            })
+        all_records(dir)
+            .into_iter()
             .filter_map(|r| match r.event {
                 AuditEvent::Checkpoint {
                     upto_seq,

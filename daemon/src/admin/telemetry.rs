@@ -100,7 +100,21 @@ pub async fn batch(State(state): State<Arc<AdminState>>, uri: Uri) -> Response {
 }
 
 /// `POST /admin/telemetry/ack` with `{"batch_id": "FIRST-LAST"}`.
-pub async fn ack(State(state): State<Arc<AdminState>>, Json(ack): Json<Ack>) -> Response {
+pub async fn ack(
+    State(state): State<Arc<AdminState>>,
+    body: Result<Json<Ack>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let ack = match body {
+        Ok(Json(ack)) => ack,
+        Err(e) => {
+            return AdminFailure {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_request",
+                message: format!("bad acknowledgement: {}", e.body_text()),
+            }
+            .into_response();
+        }
+    };
     let spool = match spool(&state) {
         Ok(s) => Arc::clone(s),
         Err(f) => return f.into_response(),

@@ -3,14 +3,55 @@
 //! checkpoints and a signed HEAD; `cofferctl audit verify` checks a directory offline.
 
 mod record;
+mod retention;
 mod signing;
 mod verify;
 mod writer;
 
 pub use record::{AuditEvent, AuditRecord, GENESIS};
+pub use retention::{ANCHOR_FILE, Anchor, Retention};
 pub use signing::{Signer, SigningError};
 pub use verify::{Head, Report, VerifyError, segments, verify_dir};
 pub use writer::{AuditError, AuditLog, AuditSettings, FsyncPolicy};
+
+/// Helpers for the audit tests of this module and of the admin API.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+    use std::path::Path;
+
+    /// Opens a log with `settings`, records `n` admin events, closes it; returns the
+    /// public key.
+    pub fn write_events(settings: AuditSettings, n: u32) -> String {
+        let log = AuditLog::open(settings).unwrap();
+        for i in 0..n {
+            log.record_blocking(AuditEvent::Admin {
+                uid: 0,
+                action: "keys.create".into(),
+                target: format!("key-{i}"),
+                status: 201,
+            });
+        }
+        let key = log.public_key().to_string();
+        log.close();
+        key
+    }
+
+    /// Every record in the segment files, in order.
+    pub fn all_records(dir: &Path) -> Vec<AuditRecord> {
+        segments(dir)
+            .unwrap()
+            .iter()
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap()
+                    .lines()
+                    .map(|l| serde_json::from_str::<AuditRecord>(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -24,20 +65,12 @@ mod tests {
             fsync: FsyncPolicy::Interval(Duration::from_millis(50)),
             max_segment_bytes,
             checkpoint_every: 10,
+            retention: Retention::default(),
         }
     }
 
     fn write(dir: &Path, n: u32, max_segment_bytes: u64) {
-        let log = AuditLog::open(settings(dir, max_segment_bytes)).unwrap();
-        for i in 0..n {
-            log.record_blocking(AuditEvent::Admin {
-                uid: 0,
-                action: "keys.create".into(),
-                target: format!("key-{i}"),
-                status: 201,
-            });
-        }
-        log.close();
+        test_support::write_events(settings(dir, max_segment_bytes), n);
     }
 
     fn lines(dir: &Path) -> (std::path::PathBuf, Vec<String>) {

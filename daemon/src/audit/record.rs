@@ -74,6 +74,14 @@ pub enum AuditEvent {
     Rotated {
         previous_segment: String,
     },
+    /// Retention removed the oldest segments (`reason`: `size` or `age`): every record
+    /// before `before_seq` is gone, and the signed `PRUNED` anchor says so.
+    Pruned {
+        segments: u64,
+        bytes: u64,
+        before_seq: u64,
+        reason: String,
+    },
 }
 
 /// One line of the log.

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::record::{AuditEvent, AuditRecord, GENESIS};
+use super::retention::{Anchor, read_anchor};
 use super::signing;
 
 /// The signed pointer to the last durable record.
@@ -24,6 +25,9 @@ pub struct Report {
     pub records: u64,
     pub checkpoints: u64,
     pub last_seq: u64,
+    /// Retention removed the records before this one (the signed `PRUNED` anchor); the
+    /// chain was verified from there.
+    pub pruned_before: Option<u64>,
 }
 
 /// The first problem found.
@@ -50,6 +54,8 @@ pub enum VerifyError {
     Truncated { last: u64, head: u64 },
     #[error("HEAD: {0}")]
     BadHead(String),
+    #[error("PRUNED: {0}")]
+    BadAnchor(String),
 }
 
 /// The segment files of a directory, oldest first.
@@ -85,8 +91,17 @@ pub fn verify_dir(dir: &Path) -> Result<Report, VerifyError> {
         records: 0,
         checkpoints: 0,
         last_seq: 0,
+        pruned_before: None,
     };
     let mut prev = GENESIS.to_string();
+    let anchor: Option<Anchor> = read_anchor(dir).map_err(VerifyError::BadAnchor)?;
+    if let Some(a) = &anchor {
+        if !a.verifies(&public_key) {
+            return Err(VerifyError::BadAnchor(
+                "its signature does not verify".into(),
+            ));
+        }
+    }
     let head: Option<Head> = match std::fs::read_to_string(dir.join("HEAD")) {
         Ok(text) => {
             Some(serde_json::from_str(&text).map_err(|e| VerifyError::BadHead(e.to_string()))?)
@@ -120,6 +135,37 @@ pub fn verify_dir(dir: &Path) -> Result<Report, VerifyError> {
                 seq: record.seq,
                 what,
             };
+            // The log starts at record 1, or at or before where retention cut it (the
+            // anchor): a crash in the middle of a retention run leaves some of the
+            // segments before the cut. Records before the cut are then authenticated by
+            // the chain reaching the anchor's signed hash.
+            if report.records == 0 && record.seq > 1 {
+                match anchor.as_ref() {
+                    Some(a) if record.seq <= a.first_seq => {
+                        report.last_seq = record.seq - 1;
+                        report.pruned_before = Some(record.seq);
+                        prev = record.prev.clone();
+                    }
+                    Some(a) => {
+                        return Err(bad(format!(
+                            "records {}..{} are missing (deleted after the retention cut)",
+                            a.first_seq,
+                            record.seq - 1
+                        )));
+                    }
+                    None => {
+                        return Err(bad(format!(
+                            "records 1..{} are missing (deleted)",
+                            record.seq - 1
+                        )));
+                    }
+                }
+            }
+            if let Some(a) = &anchor {
+                if a.first_seq == record.seq && a.prev != record.prev {
+                    return Err(bad("does not link to the hash PRUNED signed".into()));
+                }
+            }
             let expected = report.last_seq + 1;
             if record.seq < expected {
                 return Err(bad(format!(
@@ -163,6 +209,14 @@ pub fn verify_dir(dir: &Path) -> Result<Report, VerifyError> {
             prev = record.hash.clone();
             report.last_seq = record.seq;
             report.records += 1;
+        }
+    }
+    if let Some(a) = &anchor {
+        if report.pruned_before.is_some() && a.first_seq > report.last_seq + 1 {
+            return Err(VerifyError::BadAnchor(format!(
+                "retention kept records from {} on, but the log ends at record {}",
+                a.first_seq, report.last_seq
+            )));
         }
     }
     if let Some(h) = &head {

@@ -3,8 +3,10 @@
 //! and appended as JSON lines, flushed per batch and fsynced by policy; every
 //! `checkpoint_every` records a signed checkpoint is appended; after each fsync the
 //! signed `HEAD` is replaced atomically. Segments rotate at `max_segment_bytes` with
-//! the chain running on. On start the chain continues from the last segment (a torn
-//! last line from a crash is cut off and logged).
+//! the chain running on; after each rotation, at start and hourly, retention removes
+//! the oldest segments it no longer keeps (`retention.rs`) and records that it did. On
+//! start the chain continues from the last segment (a torn last line from a crash is cut
+//! off and logged).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write as _};
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 
 use super::record::{AuditEvent, AuditRecord, GENESIS};
+use super::retention::{self, Retention};
 use super::signing::{Signer, SigningError};
 use super::verify::{Head, segments};
 
@@ -36,6 +39,7 @@ pub struct AuditSettings {
     pub fsync: FsyncPolicy,
     pub max_segment_bytes: u64,
     pub checkpoint_every: u64,
+    pub retention: Retention,
 }
 
 /// Audit errors.
@@ -240,7 +244,40 @@ impl Writer {
         self.size = 0;
         self.append(AuditEvent::Rotated {
             previous_segment: previous,
-        })
+        })?;
+        self.prune()
+    }
+
+    /// Applies retention; what it removed becomes a record of its own.
+    fn prune(&mut self) -> Result<(), AuditError> {
+        if self.settings.retention.is_off() {
+            return Ok(());
+        }
+        // The segment being written must show its first record to anchor on.
+        self.file.flush().map_err(io_err(&self.segment))?;
+        let pruned = retention::prune(
+            &self.settings.dir,
+            &self.segment,
+            self.settings.retention,
+            &self.signer,
+            SystemTime::now(),
+        )?;
+        if let Some(p) = pruned {
+            tracing::warn!(
+                segments = p.segments,
+                bytes = p.bytes,
+                before_seq = p.before_seq,
+                reason = p.reason,
+                "audit retention removed the oldest segments"
+            );
+            self.append(AuditEvent::Pruned {
+                segments: p.segments,
+                bytes: p.bytes,
+                before_seq: p.before_seq,
+                reason: p.reason.into(),
+            })?;
+        }
+        Ok(())
     }
 
     /// Flushes, fsyncs, and replaces HEAD (write, fsync, rename).
@@ -288,13 +325,28 @@ fn run(mut w: Writer, rx: Receiver<MsgBox>) {
             tracing::error!(error = %e, "audit log write failed (further failures within a minute are not logged)");
         }
     };
+    // Retention at start (a limit lowered in the config takes effect now) and then
+    // hourly, so that age applies on a quiet appliance too.
+    let mut next_retention = Instant::now();
     loop {
+        if Instant::now() >= next_retention {
+            next_retention = Instant::now() + RETENTION_EVERY;
+            if let Err(e) = w.prune().and_then(|()| w.after_batch()) {
+                report(e);
+            }
+        }
         // Wait for the next record; when written records are not yet durable, only as
         // long as the fsync policy allows.
         let wait = match (w.settings.fsync, w.dirty_since) {
             (FsyncPolicy::Interval(d), Some(t)) => Some(d.saturating_sub(t.elapsed())),
             (FsyncPolicy::Always, Some(_)) => Some(Duration::ZERO),
             _ => None,
+        };
+        let until_retention = (!w.settings.retention.is_off())
+            .then(|| next_retention.saturating_duration_since(Instant::now()));
+        let wait = match (wait, until_retention) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         let next = match wait {
             Some(d) => rx.recv_timeout(d),
@@ -303,8 +355,10 @@ fn run(mut w: Writer, rx: Receiver<MsgBox>) {
         let mut message = match next {
             Ok(m) => m,
             Err(RecvTimeoutError::Timeout) => {
-                if let Err(e) = w.sync() {
-                    report(e);
+                if w.dirty_since.is_some() {
+                    if let Err(e) = w.sync() {
+                        report(e);
+                    }
                 }
                 continue;
             }
@@ -347,6 +401,9 @@ fn run(mut w: Writer, rx: Receiver<MsgBox>) {
 
 /// How long the writer lets records gather after a batch.
 const GATHER: Duration = Duration::from_millis(2);
+
+/// How often retention looks at the segments besides after each rotation.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 impl AuditLog {
     /// Opens (or continues) the log in `settings.dir` and starts the writer thread.

@@ -1248,8 +1248,15 @@ fn audit_verify(cli: &Cli, dir: Option<&PathBuf>) -> ExitCode {
                 println!("{}", json!({ "ok": true, "report": report }));
             } else {
                 println!(
-                    "audit log OK: {} records in {} segment(s), {} signed checkpoints, last record {}",
-                    report.records, report.segments, report.checkpoints, report.last_seq
+                    "audit log OK: {} records in {} segment(s), {} signed checkpoints, last record {}{}",
+                    report.records,
+                    report.segments,
+                    report.checkpoints,
+                    report.last_seq,
+                    match report.pruned_before {
+                        Some(n) => format!(" (records before {n} removed by retention)"),
+                        None => String::new(),
+                    }
                 );
             }
             ExitCode::SUCCESS

@@ -92,6 +92,8 @@ pub struct RawAudit {
     pub fsync: String,
     pub fsync_interval: String,
     pub max_segment_bytes: u64,
+    pub max_total_bytes: u64,
+    pub max_age: Option<String>,
     pub checkpoint_every: u64,
     pub requests: bool,
 }
@@ -104,6 +106,8 @@ impl Default for RawAudit {
             fsync: "interval".into(),
             fsync_interval: "1s".into(),
             max_segment_bytes: 64 << 20,
+            max_total_bytes: 8 << 30,
+            max_age: None,
             checkpoint_every: 1000,
             requests: true,
         }

@@ -101,6 +101,20 @@ fn audit(c: &mut Checker, raw: &RawConfig, state_dir: &std::path::Path) -> Audit
             "use at least 4096 (default 64 MiB)",
         );
     }
+    if a.max_total_bytes != 0 && a.max_total_bytes < 2 * a.max_segment_bytes {
+        c.problem(
+            "audit.max_total_bytes",
+            format!(
+                "{} is less than two segments of audit.max_segment_bytes ({})",
+                a.max_total_bytes, a.max_segment_bytes
+            ),
+            "raise it (default 8 GiB), lower audit.max_segment_bytes, or set 0 to keep everything",
+        );
+    }
+    let max_age = a
+        .max_age
+        .as_ref()
+        .map(|v| c.duration("audit.max_age", v, Duration::from_secs(3600)));
     if a.checkpoint_every == 0 {
         c.problem(
             "audit.checkpoint_every",
@@ -120,6 +134,10 @@ fn audit(c: &mut Checker, raw: &RawConfig, state_dir: &std::path::Path) -> Audit
             fsync,
             max_segment_bytes: a.max_segment_bytes,
             checkpoint_every: a.checkpoint_every.max(1),
+            retention: crate::audit::Retention {
+                max_total_bytes: a.max_total_bytes,
+                max_age,
+            },
         },
     }
 }
@@ -520,6 +538,33 @@ mod tests {
             ]
         );
         assert!(problems.iter().all(|p| !p.fix.is_empty()));
+    }
+
+    #[test]
+    fn audit_retention_defaults_and_limits() {
+        let cfg = validate(&parse(&minimal()).unwrap()).unwrap();
+        assert_eq!(cfg.audit.settings.retention.max_total_bytes, 8 << 30);
+        assert_eq!(cfg.audit.settings.retention.max_age, None);
+
+        let text = format!(
+            "{}[audit]\nmax_total_bytes = 0\nmax_age = \"400d\"\n",
+            minimal()
+        );
+        let cfg = validate(&parse(&text).unwrap()).unwrap();
+        assert!(cfg.audit.settings.retention.max_total_bytes == 0);
+        assert_eq!(
+            cfg.audit.settings.retention.max_age,
+            Some(Duration::from_secs(400 * 86_400))
+        );
+
+        // Less than two segments would remove the previous segment at every rotation.
+        let text = format!(
+            "{}[audit]\nmax_segment_bytes = 1048576\nmax_total_bytes = 1048576\nmax_age = \"5m\"\n",
+            minimal()
+        );
+        let problems = validate(&parse(&text).unwrap()).unwrap_err();
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["audit.max_total_bytes", "audit.max_age"]);
     }
 
     #[test]

@@ -554,6 +554,19 @@ async fn audit_checkpoints_reach_otlp_once_each_verify_and_wait_out_an_outage() 
     );
     let (status, _) = list(u64::MAX).await;
     assert_eq!(status, 200);
+    // A malformed acknowledgement is a JSON error with a code, not a plain-text rejection.
+    let r = coffer_agent::transport::admin(
+        &admin_socket,
+        Method::POST,
+        "/admin/telemetry/ack",
+        Some(serde_json::json!({ "batch": 3 })),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 400);
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["error"]["code"], "invalid_request", "{body}");
 
     let (otlp_port, otlp_seen) = otlp_receiver().await;
     let state_dir = setup.dir().join("agent-state");
