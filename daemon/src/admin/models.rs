@@ -307,7 +307,9 @@ pub struct VerifyQuery {
 
 /// `POST /admin/models/{name}/versions/{version}/verify[?progress=true]`. With
 /// `progress`, the answer is NDJSON: `{"progress": {...}}` lines, then one
-/// `{"result": ...}` or `{"error": ...}` line.
+/// `{"result": ...}` or `{"error": ...}` line. The status (200) is sent before the
+/// outcome is known, so the outcome gets an audit record of its own
+/// (`models.verify.result`, with the status the call without progress would answer).
 pub async fn verify(
     State(state): State<Arc<AdminState>>,
     Extension(peer): Extension<PeerAllowed>,
@@ -327,19 +329,37 @@ pub async fn verify(
     let (tx, rx) = mpsc::unbounded_channel::<String>();
     let progress_tx = tx.clone();
     let who = actor(&peer);
+    let audit = state.audit.clone();
+    let uid = peer.1;
     tokio::spawn(async move {
         let progress = Box::new(move |p: coffer_models::store::Progress<'_>| {
             let line = json!({ "progress": { "file": p.file, "done": p.done, "total": p.total } });
             let _ = progress_tx.send(format!("{line}\n"));
         });
-        let line = match models.verify(&name, &version, progress, &who).await {
-            Ok(r) => json!({ "result": { "ok": true, "record": r } }),
+        let (line, status) = match models.verify(&name, &version, progress, &who).await {
+            Ok(r) => (
+                json!({ "result": { "ok": true, "record": r } }),
+                StatusCode::OK,
+            ),
             Err(e) => {
                 let f = failure(&e);
-                json!({ "error": { "code": f.code, "message": f.message } })
+                (
+                    json!({ "error": { "code": f.code, "message": f.message } }),
+                    f.status,
+                )
             }
         };
         let _ = tx.send(format!("{line}\n"));
+        if let Some(audit) = audit {
+            audit
+                .record(crate::audit::AuditEvent::Admin {
+                    uid,
+                    action: "models.verify.result".into(),
+                    target: format!("{name}@{version}"),
+                    status: status.as_u16(),
+                })
+                .await;
+        }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()

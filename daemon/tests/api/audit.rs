@@ -105,3 +105,65 @@ async fn cofferd_writes_a_verifiable_chain_and_an_edit_is_named() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn retention_keeps_a_busy_log_within_its_limit_and_what_remains_verifies() {
+    let mut setup = Setup::new();
+    setup.scoring_models = vec![fixture("credit-lr")];
+    setup.audit_extra = "max_segment_bytes = 8192\nmax_total_bytes = 32768\n".into();
+    let daemon = setup.start().await;
+    let token = setup.create_key("scorer", "score", None);
+    let client = setup.client(daemon.addr);
+    let body = serde_json::json!({"inputs": [{"name": "features", "shape": [1, 61], "datatype": "FP32", "data": vec![0.2f32; 61]}]});
+    // ~400 bytes a request record: about 15 segments' worth.
+    for _ in 0..300 {
+        let r = client
+            .request(
+                Method::POST,
+                "/v2/models/credit-lr/infer",
+                Some(&token),
+                body.to_string().as_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let log = daemon.log();
+    daemon.stop();
+
+    let dir = setup.dir().join("state").join("audit");
+    let segments: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("audit-"))
+        .collect();
+    let total: u64 = segments.iter().map(|e| e.metadata().unwrap().len()).sum();
+    // The limit, plus the segment that was filling when it was last applied.
+    assert!(
+        total <= 32768 + 8192 + 1024,
+        "{total} bytes in {} segments",
+        segments.len()
+    );
+    assert!(
+        !dir.join("audit-000001.log").exists(),
+        "the oldest segment was removed"
+    );
+    assert!(dir.join("PRUNED").exists());
+    let out = verify(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("removed by retention"), "{stdout}");
+    // The log itself says what retention removed.
+    let text: String = segments
+        .iter()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(text.contains("\"kind\":\"pruned\""), "no pruned record");
+    assert!(
+        log.contains("audit retention removed the oldest segments"),
+        "cofferd logs that retention removed segments: {log}"
+    );
+}

@@ -270,6 +270,8 @@ async fn import_gate_activate_rollback_pin_remove_and_gc() {
             .any(|h| h["action"] == "activate" && h["actor"] == format!("uid {uid}")),
         "{shown}"
     );
+    let err = ctl_err(&s, &["models", "verify", "credit-lr", "9.9.9"]);
+    assert!(err.contains("9.9.9"), "{err}");
     d.stop();
     let audit = std::fs::read_dir(s.dir().join("state/audit"))
         .unwrap()
@@ -294,6 +296,19 @@ async fn import_gate_activate_rollback_pin_remove_and_gc() {
             "{action} not audited"
         );
     }
+    // A verify streams its progress under a 200; its outcome is a record of its own.
+    assert!(
+        audit.contains(
+            "\"action\":\"models.verify.result\",\"target\":\"credit-lr@2.0.0\",\"status\":200"
+        ),
+        "a passed verify's outcome"
+    );
+    assert!(
+        audit.contains(
+            "\"action\":\"models.verify.result\",\"target\":\"credit-lr@9.9.9\",\"status\":404"
+        ),
+        "a failed verify's outcome"
+    );
     assert!(
         audit.contains("\"kind\":\"model_activated\"") && audit.contains("\"action\":\"rollback\""),
         "activation and rollback records"
