@@ -417,33 +417,41 @@ impl DriftTracker {
 
 impl BatchObserver for DriftTracker {
     fn inputs(&self, inputs: &[Tensor]) {
-        // Binned outside the lock; the lock only adds the counts.
-        let binned: Vec<(usize, Vec<u64>)> = self
+        // Binned outside the lock into one list of (feature, bin) hits (one allocation a
+        // batch: most batches are a single row); the lock only adds them up.
+        let mut hits: Vec<(u32, u32)> = Vec::new();
+        for (i, (f, col)) in self
             .reference
             .features
             .iter()
             .zip(&self.columns)
             .enumerate()
-            .filter_map(|(i, (f, col))| {
-                let t = inputs.get(col.input)?;
-                let width = t.row_len().max(1);
-                let mut bins = vec![0u64; f.proportions.len()];
-                let last = bins.len() - 1;
-                for r in 0..t.rows() {
-                    if let Some(x) = t.data.get_f64(r * width + col.column) {
-                        bins[bin_index(&f.edges, x).min(last)] += 1;
-                    }
+        {
+            let Some(t) = inputs.get(col.input) else {
+                continue;
+            };
+            let width = t.row_len().max(1);
+            let last = f.proportions.len().saturating_sub(1);
+            if hits.capacity() == 0 {
+                hits.reserve(t.rows() * self.columns.len());
+            }
+            for r in 0..t.rows() {
+                if let Some(x) = t.data.get_f64(r * width + col.column) {
+                    hits.push((i as u32, bin_index(&f.edges, x).min(last) as u32));
                 }
-                Some((i, bins))
-            })
-            .collect();
+            }
+        }
         let now = now_secs();
         self.with_state(|state, dirty| {
             self.roll(state, now);
-            for (i, bins) in &binned {
-                for pair in &mut state.windows {
-                    for (c, b) in pair.current.features[*i].iter_mut().zip(bins) {
-                        *c += b;
+            for pair in &mut state.windows {
+                let features = &mut pair.current.features;
+                for &(i, b) in &hits {
+                    if let Some(c) = features
+                        .get_mut(i as usize)
+                        .and_then(|f| f.get_mut(b as usize))
+                    {
+                        *c += 1;
                     }
                 }
             }
