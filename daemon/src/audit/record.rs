@@ -124,16 +124,65 @@ impl AuditRecord {
         hex::encode(h.finalize())
     }
 
-    /// A new record chained after `prev`.
-    pub fn chained(seq: u64, at_ms: u64, prev: &str, event: AuditEvent) -> AuditRecord {
-        let mut r = AuditRecord {
+    /// A new record chained after `prev`, with its JSON line (newline included),
+    /// serialized once: the line is the hashed body with `hash` appended, the same bytes
+    /// as serializing the record.
+    pub fn chained_line(seq: u64, at_ms: u64, prev: &str, event: &AuditEvent) -> (String, Vec<u8>) {
+        let mut line = serde_json::to_vec(&Unhashed {
             seq,
             at_ms,
-            prev: prev.to_string(),
+            prev,
             event,
-            hash: String::new(),
-        };
-        r.hash = r.compute_hash();
-        r
+        })
+        .unwrap_or_default();
+        let mut h = Sha256::new();
+        h.update(prev.as_bytes());
+        h.update(&line);
+        let hash = hex::encode(h.finalize());
+        line.pop(); // the closing brace
+        line.extend_from_slice(b",\"hash\":\"");
+        line.extend_from_slice(hash.as_bytes());
+        line.extend_from_slice(b"\"}\n");
+        (hash, line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_is_the_serialized_record() {
+        let events = [
+            AuditEvent::Stopping,
+            AuditEvent::Request {
+                request_id: "9f2c".into(),
+                key_id: None,
+                route: "/v2/models/{model}/infer \"quoted\" \u{e9}".into(),
+                model: Some("credit-lr@1.0.0".into()),
+                status: 200,
+                request_bytes: 1311,
+                response_bytes: 118,
+                latency_us: 412,
+            },
+        ];
+        for event in events {
+            let (hash, line) = AuditRecord::chained_line(7, 1_764_400_000_000, GENESIS, &event);
+            let mut record = AuditRecord {
+                seq: 7,
+                at_ms: 1_764_400_000_000,
+                prev: GENESIS.into(),
+                event,
+                hash: String::new(),
+            };
+            record.hash = record.compute_hash();
+            assert_eq!(hash, record.hash);
+            let mut expected = serde_json::to_vec(&record).unwrap();
+            expected.push(b'\n');
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
     }
 }

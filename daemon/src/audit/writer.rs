@@ -197,16 +197,14 @@ impl Writer {
             self.rotate()?;
         }
         self.seq += 1;
-        let record = AuditRecord::chained(self.seq, now_ms(), &self.prev, event);
-        let mut line = serde_json::to_vec(&record).unwrap_or_default();
-        line.push(b'\n');
+        let (hash, line) = AuditRecord::chained_line(self.seq, now_ms(), &self.prev, &event);
         self.file.write_all(&line).map_err(io_err(&self.segment))?;
         self.size += line.len() as u64;
-        self.prev = record.hash;
+        self.prev = hash;
         self.since_checkpoint += 1;
         self.dirty_since.get_or_insert_with(Instant::now);
         if self.since_checkpoint >= self.settings.checkpoint_every
-            && !matches!(record.event, AuditEvent::Checkpoint { .. })
+            && !matches!(event, AuditEvent::Checkpoint { .. })
         {
             self.checkpoint()?;
         }
