@@ -243,7 +243,12 @@ impl Writer {
         self.append(AuditEvent::Rotated {
             previous_segment: previous,
         })?;
-        self.prune()
+        // A retention failure must not cost the record that caused the rotation: the
+        // segments stay, and the next rotation (or the hourly check) tries again.
+        if let Err(e) = self.prune() {
+            tracing::error!(error = %e, "audit retention failed; the oldest segments stay for now");
+        }
+        Ok(())
     }
 
     /// Applies retention; what it removed becomes a record of its own.
