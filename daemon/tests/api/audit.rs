@@ -6,7 +6,7 @@ use std::process::Command;
 
 use http::Method;
 
-use crate::common::{COFFERCTL, Setup, fixture};
+use crate::common::{COFFERCTL, Client, Setup, fixture};
 
 fn verify(dir: &std::path::Path) -> std::process::Output {
     Command::new(COFFERCTL)
@@ -14,6 +14,23 @@ fn verify(dir: &std::path::Path) -> std::process::Output {
         .arg(dir)
         .output()
         .unwrap()
+}
+
+/// `n` single-row credit-lr infers, each answered 200; the request's id looks like a
+/// card number, which must never reach the audit log.
+async fn infer(client: &Client, token: &str, n: usize) {
+    let body = serde_json::json!({"id": "4111111111111111", "inputs": [{"name": "features", "shape": [1, 61], "datatype": "FP32", "data": vec![0.2f32; 61]}]});
+    for _ in 0..n {
+        let r = client
+            .request(
+                Method::POST,
+                "/v2/models/credit-lr/infer",
+                Some(token),
+                body.to_string().as_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+    }
 }
 
 #[tokio::test]
@@ -26,19 +43,7 @@ async fn cofferd_writes_a_verifiable_chain_and_an_edit_is_named() {
     assert!(out.status.success());
     assert!(setup.ctl(&["keys", "revoke", "spare"]).status.success());
     let client = setup.client(daemon.addr);
-    let row = vec![0.2f32; 61];
-    let body = serde_json::json!({"id": "4111111111111111", "inputs": [{"name": "features", "shape": [1, 61], "datatype": "FP32", "data": row}]});
-    for _ in 0..3 {
-        let r = client
-            .request(
-                Method::POST,
-                "/v2/models/credit-lr/infer",
-                Some(&token),
-                body.to_string().as_bytes(),
-            )
-            .await;
-        assert_eq!(r.status, 200);
-    }
+    infer(&client, &token, 3).await;
     let r = client.get("/v2/models/credit-lr", None).await;
     assert_eq!(r.status, 401);
     daemon.stop();
@@ -114,19 +119,8 @@ async fn retention_keeps_a_busy_log_within_its_limit_and_what_remains_verifies()
     let daemon = setup.start().await;
     let token = setup.create_key("scorer", "score", None);
     let client = setup.client(daemon.addr);
-    let body = serde_json::json!({"inputs": [{"name": "features", "shape": [1, 61], "datatype": "FP32", "data": vec![0.2f32; 61]}]});
     // ~400 bytes a request record: about 15 segments' worth.
-    for _ in 0..300 {
-        let r = client
-            .request(
-                Method::POST,
-                "/v2/models/credit-lr/infer",
-                Some(&token),
-                body.to_string().as_bytes(),
-            )
-            .await;
-        assert_eq!(r.status, 200);
-    }
+    infer(&client, &token, 300).await;
     let log = daemon.log();
     daemon.stop();
 
