@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use coffer_privacy::checkpoint::Statement;
 use http::{Method, StatusCode};
-use ring::signature::{ED25519, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -56,17 +56,8 @@ pub enum CheckpointError {
     },
 }
 
-/// One checkpoint as cofferd lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// The checkpoint record's own sequence number.
-    pub seq: u64,
-    pub at_ms: u64,
-    /// The signed statement: the chain up to `upto_seq` ends in `upto_hash`.
-    pub upto_seq: u64,
-    pub upto_hash: String,
-    pub signature: String,
-}
+/// One checkpoint as cofferd lists it (the wire form both ends share).
+pub use coffer_privacy::checkpoint::Checkpoint;
 
 /// `GET /admin/audit/checkpoints`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,21 +128,11 @@ pub struct Shipped {
     pub audit_off: bool,
 }
 
-/// The statement a checkpoint signs (cofferd's `audit::signing`).
-fn statement(upto_seq: u64, upto_hash: &str) -> String {
-    format!("coffer-audit-checkpoint:{upto_seq}:{upto_hash}")
-}
-
 /// Whether `signature_hex` is the appliance key `public_key_hex`'s ed25519 signature
 /// of the statement that the chain up to `upto_seq` ends in `upto_hash`: the check
 /// `cofferctl audit verify` makes of every checkpoint.
 pub fn verify(public_key_hex: &str, upto_seq: u64, upto_hash: &str, signature_hex: &str) -> bool {
-    let (Ok(pk), Ok(sig)) = (hex::decode(public_key_hex), hex::decode(signature_hex)) else {
-        return false;
-    };
-    UnparsedPublicKey::new(&ED25519, pk)
-        .verify(statement(upto_seq, upto_hash).as_bytes(), &sig)
-        .is_ok()
+    Statement::Checkpoint.verify(public_key_hex, upto_seq, upto_hash, signature_hex)
 }
 
 /// `value` if it is lowercase hex of `len` characters, else `"invalid"`: only hex
@@ -373,7 +354,10 @@ mod tests {
             at_ms: 1_764_400_000_000,
             upto_seq: seq,
             upto_hash: hash.into(),
-            signature: hex::encode(key.sign(statement(seq, hash).as_bytes()).as_ref()),
+            signature: hex::encode(
+                key.sign(Statement::Checkpoint.text(seq, hash).as_bytes())
+                    .as_ref(),
+            ),
         }
     }
 

@@ -7,10 +7,13 @@
 //!   numbers and Chinese text without word boundaries.
 //! - [`redact()`]: typed tags (`[PAN]`, `[CN_ID]`, …) in place of whole identifiers.
 //! - [`dp`]: the Laplace mechanism and per-period epsilon budget for telemetry counters.
+//! - [`telemetry`], [`checkpoint`]: the only records that leave the box, and the signed
+//!   audit statements (checkpoints) shipped beside them.
 //!
 //! Used by cofferd (`cofferctl redact`, telemetry records) and by coffer-agent (the last
 //! filter before anything leaves the box). Pure library: no I/O.
 
+pub mod checkpoint;
 pub mod corpus;
 pub mod dp;
 mod normalize;

@@ -17,7 +17,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, Uri};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::{AdminFailure, AdminState};
@@ -32,17 +32,8 @@ const MAX_LIMIT: usize = 1_000;
 /// lines holding it are parsed.
 const CHECKPOINT_TAG: &[u8] = b"\"kind\":\"checkpoint\"";
 
-/// One signed checkpoint as the admin API lists it: the record's own `seq` and
-/// `at_ms`, and the signed statement that the chain up to `upto_seq` ends in
-/// `upto_hash`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Checkpoint {
-    pub seq: u64,
-    pub at_ms: u64,
-    pub upto_seq: u64,
-    pub upto_hash: String,
-    pub signature: String,
-}
+/// One signed checkpoint as the admin API lists it (the wire form coffer-agent reads).
+pub use coffer_privacy::checkpoint::Checkpoint;
 
 /// Why the checkpoints could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,9 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
+use coffer_privacy::checkpoint::Statement;
 use ring::rand::SystemRandom;
-use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
 /// Signing key errors.
 #[derive(Debug, thiserror::Error)]
@@ -65,36 +66,24 @@ impl Signer {
 
     /// Signs the statement that the chain up to `seq` ends in `hash`.
     pub fn sign(&self, seq: u64, hash: &str) -> String {
-        self.sign_statement(&statement(CHECKPOINT, seq, hash))
+        self.sign_statement(Statement::Checkpoint, seq, hash)
     }
 
     /// Signs the statement that retention removed every record before `first_seq`, and
     /// that the record `first_seq` links to `prev`.
     pub fn sign_pruned(&self, first_seq: u64, prev: &str) -> String {
-        self.sign_statement(&statement(PRUNED, first_seq, prev))
+        self.sign_statement(Statement::Pruned, first_seq, prev)
     }
 
-    fn sign_statement(&self, statement: &str) -> String {
-        hex::encode(self.key.sign(statement.as_bytes()).as_ref())
+    fn sign_statement(&self, statement: Statement, seq: u64, hash: &str) -> String {
+        let text = statement.text(seq, hash);
+        hex::encode(self.key.sign(text.as_bytes()).as_ref())
     }
-}
-
-/// The two statements differ in their prefix, so that a checkpoint's signature can never
-/// pass for a retention cut (or the other way round).
-const CHECKPOINT: &str = "coffer-audit-checkpoint";
-const PRUNED: &str = "coffer-audit-pruned";
-
-fn statement(kind: &str, seq: u64, hash: &str) -> String {
-    format!("{kind}:{seq}:{hash}")
 }
 
 /// Checks a checkpoint signature against a hex public key.
 pub fn verify(public_key_hex: &str, seq: u64, hash: &str, signature_hex: &str) -> bool {
-    verify_statement(
-        public_key_hex,
-        &statement(CHECKPOINT, seq, hash),
-        signature_hex,
-    )
+    Statement::Checkpoint.verify(public_key_hex, seq, hash, signature_hex)
 }
 
 /// Checks a retention cut's signature against a hex public key.
@@ -104,18 +93,5 @@ pub fn verify_pruned(
     prev: &str,
     signature_hex: &str,
 ) -> bool {
-    verify_statement(
-        public_key_hex,
-        &statement(PRUNED, first_seq, prev),
-        signature_hex,
-    )
-}
-
-fn verify_statement(public_key_hex: &str, statement: &str, signature_hex: &str) -> bool {
-    let (Ok(pk), Ok(sig)) = (hex::decode(public_key_hex), hex::decode(signature_hex)) else {
-        return false;
-    };
-    UnparsedPublicKey::new(&ED25519, pk)
-        .verify(statement.as_bytes(), &sig)
-        .is_ok()
+    Statement::Pruned.verify(public_key_hex, first_seq, prev, signature_hex)
 }
