@@ -16,6 +16,18 @@ fn verify(dir: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+/// `cofferctl audit verify` on `dir` must pass; its standard output.
+fn verify_ok(dir: &std::path::Path) -> String {
+    let out = verify(dir);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// `n` single-row credit-lr infers, each answered 200; the request's id looks like a
 /// card number, which must never reach the audit log.
 async fn infer(client: &Client, token: &str, n: usize) {
@@ -49,13 +61,7 @@ async fn cofferd_writes_a_verifiable_chain_and_an_edit_is_named() {
     daemon.stop();
 
     let dir = setup.dir().join("state").join("audit");
-    let out = verify(&dir);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = verify_ok(&dir);
     assert!(stdout.contains("audit log OK"), "{stdout}");
 
     let path = dir.join("audit-000001.log");
@@ -142,13 +148,7 @@ async fn retention_keeps_a_busy_log_within_its_limit_and_what_remains_verifies()
         "the oldest segment was removed"
     );
     assert!(dir.join("PRUNED").exists());
-    let out = verify(&dir);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = verify_ok(&dir);
     assert!(stdout.contains("removed by retention"), "{stdout}");
     // The log itself says what retention removed.
     let text: String = segments
