@@ -280,6 +280,8 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         spool,
         audit: audit.clone(),
         models: Arc::clone(&models),
+        readiness: Arc::clone(&readiness),
+        metrics: Arc::clone(&metrics),
     });
     let mut allowed_uids = config.admin.allowed_uids.clone();
     allowed_uids.extend(admin::accounts::user_ids(&config.admin.allowed_users)?);

@@ -1,8 +1,10 @@
 //! Prometheus metrics of the HTTP front: requests by route and status, latency,
-//! in-flight and queued requests, rejections by reason, TLS reloads and build info.
+//! in-flight and queued requests, rejections by reason, TLS reloads, build info, and
+//! scoring and chat requests by model version and outcome ([`ModelRequests`]).
 //! Engines register their own families in the same registry.
 
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -30,6 +32,13 @@ pub struct ReasonLabel {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub model: String,
+    pub version: String,
+    pub outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,6 +83,8 @@ pub struct Metrics {
     pub queued: Gauge,
     pub rejections: Family<ReasonLabel, Counter>,
     pub tls_reloads: Family<ResultLabel, Counter>,
+    /// Scoring and chat requests by model version and outcome.
+    pub model_requests: ModelRequests,
 }
 
 fn latency_histogram() -> Histogram {
@@ -131,6 +142,12 @@ impl Metrics {
             tls_reloads.clone(),
         );
         registry.register("build_info", "Build information", build);
+        let model_requests = ModelRequests::default();
+        registry.register(
+            "model_requests",
+            "Scoring and chat requests by model version and outcome (ok, client_error, server_error)",
+            model_requests.family.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             foreign: Mutex::new(Registry::default()),
@@ -140,6 +157,7 @@ impl Metrics {
             queued,
             rejections,
             tls_reloads,
+            model_requests,
         }
     }
 
@@ -185,5 +203,170 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// How a request for a model version ended, from its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered (any status under 400).
+    Ok,
+    /// 4xx: the request was refused as the client sent it.
+    ClientError,
+    /// 5xx, overload and GPU refusals included.
+    ServerError,
+}
+
+impl Outcome {
+    pub fn of(status: u16) -> Self {
+        match status {
+            500.. => Outcome::ServerError,
+            400..=499 => Outcome::ClientError,
+            _ => Outcome::Ok,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ClientError => "client_error",
+            Outcome::ServerError => "server_error",
+        }
+    }
+}
+
+/// `coffer_model_requests_total{model,version,outcome}`, and an index of the versions
+/// counted so far for the admin socket's health report.
+#[derive(Debug, Default)]
+pub struct ModelRequests {
+    family: Family<OutcomeLabels, Counter>,
+    versions: Mutex<BTreeMap<(String, String), VersionRequests>>,
+}
+
+impl ModelRequests {
+    /// The counters of one version, created (at zero) on first use.
+    pub fn version(&self, model: &str, version: &str) -> VersionRequests {
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        versions
+            .entry((model.to_string(), version.to_string()))
+            .or_insert_with(|| {
+                let counter = |outcome: Outcome| {
+                    self.family
+                        .get_or_create(&OutcomeLabels {
+                            model: model.to_string(),
+                            version: version.to_string(),
+                            outcome: outcome.as_str(),
+                        })
+                        .clone()
+                };
+                VersionRequests(Arc::new([
+                    counter(Outcome::Ok),
+                    counter(Outcome::ClientError),
+                    counter(Outcome::ServerError),
+                ]))
+            })
+            .clone()
+    }
+
+    /// Every version counted so far, by name and version, with its counts.
+    pub fn snapshot(&self) -> BTreeMap<(String, String), OutcomeCounts> {
+        let versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        versions
+            .iter()
+            .map(|(key, counters)| (key.clone(), counters.counts()))
+            .collect()
+    }
+}
+
+/// The outcome counters of one model version: cheap to clone, no lookup to count.
+#[derive(Debug, Clone)]
+pub struct VersionRequests(Arc<[Counter; 3]>);
+
+impl VersionRequests {
+    pub fn record(&self, outcome: Outcome) {
+        let i = match outcome {
+            Outcome::Ok => 0,
+            Outcome::ClientError => 1,
+            Outcome::ServerError => 2,
+        };
+        self.0[i].inc();
+    }
+
+    pub fn counts(&self) -> OutcomeCounts {
+        let [ok, client_error, server_error] = &*self.0;
+        OutcomeCounts {
+            ok: ok.get(),
+            client_error: client_error.get(),
+            server_error: server_error.get(),
+        }
+    }
+}
+
+/// Requests of one version by outcome, since the daemon started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OutcomeCounts {
+    pub ok: u64,
+    pub client_error: u64,
+    pub server_error: u64,
+}
+
+/// A served version's counters, looked up on its first request and kept with the
+/// loaded version (`served::Versioned::requests`), so the request path counts without
+/// a label lookup.
+#[derive(Debug, Default)]
+pub struct VersionRequestsCell(OnceLock<VersionRequests>);
+
+impl VersionRequestsCell {
+    pub fn get(&self, requests: &ModelRequests, model: &str, version: &str) -> &VersionRequests {
+        self.0.get_or_init(|| requests.version(model, version))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_outcomes() {
+        assert_eq!(Outcome::of(200), Outcome::Ok);
+        assert_eq!(Outcome::of(304), Outcome::Ok);
+        assert_eq!(Outcome::of(400), Outcome::ClientError);
+        assert_eq!(Outcome::of(413), Outcome::ClientError);
+        assert_eq!(Outcome::of(500), Outcome::ServerError);
+        assert_eq!(Outcome::of(503), Outcome::ServerError);
+        assert_eq!(Outcome::of(504), Outcome::ServerError);
+    }
+
+    #[test]
+    fn model_requests_count_per_version_and_render() {
+        let metrics = Metrics::new();
+        let cell = VersionRequestsCell::default();
+        let a = cell.get(&metrics.model_requests, "credit-lr", "1.0.0");
+        a.record(Outcome::Ok);
+        a.record(Outcome::Ok);
+        a.record(Outcome::ServerError);
+        // The same version through another handle shares the counters.
+        metrics
+            .model_requests
+            .version("credit-lr", "1.0.0")
+            .record(Outcome::ClientError);
+        let snapshot = metrics.model_requests.snapshot();
+        let counts = snapshot[&("credit-lr".to_string(), "1.0.0".to_string())];
+        assert_eq!(
+            counts,
+            OutcomeCounts {
+                ok: 2,
+                client_error: 1,
+                server_error: 1
+            }
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"coffer_model_requests_total{model="credit-lr",version="1.0.0",outcome="ok"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"outcome="server_error"} 1"#), "{text}");
     }
 }

@@ -8,15 +8,29 @@
 //! a version's `Arc` finishes on it, and the old version unloads when the last such
 //! request drops it (its engine thread then drains and exits). Scoring keeps the
 //! replaced version reachable by explicit version until the next switch.
+//!
+//! Each loaded version keeps its request outcome counters
+//! ([`Versioned::request_counters`]) so the request path counts without a lookup.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use coffer_models::Manifest;
 
-/// A loaded model version: anything with a manifest.
+use crate::metrics::{ModelRequests, VersionRequests, VersionRequestsCell};
+
+/// A loaded model version: anything with a manifest and a place for its counters.
 pub trait Versioned {
     fn manifest(&self) -> &Manifest;
+
+    /// Where this version keeps its outcome counters once looked up.
+    fn requests_cell(&self) -> &VersionRequestsCell;
+
+    /// This version's `coffer_model_requests_total` counters (looked up on first use).
+    fn request_counters(&self, requests: &ModelRequests) -> &VersionRequests {
+        let m = self.manifest();
+        self.requests_cell().get(requests, &m.name, &m.version)
+    }
 }
 
 /// The versions of one model name, and which one answers unversioned requests.

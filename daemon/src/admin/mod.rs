@@ -1,9 +1,11 @@
 //! The admin API on a Unix socket (mode 0660): key management, the telemetry spool,
-//! models and the audit log's signed checkpoints. Only peers that pass the credential check ([`peer::PeerPolicy`]) are served;
+//! models, the audit log's signed checkpoints and the health report for the fleet
+//! agent. Only peers that pass the credential check ([`peer::PeerPolicy`]) are served;
 //! the rest get a 403 that says why. JSON in, JSON out; `cofferctl` is its client.
 
 pub mod accounts;
 mod audit;
+mod health;
 mod keys;
 mod models;
 pub mod peer;
@@ -33,6 +35,9 @@ pub struct AdminState {
     pub audit: Option<Arc<crate::audit::AuditLog>>,
     /// The model lifecycle.
     pub models: Arc<crate::manager::ModelManager>,
+    /// Readiness and request outcomes per model version, for `GET /admin/health`.
+    pub readiness: Arc<crate::readiness::Readiness>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// An admin API error: status, stable code and message.

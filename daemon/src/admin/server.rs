@@ -18,7 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::UnixListener;
 
-use super::{AdminFailure, AdminState, PeerPolicy, keys, models};
+use super::{AdminFailure, AdminState, PeerPolicy, health, keys, models};
 use crate::audit::AuditEvent;
 
 /// Why the admin socket could not be set up.
@@ -93,6 +93,7 @@ async fn check_peer(req: Request, next: Next) -> Response {
 
 fn router(state: Arc<AdminState>) -> Router {
     Router::new()
+        .route("/admin/health", get(health::health))
         .route("/admin/keys", get(keys::list).post(keys::create))
         .route("/admin/keys/{name}", delete(keys::revoke))
         .route("/admin/telemetry", get(super::telemetry::batch))

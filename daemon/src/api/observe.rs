@@ -2,9 +2,13 @@
 //! tracing span, the per-request deadline, panic containment, and its metrics and one
 //! log line. It never logs bodies, headers or keys: only method, route, status,
 //! latency and the key's public id.
+//!
+//! A request a handler resolved to a model version ([`ModelOutcome`]) is counted here
+//! under that version by its final status, so a deadline or a panic counts too; a chat
+//! stream counts itself when it ends ([`OutcomeDeferred`]).
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -19,11 +23,26 @@ use super::AppState;
 use super::error::{ApiError, ErrorKind, Family};
 use super::guard::KeyId;
 use crate::audit::AuditEvent;
-use crate::metrics::{Rejection, RouteLabel, RouteStatus};
+use crate::metrics::{Outcome, Rejection, RouteLabel, RouteStatus, VersionRequests};
 
 /// The model version that answered a request (`name@version`), for the audit record.
 #[derive(Debug, Clone)]
 pub struct ServedModel(pub String);
+
+/// The model version a request is for, set by its handler once resolved (first set
+/// wins); `observe` counts the request under it by the final status.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOutcome(Arc<OnceLock<VersionRequests>>);
+
+impl ModelOutcome {
+    pub fn resolve(&self, counters: &VersionRequests) {
+        let _ = self.0.set(counters.clone());
+    }
+}
+
+/// On a response whose body counts its own outcome (a chat stream, at its end).
+#[derive(Debug, Clone, Copy)]
+pub struct OutcomeDeferred;
 
 /// The header that carries the request id back to the client.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -63,6 +82,8 @@ pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next:
         tracing::debug_span!("request", request_id = %id.0, method = %req.method(), route = %route)
     };
     req.extensions_mut().insert(id.clone());
+    let model_outcome = ModelOutcome::default();
+    req.extensions_mut().insert(model_outcome.clone());
 
     let run = AssertUnwindSafe(next.run(req)).catch_unwind();
     let outcome = tokio::time::timeout(state.limits.request_timeout, run)
@@ -92,6 +113,11 @@ pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next:
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
+    if let Some(counters) = model_outcome.0.get() {
+        if response.extensions().get::<OutcomeDeferred>().is_none() {
+            counters.record(Outcome::of(status));
+        }
+    }
     state.telemetry.observe_request(&route, status, elapsed);
     state
         .metrics

@@ -84,6 +84,8 @@ pub struct LoadedChat {
     pub engine: Box<dyn ChatEngine>,
     /// Seconds since the epoch when it was loaded (OpenAI's `created`).
     pub created: u64,
+    /// Its `coffer_model_requests_total` counters, once it has served a request.
+    pub requests: crate::metrics::VersionRequestsCell,
 }
 
 /// Loads and verifies one chat model version directory.
@@ -126,12 +128,17 @@ pub fn start_version(
         variant: variant.map(str::to_string),
         engine: Box::new(engine),
         created,
+        requests: crate::metrics::VersionRequestsCell::default(),
     })
 }
 
 impl crate::served::Versioned for LoadedChat {
     fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    fn requests_cell(&self) -> &crate::metrics::VersionRequestsCell {
+        &self.requests
     }
 }
 

@@ -52,6 +52,8 @@ pub struct LoadedModel {
     pub metrics: ModelMetrics,
     /// Drift against the manifest's `[drift]` reference, when it has one.
     pub drift: Option<Arc<crate::drift::DriftTracker>>,
+    /// Its `coffer_model_requests_total` counters, once it has served a request.
+    pub requests: crate::metrics::VersionRequestsCell,
 }
 
 /// Loads the engine for a verified version directory (its default model file).
@@ -141,12 +143,17 @@ pub fn start_version(
         batcher,
         metrics: model_metrics,
         drift: tracker,
+        requests: crate::metrics::VersionRequestsCell::default(),
     })
 }
 
 impl crate::served::Versioned for LoadedModel {
     fn manifest(&self) -> &coffer_models::Manifest {
         &self.manifest
+    }
+
+    fn requests_cell(&self) -> &crate::metrics::VersionRequestsCell {
+        &self.requests
     }
 }
 

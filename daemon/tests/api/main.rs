@@ -13,6 +13,7 @@ mod devmode;
 mod drift;
 mod faults;
 mod gpu;
+mod health;
 mod lifecycle;
 mod models;
 mod models_crash;

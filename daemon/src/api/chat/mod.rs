@@ -4,6 +4,8 @@
 //! keep-alives while the prompt waits or is processed. A refusal the engine reports
 //! before the first token (context too long, bad grammar) is still a plain 400. A
 //! client that goes away drops the stream, which cancels the job in the engine.
+//! A stream counts its model version's outcome itself when it ends: `ok` when the
+//! completion finished, `server_error` when it ended with an error event.
 
 mod request;
 mod response;
@@ -24,10 +26,15 @@ use futures_util::stream::{self, StreamExt as _};
 use serde_json::json;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-use super::{ApiError, AppState, ErrorKind, Family, RequestId, ServedModel, read_limited};
+use super::{
+    ApiError, AppState, ErrorKind, Family, ModelOutcome, OutcomeDeferred, RequestId, ServedModel,
+    read_limited,
+};
 use crate::chat::SubmitError;
 use crate::chat::job::{ChatEvent, ChatFailure, ChatJob};
 use crate::gpu::fallback::Route;
+use crate::metrics::{Outcome, VersionRequests};
+use crate::served::Versioned as _;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -87,6 +94,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         .extensions()
         .get::<RequestId>()
         .map_or_else(|| "0".to_string(), |r| r.0.clone());
+    let outcome = req.extensions().get::<ModelOutcome>().cloned();
     let body = read_limited(req.into_body(), state.limits.max_body_bytes, Family::OpenAi).await?;
     let chat = request::parse(&body)?;
     let loaded = state.chat.load().resolve_chat(&chat.model).ok_or_else(|| {
@@ -101,6 +109,13 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         .with_code("model_not_found")
         .with_param("model")
     })?;
+    // From here on the request counts under this version, whichever answers it.
+    let counters = loaded
+        .request_counters(&state.metrics.model_requests)
+        .clone();
+    if let Some(outcome) = &outcome {
+        outcome.resolve(&counters);
+    }
     // A GPU model while a GPU is failed: its fallback policy decides (docs/gpu.md).
     let (loaded, fallback, permit) = match state.gpu.route(&loaded.manifest.name) {
         Route::Normal => (loaded, None, None),
@@ -164,13 +179,13 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
     };
     let served = ServedModel(loaded.manifest.id());
     let mut response = if chat.stream {
-        stream_response(
-            header,
-            rx,
-            chat.include_usage,
-            state.chat_keep_alive,
-            permit,
-        )
+        let held = Held {
+            _permit: permit,
+            counters,
+        };
+        let mut r = stream_response(header, rx, chat.include_usage, state.chat_keep_alive, held);
+        r.extensions_mut().insert(OutcomeDeferred);
+        r
     } else {
         let mut content = String::new();
         loop {
@@ -220,16 +235,23 @@ fn data(v: &serde_json::Value) -> Result<Event, Infallible> {
     Ok(Event::default().data(v.to_string()))
 }
 
+/// What a stream keeps until it ends: the shed permit (if any) and the counters its
+/// outcome goes to.
+struct Held {
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    counters: VersionRequests,
+}
+
 fn stream_response(
     header: response::Header,
     rx: UnboundedReceiver<ChatEvent>,
     include_usage: bool,
     keep_alive: std::time::Duration,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    held: Held,
 ) -> Response {
     // The shed permit (if any) lives as long as the stream.
     let events = stream::unfold(
-        (Phase::Role, rx, (header, permit)),
+        (Phase::Role, rx, (header, held)),
         move |(phase, mut rx, hp)| async move {
             let h = &hp.0;
             match phase {
@@ -247,6 +269,7 @@ fn stream_response(
                         prompt_tokens,
                         completion_tokens,
                     }) => {
+                        hp.1.counters.record(Outcome::Ok);
                         let next = if include_usage {
                             Phase::Usage {
                                 prompt: prompt_tokens,
@@ -264,10 +287,12 @@ fn stream_response(
                     // as OpenAI's streams do, and no [DONE].
                     Some(ChatEvent::Failed(f)) => {
                         tracing::warn!(error = %f, "chat stream failed");
+                        hp.1.counters.record(Outcome::ServerError);
                         let err = json!({ "error": { "message": "generation failed", "type": "server_error", "code": "internal_error" } });
                         Some((data(&err), (Phase::End, rx, hp)))
                     }
                     Some(ChatEvent::Started { .. }) | None => {
+                        hp.1.counters.record(Outcome::ServerError);
                         let err = json!({ "error": { "message": "generation ended unexpectedly", "type": "server_error", "code": "internal_error" } });
                         Some((data(&err), (Phase::End, rx, hp)))
                     }
