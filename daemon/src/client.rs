@@ -92,16 +92,8 @@ pub async fn call(
 pub enum ImportError {
     #[error("{0}")]
     Client(#[from] ClientError),
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Manifest {
-        path: PathBuf,
-        source: coffer_models::ManifestError,
-    },
+    #[error(transparent)]
+    Version(#[from] coffer_models::VerifyError),
 }
 
 /// Sends the version directory `dir` to `POST /admin/models` as the import body
@@ -118,29 +110,12 @@ pub async fn import(
     use http_body_util::StreamBody;
     use hyper::body::Frame;
 
-    let manifest_path = dir.join("manifest.toml");
-    let text = std::fs::read_to_string(&manifest_path).map_err(|source| ImportError::Read {
-        path: manifest_path.clone(),
-        source,
-    })?;
-    let manifest =
-        coffer_models::Manifest::parse(&text).map_err(|source| ImportError::Manifest {
-            path: manifest_path,
-            source,
-        })?;
-    let total: u64 = manifest.files.iter().map(|f| f.size).sum();
-    let files: Vec<PathBuf> = manifest.files.iter().map(|f| dir.join(&f.path)).collect();
-    for f in &files {
-        std::fs::metadata(f).map_err(|source| ImportError::Read {
-            path: f.clone(),
-            source,
-        })?;
-    }
+    let coffer_models::import_body::ImportBody {
+        head, files, total, ..
+    } = coffer_models::import_body::prepare(dir)?;
     let mut sender = connect(socket).await?;
 
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(8);
-    let mut head = (text.len() as u64).to_be_bytes().to_vec();
-    head.extend_from_slice(text.as_bytes());
     let reader = std::thread::spawn(move || {
         use std::io::Read as _;
         if tx

@@ -1,0 +1,182 @@
+//! The fleet release repository's contract between `coffer-release` (which writes it)
+//! and `coffer-agent` (which reads it): where files live, how model files are named as
+//! TUF targets, and the signed custom metadata that says which sites get a version.
+//!
+//! ```text
+//! REPO/public/metadata/1.root.json, 2.root.json, …   every root version (rotation chain)
+//! REPO/public/metadata/N.targets.json, N.snapshot.json  immutable, consistent snapshots
+//! REPO/public/metadata/timestamp.json                 the only file that changes in place
+//! REPO/public/targets/<sha256>.<model>/<version>/<path> every file of every version
+//! ```
+//!
+//! Each file of a model version is the target `<model>/<version>/<path>`; the version's
+//! `manifest.toml` target carries [`ReleaseInfo`] under the custom key `coffer`, inside
+//! the targets metadata that the targets role signs. Target files are named as TUF's
+//! consistent snapshots name them (`<sha256>.<name>`), so a file is never replaced in
+//! place and any cache may keep it forever.
+
+use serde::{Deserialize, Serialize};
+
+/// The custom-metadata key of [`ReleaseInfo`] on a manifest target.
+pub const CUSTOM_KEY: &str = "coffer";
+/// The published tree inside a release repository directory (what the host serves).
+pub const PUBLIC_DIR: &str = "public";
+pub const METADATA_DIR: &str = "metadata";
+pub const TARGETS_DIR: &str = "targets";
+
+/// Rollout rings, narrowest first. A version released to a ring reaches the sites of
+/// that ring and of every narrower one: `early` reaches `canary` and `early` sites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ring {
+    Canary,
+    Early,
+    Broad,
+}
+
+impl Ring {
+    pub const ALL: [Ring; 3] = [Ring::Canary, Ring::Early, Ring::Broad];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ring::Canary => "canary",
+            Ring::Early => "early",
+            Ring::Broad => "broad",
+        }
+    }
+
+    /// Whether a site in ring `self` takes a version released to `released_to`.
+    pub fn receives(self, released_to: Ring) -> bool {
+        self <= released_to
+    }
+}
+
+impl std::str::FromStr for Ring {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Ring, String> {
+        Ring::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a ring (canary, early, broad)"))
+    }
+}
+
+impl std::fmt::Display for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A variant as the release lists it (from the manifest), so that a fleet view can say
+/// what each site may serve without downloading the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasedVariant {
+    pub name: String,
+    pub file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory_mib: Option<u64>,
+}
+
+/// Signed facts about one released model version (custom metadata of its manifest
+/// target).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseInfo {
+    pub model: String,
+    pub version: String,
+    /// `score` or `chat`, as in the manifest.
+    pub kind: String,
+    /// The widest ring that receives this version.
+    pub ring: Ring,
+    /// Release order in this repository (1, 2, …): among the versions of a model that a
+    /// ring receives, the highest `seq` is the one its sites run.
+    pub seq: u64,
+    /// Every file of the version, relative to the version directory, in manifest order
+    /// (`manifest.toml` first).
+    pub files: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<ReleasedVariant>,
+}
+
+/// The target name of a file of a model version.
+pub fn target_name(model: &str, version: &str, path: &str) -> String {
+    format!("{model}/{version}/{path}")
+}
+
+/// The path, relative to the targets directory (or URL), under which a target with
+/// this sha256 (lowercase hex) is stored: TUF's consistent-snapshot name.
+pub fn target_file(sha256_hex: &str, name: &str) -> String {
+    format!("{sha256_hex}.{name}")
+}
+
+/// For each model, the release a site of `ring` should run: the highest `seq` among the
+/// versions released to a ring that reaches it.
+pub fn desired<'a>(
+    releases: impl IntoIterator<Item = &'a ReleaseInfo>,
+    ring: Ring,
+) -> Vec<&'a ReleaseInfo> {
+    let mut best: std::collections::BTreeMap<&str, &ReleaseInfo> = Default::default();
+    for r in releases {
+        if !ring.receives(r.ring) {
+            continue;
+        }
+        let slot = best.entry(r.model.as_str()).or_insert(r);
+        if r.seq > slot.seq {
+            *slot = r;
+        }
+    }
+    best.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(model: &str, version: &str, ring: Ring, seq: u64) -> ReleaseInfo {
+        ReleaseInfo {
+            model: model.into(),
+            version: version.into(),
+            kind: "score".into(),
+            ring,
+            seq,
+            files: vec!["manifest.toml".into()],
+            variants: vec![],
+        }
+    }
+
+    #[test]
+    fn rings_reach_narrower_rings() {
+        assert!(Ring::Canary.receives(Ring::Broad));
+        assert!(Ring::Canary.receives(Ring::Canary));
+        assert!(!Ring::Broad.receives(Ring::Early));
+        assert_eq!("early".parse::<Ring>().unwrap(), Ring::Early);
+        assert!("beta".parse::<Ring>().is_err());
+    }
+
+    #[test]
+    fn each_ring_runs_the_newest_release_it_receives() {
+        let all = [
+            info("credit-lr", "1.0.0", Ring::Broad, 1),
+            info("credit-lr", "2.0.0", Ring::Canary, 2),
+            info("aml-risk", "1.0.0", Ring::Early, 3),
+        ];
+        let pick = |ring| {
+            desired(&all, ring)
+                .into_iter()
+                .map(|r| format!("{}@{}", r.model, r.version))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(pick(Ring::Canary), ["aml-risk@1.0.0", "credit-lr@2.0.0"]);
+        assert_eq!(pick(Ring::Early), ["aml-risk@1.0.0", "credit-lr@1.0.0"]);
+        assert_eq!(pick(Ring::Broad), ["credit-lr@1.0.0"]);
+    }
+
+    #[test]
+    fn names_follow_consistent_snapshots() {
+        assert_eq!(
+            target_file("ab12", &target_name("credit-lr", "2.0.0", "model.onnx")),
+            "ab12.credit-lr/2.0.0/model.onnx"
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! The fleet release repository: a TUF repository (root, targets, snapshot, timestamp;
+//! threshold signatures; expiries; consistent snapshots) written with `tough`, as
+//! Bottlerocket's updates are. [`layout`] is the contract with coffer-agent; [`keys`]
+//! the signing keys; [`repo`] the admin's operations behind `coffer-release` (init,
+//! add, promote, withdraw, publish, rotate-key, export-bundle). The repository is plain
+//! files: any static HTTPS host serves it. See `docs/fleet.md`.
+
+pub mod bundle;
+pub mod keys;
+pub mod layout;
+pub mod publish;
+pub mod repo;
+
+use std::path::PathBuf;
+
+/// What can go wrong while building, signing or exporting a release repository.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("key: {0}")]
+    Key(String),
+    #[error("{path}: {what}")]
+    Metadata { path: PathBuf, what: String },
+    #[error("{what}: {source}")]
+    Tuf {
+        what: String,
+        source: Box<tough::error::Error>,
+    },
+    #[error("{dir}: {source}")]
+    Version {
+        dir: PathBuf,
+        source: crate::VerifyError,
+    },
+}
+
+impl ReleaseError {
+    pub(crate) fn tuf(what: impl Into<String>) -> impl FnOnce(tough::error::Error) -> ReleaseError {
+        let what = what.into();
+        move |source| ReleaseError::Tuf {
+            what,
+            source: Box::new(source),
+        }
+    }
+}
