@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use coffer_models::release::layout::Ring;
 use serde::Deserialize;
 
 /// Configuration errors: each names the key.
@@ -31,6 +32,8 @@ struct RawConfig {
     daemon: RawDaemon,
     #[serde(default)]
     telemetry: RawTelemetry,
+    #[serde(default)]
+    sync: RawSync,
 }
 
 fn default_state_dir() -> String {
@@ -79,6 +82,50 @@ impl Default for RawTelemetry {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSync {
+    repository_url: Option<String>,
+    trusted_root: String,
+    ca_bundle: Option<String>,
+    ring: String,
+    poll_interval: String,
+    jitter: String,
+    bandwidth_limit: String,
+    timeout: String,
+    backoff_min: String,
+    backoff_max: String,
+    health_gate: String,
+    health_interval: String,
+    max_error_ratio: f64,
+    min_requests: u64,
+    import_timeout: String,
+    bundle_expiry_grace: String,
+}
+
+impl Default for RawSync {
+    fn default() -> Self {
+        Self {
+            repository_url: None,
+            trusted_root: "/etc/coffer/fleet-root.json".into(),
+            ca_bundle: None,
+            ring: "broad".into(),
+            poll_interval: "15m".into(),
+            jitter: "5m".into(),
+            bandwidth_limit: "0".into(),
+            timeout: "60s".into(),
+            backoff_min: "30s".into(),
+            backoff_max: "1h".into(),
+            health_gate: "10m".into(),
+            health_interval: "5s".into(),
+            max_error_ratio: 0.05,
+            min_requests: 20,
+            import_timeout: "30m".into(),
+            bundle_expiry_grace: "0s".into(),
+        }
+    }
+}
+
 /// Validated agent settings.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -89,6 +136,42 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub admin_socket: PathBuf,
     pub telemetry: TelemetryConfig,
+    pub sync: SyncConfig,
+}
+
+/// Model sync from the fleet's TUF release repository (`docs/fleet.md`).
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Base URL of the published repository (`metadata/` and `targets/` under it);
+    /// `None`: no online sync (bundles can still be imported).
+    pub repository_url: Option<http::Uri>,
+    /// The root metadata installed out of band (`1.root.json` of the repository); the
+    /// agent keeps the newest root it has verified in its state directory.
+    pub trusted_root: PathBuf,
+    /// PEM CA bundle for an https repository (the system roots are not read).
+    pub ca_bundle: Option<PathBuf>,
+    pub ring: Ring,
+    pub poll_interval: Duration,
+    /// Each poll waits a random extra 0..jitter, so a fleet does not poll in step.
+    pub jitter: Duration,
+    /// Download bandwidth cap in bytes per second; `None`: none.
+    pub bandwidth_limit: Option<u64>,
+    /// Longest wait for a connection, an answer's head or the next bytes of a body.
+    pub timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// How long a newly activated version is watched before it counts as good.
+    pub health_gate: Duration,
+    pub health_interval: Duration,
+    /// Above this share of server errors (with at least `min_requests` requests) during
+    /// the gate, the version is rolled back.
+    pub max_error_ratio: f64,
+    pub min_requests: u64,
+    /// Longest an import (upload and cofferd's evaluation gate) may take.
+    pub import_timeout: Duration,
+    /// How long after its metadata expired a copied bundle is still accepted (0: not at
+    /// all). Online sync always enforces expiry.
+    pub bundle_expiry_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -163,13 +246,89 @@ impl AgentConfig {
             backoff_max: duration("telemetry.backoff_max", &t.backoff_max)?,
             timeout: duration("telemetry.timeout", &t.timeout)?,
         };
+        let sync = sync_config(&raw.sync)?;
         Ok(AgentConfig {
             site_id: raw.site_id,
             state_dir: PathBuf::from(raw.state_dir),
             admin_socket: PathBuf::from(raw.daemon.admin_socket),
             telemetry,
+            sync,
         })
     }
+}
+
+/// `10MiB`, `500k`, `0` (none): bytes per second.
+fn rate(key: &'static str, value: &str) -> Result<Option<u64>, ConfigError> {
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().trim_end_matches("/s") {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1024,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => {
+            return Err(ConfigError::Invalid {
+                key,
+                what: format!("{value:?}: write bytes per second, e.g. \"10MiB\" (0: no limit)"),
+            });
+        }
+    };
+    let n: u64 = num.parse().map_err(|_| ConfigError::Invalid {
+        key,
+        what: format!("{value:?}: write bytes per second, e.g. \"10MiB\" (0: no limit)"),
+    })?;
+    Ok(match n.saturating_mul(mult) {
+        0 => None,
+        r => Some(r),
+    })
+}
+
+fn sync_config(s: &RawSync) -> Result<SyncConfig, ConfigError> {
+    let ring = s.ring.parse().map_err(|what| ConfigError::Invalid {
+        key: "sync.ring",
+        what,
+    })?;
+    if !(0.0..=1.0).contains(&s.max_error_ratio) {
+        return Err(ConfigError::Invalid {
+            key: "sync.max_error_ratio",
+            what: format!("{} is outside 0..=1", s.max_error_ratio),
+        });
+    }
+    let c = SyncConfig {
+        repository_url: url("sync.repository_url", s.repository_url.as_ref())?,
+        trusted_root: PathBuf::from(&s.trusted_root),
+        ca_bundle: s.ca_bundle.as_ref().map(PathBuf::from),
+        ring,
+        poll_interval: duration("sync.poll_interval", &s.poll_interval)?,
+        jitter: duration("sync.jitter", &s.jitter)?,
+        bandwidth_limit: rate("sync.bandwidth_limit", &s.bandwidth_limit)?,
+        timeout: duration("sync.timeout", &s.timeout)?,
+        backoff_min: duration("sync.backoff_min", &s.backoff_min)?,
+        backoff_max: duration("sync.backoff_max", &s.backoff_max)?,
+        health_gate: duration("sync.health_gate", &s.health_gate)?,
+        health_interval: duration("sync.health_interval", &s.health_interval)?,
+        max_error_ratio: s.max_error_ratio,
+        min_requests: s.min_requests,
+        import_timeout: duration("sync.import_timeout", &s.import_timeout)?,
+        bundle_expiry_grace: duration("sync.bundle_expiry_grace", &s.bundle_expiry_grace)?,
+    };
+    if c.poll_interval.is_zero() || c.health_interval.is_zero() || c.backoff_min.is_zero() {
+        return Err(ConfigError::Invalid {
+            key: "sync",
+            what: "poll_interval, health_interval and backoff_min must be above zero".into(),
+        });
+    }
+    if c.backoff_max < c.backoff_min {
+        return Err(ConfigError::Invalid {
+            key: "sync.backoff_max",
+            what: "is below sync.backoff_min".into(),
+        });
+    }
+    Ok(c)
 }
 
 #[cfg(test)]
@@ -198,5 +357,30 @@ mod tests {
         );
         let e = AgentConfig::parse("[telemetry]\nremote_write_urll = \"x\"\n").unwrap_err();
         assert!(e.to_string().contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn sync_settings_parse_and_refuse_with_the_key() {
+        let c = AgentConfig::parse(
+            "[sync]\nrepository_url = \"https://releases.example/coffer/\"\nring = \"canary\"\nbandwidth_limit = \"10MiB\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.sync.ring, Ring::Canary);
+        assert_eq!(c.sync.bandwidth_limit, Some(10 << 20));
+        assert_eq!(c.sync.bundle_expiry_grace, Duration::ZERO);
+        assert_eq!(AgentConfig::parse("").unwrap().sync.bandwidth_limit, None);
+        for (text, key) in [
+            ("[sync]\nring = \"beta\"\n", "sync.ring"),
+            (
+                "[sync]\nbandwidth_limit = \"fast\"\n",
+                "sync.bandwidth_limit",
+            ),
+            ("[sync]\nmax_error_ratio = 2.0\n", "sync.max_error_ratio"),
+            ("[sync]\nbackoff_max = \"1s\"\n", "sync.backoff_max"),
+            ("[sync]\nhealth_gate = \"soon\"\n", "sync.health_gate"),
+        ] {
+            let e = AgentConfig::parse(text).unwrap_err().to_string();
+            assert!(e.starts_with(key), "{text}: {e}");
+        }
     }
 }

@@ -5,14 +5,16 @@
 //!   ([`remote_write`]) and OTLP/HTTP ([`otlp`]) with at-least-once delivery and backoff.
 //! - **audit checkpoints** ([`checkpoints`]): cofferd's signed audit checkpoints leave
 //!   the appliance as OTLP logs, so that a truncated or rewritten audit log shows.
-//! - **model sync** (to come): TUF-signed releases from a static HTTPS host or a copied
-//!   bundle, resumable downloads, health-gated activation with rollback.
+//! - **model sync** ([`sync`]): TUF-signed releases from a static HTTPS host or a copied
+//!   bundle, resumable downloads, health-gated activation with rollback
+//!   (`docs/fleet.md`).
 
 pub mod checkpoints;
 pub mod config;
 pub mod egress;
 pub mod otlp;
 pub mod remote_write;
+pub mod sync;
 pub mod systemd;
 pub mod transport;
 

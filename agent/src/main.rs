@@ -29,6 +29,23 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Ship telemetry and keep models in step with the fleet's release repository until
+    /// stopped (what the systemd service runs).
+    Run,
+    /// Model sync from the release repository (`sync.repository_url`) until stopped.
+    Sync {
+        /// One cycle, then exit: non-zero if it failed; prints what it did.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Apply a release bundle copied from `coffer-release export-bundle` (air-gapped
+    /// sites): the same TUF checks, downloads replaced by verified copies.
+    ImportBundle {
+        /// The bundle directory (with `metadata/` and `targets/`).
+        dir: PathBuf,
+    },
+    /// Print what model sync last did for each model.
+    SyncStatus,
     /// Check a shipped audit checkpoint's signature (no configuration needed); exit
     /// status 1 if it does not verify.
     VerifyCheckpoint {
@@ -70,12 +87,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(path) => Some(Tls::from_bundle(path)?),
         None => None,
     };
+    let sync_tls = match &config.sync.ca_bundle {
+        Some(path) => Some(Tls::from_bundle(path)?),
+        None => None,
+    };
     let once = match cli.command {
         Command::CheckConfig => {
+            if config.sync.repository_url.is_some() {
+                std::fs::metadata(&config.sync.trusted_root).map_err(|e| {
+                    anyhow::anyhow!(
+                        "sync.trusted_root {}: {e}",
+                        config.sync.trusted_root.display()
+                    )
+                })?;
+            }
             println!("{}: configuration OK", cli.config.display());
             return Ok(ExitCode::SUCCESS);
         }
         Command::Telemetry { once } => once,
+        Command::Sync { once } => {
+            return sync_command(&config, sync_tls.as_ref(), once).await;
+        }
+        Command::ImportBundle { dir } => {
+            let source = coffer_agent::sync::Source::Bundle {
+                dir: &dir,
+                grace: config.sync.bundle_expiry_grace,
+            };
+            return report(coffer_agent::sync::cycle(&config, &source).await);
+        }
+        Command::SyncStatus => {
+            let state =
+                coffer_agent::sync::state::SyncState::load(&coffer_agent::sync::sync_dir(&config));
+            println!("{}", serde_json::to_string_pretty(&state)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Run => {
+            run_all(&config, tls.as_ref(), sync_tls.as_ref()).await;
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::VerifyCheckpoint { .. } => return Ok(ExitCode::SUCCESS),
     };
     if !config.telemetry.has_sink() {
@@ -126,6 +175,93 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     coffer_agent::systemd::stopping();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a cycle's steps; failure (or a release rolled back or refused) is exit 1.
+fn report(
+    result: Result<Vec<coffer_agent::sync::Step>, coffer_agent::sync::SyncError>,
+) -> anyhow::Result<ExitCode> {
+    use coffer_agent::sync::state::OutcomeKind;
+    let steps = result?;
+    if steps.is_empty() {
+        println!("models are as the release repository says; nothing to do");
+    }
+    let mut bad = false;
+    for s in &steps {
+        bad |= !matches!(s.kind, OutcomeKind::Active | OutcomeKind::Pinned);
+        println!(
+            "{}@{}: {:?}: {} ({} bytes fetched)",
+            s.model, s.version, s.kind, s.detail, s.bytes
+        );
+    }
+    Ok(if bad {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn sync_command(
+    config: &AgentConfig,
+    tls: Option<&Tls>,
+    once: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(base) = config.sync.repository_url.as_ref() else {
+        anyhow::bail!("sync.repository_url is not set");
+    };
+    if once {
+        let source = coffer_agent::sync::Source::Remote {
+            base,
+            tls,
+            timeout: config.sync.timeout,
+        };
+        return report(coffer_agent::sync::cycle(config, &source).await);
+    }
+    coffer_agent::systemd::ready();
+    coffer_agent::systemd::spawn_watchdog();
+    coffer_agent::sync::run(config, tls, stop_signal()).await;
+    coffer_agent::systemd::stopping();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+/// Telemetry and model sync side by side until SIGTERM.
+async fn run_all(config: &AgentConfig, tls: Option<&Tls>, sync_tls: Option<&Tls>) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    if !config.telemetry.has_sink() {
+        tracing::warn!(
+            "no telemetry sink is configured: telemetry stays spooled in cofferd until one is"
+        );
+    }
+    if config.sync.repository_url.is_none() {
+        tracing::info!(
+            "sync.repository_url is not set: no online model sync (bundles can be imported)"
+        );
+    }
+    coffer_agent::systemd::ready();
+    coffer_agent::systemd::spawn_watchdog();
+    let telemetry = async {
+        if config.telemetry.has_sink() {
+            coffer_agent::egress::run(config, tls, stopped(rx.clone())).await;
+        }
+    };
+    let sync = coffer_agent::sync::run(config, sync_tls, stopped(rx.clone()));
+    let signal = async {
+        stop_signal().await;
+        let _ = tx.send(true);
+    };
+    tokio::join!(telemetry, sync, signal);
+    coffer_agent::systemd::stopping();
 }
 
 fn main() -> ExitCode {

@@ -1,15 +1,18 @@
 //! One-request HTTP/1.1 exchanges: with cofferd over its admin Unix socket, and with the
-//! sinks over TCP, with TLS (rustls, the configured CA bundle) for https URLs. Each
-//! exchange has a timeout; a fresh connection per request keeps failure handling simple
-//! at telemetry's request rate.
+//! sinks and the release host over TCP, with TLS (rustls, the configured CA bundle) for
+//! https URLs. Each exchange has a timeout; a fresh connection per request keeps failure
+//! handling simple at telemetry's request rate. Bodies go out whole or streamed
+//! ([`admin_body`]); answers come back whole, or as a head and a body read as it arrives
+//! ([`get_streaming`], for large downloads).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
@@ -44,16 +47,41 @@ pub struct Reply {
     pub body: Bytes,
 }
 
-async fn exchange<S>(stream: S, request: Request<Full<Bytes>>) -> Result<Reply, HttpError>
+/// The head of an answer whose body is read as it arrives.
+#[derive(Debug)]
+pub struct Streaming {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Incoming,
+}
+
+/// Sends one request over a fresh HTTP/1.1 connection on `stream`; the answer's body is
+/// left to the caller.
+async fn send<S, B>(stream: S, request: Request<B>) -> Result<Response<Incoming>, HttpError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let response = sender.send_request(request).await?;
+    Ok(sender.send_request(request).await?)
+}
+
+async fn collect(response: Response<Incoming>) -> Result<Reply, HttpError> {
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     Ok(Reply { status, body })
+}
+
+async fn connect_admin(socket: &Path) -> Result<UnixStream, HttpError> {
+    UnixStream::connect(socket)
+        .await
+        .map_err(|source| HttpError::Connect {
+            target: socket.display().to_string(),
+            source,
+        })
 }
 
 /// A request to cofferd's admin socket.
@@ -64,21 +92,42 @@ pub async fn admin(
     body: Option<serde_json::Value>,
     timeout: Duration,
 ) -> Result<Reply, HttpError> {
+    let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    admin_body(
+        socket,
+        method,
+        path,
+        "application/json",
+        Full::new(bytes),
+        timeout,
+    )
+    .await
+}
+
+/// A request to cofferd's admin socket with any body, such as one streamed from files
+/// (an import); the timeout covers sending it all and reading the whole answer.
+pub async fn admin_body<B>(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    content_type: &str,
+    body: B,
+    timeout: Duration,
+) -> Result<Reply, HttpError>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let run = async {
-        let stream = UnixStream::connect(socket)
-            .await
-            .map_err(|source| HttpError::Connect {
-                target: socket.display().to_string(),
-                source,
-            })?;
-        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let stream = connect_admin(socket).await?;
         let request = Request::builder()
             .method(method)
             .uri(path)
             .header(http::header::HOST, "localhost")
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(bytes))?;
-        exchange(stream, request).await
+            .header(http::header::CONTENT_TYPE, content_type)
+            .body(body)?;
+        collect(send(stream, request).await?).await
     };
     tokio::time::timeout(timeout, run)
         .await
@@ -132,55 +181,98 @@ pub async fn post(
     body: Bytes,
     timeout: Duration,
 ) -> Result<Reply, HttpError> {
-    let host = url.host().unwrap_or("localhost").to_string();
-    let https = url.scheme_str() == Some("https");
-    let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let target = format!("{host}:{port}");
     let run = async {
-        let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
-            .await
-            .map_err(|source| HttpError::Connect {
-                target: target.clone(),
-                source,
-            })?;
-        let _ = tcp.set_nodelay(true);
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(url.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
-            .header(
-                http::header::HOST,
-                url.authority().map(|a| a.as_str()).unwrap_or(&host),
-            );
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(Full::new(body))?;
-        if https {
-            let Some(tls) = tls else {
-                return Err(HttpError::Tls {
-                    target: target.clone(),
-                    source: std::io::Error::other("https needs telemetry.ca_bundle"),
-                });
-            };
-            let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| {
-                HttpError::Tls {
-                    target: target.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                }
-            })?;
-            let stream = tokio_rustls::TlsConnector::from(Arc::clone(&tls.0))
-                .connect(name, tcp)
-                .await
-                .map_err(|source| HttpError::Tls {
-                    target: target.clone(),
-                    source,
-                })?;
-            exchange(stream, request).await
-        } else {
-            exchange(tcp, request).await
-        }
+        let request = request_to(url, Method::POST, headers).body(Full::new(body))?;
+        collect(send_tcp(url, tls, "https needs telemetry.ca_bundle", request).await?).await
     };
     tokio::time::timeout(timeout, run)
         .await
         .map_err(|_| HttpError::Timeout(timeout))?
+}
+
+/// A GET whose answer's body is read as it arrives (downloads). The timeout covers the
+/// connection, TLS and the answer's head; reading the body is the caller's to bound.
+pub async fn get_streaming(
+    url: &Uri,
+    tls: Option<&Tls>,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Streaming, HttpError> {
+    let run = async {
+        let request = request_to(url, Method::GET, headers).body(Full::new(Bytes::new()))?;
+        send_tcp(url, tls, "https needs a CA bundle", request).await
+    };
+    let response = tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| HttpError::Timeout(timeout))??;
+    let (head, body) = response.into_parts();
+    Ok(Streaming {
+        status: head.status,
+        headers: head.headers,
+        body,
+    })
+}
+
+/// A request for `url`'s path and query, with `Host` and the extra headers.
+fn request_to(url: &Uri, method: Method, headers: &[(&str, &str)]) -> http::request::Builder {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(url.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .header(
+            http::header::HOST,
+            url.authority()
+                .map(|a| a.as_str())
+                .or(url.host())
+                .unwrap_or("localhost"),
+        );
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+}
+
+/// Connects to `url`'s host (TLS for https, which needs `tls`; `no_tls` says what to
+/// configure) and sends `request`.
+async fn send_tcp<B>(
+    url: &Uri,
+    tls: Option<&Tls>,
+    no_tls: &str,
+    request: Request<B>,
+) -> Result<Response<Incoming>, HttpError>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let host = url.host().unwrap_or("localhost").to_string();
+    let https = url.scheme_str() == Some("https");
+    let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let target = format!("{host}:{port}");
+    let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
+        .await
+        .map_err(|source| HttpError::Connect {
+            target: target.clone(),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    if !https {
+        return send(tcp, request).await;
+    }
+    let tls_error = |e: String| HttpError::Tls {
+        target: target.clone(),
+        source: std::io::Error::other(e),
+    };
+    let Some(tls) = tls else {
+        return Err(tls_error(no_tls.to_string()));
+    };
+    let name = rustls_pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| tls_error(e.to_string()))?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::clone(&tls.0))
+        .connect(name, tcp)
+        .await
+        .map_err(|source| HttpError::Tls {
+            target: target.clone(),
+            source,
+        })?;
+    send(stream, request).await
 }
