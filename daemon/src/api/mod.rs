@@ -32,7 +32,7 @@ use axum::routing::get;
 pub use body::read_limited;
 pub use error::{ApiError, ErrorKind, Family};
 pub use guard::{Authenticated, KeyId};
-pub use observe::{ModelOutcome, OutcomeDeferred, RequestId, ServedModel};
+pub use observe::{OutcomeDeferred, RequestId, ServedModel, resolve_model};
 
 use crate::admission::Admission;
 use crate::keys::{KeyStore, RateLimiter, RateSpec, Scope};

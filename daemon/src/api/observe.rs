@@ -3,12 +3,14 @@
 //! log line. It never logs bodies, headers or keys: only method, route, status,
 //! latency and the key's public id.
 //!
-//! A request a handler resolved to a model version ([`ModelOutcome`]) is counted here
+//! A request a handler resolved to a model version ([`resolve_model`]) is counted here
 //! under that version by its final status, so a deadline or a panic counts too; a chat
-//! stream counts itself when it ends ([`OutcomeDeferred`]).
+//! stream counts itself when it ends ([`OutcomeDeferred`]). The version travels in a
+//! task-local slot, not a request extension: nothing is allocated per request for it.
 
+use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -29,15 +31,21 @@ use crate::metrics::{Outcome, Rejection, RouteLabel, RouteStatus, VersionRequest
 #[derive(Debug, Clone)]
 pub struct ServedModel(pub String);
 
-/// The model version a request is for, set by its handler once resolved (first set
-/// wins); `observe` counts the request under it by the final status.
-#[derive(Debug, Clone, Default)]
-pub struct ModelOutcome(Arc<OnceLock<VersionRequests>>);
+tokio::task_local! {
+    /// The model version the request served by this task is for (see [`resolve_model`]).
+    static MODEL_OUTCOME: RefCell<Option<VersionRequests>>;
+}
 
-impl ModelOutcome {
-    pub fn resolve(&self, counters: &VersionRequests) {
-        let _ = self.0.set(counters.clone());
-    }
+/// Marks the request being handled as one for the version these counters belong to
+/// (first call wins); `observe` counts it under them by the final status. Outside a
+/// request (a test calling a handler directly) it does nothing.
+pub fn resolve_model(counters: &VersionRequests) {
+    let _ = MODEL_OUTCOME.try_with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(counters.clone());
+        }
+    });
 }
 
 /// On a response whose body counts its own outcome (a chat stream, at its end).
@@ -82,11 +90,13 @@ pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next:
         tracing::debug_span!("request", request_id = %id.0, method = %req.method(), route = %route)
     };
     req.extensions_mut().insert(id.clone());
-    let model_outcome = ModelOutcome::default();
-    req.extensions_mut().insert(model_outcome.clone());
 
     let run = AssertUnwindSafe(next.run(req)).catch_unwind();
-    let outcome = tokio::time::timeout(state.limits.request_timeout, run)
+    let (outcome, model_outcome) = MODEL_OUTCOME
+        .scope(RefCell::new(None), async {
+            let outcome = tokio::time::timeout(state.limits.request_timeout, run).await;
+            (outcome, MODEL_OUTCOME.with(|slot| slot.borrow_mut().take()))
+        })
         .instrument(span.clone())
         .await;
     let mut response = match outcome {
@@ -113,7 +123,7 @@ pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next:
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    if let Some(counters) = model_outcome.0.get() {
+    if let Some(counters) = &model_outcome {
         if response.extensions().get::<OutcomeDeferred>().is_none() {
             counters.record(Outcome::of(status));
         }

@@ -27,8 +27,8 @@ use serde_json::json;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use super::{
-    ApiError, AppState, ErrorKind, Family, ModelOutcome, OutcomeDeferred, RequestId, ServedModel,
-    read_limited,
+    ApiError, AppState, ErrorKind, Family, OutcomeDeferred, RequestId, ServedModel, read_limited,
+    resolve_model,
 };
 use crate::chat::SubmitError;
 use crate::chat::job::{ChatEvent, ChatFailure, ChatJob};
@@ -94,7 +94,6 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         .extensions()
         .get::<RequestId>()
         .map_or_else(|| "0".to_string(), |r| r.0.clone());
-    let outcome = req.extensions().get::<ModelOutcome>().cloned();
     let body = read_limited(req.into_body(), state.limits.max_body_bytes, Family::OpenAi).await?;
     let chat = request::parse(&body)?;
     let loaded = state.chat.load().resolve_chat(&chat.model).ok_or_else(|| {
@@ -113,9 +112,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
     let counters = loaded
         .request_counters(&state.metrics.model_requests)
         .clone();
-    if let Some(outcome) = &outcome {
-        outcome.resolve(&counters);
-    }
+    resolve_model(&counters);
     // A GPU model while a GPU is failed: its fallback policy decides (docs/gpu.md).
     let (loaded, fallback, permit) = match state.gpu.route(&loaded.manifest.name) {
         Route::Normal => (loaded, None, None),

@@ -18,7 +18,7 @@ use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, AppState, ErrorKind, Family, ModelOutcome, ServedModel, read_limited};
+use super::{ApiError, AppState, ErrorKind, Family, ServedModel, read_limited, resolve_model};
 use crate::gpu::fallback::Route;
 use crate::score::{BatchError, LoadedModel};
 use crate::served::Versioned as _;
@@ -173,9 +173,7 @@ async fn run_infer(
 ) -> Result<Response, ApiError> {
     let mut loaded = find(&state, &model, version.as_deref())?;
     // From here on the request counts under this version, whichever answers it.
-    if let Some(outcome) = req.extensions().get::<ModelOutcome>() {
-        outcome.resolve(loaded.request_counters(&state.metrics.model_requests));
-    }
+    resolve_model(loaded.request_counters(&state.metrics.model_requests));
     // A GPU model while a GPU is failed: its fallback policy decides (docs/gpu.md).
     let (fallback, _shed_permit) = match state.gpu.route(&loaded.manifest.name) {
         Route::Normal => (None, None),
