@@ -153,14 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let stop = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-    };
+    let stop = stop_signal();
     if config.telemetry.has_sink() && config.telemetry.otlp_logs_url.is_none() {
         tracing::warn!(
             "audit checkpoints are shipped as OTLP logs and telemetry.otlp_logs_url is not set: they stay on the appliance"

@@ -23,15 +23,7 @@ pub struct ImportBody {
 /// Reads `dir/manifest.toml` and checks that each file it lists is there (the receiver
 /// checks sizes and hashes and names what differs; nothing here is trusted).
 pub fn prepare(dir: &Path) -> Result<ImportBody, VerifyError> {
-    let manifest_path = dir.join("manifest.toml");
-    let text = std::fs::read_to_string(&manifest_path).map_err(|source| VerifyError::Read {
-        path: manifest_path.clone(),
-        source,
-    })?;
-    let manifest = Manifest::parse(&text).map_err(|source| VerifyError::Manifest {
-        path: manifest_path,
-        source,
-    })?;
+    let (text, manifest) = crate::verify::read_manifest(dir)?;
     let mut files = Vec::with_capacity(manifest.files.len());
     for entry in &manifest.files {
         let path = dir.join(&entry.path);

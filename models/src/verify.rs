@@ -57,18 +57,24 @@ pub fn sha256_file(path: &Path) -> Result<String, std::io::Error> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// Reads and parses `dir/manifest.toml`: its text and the manifest.
+pub fn read_manifest(dir: &Path) -> Result<(String, Manifest), VerifyError> {
+    let manifest_path = dir.join("manifest.toml");
+    let text = std::fs::read_to_string(&manifest_path).map_err(|source| VerifyError::Read {
+        path: manifest_path.clone(),
+        source,
+    })?;
+    let manifest = Manifest::parse(&text).map_err(|source| VerifyError::Manifest {
+        path: manifest_path,
+        source,
+    })?;
+    Ok((text, manifest))
+}
+
 impl VersionDir {
     /// Reads `dir/manifest.toml` and verifies every listed file.
     pub fn open(dir: &Path) -> Result<VersionDir, VerifyError> {
-        let manifest_path = dir.join("manifest.toml");
-        let text = std::fs::read_to_string(&manifest_path).map_err(|source| VerifyError::Read {
-            path: manifest_path.clone(),
-            source,
-        })?;
-        let manifest = Manifest::parse(&text).map_err(|source| VerifyError::Manifest {
-            path: manifest_path,
-            source,
-        })?;
+        let (_, manifest) = read_manifest(dir)?;
         for entry in &manifest.files {
             let path = dir.join(&entry.path);
             let read_err = |source| VerifyError::Read {

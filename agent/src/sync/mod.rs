@@ -90,25 +90,9 @@ fn safe_name(s: &str) -> bool {
 async fn matches_file(path: &Path, expect: Expected) -> bool {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        use sha2::Digest as _;
-        use std::io::Read as _;
-        let Ok(mut f) = std::fs::File::open(&path) else {
-            return false;
-        };
-        let mut hasher = sha2::Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut len = 0u64;
-        loop {
-            match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    len += n as u64;
-                    hasher.update(&buf[..n]);
-                }
-                Err(_) => return false,
-            }
-        }
-        len == expect.len && hasher.finalize().as_slice() == expect.sha256
+        std::fs::metadata(&path).is_ok_and(|m| m.len() == expect.len)
+            && coffer_models::verify::sha256_file(&path)
+                .is_ok_and(|hex| hex == hex::encode(expect.sha256))
     })
     .await
     .unwrap_or(false)

@@ -321,6 +321,8 @@ pub struct Release {
 /// information is malformed or whose files are not all signed targets is an error: the
 /// admin's tool never writes one.
 pub fn releases(repo: &Repository) -> Result<Vec<Release>, MetadataError> {
+    let by_name: std::collections::HashMap<&str, &tough::schema::Target> =
+        repo.all_targets().map(|(n, t)| (n.raw(), t)).collect();
     let mut out = Vec::new();
     for (name, target) in repo.all_targets() {
         let Some(custom) = target.custom.get(CUSTOM_KEY) else {
@@ -341,10 +343,9 @@ pub fn releases(repo: &Repository) -> Result<Vec<Release>, MetadataError> {
         let mut files = Vec::new();
         for path in &info.files {
             let tname = target_name(&info.model, &info.version, path);
-            let t = repo
-                .all_targets()
-                .find(|(n, _)| n.raw() == tname)
-                .map(|(_, t)| t)
+            let t = by_name
+                .get(tname.as_str())
+                .copied()
                 .ok_or_else(|| bad(format!("{tname} is not a signed target")))?;
             let sha: [u8; 32] = (t.hashes.sha256.as_ref() as &[u8])
                 .try_into()

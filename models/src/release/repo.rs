@@ -291,8 +291,12 @@ impl Repo {
         for file in &files {
             let src = version_dir.join(file);
             let name = layout::target_name(&m.name, &m.version, file);
-            // Hash first so the destination is content-addressed.
-            let sha = crate::verify::sha256_file(&src).map_err(io(&src))?;
+            // The destination is content-addressed: the listed files' hashes were just
+            // verified against the manifest; only the manifest itself is hashed here.
+            let sha = match m.files.iter().find(|f| &f.path == file) {
+                Some(entry) => entry.sha256.to_ascii_lowercase(),
+                None => crate::verify::sha256_file(&src).map_err(io(&src))?,
+            };
             let dest = self.targets_dir().join(layout::target_file(&sha, &name));
             let length = std::fs::metadata(&src).map_err(io(&src))?.len();
             if !dest.exists() {
