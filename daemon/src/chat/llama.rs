@@ -1,9 +1,15 @@
 //! The llama.cpp chat engine (`llama-cpp-2`): one thread per model version owns the
 //! model and a context with `slots` sequences. Continuous batching: between decode
 //! steps, queued jobs take free slots and finished or cancelled ones leave; each step
-//! carries one token for every generating sequence, then prompt chunks of new ones in
-//! what is left of `n_batch`, so a long prompt never stalls the others' tokens. A
+//! decodes one token for every generating sequence, then one prompt chunk of one new
+//! sequence, so a long prompt never stalls the others' tokens for more than a chunk. A
 //! sequence that ends or whose client went away has its KV cells removed at once.
+//!
+//! Batching changes no answer: each sequence has a KV cache of its own (its attention
+//! is computed alone), a prompt is decoded on its own in chunks of `n_batch` tokens
+//! counted from its first token (the same pieces whatever else is running), and on the
+//! CPU the weights stay in llama.cpp's plain layout ([`ChatSettings::batch_invariant`]),
+//! whose kernels compute every row alike however many rows a step has.
 
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -87,7 +93,16 @@ impl LlamaEngine {
         std::thread::Builder::new()
             .name("coffer-chat".into())
             .spawn(move || {
-                let params = LlamaModelParams::default().with_n_gpu_layers(settings.n_gpu_layers);
+                let mut params = std::pin::pin!(
+                    LlamaModelParams::default().with_n_gpu_layers(settings.n_gpu_layers)
+                );
+                if settings.batch_invariant && settings.n_gpu_layers == 0 {
+                    // Every tensor in the plain CPU buffer: llama.cpp would otherwise
+                    // repack Q4_0/Q4_K/IQ4_NL weights for kernels that take rows in
+                    // fours and one at a time with different rounding, so an answer
+                    // would depend on how many sequences shared its steps.
+                    params.as_mut().add_cpu_buft_override(c".*");
+                }
                 let model = match LlamaModel::load_from_file(backend, &path, &params) {
                     Ok(m) => m,
                     Err(e) => {
@@ -117,9 +132,9 @@ impl LlamaEngine {
                     .with_n_seq_max(u32::try_from(settings.slots).unwrap_or(1))
                     // A KV cache split per slot (llama.cpp's default for several
                     // sequences): each sequence's attention is computed on its own,
-                    // so batching never changes a result. One unified pool was faster
-                    // for a lone stream at 8 slots, but sums over shared cells in a
-                    // different order and changed greedy answers (bench/chat, docs/chat.md).
+                    // so batching never changes a result. One unified pool sums over
+                    // shared cells in a different order and changed greedy answers
+                    // (docs/chat.md).
                     .with_kv_unified(false)
                     .with_n_threads(threads)
                     .with_n_threads_batch(threads);
@@ -140,6 +155,7 @@ impl LlamaEngine {
                     per_request,
                     n_batch: settings.n_batch as usize,
                     metrics,
+                    admitted: 0,
                 }
                 .run();
             })
@@ -167,8 +183,12 @@ struct Active {
     pos: i32,
     /// The token to feed next once the prompt is in.
     next: Option<LlamaToken>,
-    /// Index in the current batch whose logits this sequence samples from.
+    /// Index in the batch just decoded whose logits this sequence samples from.
     logits_at: Option<i32>,
+    /// Admission order: prompts are decoded first come, first served.
+    admitted: u64,
+    /// Tokens of this sequence are in the batch being decoded.
+    in_batch: bool,
     generated: usize,
     max_tokens: usize,
     text: TextAssembler,
@@ -188,6 +208,8 @@ struct Engine<'m> {
     per_request: usize,
     n_batch: usize,
     metrics: ChatModelMetrics,
+    /// Jobs admitted so far (the next one's [`Active::admitted`]).
+    admitted: u64,
 }
 
 impl Engine<'_> {
@@ -199,23 +221,35 @@ impl Engine<'_> {
             }
             self.drop_cancelled();
             batch.clear();
-            if !self.fill(&mut batch) {
-                continue;
+            if self.fill_generation(&mut batch) {
+                self.decode_and_sample(&mut batch);
             }
-            if let Err(e) = self.ctx.decode(&mut batch) {
-                let failure = ChatFailure::Engine(e.to_string());
-                for seq in 0..self.slots.len() {
-                    if self.slots[seq]
-                        .as_ref()
-                        .is_some_and(|a| a.logits_at.is_some() || a.fed < a.prompt.len())
-                    {
-                        self.fail(seq, failure.clone());
-                    }
-                }
-                continue;
+            batch.clear();
+            if self.fill_prompt(&mut batch) {
+                self.decode_and_sample(&mut batch);
             }
-            self.sample_all();
         }
+    }
+
+    /// Decodes `batch` and samples every sequence that has logits in it; on a decode
+    /// error, those sequences and the one whose prompt chunk was in it fail.
+    fn decode_and_sample(&mut self, batch: &mut LlamaBatch) {
+        if let Err(e) = self.ctx.decode(batch) {
+            let failure = ChatFailure::Engine(e.to_string());
+            for seq in 0..self.slots.len() {
+                if self.slots[seq]
+                    .as_ref()
+                    .is_some_and(|a| a.logits_at.is_some() || a.in_batch)
+                {
+                    self.fail(seq, failure.clone());
+                }
+            }
+            return;
+        }
+        for a in self.slots.iter_mut().flatten() {
+            a.in_batch = false;
+        }
+        self.sample_all();
     }
 
     /// Takes queued jobs into free slots. Blocks while nothing is active. False when the
@@ -262,11 +296,14 @@ impl Engine<'_> {
                         pos: 0,
                         next: None,
                         logits_at: None,
+                        in_batch: false,
+                        admitted: self.admitted,
                         generated: 0,
                         max_tokens,
                         first_token_at: None,
                         last_token_at: Instant::now(),
                     });
+                    self.admitted += 1;
                     self.metrics.slots_busy.inc();
                 }
                 Err(failure) => {
@@ -324,48 +361,59 @@ impl Engine<'_> {
         }
     }
 
-    /// One token per generating sequence, then prompt chunks. False if the batch is empty.
-    fn fill(&mut self, batch: &mut LlamaBatch) -> bool {
-        let mut budget = self.n_batch;
+    /// One token for every generating sequence. False if none is generating.
+    fn fill_generation(&mut self, batch: &mut LlamaBatch) -> bool {
         for (seq, slot) in self.slots.iter_mut().enumerate() {
             let Some(a) = slot else { continue };
-            a.logits_at = None;
             // `chat.n_batch >= chat.slots` (checked in the config) leaves room for every
-            // generating sequence; a token that did not fit would stay for the next step.
-            if budget == 0 {
-                continue;
-            }
+            // generating sequence.
             if let Some(token) = a.next {
                 if batch.add(token, a.pos, &[seq as i32], true).is_ok() {
                     a.next = None;
                     a.logits_at = Some(batch.n_tokens() - 1);
+                    a.in_batch = true;
                     a.pos += 1;
-                    budget -= 1;
                 }
             }
         }
-        for (seq, slot) in self.slots.iter_mut().enumerate() {
-            let Some(a) = slot else { continue };
-            if a.fed >= a.prompt.len() || budget == 0 {
-                continue;
+        batch.n_tokens() > 0
+    }
+
+    /// The next chunk of the earliest admitted prompt not yet decoded: `n_batch` tokens
+    /// counted from its first token (the last chunk shorter), alone in the batch, so a
+    /// prompt is cut into the same pieces however many sequences are running. False if
+    /// no prompt is waiting.
+    fn fill_prompt(&mut self, batch: &mut LlamaBatch) -> bool {
+        let Some(seq) = (0..self.slots.len())
+            .filter(|&s| {
+                self.slots[s]
+                    .as_ref()
+                    .is_some_and(|a| a.fed < a.prompt.len())
+            })
+            .min_by_key(|&s| self.slots[s].as_ref().map_or(u64::MAX, |a| a.admitted))
+        else {
+            return false;
+        };
+        let n_batch = self.n_batch;
+        let Some(a) = self.slots[seq].as_mut() else {
+            return false;
+        };
+        let end = a.prompt.len().min(a.fed + n_batch);
+        while a.fed < end {
+            let last = a.fed + 1 == a.prompt.len();
+            if batch
+                .add(a.prompt[a.fed], a.pos, &[seq as i32], last)
+                .is_err()
+            {
+                break;
             }
-            let take = (a.prompt.len() - a.fed).min(budget);
-            for i in 0..take {
-                let last = a.fed + i + 1 == a.prompt.len();
-                if batch
-                    .add(a.prompt[a.fed + i], a.pos, &[seq as i32], last)
-                    .is_err()
-                {
-                    break;
-                }
-                a.pos += 1;
-                if last {
-                    a.logits_at = Some(batch.n_tokens() - 1);
-                }
+            a.fed += 1;
+            a.pos += 1;
+            if last {
+                a.logits_at = Some(batch.n_tokens() - 1);
             }
-            a.fed += take;
-            budget -= take;
         }
+        a.in_batch = true;
         batch.n_tokens() > 0
     }
 

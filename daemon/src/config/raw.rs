@@ -30,6 +30,7 @@ pub struct RawChat {
     pub threads: Option<usize>,
     pub max_queue: usize,
     pub n_gpu_layers: u32,
+    pub batch_invariant: bool,
     pub keep_alive: String,
 }
 
@@ -43,6 +44,7 @@ impl Default for RawChat {
             threads: None,
             max_queue: 16,
             n_gpu_layers: 0,
+            batch_invariant: true,
             keep_alive: "10s".into(),
         }
     }

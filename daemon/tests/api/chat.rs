@@ -1,7 +1,8 @@
 //! Chat completions with the real SmolLM2-135M-Instruct (Q4_1) through llama.cpp:
 //! greedy answers equal llama.cpp's own greedy output (a reference decoded in this
 //! process with llama-cpp-2 directly), streamed and non-streamed answers are the same
-//! text, four concurrent streams equal their solo runs (batching changes no result), a
+//! text, four concurrent streams equal their solo runs (batching changes no result), as
+//! does a long prompt decoded in chunks beside a generating stream, a
 //! client that disconnects frees its slot, context overflow is a 400, `json_schema`
 //! output parses, bad requests get OpenAI-shaped errors, and the quality metrics count
 //! `length` finishes, invalid JSON-mode answers, empty answers (a stop string at the
@@ -274,6 +275,76 @@ async fn four_concurrent_streams_equal_their_solo_answers() {
         ),
         "{text}"
     );
+    d.stop();
+}
+
+/// A long prompt decoded in chunks while another stream generates gets the answer it
+/// gets alone: its chunks are the same pieces (counted from its first token) and are
+/// decoded apart from the other stream's tokens. `n_batch = 64` matters: llama.cpp's CPU
+/// attention takes another kernel from 64 rows of one sequence up, so a chunk cut one
+/// token short (as when the other stream's token took a place in the step) computes
+/// differently; before chunks were fixed, this answer changed.
+#[tokio::test]
+async fn a_long_prompt_chunked_beside_a_generating_stream_gets_its_solo_answer() {
+    let Some(dir) = model_dir() else { return };
+    let (_s, d, key, c) = start(&dir, "slots = 2\nn_batch = 64\n", "chat,metrics").await;
+    let story = ask(
+        "Tell me a very long story about a lighthouse keeper.",
+        120,
+        true,
+    );
+    let long = ask(
+        "Read this note and answer in one sentence. The old lighthouse on the northern \
+         cape was built in 1868 from granite brought by boat from the quarry across the \
+         bay. Its first keeper, a former sailor, kept a log of every ship that passed, the \
+         weather at dawn and dusk, and the oil he burned each night. In the winter of 1903 \
+         a storm broke the lantern glass and the keeper and his daughter kept the light \
+         burning with a hand lamp for three nights until the supply boat came. Question: \
+         who kept the light burning during the storm of 1903?",
+        24,
+        true,
+    );
+    let solo_story = streamed_text(&post(&c, &key, &story).await.body).0;
+    let solo_long = streamed_text(&post(&c, &key, &long).await.body).0;
+    let tokens = |text: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with(
+                    "coffer_chat_completion_tokens_total{model=\"smollm2-135m\",version=\"1.0.0\"}",
+                )
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = tokens(&String::from_utf8_lossy(
+        &c.get("/metrics", Some(&key)).await.body,
+    ));
+
+    let story_task = {
+        let (c, key) = (c.clone(), key.clone());
+        tokio::spawn(async move { post(&c, &key, &story).await })
+    };
+    // The long prompt comes once the story is generating, so its chunks share steps.
+    let t0 = Instant::now();
+    while tokens(&String::from_utf8_lossy(
+        &c.get("/metrics", Some(&key)).await.body,
+    )) < before + 2
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the story never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = post(&c, &key, &long).await;
+    let story_answer = streamed_text(&story_task.await.unwrap().body).0;
+    assert_eq!(
+        streamed_text(&r.body).0,
+        solo_long,
+        "the long prompt's answer beside a generating stream"
+    );
+    assert_eq!(story_answer, solo_story, "the story beside a long prompt");
     d.stop();
 }
 
