@@ -5,11 +5,10 @@
 //! sequence, so a long prompt never stalls the others' tokens for more than a chunk. A
 //! sequence that ends or whose client went away has its KV cells removed at once.
 //!
-//! Batching changes no answer: each sequence has a KV cache of its own (its attention
-//! is computed alone), a prompt is decoded on its own in chunks of `n_batch` tokens
-//! counted from its first token (the same pieces whatever else is running), and on the
-//! CPU the weights stay in llama.cpp's plain layout ([`ChatSettings::batch_invariant`]),
-//! whose kernels compute every row alike however many rows a step has.
+//! Batching changes no answer (for weights that llama.cpp's CPU kernels compute row by
+//! row alike; docs/chat.md): each sequence has a KV cache of its own (its attention is
+//! computed alone), and a prompt is decoded on its own in chunks of `n_batch` tokens
+//! counted from its first token, the same pieces whatever else is running.
 
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -93,16 +92,7 @@ impl LlamaEngine {
         std::thread::Builder::new()
             .name("coffer-chat".into())
             .spawn(move || {
-                let mut params = std::pin::pin!(
-                    LlamaModelParams::default().with_n_gpu_layers(settings.n_gpu_layers)
-                );
-                if settings.batch_invariant && settings.n_gpu_layers == 0 {
-                    // Every tensor in the plain CPU buffer: llama.cpp would otherwise
-                    // repack Q4_0/Q4_K/IQ4_NL weights for kernels that take rows in
-                    // fours and one at a time with different rounding, so an answer
-                    // would depend on how many sequences shared its steps.
-                    params.as_mut().add_cpu_buft_override(c".*");
-                }
+                let params = LlamaModelParams::default().with_n_gpu_layers(settings.n_gpu_layers);
                 let model = match LlamaModel::load_from_file(backend, &path, &params) {
                     Ok(m) => m,
                     Err(e) => {

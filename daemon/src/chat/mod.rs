@@ -32,9 +32,6 @@ pub struct ChatSettings {
     pub max_queue: usize,
     /// Layers offloaded to the GPU (builds with the `cuda` feature); 0 on CPU.
     pub n_gpu_layers: u32,
-    /// On the CPU, keep the weights in llama.cpp's plain layout (no repacking for its
-    /// multi-row kernels) so that an answer never depends on what else was decoded with it.
-    pub batch_invariant: bool,
 }
 
 /// Why a chat model version could not be loaded.

@@ -30,7 +30,6 @@ pub struct RawChat {
     pub threads: Option<usize>,
     pub max_queue: usize,
     pub n_gpu_layers: u32,
-    pub batch_invariant: bool,
     pub keep_alive: String,
 }
 
@@ -44,7 +43,6 @@ impl Default for RawChat {
             threads: None,
             max_queue: 16,
             n_gpu_layers: 0,
-            batch_invariant: true,
             keep_alive: "10s".into(),
         }
     }

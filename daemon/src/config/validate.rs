@@ -278,7 +278,6 @@ fn chat(c: &mut Checker, raw: &RawConfig) -> ChatConfig {
             threads: threads.max(1),
             max_queue: c.positive("chat.max_queue", ch.max_queue),
             n_gpu_layers: ch.n_gpu_layers,
-            batch_invariant: ch.batch_invariant,
         },
         keep_alive: c.duration(
             "chat.keep_alive",
