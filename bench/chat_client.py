@@ -1,7 +1,8 @@
 """Streaming chat clients for bench/chat: N concurrent clients each send R streamed,
 greedy completions to an OpenAI-compatible server and time them. Prints one JSON line:
 median time to first token, median per-stream decode tokens/s, aggregate decode
-tokens/s (all completion tokens over the wall time)."""
+tokens/s (all completion tokens over the wall time), and the distinct answers (greedy on
+one prompt: there should be one)."""
 
 import argparse
 import http.client
@@ -41,7 +42,7 @@ def connect():
     return http.client.HTTPConnection(u.hostname, u.port, timeout=600)
 
 
-results, errors, lock = [], [], threading.Lock()
+results, errors, answers, lock = [], [], set(), threading.Lock()
 
 
 def client():
@@ -67,6 +68,7 @@ def one(conn):
     assert r.status == 200, (r.status, r.read())
     first = last = None
     pieces = 0
+    text = []
     usage = None
     for raw in r:
         line = raw.decode().strip()
@@ -77,6 +79,7 @@ def one(conn):
             usage = chunk["usage"]
         for c in chunk.get("choices", []):
             if c.get("delta", {}).get("content"):
+                text.append(c["delta"]["content"])
                 now = time.perf_counter()
                 first = first or now
                 last = now
@@ -89,6 +92,7 @@ def one(conn):
     assert first is not None, "no content in the stream"
     with lock:
         results.append((t0, first, last, n))
+        answers.add("".join(text))
     return conn
 
 
@@ -105,4 +109,4 @@ total = sum(n for *_, n in results)
 print(json.dumps({"peer": a.label, "concurrency": a.concurrency, "ttft_ms": ttft,
                   "decode_tps": decode, "aggregate_tps": total / wall,
                   "tokens_per_request": statistics.median(n for *_, n in results),
-                  "errors": len(errors)}))
+                  "errors": len(errors), "answers": sorted(answers)}))
