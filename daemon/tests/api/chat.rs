@@ -393,6 +393,58 @@ async fn a_disconnected_client_frees_its_slot_and_overflow_is_a_400() {
     d.stop();
 }
 
+/// A stream is held to the request deadline as a whole, not only until its headers: past
+/// it the stream ends with a `deadline_exceeded` error object and no `[DONE]`, and the
+/// slot is free for the next request.
+#[tokio::test]
+async fn a_stream_past_the_request_deadline_ends_and_frees_its_slot() {
+    let Some(dir) = model_dir() else { return };
+    let mut s = setup(&dir, "slots = 1\n");
+    s.server_extra = "request_timeout = \"1500ms\"".into();
+    let d = s.start().await;
+    let key = s.create_key("app", "chat,metrics", None);
+    let c = s.client(d.addr);
+
+    let t0 = Instant::now();
+    let r = post(
+        &c,
+        &key,
+        &ask(
+            "Tell me a very long story about a lighthouse keeper.",
+            450,
+            true,
+        ),
+    )
+    .await;
+    let took = t0.elapsed();
+    assert_eq!(r.status.as_u16(), 200);
+    let events = sse(&r.body);
+    let last = events.last().expect("events");
+    let e: Value = serde_json::from_str(last).unwrap();
+    assert_eq!(e["error"]["code"], "deadline_exceeded", "{last}");
+    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:?}");
+    assert!(
+        events.len() > 3,
+        "tokens were streamed before the deadline: {events:?}"
+    );
+    assert!(took < Duration::from_secs(5), "ended late: {took:?}");
+
+    // The one slot is free again: a short request is answered.
+    let r = post(&c, &key, &ask("Say hi.", 4, false)).await;
+    assert_eq!(
+        r.status.as_u16(),
+        200,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let metrics = String::from_utf8_lossy(&c.get("/metrics", Some(&key)).await.body).to_string();
+    assert!(
+        metrics.contains("coffer_chat_cancelled_total{model=\"smollm2-135m\",version=\"1.0.0\"} 1"),
+        "{metrics}"
+    );
+    d.stop();
+}
+
 #[tokio::test]
 async fn json_schema_output_parses_and_bad_requests_get_openai_errors() {
     let Some(dir) = model_dir() else { return };

@@ -90,6 +90,9 @@ async fn completions(State(state): State<Arc<AppState>>, req: Request) -> Respon
 }
 
 async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
+    // The request layer ends a request whose response has not begun by then; a stream's
+    // body is held to the same deadline here, so streaming never outlives it.
+    let deadline = tokio::time::Instant::now() + state.limits.request_timeout;
     let request_id = req
         .extensions()
         .get::<RequestId>()
@@ -179,6 +182,8 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         let held = Held {
             _permit: permit,
             counters,
+            deadline,
+            timeout: state.limits.request_timeout,
         };
         let mut r = stream_response(header, rx, chat.include_usage, state.chat_keep_alive, held);
         r.extensions_mut().insert(OutcomeDeferred);
@@ -232,11 +237,13 @@ fn data(v: &serde_json::Value) -> Result<Event, Infallible> {
     Ok(Event::default().data(v.to_string()))
 }
 
-/// What a stream keeps until it ends: the shed permit (if any) and the counters its
-/// outcome goes to.
+/// What a stream keeps until it ends: the shed permit (if any), the counters its
+/// outcome goes to, and the request's deadline.
 struct Held {
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
     counters: VersionRequests,
+    deadline: tokio::time::Instant,
+    timeout: std::time::Duration,
 }
 
 fn stream_response(
@@ -256,43 +263,56 @@ fn stream_response(
                     data(&response::role_chunk(h, include_usage)),
                     (Phase::Body, rx, hp),
                 )),
-                Phase::Body => match rx.recv().await {
-                    Some(ChatEvent::Delta(text)) => Some((
-                        data(&response::content_chunk(h, &text, include_usage)),
-                        (Phase::Body, rx, hp),
-                    )),
-                    Some(ChatEvent::Done {
-                        finish,
-                        prompt_tokens,
-                        completion_tokens,
-                    }) => {
-                        hp.1.counters.record(Outcome::Ok);
-                        let next = if include_usage {
-                            Phase::Usage {
-                                prompt: prompt_tokens,
-                                completion: completion_tokens,
-                            }
-                        } else {
-                            Phase::Done
-                        };
-                        Some((
-                            data(&response::finish_chunk(h, finish, include_usage)),
-                            (next, rx, hp),
-                        ))
-                    }
-                    // Headers are sent: a failure mid-stream ends it with an error object,
-                    // as OpenAI's streams do, and no [DONE].
-                    Some(ChatEvent::Failed(f)) => {
-                        tracing::warn!(error = %f, "chat stream failed");
+                Phase::Body => match tokio::time::timeout_at(hp.1.deadline, rx.recv()).await {
+                    // Past the deadline the stream ends with an error object (no [DONE]);
+                    // dropping the receiver frees the slot before the next decode step.
+                    Err(_elapsed) => {
                         hp.1.counters.record(Outcome::ServerError);
-                        let err = json!({ "error": { "message": "generation failed", "type": "server_error", "code": "internal_error" } });
+                        let message = format!(
+                            "the completion did not finish within the server's deadline of {}",
+                            humantime::format_duration(hp.1.timeout)
+                        );
+                        let err = json!({ "error": { "message": message, "type": "server_error", "code": "deadline_exceeded" } });
                         Some((data(&err), (Phase::End, rx, hp)))
                     }
-                    Some(ChatEvent::Started { .. }) | None => {
-                        hp.1.counters.record(Outcome::ServerError);
-                        let err = json!({ "error": { "message": "generation ended unexpectedly", "type": "server_error", "code": "internal_error" } });
-                        Some((data(&err), (Phase::End, rx, hp)))
-                    }
+                    Ok(event) => match event {
+                        Some(ChatEvent::Delta(text)) => Some((
+                            data(&response::content_chunk(h, &text, include_usage)),
+                            (Phase::Body, rx, hp),
+                        )),
+                        Some(ChatEvent::Done {
+                            finish,
+                            prompt_tokens,
+                            completion_tokens,
+                        }) => {
+                            hp.1.counters.record(Outcome::Ok);
+                            let next = if include_usage {
+                                Phase::Usage {
+                                    prompt: prompt_tokens,
+                                    completion: completion_tokens,
+                                }
+                            } else {
+                                Phase::Done
+                            };
+                            Some((
+                                data(&response::finish_chunk(h, finish, include_usage)),
+                                (next, rx, hp),
+                            ))
+                        }
+                        // Headers are sent: a failure mid-stream ends it with an error object,
+                        // as OpenAI's streams do, and no [DONE].
+                        Some(ChatEvent::Failed(f)) => {
+                            tracing::warn!(error = %f, "chat stream failed");
+                            hp.1.counters.record(Outcome::ServerError);
+                            let err = json!({ "error": { "message": "generation failed", "type": "server_error", "code": "internal_error" } });
+                            Some((data(&err), (Phase::End, rx, hp)))
+                        }
+                        Some(ChatEvent::Started { .. }) | None => {
+                            hp.1.counters.record(Outcome::ServerError);
+                            let err = json!({ "error": { "message": "generation ended unexpectedly", "type": "server_error", "code": "internal_error" } });
+                            Some((data(&err), (Phase::End, rx, hp)))
+                        }
+                    },
                 },
                 Phase::Usage { prompt, completion } => Some((
                     data(&response::usage_chunk(h, prompt, completion)),
