@@ -86,12 +86,10 @@ fn run(
             batch.add(*t, i as i32, &[s as i32], i + 1 == prompt.len())?;
         }
         ctx.decode(&mut batch)?;
-        if s == 0 {
-            prompt_time = t0.elapsed();
-        }
+        let decoded = t0.elapsed();
         next.push(sampler.sample(ctx, batch.n_tokens() - 1));
         if s == 0 {
-            first = t0.elapsed();
+            (prompt_time, first) = (decoded, t0.elapsed());
         }
     }
     let decode_start = Instant::now();

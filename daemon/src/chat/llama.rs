@@ -145,7 +145,6 @@ impl LlamaEngine {
                     per_request,
                     n_batch: settings.n_batch as usize,
                     metrics,
-                    admitted: 0,
                 }
                 .run();
             })
@@ -175,10 +174,6 @@ struct Active {
     next: Option<LlamaToken>,
     /// Index in the batch just decoded whose logits this sequence samples from.
     logits_at: Option<i32>,
-    /// Admission order: prompts are decoded first come, first served.
-    admitted: u64,
-    /// Tokens of this sequence are in the batch being decoded.
-    in_batch: bool,
     generated: usize,
     max_tokens: usize,
     text: TextAssembler,
@@ -198,8 +193,6 @@ struct Engine<'m> {
     per_request: usize,
     n_batch: usize,
     metrics: ChatModelMetrics,
-    /// Jobs admitted so far (the next one's [`Active::admitted`]).
-    admitted: u64,
 }
 
 impl Engine<'_> {
@@ -212,32 +205,30 @@ impl Engine<'_> {
             self.drop_cancelled();
             batch.clear();
             if self.fill_generation(&mut batch) {
-                self.decode_and_sample(&mut batch);
+                self.decode_and_sample(&mut batch, None);
             }
             batch.clear();
-            if self.fill_prompt(&mut batch) {
-                self.decode_and_sample(&mut batch);
+            if let Some(seq) = self.fill_prompt(&mut batch) {
+                self.decode_and_sample(&mut batch, Some(seq));
             }
         }
     }
 
     /// Decodes `batch` and samples every sequence that has logits in it; on a decode
-    /// error, those sequences and the one whose prompt chunk was in it fail.
-    fn decode_and_sample(&mut self, batch: &mut LlamaBatch) {
+    /// error, those sequences and `chunk_of` (whose prompt chunk was in it) fail.
+    fn decode_and_sample(&mut self, batch: &mut LlamaBatch, chunk_of: Option<usize>) {
         if let Err(e) = self.ctx.decode(batch) {
             let failure = ChatFailure::Engine(e.to_string());
             for seq in 0..self.slots.len() {
-                if self.slots[seq]
-                    .as_ref()
-                    .is_some_and(|a| a.logits_at.is_some() || a.in_batch)
+                if chunk_of == Some(seq)
+                    || self.slots[seq]
+                        .as_ref()
+                        .is_some_and(|a| a.logits_at.is_some())
                 {
                     self.fail(seq, failure.clone());
                 }
             }
             return;
-        }
-        for a in self.slots.iter_mut().flatten() {
-            a.in_batch = false;
         }
         self.sample_all();
     }
@@ -286,14 +277,11 @@ impl Engine<'_> {
                         pos: 0,
                         next: None,
                         logits_at: None,
-                        in_batch: false,
-                        admitted: self.admitted,
                         generated: 0,
                         max_tokens,
                         first_token_at: None,
                         last_token_at: Instant::now(),
                     });
-                    self.admitted += 1;
                     self.metrics.slots_busy.inc();
                 }
                 Err(failure) => {
@@ -361,7 +349,6 @@ impl Engine<'_> {
                 if batch.add(token, a.pos, &[seq as i32], true).is_ok() {
                     a.next = None;
                     a.logits_at = Some(batch.n_tokens() - 1);
-                    a.in_batch = true;
                     a.pos += 1;
                 }
             }
@@ -369,25 +356,19 @@ impl Engine<'_> {
         batch.n_tokens() > 0
     }
 
-    /// The next chunk of the earliest admitted prompt not yet decoded: `n_batch` tokens
+    /// The next chunk of the earliest queued prompt not yet decoded: `n_batch` tokens
     /// counted from its first token (the last chunk shorter), alone in the batch, so a
-    /// prompt is cut into the same pieces however many sequences are running. False if
-    /// no prompt is waiting.
-    fn fill_prompt(&mut self, batch: &mut LlamaBatch) -> bool {
-        let Some(seq) = (0..self.slots.len())
-            .filter(|&s| {
-                self.slots[s]
-                    .as_ref()
-                    .is_some_and(|a| a.fed < a.prompt.len())
-            })
-            .min_by_key(|&s| self.slots[s].as_ref().map_or(u64::MAX, |a| a.admitted))
-        else {
-            return false;
-        };
+    /// prompt is cut into the same pieces however many sequences are running. The
+    /// sequence whose chunk it is, or None if no prompt is waiting.
+    fn fill_prompt(&mut self, batch: &mut LlamaBatch) -> Option<usize> {
         let n_batch = self.n_batch;
-        let Some(a) = self.slots[seq].as_mut() else {
-            return false;
-        };
+        let (seq, a) = self
+            .slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(seq, slot)| slot.as_mut().map(|a| (seq, a)))
+            .filter(|(_, a)| a.fed < a.prompt.len())
+            .min_by_key(|(_, a)| a.job.enqueued)?;
         let end = a.prompt.len().min(a.fed + n_batch);
         while a.fed < end {
             let last = a.fed + 1 == a.prompt.len();
@@ -403,8 +384,7 @@ impl Engine<'_> {
                 a.logits_at = Some(batch.n_tokens() - 1);
             }
         }
-        a.in_batch = true;
-        batch.n_tokens() > 0
+        (batch.n_tokens() > 0).then_some(seq)
     }
 
     fn sample_all(&mut self) {

@@ -307,15 +307,11 @@ async fn a_long_prompt_chunked_beside_a_generating_stream_gets_its_solo_answer()
     let solo_story = streamed_text(&post(&c, &key, &story).await.body).0;
     let solo_long = streamed_text(&post(&c, &key, &long).await.body).0;
     let tokens = |text: &str| {
-        text.lines()
-            .find(|l| {
-                l.starts_with(
-                    "coffer_chat_completion_tokens_total{model=\"smollm2-135m\",version=\"1.0.0\"}",
-                )
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
+        crate::common::metric(
+            text,
+            "coffer_chat_completion_tokens_total{model=\"smollm2-135m\",version=\"1.0.0\"}",
+        )
+        .unwrap_or(0.0)
     };
     let before = tokens(&String::from_utf8_lossy(
         &c.get("/metrics", Some(&key)).await.body,
@@ -329,7 +325,7 @@ async fn a_long_prompt_chunked_beside_a_generating_stream_gets_its_solo_answer()
     let t0 = Instant::now();
     while tokens(&String::from_utf8_lossy(
         &c.get("/metrics", Some(&key)).await.body,
-    )) < before + 2
+    )) < before + 2.0
     {
         assert!(
             t0.elapsed() < Duration::from_secs(60),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 use serde_json::{Value, json};
 
-use crate::common::{Client, Daemon, RawConn, Setup, fixture};
+use crate::common::{Client, Daemon, RawConn, Setup, fixture, metric};
 
 fn body(input: &str, width: usize, rows: usize) -> Vec<u8> {
     let data: Vec<Vec<f64>> = (0..rows)
@@ -91,13 +91,6 @@ async fn start(s: &Setup) -> (Daemon, String, Client) {
     let key = s.create_key("ops", "score,metrics", None);
     let c = s.client(d.addr);
     (d, key, c)
-}
-
-fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[tokio::test]

@@ -264,8 +264,44 @@ fn stream_response(
                     (Phase::Body, rx, hp),
                 )),
                 Phase::Body => match tokio::time::timeout_at(hp.1.deadline, rx.recv()).await {
-                    // Past the deadline the stream ends with an error object (no [DONE]);
-                    // dropping the receiver frees the slot before the next decode step.
+                    Ok(Some(ChatEvent::Delta(text))) => Some((
+                        data(&response::content_chunk(h, &text, include_usage)),
+                        (Phase::Body, rx, hp),
+                    )),
+                    Ok(Some(ChatEvent::Done {
+                        finish,
+                        prompt_tokens,
+                        completion_tokens,
+                    })) => {
+                        hp.1.counters.record(Outcome::Ok);
+                        let next = if include_usage {
+                            Phase::Usage {
+                                prompt: prompt_tokens,
+                                completion: completion_tokens,
+                            }
+                        } else {
+                            Phase::Done
+                        };
+                        Some((
+                            data(&response::finish_chunk(h, finish, include_usage)),
+                            (next, rx, hp),
+                        ))
+                    }
+                    // Headers are sent: a failure mid-stream ends it with an error object,
+                    // as OpenAI's streams do, and no [DONE].
+                    Ok(Some(ChatEvent::Failed(f))) => {
+                        tracing::warn!(error = %f, "chat stream failed");
+                        hp.1.counters.record(Outcome::ServerError);
+                        let err = json!({ "error": { "message": "generation failed", "type": "server_error", "code": "internal_error" } });
+                        Some((data(&err), (Phase::End, rx, hp)))
+                    }
+                    Ok(Some(ChatEvent::Started { .. }) | None) => {
+                        hp.1.counters.record(Outcome::ServerError);
+                        let err = json!({ "error": { "message": "generation ended unexpectedly", "type": "server_error", "code": "internal_error" } });
+                        Some((data(&err), (Phase::End, rx, hp)))
+                    }
+                    // Past the deadline the same way; dropping the receiver frees the
+                    // slot before the next decode step.
                     Err(_elapsed) => {
                         hp.1.counters.record(Outcome::ServerError);
                         let message = format!(
@@ -275,44 +311,6 @@ fn stream_response(
                         let err = json!({ "error": { "message": message, "type": "server_error", "code": "deadline_exceeded" } });
                         Some((data(&err), (Phase::End, rx, hp)))
                     }
-                    Ok(event) => match event {
-                        Some(ChatEvent::Delta(text)) => Some((
-                            data(&response::content_chunk(h, &text, include_usage)),
-                            (Phase::Body, rx, hp),
-                        )),
-                        Some(ChatEvent::Done {
-                            finish,
-                            prompt_tokens,
-                            completion_tokens,
-                        }) => {
-                            hp.1.counters.record(Outcome::Ok);
-                            let next = if include_usage {
-                                Phase::Usage {
-                                    prompt: prompt_tokens,
-                                    completion: completion_tokens,
-                                }
-                            } else {
-                                Phase::Done
-                            };
-                            Some((
-                                data(&response::finish_chunk(h, finish, include_usage)),
-                                (next, rx, hp),
-                            ))
-                        }
-                        // Headers are sent: a failure mid-stream ends it with an error object,
-                        // as OpenAI's streams do, and no [DONE].
-                        Some(ChatEvent::Failed(f)) => {
-                            tracing::warn!(error = %f, "chat stream failed");
-                            hp.1.counters.record(Outcome::ServerError);
-                            let err = json!({ "error": { "message": "generation failed", "type": "server_error", "code": "internal_error" } });
-                            Some((data(&err), (Phase::End, rx, hp)))
-                        }
-                        Some(ChatEvent::Started { .. }) | None => {
-                            hp.1.counters.record(Outcome::ServerError);
-                            let err = json!({ "error": { "message": "generation ended unexpectedly", "type": "server_error", "code": "internal_error" } });
-                            Some((data(&err), (Phase::End, rx, hp)))
-                        }
-                    },
                 },
                 Phase::Usage { prompt, completion } => Some((
                     data(&response::usage_chunk(h, prompt, completion)),
