@@ -1,12 +1,14 @@
 //! coffer-hw-tests: tests that need a real NVIDIA GPU, and their helpers. Every test
 //! skips cleanly (with a message) where no GPU is present, so the crate runs in CI too.
 //!
-//! Now: cofferd's NVML probe against `nvidia-smi` (`tests/nvml_readings.rs`), and the
-//! hardening of `systemd/cofferd.service` applied to `nvidia-smi` through `systemd-run`,
-//! so that a directive that hides the GPU from cofferd is caught on a GPU host
-//! (`tests/unit_sandbox.rs`, docs/packaging.md). Planned as the chat engine lands: a CUDA
-//! build of cofferd serving a fully offloaded chat model, GPU vs CPU output equality and
-//! throughput. Run them with `cargo test -p coffer-hw-tests -- --nocapture` on the GPU host.
+//! Now: cofferd's NVML probe against `nvidia-smi` (`tests/nvml_readings.rs`); the GPU
+//! monitor started as the daemon starts it, its readiness and DCGM metrics against
+//! `nvidia-smi` (`tests/gpu_monitor_live.rs`); and the hardening of
+//! `systemd/cofferd.service` applied to `nvidia-smi` through `systemd-run`, so that a
+//! directive that hides the GPU from cofferd is caught on a GPU host
+//! (`tests/unit_sandbox.rs`, docs/packaging.md). Not yet: a CUDA build of cofferd serving
+//! a fully offloaded chat model, GPU vs CPU output equality and throughput. Run them with
+//! `cargo test -p coffer-hw-tests -- --nocapture` on the GPU host.
 
 /// The sandboxing directives of a unit's `[Service]` section, as `Key=Value` strings for
 /// `systemd-run --property`. Process settings (user, exec lines, restart, directories)
