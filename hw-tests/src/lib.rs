@@ -68,6 +68,46 @@ pub fn sandbox_properties(unit: &str) -> Vec<String> {
     found
 }
 
+/// One GPU as `nvidia-smi` reports it: the reference the NVML tests compare with.
+#[derive(Debug, Clone)]
+pub struct SmiGpu {
+    pub uuid: String,
+    pub temperature_c: f64,
+    pub memory_total_mib: u64,
+    /// `None` where the GPU reports no enforced power limit (`[N/A]`).
+    pub power_limit_w: Option<f64>,
+}
+
+/// Every GPU `nvidia-smi` lists, in its index order. Panics (a failed test) when
+/// `nvidia-smi` cannot run or prints what it was not asked for.
+pub fn nvidia_smi_gpus() -> Vec<SmiGpu> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=uuid,temperature.gpu,memory.total,enforced.power.limit",
+            "--format=csv,noheader,nounits",
+        ])
+        .output()
+        .expect("nvidia-smi runs on a GPU host");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').map(str::trim).collect();
+            assert_eq!(f.len(), 4, "unexpected nvidia-smi line: {line}");
+            SmiGpu {
+                uuid: f[0].to_string(),
+                temperature_c: f[1].parse().expect("a temperature"),
+                memory_total_mib: f[2].parse().expect("a memory size"),
+                power_limit_w: f[3].parse().ok(),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

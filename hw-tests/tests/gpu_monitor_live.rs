@@ -3,10 +3,10 @@
 //! ready and healthy, and the dcgm-exporter-named metrics carry each GPU's temperature,
 //! memory and power limit under its UUID. Skipped where there is no GPU.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use coffer_hw_tests::nvidia_smi_gpus;
 use cofferd::config::GpuConfig;
 use cofferd::gpu::health::Thresholds;
 use cofferd::gpu::metrics::GpuMetrics;
@@ -53,7 +53,8 @@ fn the_monitor_publishes_what_nvidia_smi_reads() {
     )
     .expect("the monitor starts");
     health.wait_first_sample(Duration::from_secs(10));
-    // The first sample publishes readiness; one more interval for the metrics of all GPUs.
+    // Metrics are recorded before a GPU counts as sampled; readiness is published once the
+    // whole sample is done, just after the last GPU counts: allow it that moment.
     std::thread::sleep(Duration::from_millis(500));
 
     let gpu_state = readiness.snapshot().remove("gpu").expect("a gpu component");
@@ -62,35 +63,26 @@ fn the_monitor_publishes_what_nvidia_smi_reads() {
 
     let text = metrics.render();
     assert!(text.contains("coffer_gpu_present 1"), "{text}");
-    let smi = Command::new("nvidia-smi")
-        .args([
-            "--query-gpu=uuid,temperature.gpu,memory.total,enforced.power.limit",
-            "--format=csv,noheader,nounits",
-        ])
-        .output()
-        .expect("nvidia-smi runs on a GPU host");
-    assert!(smi.status.success());
-    let rows = String::from_utf8_lossy(&smi.stdout).into_owned();
-    assert!(!rows.trim().is_empty());
-    for row in rows.lines() {
-        let f: Vec<&str> = row.split(',').map(str::trim).collect();
-        let uuid = f[0];
+    let gpus = nvidia_smi_gpus();
+    assert!(!gpus.is_empty());
+    for smi in &gpus {
+        let uuid = smi.uuid.as_str();
         let temp = gauge(&text, "DCGM_FI_DEV_GPU_TEMP", uuid).expect("temperature metric");
-        let smi_temp: f64 = f[1].parse().unwrap();
         assert!(
-            (temp - smi_temp).abs() <= 5.0,
-            "{uuid}: {temp} vs {smi_temp}"
+            (temp - smi.temperature_c).abs() <= 5.0,
+            "{uuid}: {temp} vs {}",
+            smi.temperature_c
         );
         let used = gauge(&text, "DCGM_FI_DEV_FB_USED", uuid).expect("memory used metric");
         let free = gauge(&text, "DCGM_FI_DEV_FB_FREE", uuid).expect("memory free metric");
-        let total: f64 = f[2].parse().unwrap();
+        let total = smi.memory_total_mib as f64;
         assert!(
             (used + free - total).abs() <= total * 0.02,
             "{uuid}: used {used} + free {free} MiB vs total {total} MiB"
         );
-        if let (Some(limit), Ok(w)) = (
+        if let (Some(limit), Some(w)) = (
             gauge(&text, "DCGM_FI_DEV_ENFORCED_POWER_LIMIT", uuid),
-            f[3].parse::<f64>(),
+            smi.power_limit_w,
         ) {
             assert!(
                 (limit - w).abs() <= 1.0,

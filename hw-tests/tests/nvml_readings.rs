@@ -2,8 +2,7 @@
 //! UUIDs, temperature within a few degrees, the same memory size and power limit), and
 //! an idle, working GPU is not assessed as failed. Skipped where there is no GPU.
 
-use std::process::Command;
-
+use coffer_hw_tests::nvidia_smi_gpus;
 use cofferd::gpu::health::{Level, Thresholds, assess};
 use cofferd::gpu::nvml::NvmlProbe;
 use cofferd::gpu::probe::GpuProbe as _;
@@ -14,22 +13,7 @@ fn nvml_probe_agrees_with_nvidia_smi() {
         eprintln!("skipped: no /dev/nvidiactl");
         return;
     }
-    let smi = Command::new("nvidia-smi")
-        .args([
-            "--query-gpu=index,uuid,temperature.gpu,memory.total,enforced.power.limit",
-            "--format=csv,noheader,nounits",
-        ])
-        .output()
-        .expect("nvidia-smi runs on a GPU host");
-    assert!(
-        smi.status.success(),
-        "{}",
-        String::from_utf8_lossy(&smi.stderr)
-    );
-    let rows: Vec<Vec<String>> = String::from_utf8_lossy(&smi.stdout)
-        .lines()
-        .map(|l| l.split(',').map(|f| f.trim().to_string()).collect())
-        .collect();
+    let rows = nvidia_smi_gpus();
 
     let mut probe = NvmlProbe::default();
     let devices = probe.open().expect("NVML opens where nvidia-smi works");
@@ -40,17 +24,20 @@ fn nvml_probe_agrees_with_nvidia_smi() {
         pcie_replays_per_sample: 100,
     };
     for (device, row) in devices.iter().zip(&rows) {
-        assert_eq!(device.uuid, row[1], "GPU {}", device.index);
+        assert_eq!(device.uuid, row.uuid, "GPU {}", device.index);
         let s = probe.sample(device.index).expect("a working GPU reads");
-        let smi_temp: f64 = row[2].parse().unwrap();
+        let smi_temp = row.temperature_c;
         let temp = f64::from(s.temperature_c.unwrap());
         assert!(
             (temp - smi_temp).abs() <= 5.0,
             "temperature {temp} vs {smi_temp}"
         );
-        let smi_mib: u64 = row[3].parse().unwrap();
-        assert_eq!(s.memory_total_bytes.unwrap() >> 20, smi_mib, "memory total");
-        if let (Some(mw), Ok(w)) = (s.power_limit_mw, row[4].parse::<f64>()) {
+        assert_eq!(
+            s.memory_total_bytes.unwrap() >> 20,
+            row.memory_total_mib,
+            "memory total"
+        );
+        if let (Some(mw), Some(w)) = (s.power_limit_mw, row.power_limit_w) {
             assert!(
                 (f64::from(mw) / 1000.0 - w).abs() <= 1.0,
                 "power limit {mw} mW vs {w} W"
