@@ -54,6 +54,10 @@ pub struct LoadedModel {
     pub drift: Option<Arc<crate::drift::DriftTracker>>,
     /// Its `coffer_model_requests_total` counters, once it has served a request.
     pub requests: crate::metrics::VersionRequestsCell,
+    /// `name@version`, made once for each response's `x-coffer-served-by` header and
+    /// audit record.
+    pub id: String,
+    pub served_by: Option<http::HeaderValue>,
 }
 
 /// Loads the engine for a verified version directory (its default model file).
@@ -135,7 +139,10 @@ pub fn start_version(
         tracker.clone().map(|t| t as Arc<dyn BatchObserver>),
     )
     .map_err(|e| LoadError::Thread(manifest.id(), e))?;
+    let id = manifest.id();
     Ok(LoadedModel {
+        served_by: http::HeaderValue::from_str(&id).ok(),
+        id,
         manifest,
         dir,
         variant: variant.map(str::to_string),

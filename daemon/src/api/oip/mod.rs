@@ -281,16 +281,17 @@ async fn run_infer(
         None => outputs,
     };
     let mut response = response::infer(&loaded, &request, &selected);
-    let served = loaded.manifest.id();
-    if let Ok(v) = HeaderValue::from_str(&served) {
-        response.headers_mut().insert(SERVED_BY, v);
+    if let Some(v) = &loaded.served_by {
+        response.headers_mut().insert(SERVED_BY, v.clone());
     }
     if let Some(policy) = fallback {
         response
             .headers_mut()
             .insert(FALLBACK, HeaderValue::from_static(policy));
     }
-    response.extensions_mut().insert(ServedModel(served));
+    response
+        .extensions_mut()
+        .insert(ServedModel(loaded.id.clone()));
     Ok(response)
 }
 
