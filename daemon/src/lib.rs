@@ -18,6 +18,7 @@ pub mod drift;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gpu;
+pub mod hex_text;
 pub mod keys;
 pub mod lifecycle;
 pub mod logging;

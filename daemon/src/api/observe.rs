@@ -63,10 +63,7 @@ impl RequestId {
     fn generate() -> Self {
         let mut bytes = [0u8; 8];
         rand::thread_rng().fill_bytes(&mut bytes);
-        let mut text = [b'0'; 16];
-        // Cannot fail: 16 digits for 8 bytes.
-        let _ = hex::encode_to_slice(bytes, &mut text);
-        RequestId(String::from_utf8_lossy(&text).into_owned())
+        RequestId(crate::hex_text::lower_hex(&bytes))
     }
 }
 

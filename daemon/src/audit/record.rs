@@ -97,16 +97,6 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
-/// Lower-case hex of a SHA-256 digest, written straight into its buffer (the `hex`
-/// crate's `encode` collects chars one by one; this runs once per record).
-fn hex_digest(digest: &[u8]) -> String {
-    let mut out = [0u8; 64];
-    match hex::encode_to_slice(digest, &mut out) {
-        Ok(()) => String::from_utf8_lossy(&out).into_owned(),
-        Err(_) => hex::encode(digest),
-    }
-}
-
 /// The hash before the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -148,7 +138,7 @@ impl AuditRecord {
         let mut h = Sha256::new();
         h.update(prev.as_bytes());
         h.update(&line);
-        let hash = hex_digest(&h.finalize());
+        let hash = crate::hex_text::lower_hex(&h.finalize());
         line.pop(); // the closing brace
         line.extend_from_slice(b",\"hash\":\"");
         line.extend_from_slice(hash.as_bytes());
