@@ -242,6 +242,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         scoring: Arc::clone(&models.scoring),
         chat: Arc::clone(&models.chat),
         shadows: Arc::clone(&models.shadows),
+        grammars: crate::chat::grammar::GrammarCompiler::default(),
         chat_keep_alive: config.chat.keep_alive,
         gpu: gpu_gate,
         telemetry: Arc::clone(&telemetry),

@@ -62,6 +62,57 @@ pub fn chat_request(data: &[u8]) {
     }
 }
 
+/// A `response_format` JSON schema: what the checks accept, llama.cpp's converter must
+/// convert and its output must pass the grammar check (or exceed the grammar budget,
+/// which the check exists to catch); where a vocabulary is at hand
+/// (`COFFER_FUZZ_VOCAB`, or the dev chat model), llama.cpp's grammar parser must accept
+/// it too. A run under `-rss_limit_mb` turns an allocation blow-up into a crash.
+pub fn chat_schema(data: &[u8]) {
+    use crate::chat::grammar::{self, GbnfError, GrammarError};
+    let Ok(schema) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let Ok(checked) = grammar::check(&schema) else {
+        return;
+    };
+    match grammar::convert(&checked) {
+        Ok(gbnf) => {
+            if let Some(model) = schema_vocab() {
+                assert!(
+                    llama_cpp_2::sampling::LlamaSampler::grammar(model, &gbnf, "root").is_ok(),
+                    "llama.cpp refused the grammar of a checked schema: {checked}\n{gbnf}"
+                );
+            }
+        }
+        Err(GrammarError::Grammar(GbnfError::Expansion(_) | GbnfError::TooLarge(_))) => {}
+        Err(e) => panic!("a checked schema did not convert ({e}): {checked}"),
+    }
+}
+
+/// A vocabulary for the grammar parser: the GGUF at `COFFER_FUZZ_VOCAB`, else the dev
+/// chat model when it has been fetched; loaded once, vocabulary only.
+fn schema_vocab() -> Option<&'static llama_cpp_2::model::LlamaModel> {
+    static MODEL: std::sync::OnceLock<Option<llama_cpp_2::model::LlamaModel>> =
+        std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let path = std::env::var_os("COFFER_FUZZ_VOCAB")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../models/chat/smollm2-135m/1.0.0/SmolLM2-135M-Instruct.Q4_1.gguf")
+                });
+            if !path.is_file() {
+                return None;
+            }
+            let backend = crate::chat::llama::backend().ok()?;
+            let params =
+                llama_cpp_2::model::params::LlamaModelParams::default().with_vocab_only(true);
+            llama_cpp_2::model::LlamaModel::load_from_file(backend, path, &params).ok()
+        })
+        .as_ref()
+}
+
 /// A manifest's text.
 pub fn manifest(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
@@ -105,9 +156,10 @@ pub fn audit_line(data: &[u8]) {
 pub type Target = fn(&[u8]);
 
 /// Every target by name, for the test runner and the regression corpus.
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("infer_request", infer_request),
     ("chat_request", chat_request),
+    ("chat_schema", chat_schema),
     ("manifest", manifest),
     ("config", config),
     ("redact", redact),
@@ -133,6 +185,21 @@ mod tests {
 "],"stream":true,"stream_options":{"include_usage":true},"presence_penalty":0.1,"frequency_penalty":-0.1,"n":1,"user":"u"}"#.to_vec(),
                 br#"{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"p","schema":{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"array","items":{"type":"string"}}},"required":["a"]}}}}"#.to_vec(),
             ],
+            "chat_schema" => {
+                // llama.cpp's own converter test schemas, and the pathological ones.
+                let mut v: Vec<Vec<u8>> = vec![
+                    br#"{"type":"object","properties":{"name":{"type":"string","maxLength":20},"id":{"type":"string","pattern":"^[A-Z]{2}\\d{4}$"},"tags":{"type":"array","items":{"enum":["a","b",1,null]},"minItems":1,"maxItems":3},"n":{"type":["integer","null"],"minimum":-5,"maximum":1000}},"required":["name"],"additionalProperties":false}"#.to_vec(),
+                    br##"{"anyOf":[{"$ref":"#/$defs/a"},{"type":"string","format":"date-time"}],"$defs":{"a":{"type":"array","items":{"const":{"k":[1,2]}}}}}"##.to_vec(),
+                    br#"{"type":"string","pattern":"^((a+)+b|(c{2,5}){3}|[^x-z\\s]?)$"}"#.to_vec(),
+                ];
+                let dir = root.join("fuzz/seeds/chat_schema");
+                for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                    if entry.path().extension().is_some_and(|e| e == "json") {
+                        v.push(std::fs::read(entry.path()).unwrap_or_default());
+                    }
+                }
+                v
+            }
             "manifest" => vec![std::fs::read(root.join("models/fixtures/credit-lr/1.0.0/manifest.toml")).unwrap_or_default()],
             "config" => vec![b"[server]\nlisten = \"127.0.0.1:8443\"\n[tls]\ncert = \"a\"\nkey = \"b\"\n[audit]\nfsync = \"always\"\n".to_vec()],
             "redact" => vec!["卡号6222 0212 3456 7890 124，电话＋86 138-1234-5678 mail a@b.cn 10.0.0.1 fe80::1 DE89 3704 0044 0532 0130 00".as_bytes().to_vec()],

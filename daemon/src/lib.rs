@@ -24,6 +24,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod manager;
 pub mod metrics;
+pub mod native_stderr;
 pub mod periodic;
 pub mod readiness;
 pub mod registry;

@@ -64,6 +64,8 @@ pub struct AppState {
     pub chat: Arc<crate::served::Live<crate::chat::LoadedChat>>,
     /// Candidate scoring versions in shadow, by model name.
     pub shadows: Arc<crate::shadow::ShadowSet>,
+    /// Turns `response_format` schemas into grammars off the async workers.
+    pub grammars: crate::chat::grammar::GrammarCompiler,
     /// SSE keep-alive interval of chat streams.
     pub chat_keep_alive: Duration,
     /// Fallback decisions for GPU models while a GPU is failed.

@@ -67,6 +67,24 @@ impl RequestId {
     }
 }
 
+/// A request's method as the log may show it: a standard method's name, else `other`
+/// (an extension method is any token a client chose).
+fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = RequestId::generate();
@@ -85,9 +103,9 @@ pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next:
     // The span costs a few per cent of throughput at info level: it is at info only when
     // access logging is on. 5xx lines carry the request id themselves.
     let span = if state.limits.access_log {
-        tracing::info_span!("request", request_id = %id.0, method = %req.method(), route = %route)
+        tracing::info_span!("request", request_id = %id.0, method = method_label(req.method()), route = %route)
     } else {
-        tracing::debug_span!("request", request_id = %id.0, method = %req.method(), route = %route)
+        tracing::debug_span!("request", request_id = %id.0, method = method_label(req.method()), route = %route)
     };
     req.extensions_mut().insert(id.clone());
 

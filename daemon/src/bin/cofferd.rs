@@ -4,11 +4,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use cofferd::config::{self, LogFormat};
 use cofferd::server::Drain;
-use cofferd::{app, devmode, logging};
+use cofferd::{app, devmode, logging, native_stderr};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 #[derive(Parser)]
 #[command(
@@ -117,7 +119,21 @@ fn main() -> ExitCode {
             }
         }
     };
-    logging::init(config.log.format, &config.log.level);
+    // From here on descriptor 2 is a pipe that withholds native libraries' output; the
+    // log writes to the real stderr.
+    let real_stderr = match native_stderr::capture() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("cofferd: cannot set up the log (capturing stderr failed: {e})");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init_with(
+        config.log.format,
+        &config.log.level,
+        BoxMakeWriter::new(Arc::new(real_stderr)),
+    );
+    native_stderr::install_panic_hook();
     if config.log.format == LogFormat::Text && dev.is_none() {
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "cofferd starting");
     }
@@ -136,7 +152,6 @@ fn main() -> ExitCode {
         Ok(Drain::TimedOut) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "cofferd could not start");
-            eprintln!("cofferd: {e}");
             ExitCode::FAILURE
         }
     }

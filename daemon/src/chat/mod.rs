@@ -6,6 +6,7 @@
 //! name answers requests that name no version (`name@version` picks one).
 
 pub mod eval;
+pub mod grammar;
 pub mod job;
 pub mod llama;
 pub mod metrics;

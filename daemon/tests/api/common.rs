@@ -78,6 +78,40 @@ impl Pki {
     }
 }
 
+/// Identifiers a client may send; none may show up in the daemon's log or anything it
+/// writes or ships.
+pub const PII: [&str; 4] = [
+    "4111111111111111",
+    "11010519491231002X",
+    "13812345678",
+    "zhang.san@bank.cn",
+];
+
+/// An identifier in the spellings people use: plain, grouped by 4 with spaces, dashes
+/// or dots, and full-width.
+pub fn spellings(id: &str) -> Vec<String> {
+    let digits: Vec<char> = id.chars().collect();
+    let grouped = |sep: &str| {
+        digits
+            .chunks(4)
+            .map(|c| c.iter().collect::<String>())
+            .collect::<Vec<_>>()
+            .join(sep)
+    };
+    let full_width: String = id
+        .chars()
+        .map(|c| match c {
+            '!'..='~' => char::from_u32(c as u32 + 0xFEE0).unwrap_or(c),
+            _ => c,
+        })
+        .collect();
+    let mut all = vec![id.to_string(), full_width];
+    if !id.contains('@') {
+        all.extend([grouped(" "), grouped("-"), grouped(".")]);
+    }
+    all
+}
+
 /// A test setup: temp dir, server PKI, and extra lines for the config's tables.
 pub struct Setup {
     pub tmp: tempfile::TempDir,
@@ -251,6 +285,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(config: PathBuf, dir: &Path) -> Daemon {
+        Daemon::start_logging(config, dir, "info").await
+    }
+
+    /// [`Daemon::start`] with `RUST_LOG` set to `level`.
+    pub async fn start_logging(config: PathBuf, dir: &Path, level: &str) -> Daemon {
         let notify_path = dir.join(format!("notify-{}.sock", rand_suffix()));
         let socket = UnixDatagram::bind(&notify_path).unwrap();
         let stderr_path = dir.join(format!("cofferd-{}.log", rand_suffix()));
@@ -258,7 +297,7 @@ impl Daemon {
             .args(["serve", "--config"])
             .arg(&config)
             .env("NOTIFY_SOCKET", &notify_path)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
@@ -297,6 +336,21 @@ impl Daemon {
             notify,
             stderr_path: None,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's resident set size in bytes (`VmRSS`).
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kb * 1024
     }
 
     pub fn log(&self) -> String {

@@ -7,6 +7,7 @@ mod admission;
 mod audit;
 mod auth;
 mod chat;
+mod chat_hostile;
 mod compat;
 mod config;
 mod devmode;

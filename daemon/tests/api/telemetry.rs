@@ -18,15 +18,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
-use crate::common::{Setup, fixture};
-
-/// Identifiers sent in requests; none may show up anywhere.
-const PII: [&str; 4] = [
-    "4111111111111111",
-    "11010519491231002X",
-    "13812345678",
-    "zhang.san@bank.cn",
-];
+use crate::common::{PII, Setup, fixture, spellings};
 
 fn prometheus_binary() -> Option<PathBuf> {
     let candidates = [PathBuf::from("/usr/bin/prometheus")];
@@ -263,31 +255,6 @@ async fn traffic(setup: &Setup, addr: std::net::SocketAddr, key: &str) {
         )
         .await;
     assert_eq!(r.status, 200);
-}
-
-/// An identifier in the spellings people use: plain, grouped by 4 with spaces, dashes
-/// or dots, and full-width.
-fn spellings(id: &str) -> Vec<String> {
-    let digits: Vec<char> = id.chars().collect();
-    let grouped = |sep: &str| {
-        digits
-            .chunks(4)
-            .map(|c| c.iter().collect::<String>())
-            .collect::<Vec<_>>()
-            .join(sep)
-    };
-    let full_width: String = id
-        .chars()
-        .map(|c| match c {
-            '!'..='~' => char::from_u32(c as u32 + 0xFEE0).unwrap_or(c),
-            _ => c,
-        })
-        .collect();
-    let mut all = vec![id.to_string(), full_width];
-    if !id.contains('@') {
-        all.extend([grouped(" "), grouped("-"), grouped(".")]);
-    }
-    all
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

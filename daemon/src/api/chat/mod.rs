@@ -31,6 +31,7 @@ use super::{
     resolve_model,
 };
 use crate::chat::SubmitError;
+use crate::chat::grammar::GrammarError;
 use crate::chat::job::{ChatEvent, ChatFailure, ChatJob};
 use crate::gpu::fallback::Route;
 use crate::metrics::{Outcome, VersionRequests};
@@ -78,6 +79,28 @@ fn failure(f: ChatFailure) -> ApiError {
     }
 }
 
+/// A schema that passed the request checks but not the conversion: a 400 naming
+/// `response_format.json_schema`, or a 503 while the conversion slots are all taken.
+fn grammar_error(e: &GrammarError, retry_after: std::time::Duration) -> ApiError {
+    match e {
+        GrammarError::Busy => ApiError::new(
+            ErrorKind::Overloaded { retry_after },
+            format!("{e}; retry after the time in Retry-After"),
+            Family::OpenAi,
+        ),
+        GrammarError::Thread => {
+            tracing::error!(error = %e, "response_format conversion failed");
+            ApiError::new(ErrorKind::Internal, "", Family::OpenAi)
+        }
+        _ => ApiError::new(
+            ErrorKind::BadRequest,
+            format!("response_format.json_schema.schema cannot be enforced: {e}"),
+            Family::OpenAi,
+        )
+        .with_param("response_format.json_schema"),
+    }
+}
+
 fn gone() -> ApiError {
     tracing::error!("chat engine ended a job without an answer");
     ApiError::new(ErrorKind::Internal, "", Family::OpenAi)
@@ -98,7 +121,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         .get::<RequestId>()
         .map_or_else(|| "0".to_string(), |r| r.0.clone());
     let body = read_limited(req.into_body(), state.limits.max_body_bytes, Family::OpenAi).await?;
-    let chat = request::parse(&body)?;
+    let mut chat = request::parse(&body)?;
     let loaded = state.chat.load().resolve_chat(&chat.model).ok_or_else(|| {
         ApiError::new(
             ErrorKind::NotFound,
@@ -142,6 +165,14 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
             ));
         }
     };
+    if let Some(schema) = chat.response_schema.take() {
+        let grammar = state
+            .grammars
+            .compile(schema)
+            .await
+            .map_err(|e| grammar_error(&e, state.limits.retry_after))?;
+        chat.params.grammar = Some(grammar);
+    }
     let (tx, mut rx) = unbounded_channel();
     loaded
         .engine

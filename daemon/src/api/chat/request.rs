@@ -108,6 +108,9 @@ pub struct ChatRequest {
     pub params: GenParams,
     pub stream: bool,
     pub include_usage: bool,
+    /// `response_format`'s schema, checked and rebuilt (`chat::grammar::check`); the
+    /// handler turns it into `params.grammar` off the async workers.
+    pub response_schema: Option<Value>,
 }
 
 fn bad(message: impl Into<String>, param: &str) -> ApiError {
@@ -219,16 +222,17 @@ pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
     if stop.len() > 4 {
         return Err(bad("stop takes at most 4 sequences", "stop"));
     }
-    let grammar = match raw.response_format {
+    let response_schema = match raw.response_format {
         None | Some(ResponseFormat::Text) => None,
-        Some(ResponseFormat::JsonObject) => {
-            Some(schema_grammar(&serde_json::json!({"type": "object"}))?)
-        }
+        Some(ResponseFormat::JsonObject) => Some(checked_schema(
+            &serde_json::json!({"type": "object"}),
+            "response_format",
+        )?),
         Some(ResponseFormat::JsonSchema { json_schema }) => {
             let schema = json_schema
                 .schema
                 .unwrap_or_else(|| serde_json::json!({"type": "object"}));
-            Some(schema_grammar(&schema)?)
+            Some(checked_schema(&schema, "response_format.json_schema")?)
         }
     };
     // OpenAI seeds are 64-bit; llama.cpp's are 32-bit: fold, so different seeds stay
@@ -248,21 +252,19 @@ pub fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
             stop,
             presence_penalty,
             frequency_penalty,
-            grammar,
+            grammar: None,
         },
         stream: raw.stream.unwrap_or(false),
         include_usage: raw.stream_options.is_some_and(|o| o.include_usage),
+        response_schema,
     })
 }
 
-/// llama.cpp's JSON-schema-to-GBNF conversion.
-fn schema_grammar(schema: &Value) -> Result<String, ApiError> {
-    llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| {
-        bad(
-            format!("response_format.json_schema.schema cannot be enforced: {e}"),
-            "response_format",
-        )
-    })
+/// The schema checked against the subset and bounds Coffer enforces
+/// (`chat::grammar`), before any C++ reads it.
+fn checked_schema(schema: &Value, param: &str) -> Result<Value, ApiError> {
+    crate::chat::grammar::check(schema)
+        .map_err(|e| bad(format!("{param}.schema cannot be enforced: {e}"), param))
 }
 
 #[cfg(test)]
@@ -342,13 +344,22 @@ mod tests {
     }
 
     #[test]
-    fn json_schema_becomes_a_grammar() {
+    fn json_schema_is_checked_and_kept_for_the_handler() {
         let r = parse(
             br#"{"model":"m","messages":[{"role":"user","content":"x"}],
                 "response_format":{"type":"json_schema","json_schema":{"name":"p","schema":{"type":"object","properties":{"age":{"type":"integer"}},"required":["age"]}}}}"#,
         )
         .unwrap();
-        let g = r.params.grammar.unwrap();
-        assert!(g.contains("root"), "{g}");
+        let s = r.response_schema.unwrap();
+        assert_eq!(s["required"][0], "age");
+        assert!(r.params.grammar.is_none());
+    }
+
+    #[test]
+    fn a_hostile_schema_is_a_400_naming_response_format() {
+        let e = err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],
+                "response_format":{"type":"json_schema","json_schema":{"name":"n","schema":{"type":"string","pattern":"^a{2,1}$"}}}}"#);
+        assert_eq!(e.param.as_deref(), Some("response_format.json_schema"));
+        assert!(e.message.contains("pattern"), "{}", e.message);
     }
 }
