@@ -22,7 +22,7 @@ use crate::manager::{Engines, ModelManager, ModelMetrics};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::score::ScoreMetrics;
-use crate::server::{self, ConnectionLimits, Drain};
+use crate::server::{self, ConnectionLimits, ConnectionMetrics, Drain, Serving};
 use crate::telemetry::{Spool, Telemetry, spawn_flush};
 use crate::tls::{ReloadableTls, TlsError};
 use coffer_privacy::telemetry::EventKind;
@@ -302,20 +302,22 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     lifecycle::notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
     lifecycle::spawn_watchdog();
 
-    let limits = ConnectionLimits {
-        max_connections: config.server.max_connections,
-        tls_handshake_timeout: config.server.tls_handshake_timeout,
-        header_read_timeout: config.server.header_read_timeout,
-    };
-    let drain = server::serve(
-        listener,
-        tls,
+    let s = &config.server;
+    let serving = Serving {
         app,
-        limits,
-        shutdown.wait(),
-        config.server.shutdown_grace,
-    )
-    .await;
+        limits: ConnectionLimits {
+            max_connections: s.max_connections,
+            max_connections_per_address: s.max_connections_per_address,
+            tls_handshake_timeout: s.tls_handshake_timeout,
+            header_read_timeout: s.header_read_timeout,
+            idle_timeout: s.idle_timeout,
+            max_connection_age: s.max_connection_age,
+            request_timeout: s.request_timeout,
+        },
+        metrics: ConnectionMetrics::register(&metrics),
+        grace: s.shutdown_grace,
+    };
+    let drain = server::serve(listener, tls, serving, shutdown.wait()).await;
     readiness.set("listener", false, "stopped");
     admin_task.abort();
     flush_task.abort();

@@ -18,6 +18,7 @@ pub mod drift;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gpu;
+pub mod held_body;
 pub mod hex_text;
 pub mod keys;
 pub mod lifecycle;

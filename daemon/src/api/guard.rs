@@ -123,36 +123,5 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
     req.extensions_mut().insert(Authenticated(key));
     let response = next.run(req).await;
     // The slot is held until the response body has been sent, so streams count too.
-    with_key(response.map(|body| {
-        axum::body::Body::new(HeldBody {
-            inner: body,
-            _admitted: admitted,
-        })
-    }))
-}
-
-/// A response body that keeps the request's admission slot until it is finished.
-struct HeldBody {
-    inner: axum::body::Body,
-    _admitted: crate::admission::Admitted,
-}
-
-impl http_body::Body for HeldBody {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
+    with_key(response.map(|body| crate::held_body::holding(body, admitted)))
 }

@@ -180,6 +180,12 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     pub max_connections: usize,
+    /// Open connections from one client address at most.
+    pub max_connections_per_address: usize,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// A connection is asked to close once it is this old.
+    pub max_connection_age: Duration,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
 }

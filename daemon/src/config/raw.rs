@@ -168,6 +168,9 @@ pub struct RawServer {
     pub header_read_timeout: String,
     pub tls_handshake_timeout: String,
     pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub idle_timeout: String,
+    pub max_connection_age: String,
     pub max_body_bytes: usize,
     pub shutdown_grace: String,
 }
@@ -180,6 +183,9 @@ impl Default for RawServer {
             header_read_timeout: "10s".into(),
             tls_handshake_timeout: "10s".into(),
             max_connections: 1024,
+            max_connections_per_address: 256,
+            idle_timeout: "60s".into(),
+            max_connection_age: "1h".into(),
             max_body_bytes: 1024 * 1024,
             shutdown_grace: "30s".into(),
         }

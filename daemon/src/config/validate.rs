@@ -394,6 +394,16 @@ fn server(c: &mut Checker, raw: &RawConfig) -> ServerConfig {
             ms,
         ),
         max_connections: c.positive("server.max_connections", s.max_connections),
+        max_connections_per_address: c.positive(
+            "server.max_connections_per_address",
+            s.max_connections_per_address,
+        ),
+        idle_timeout: c.duration("server.idle_timeout", &s.idle_timeout, ms),
+        max_connection_age: c.duration(
+            "server.max_connection_age",
+            &s.max_connection_age,
+            Duration::from_secs(1),
+        ),
         max_body_bytes: c.positive("server.max_body_bytes", s.max_body_bytes),
         shutdown_grace: c.duration("server.shutdown_grace", &s.shutdown_grace, Duration::ZERO),
     }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::chat::model_dir;
-use crate::common::{Client, Daemon, PII, Setup, spellings};
+use crate::common::{Client, Daemon, PII, Setup, h2_get_frames, spellings};
 
 fn setup(dir: &std::path::Path, access_log: bool) -> Setup {
     let mut s = Setup::new();
@@ -208,31 +208,13 @@ async fn leak_everything(s: &Setup, d: &Daemon, key: &str) {
     sni(d.addr.port(), &[mail, &format!("{card} {phone}")]);
 }
 
-/// Sends one HTTP/2 GET /healthz whose `:authority` is `authority` (HPACK literals).
+/// Sends one HTTP/2 GET /healthz whose `:authority` is `authority`.
 async fn h2_with_authority(c: &Client, authority: &str) {
     let c = c.clone().with_alpn(&[b"h2"]);
     let mut tls = c.tls().await.unwrap();
-    let mut block = Vec::new();
-    for (name, value) in [
-        (":method", "GET"),
-        (":scheme", "https"),
-        (":path", "/healthz"),
-        (":authority", authority),
-    ] {
-        // Literal header field without indexing, new name, no Huffman coding.
-        block.push(0x00);
-        block.push(u8::try_from(name.len()).unwrap());
-        block.extend_from_slice(name.as_bytes());
-        block.push(u8::try_from(value.len()).unwrap());
-        block.extend_from_slice(value.as_bytes());
-    }
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend_from_slice(&[0, 0, 0, 0x04, 0, 0, 0, 0, 0]); // empty SETTINGS
-    let len = u32::try_from(block.len()).unwrap().to_be_bytes();
-    // HEADERS on stream 1, END_STREAM | END_HEADERS.
-    out.extend_from_slice(&[len[1], len[2], len[3], 0x01, 0x05, 0, 0, 0, 1]);
-    out.extend_from_slice(&block);
-    tls.write_all(&out).await.unwrap();
+    tls.write_all(&h2_get_frames("/healthz", authority))
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 4096];
     let _ = tokio::time::timeout(Duration::from_secs(2), tls.read(&mut buf)).await;
 }

@@ -112,6 +112,32 @@ pub fn spellings(id: &str) -> Vec<String> {
     all
 }
 
+/// The bytes of an HTTP/2 connection's start and one `GET path` with `:authority`
+/// `authority`: the preface, an empty SETTINGS frame, and a HEADERS frame on stream 1
+/// (END_STREAM | END_HEADERS) whose header block is HPACK literals, sent as they are.
+pub fn h2_get_frames(path: &str, authority: &str) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":path", path),
+        (":authority", authority),
+    ] {
+        // Literal header field without indexing, new name, no Huffman coding.
+        block.push(0x00);
+        block.push(u8::try_from(name.len()).unwrap());
+        block.extend_from_slice(name.as_bytes());
+        block.push(u8::try_from(value.len()).unwrap());
+        block.extend_from_slice(value.as_bytes());
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 0x04, 0, 0, 0, 0, 0]);
+    let len = u32::try_from(block.len()).unwrap().to_be_bytes();
+    out.extend_from_slice(&[len[1], len[2], len[3], 0x01, 0x05, 0, 0, 0, 1]);
+    out.extend_from_slice(&block);
+    out
+}
+
 /// A test setup: temp dir, server PKI, and extra lines for the config's tables.
 pub struct Setup {
     pub tmp: tempfile::TempDir,
@@ -487,6 +513,22 @@ impl Client {
 
     pub async fn tls(&self) -> std::io::Result<TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(self.addr).await?;
+        self.connector()
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+    }
+
+    /// A TLS connection from a chosen local address (any of 127.0.0.0/8 on loopback).
+    pub async fn tls_from(
+        &self,
+        source: std::net::IpAddr,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
+        let socket = match source {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        let tcp = socket.connect(self.addr).await?;
         self.connector()
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await

@@ -42,16 +42,19 @@ async fn slowloris_connections_do_not_starve_other_clients() {
     setup.server_extra = "header_read_timeout = \"2s\"\ntls_handshake_timeout = \"2s\"\n".into();
     let daemon = setup.start().await;
     let client = setup.client(daemon.addr);
-    // 250 that never finish the TLS handshake, 250 that never finish their headers.
+    // 250 that never finish the TLS handshake, 250 that never finish their headers, each
+    // group from its own address (within max_connections_per_address).
     let mut held = Vec::new();
     for _ in 0..250 {
-        let mut s = TcpStream::connect(daemon.addr).await.unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut s = socket.connect(daemon.addr).await.unwrap();
         let _ = s.write_all(&[0x16, 0x03, 0x01]).await;
         held.push(s);
     }
     let mut slow = Vec::new();
     for _ in 0..250 {
-        let mut t = client.tls().await.unwrap();
+        let mut t = client.tls_from("127.0.0.3".parse().unwrap()).await.unwrap();
         t.write_all(b"GET /healthz HTTP/1.1\r\nhost: lo")
             .await
             .unwrap();

@@ -10,6 +10,7 @@ mod chat;
 mod chat_hostile;
 mod compat;
 mod config;
+mod connections;
 mod devmode;
 mod drift;
 mod faults;

@@ -1,0 +1,182 @@
+//! The TLS accept loop: bounded connections (in all and per client address), HTTP/1.1 and
+//! HTTP/2 on the same port (ALPN), and per-connection time bounds (`connection`: TLS
+//! handshake, first request, idle, age; hyper's header-read deadline against slowloris),
+//! and a graceful drain: once `shutdown` resolves the listener is closed (new connections
+//! are refused), open connections are asked to close and finish their in-flight requests,
+//! and the drain is cut off after `grace`.
+
+mod activity;
+mod connection;
+mod per_address;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+pub use connection::CloseReason;
+use per_address::PerAddress;
+
+use crate::metrics::{Metrics, ReasonLabel};
+use crate::tls::ReloadableTls;
+
+/// Per-connection bounds.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub tls_handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connection_age: Duration,
+    /// How long a connection past its age may take to finish its requests.
+    pub request_timeout: Duration,
+}
+
+/// `coffer_connections_open` and `coffer_connections_closed_total{reason}`.
+#[derive(Debug, Clone)]
+pub struct ConnectionMetrics {
+    open: Gauge,
+    closed: Family<ReasonLabel, Counter>,
+}
+
+impl ConnectionMetrics {
+    pub fn register(metrics: &Metrics) -> Self {
+        let m = ConnectionMetrics {
+            open: Gauge::default(),
+            closed: Family::default(),
+        };
+        metrics.with_registry(|r| {
+            r.register(
+                "connections_open",
+                "TLS connections open on the API port",
+                m.open.clone(),
+            );
+            r.register(
+                "connections_closed",
+                "Connections the server ended, by reason (no_request, idle, max_age, drain, handshake, per_address_limit)",
+                m.closed.clone(),
+            );
+        });
+        m
+    }
+
+    fn closed(&self, reason: CloseReason) {
+        self.closed
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+}
+
+/// How the drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Every connection finished within the grace period.
+    Complete,
+    /// The grace period ran out with connections still open.
+    TimedOut,
+}
+
+fn http_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// What `serve` runs: the app and how its connections are bounded and counted.
+#[derive(Debug)]
+pub struct Serving {
+    pub app: Router,
+    pub limits: ConnectionLimits,
+    pub metrics: ConnectionMetrics,
+    /// How long the drain may take.
+    pub grace: Duration,
+}
+
+/// Serves `app` over TLS on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ReloadableTls>,
+    serving: Serving,
+    shutdown: impl Future<Output = ()>,
+) -> Drain {
+    let Serving {
+        app,
+        limits,
+        metrics,
+        grace,
+    } = serving;
+    let builder = http_builder(&limits);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(PerAddress::default());
+    let (drain_tx, drain_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Some(address_slot) =
+            PerAddress::try_open(&per_address, peer.ip(), limits.max_connections_per_address)
+        else {
+            metrics.closed(CloseReason::PerAddressLimit);
+            drop(stream);
+            continue;
+        };
+        let conn = connection::Conn {
+            acceptor: tls.acceptor(),
+            builder: builder.clone(),
+            app: app.clone(),
+            limits: limits.clone(),
+            metrics: metrics.clone(),
+            drain: drain_rx.clone(),
+        };
+        let open = metrics.open.clone();
+        open.inc();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _address_slot = address_slot;
+            conn.run(stream).await;
+            open.dec();
+        });
+    }
+    drop(listener);
+    tracing::info!("listener closed; draining open connections");
+    let _ = drain_tx.send(true);
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    match tokio::time::timeout(grace, slots.acquire_many(all)).await {
+        Ok(_) => Drain::Complete,
+        Err(_) => Drain::TimedOut,
+    }
+}
