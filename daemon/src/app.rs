@@ -231,12 +231,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     let state = Arc::new(AppState {
         keys: Arc::clone(&keys),
         limiter: Arc::clone(&limiter),
-        admission: Admission::new(
-            config.admission.max_in_flight,
-            config.admission.max_queue,
-            config.admission.queue_timeout,
-            Arc::clone(&metrics),
-        ),
+        admission: Admission::new(&config.admission, Arc::clone(&metrics)),
         metrics: Arc::clone(&metrics),
         readiness: Arc::clone(&readiness),
         scoring: Arc::clone(&models.scoring),
@@ -253,6 +248,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
             retry_after: config.admission.retry_after,
             default_key_rate: config.admission.default_key_rate,
             access_log: config.log.access,
+            stream_stall_timeout: config.server.stream_stall_timeout,
         },
     });
     let app = api::router(Arc::clone(&state), api::base_routes());

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod chat;
 pub mod client;
 pub mod config;
+pub mod counted;
 pub mod devmode;
 pub mod drift;
 #[doc(hidden)]

@@ -52,6 +52,8 @@ pub enum Rejection {
     Unauthenticated,
     Forbidden,
     RateLimited,
+    /// The key already had `max_in_flight_per_key` requests in flight.
+    KeyBusy,
     Overloaded,
     TooLarge,
     Deadline,
@@ -63,6 +65,7 @@ impl Rejection {
             Rejection::Unauthenticated => "unauthenticated",
             Rejection::Forbidden => "forbidden",
             Rejection::RateLimited => "rate_limited",
+            Rejection::KeyBusy => "key_busy",
             Rejection::Overloaded => "overloaded",
             Rejection::TooLarge => "too_large",
             Rejection::Deadline => "deadline",
@@ -82,6 +85,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub queued: Gauge,
     pub rejections: Family<ReasonLabel, Counter>,
+    /// Streamed responses ended because their client stopped reading.
+    pub streams_stalled: Counter,
     pub tls_reloads: Family<ResultLabel, Counter>,
     /// Scoring and chat requests by model version and outcome.
     pub model_requests: ModelRequests,
@@ -104,6 +109,7 @@ impl Metrics {
         let in_flight = Gauge::default();
         let queued = Gauge::default();
         let rejections = Family::<ReasonLabel, Counter>::default();
+        let streams_stalled = Counter::default();
         let tls_reloads = Family::<ResultLabel, Counter>::default();
         let build = Family::<BuildLabels, Gauge>::default();
         build
@@ -137,6 +143,11 @@ impl Metrics {
             rejections.clone(),
         );
         registry.register(
+            "http_streams_stalled",
+            "Streamed responses ended because their client stopped reading for server.stream_stall_timeout",
+            streams_stalled.clone(),
+        );
+        registry.register(
             "tls_reloads",
             "TLS configuration reloads by result",
             tls_reloads.clone(),
@@ -156,6 +167,7 @@ impl Metrics {
             in_flight,
             queued,
             rejections,
+            streams_stalled,
             tls_reloads,
             model_requests,
         }

@@ -97,10 +97,23 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
             ),
         ));
     }
-    let admitted = match state.admission.admit().await {
+    let admitted = match state.admission.admit(&key.id).await {
         Ok(a) => a,
+        Err(AdmissionError::KeyBusy) => {
+            return with_key(reject(
+                Rejection::KeyBusy,
+                ApiError::new(
+                    ErrorKind::KeyBusy {
+                        retry_after: state.limits.retry_after,
+                    },
+                    "this API key already has its share of the server's requests in flight; retry after the time in Retry-After",
+                    family,
+                ),
+            ));
+        }
         Err(e) => {
             let message = match e {
+                AdmissionError::KeyBusy => unreachable!("answered above"),
                 AdmissionError::QueueFull => {
                     "the server is at capacity; retry after the time in Retry-After"
                 }
@@ -122,6 +135,17 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
     };
     req.extensions_mut().insert(Authenticated(key));
     let response = next.run(req).await;
-    // The slot is held until the response body has been sent, so streams count too.
-    with_key(response.map(|body| crate::held_body::holding(body, admitted)))
+    // A response whose body is all there (its size is known) frees the slot now: a client
+    // that reads it slowly, or never, holds its connection, not the server's capacity. A
+    // stream holds the slot until it ends, or until it stalls on its client (`stall`).
+    if http_body::Body::size_hint(response.body())
+        .exact()
+        .is_some()
+    {
+        drop(admitted);
+        return with_key(response);
+    }
+    let stall = state.limits.stream_stall_timeout;
+    let stalled = state.metrics.streams_stalled.clone();
+    with_key(response.map(|body| super::stall::guard(body, admitted, stall, stalled)))
 }

@@ -22,6 +22,7 @@ pub mod chat_fuzzing {
     pub use super::chat::parse_request;
 }
 mod routes;
+mod stall;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +49,8 @@ pub struct Limits {
     pub default_key_rate: Option<RateSpec>,
     /// Log every request at info level (otherwise debug; 5xx are always logged).
     pub access_log: bool,
+    /// How long a streamed response may wait on a client that does not read.
+    pub stream_stall_timeout: Duration,
 }
 
 /// What handlers and layers share.

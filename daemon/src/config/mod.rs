@@ -186,6 +186,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// A connection is asked to close once it is this old.
     pub max_connection_age: Duration,
+    /// A streamed response whose client does not read for this long is ended.
+    pub stream_stall_timeout: Duration,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
 }
@@ -201,6 +203,8 @@ pub struct TlsConfig {
 #[derive(Debug, Clone)]
 pub struct AdmissionConfig {
     pub max_in_flight: usize,
+    /// Requests one API key may have running or waiting.
+    pub max_in_flight_per_key: usize,
     pub max_queue: usize,
     pub queue_timeout: Duration,
     pub retry_after: Duration,

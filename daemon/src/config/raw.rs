@@ -171,6 +171,7 @@ pub struct RawServer {
     pub max_connections_per_address: usize,
     pub idle_timeout: String,
     pub max_connection_age: String,
+    pub stream_stall_timeout: String,
     pub max_body_bytes: usize,
     pub shutdown_grace: String,
 }
@@ -186,6 +187,7 @@ impl Default for RawServer {
             max_connections_per_address: 256,
             idle_timeout: "60s".into(),
             max_connection_age: "1h".into(),
+            stream_stall_timeout: "30s".into(),
             max_body_bytes: 1024 * 1024,
             shutdown_grace: "30s".into(),
         }
@@ -216,6 +218,7 @@ impl Default for RawTls {
 #[serde(deny_unknown_fields, default)]
 pub struct RawAdmission {
     pub max_in_flight: usize,
+    pub max_in_flight_per_key: Option<usize>,
     pub max_queue: usize,
     pub queue_timeout: String,
     pub retry_after: String,
@@ -226,6 +229,7 @@ impl Default for RawAdmission {
     fn default() -> Self {
         Self {
             max_in_flight: 64,
+            max_in_flight_per_key: None,
             max_queue: 256,
             queue_timeout: "5s".into(),
             retry_after: "1s".into(),

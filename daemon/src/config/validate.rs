@@ -404,6 +404,11 @@ fn server(c: &mut Checker, raw: &RawConfig) -> ServerConfig {
             &s.max_connection_age,
             Duration::from_secs(1),
         ),
+        stream_stall_timeout: c.duration(
+            "server.stream_stall_timeout",
+            &s.stream_stall_timeout,
+            Duration::from_millis(100),
+        ),
         max_body_bytes: c.positive("server.max_body_bytes", s.max_body_bytes),
         shutdown_grace: c.duration("server.shutdown_grace", &s.shutdown_grace, Duration::ZERO),
     }
@@ -463,8 +468,25 @@ fn admission(c: &mut Checker, raw: &RawConfig) -> AdmissionConfig {
             None
         }
     });
+    let max_in_flight = c.positive("admission.max_in_flight", a.max_in_flight);
+    let max_in_flight_per_key = match a.max_in_flight_per_key {
+        None => (max_in_flight / 2).max(1),
+        Some(n) if n == 0 || n > max_in_flight + a.max_queue => {
+            c.problem(
+                "admission.max_in_flight_per_key",
+                format!(
+                    "{n} is not between 1 and max_in_flight + max_queue ({})",
+                    max_in_flight + a.max_queue
+                ),
+                "give a number from 1 to admission.max_in_flight + max_queue, or leave it out (half of max_in_flight)",
+            );
+            1
+        }
+        Some(n) => n,
+    };
     AdmissionConfig {
-        max_in_flight: c.positive("admission.max_in_flight", a.max_in_flight),
+        max_in_flight,
+        max_in_flight_per_key,
         max_queue: a.max_queue,
         queue_timeout: c.duration("admission.queue_timeout", &a.queue_timeout, Duration::ZERO),
         retry_after: c.duration(

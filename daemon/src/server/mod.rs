@@ -7,7 +7,6 @@
 
 mod activity;
 mod connection;
-mod per_address;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,8 +22,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 pub use connection::CloseReason;
-use per_address::PerAddress;
 
+use crate::counted::Counted;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::tls::ReloadableTls;
 
@@ -127,7 +126,7 @@ pub async fn serve(
     } = serving;
     let builder = http_builder(&limits);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let per_address = Arc::new(PerAddress::default());
+    let per_address = Counted::new(limits.max_connections_per_address);
     let (drain_tx, drain_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -147,9 +146,8 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(address_slot) =
-            PerAddress::try_open(&per_address, peer.ip(), limits.max_connections_per_address)
-        else {
+        // One address may hold at most its share; the rest are closed before any TLS.
+        let Some(address_slot) = Counted::take(&per_address, &peer.ip()) else {
             metrics.closed(CloseReason::PerAddressLimit);
             drop(stream);
             continue;

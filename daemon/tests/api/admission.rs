@@ -83,11 +83,13 @@ async fn full_server_answers_503_with_retry_after_and_recovers() {
     s.admission_extra = "max_in_flight = 1\nmax_queue = 0\nretry_after = \"3s\"".into();
     let d = s.start().await;
     let key = s.create_key("scorer", "score,metrics", None);
+    let holder = s.create_key("holder", "score", None);
     let c = s.client(d.addr);
 
-    // Hold the only slot: a request whose body has not arrived yet.
+    // Hold the only slot: a request whose body has not arrived yet (another key's, so
+    // that this is the global bound, not a key's share).
     let mut held = RawConn::open(&c).await;
-    held.post_head("/v2/repository/index", &key, 2).await;
+    held.post_head("/v2/repository/index", &holder, 2).await;
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let refused = loop {
@@ -117,14 +119,17 @@ async fn queued_request_waits_for_a_slot_instead_of_failing() {
     let mut s = Setup::new();
     s.admission_extra = "max_in_flight = 1\nmax_queue = 1\nqueue_timeout = \"10s\"".into();
     let d = s.start().await;
+    // Three keys: each request here is within its key's share; the global bounds decide.
     let key = s.create_key("scorer", "score", None);
+    let holder = s.create_key("holder", "score", None);
+    let waiter = s.create_key("waiter", "score", None);
     let c = s.client(d.addr);
     let mut held = RawConn::open(&c).await;
-    held.post_head("/v2/repository/index", &key, 2).await;
+    held.post_head("/v2/repository/index", &holder, 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let c2 = c.clone();
-    let k2 = key.clone();
+    let k2 = waiter.clone();
     let queued = tokio::spawn(async move { c2.get("/v2", Some(&k2)).await.status });
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The queue (one place) is taken now: a third request is refused at once.

@@ -112,30 +112,74 @@ pub fn spellings(id: &str) -> Vec<String> {
     all
 }
 
-/// The bytes of an HTTP/2 connection's start and one `GET path` with `:authority`
-/// `authority`: the preface, an empty SETTINGS frame, and a HEADERS frame on stream 1
-/// (END_STREAM | END_HEADERS) whose header block is HPACK literals, sent as they are.
-pub fn h2_get_frames(path: &str, authority: &str) -> Vec<u8> {
+/// An HPACK string length (7-bit prefix integer, no Huffman coding).
+fn hpack_len(out: &mut Vec<u8>, len: usize) {
+    if len < 127 {
+        out.push(u8::try_from(len).unwrap());
+        return;
+    }
+    out.push(127);
+    let mut rest = len - 127;
+    while rest >= 128 {
+        out.push(u8::try_from(rest % 128).unwrap() | 0x80);
+        rest /= 128;
+    }
+    out.push(u8::try_from(rest).unwrap());
+}
+
+fn h2_frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    out.extend_from_slice(&[len[1], len[2], len[3], kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// The bytes of an HTTP/2 connection's start and one request on stream 1, written by
+/// hand so that a test can send what a well-behaved client would not: the preface, a
+/// SETTINGS frame (with `initial_window` as SETTINGS_INITIAL_WINDOW_SIZE when given: 0
+/// means the server may send no DATA at all), a HEADERS frame whose block is HPACK
+/// literals sent as they are, and the body as one DATA frame.
+pub fn h2_request_frames(
+    method: &str,
+    path: &str,
+    authority: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    initial_window: Option<u32>,
+) -> Vec<u8> {
     let mut block = Vec::new();
-    for (name, value) in [
-        (":method", "GET"),
+    let pseudo = [
+        (":method", method),
         (":scheme", "https"),
         (":path", path),
         (":authority", authority),
-    ] {
-        // Literal header field without indexing, new name, no Huffman coding.
+    ];
+    for (name, value) in pseudo.iter().chain(headers) {
+        // Literal header field without indexing, new name.
         block.push(0x00);
-        block.push(u8::try_from(name.len()).unwrap());
+        hpack_len(&mut block, name.len());
         block.extend_from_slice(name.as_bytes());
-        block.push(u8::try_from(value.len()).unwrap());
+        hpack_len(&mut block, value.len());
         block.extend_from_slice(value.as_bytes());
     }
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend_from_slice(&[0, 0, 0, 0x04, 0, 0, 0, 0, 0]);
-    let len = u32::try_from(block.len()).unwrap().to_be_bytes();
-    out.extend_from_slice(&[len[1], len[2], len[3], 0x01, 0x05, 0, 0, 0, 1]);
-    out.extend_from_slice(&block);
+    let settings = initial_window.map_or_else(Vec::new, |w| {
+        let mut p = vec![0, 4];
+        p.extend_from_slice(&w.to_be_bytes());
+        p
+    });
+    h2_frame(&mut out, 0x04, 0, 0, &settings);
+    let end_stream = if body.is_empty() { 0x01 } else { 0 };
+    h2_frame(&mut out, 0x01, 0x04 | end_stream, 1, &block);
+    if !body.is_empty() {
+        h2_frame(&mut out, 0x00, 0x01, 1, body);
+    }
     out
+}
+
+/// [`h2_request_frames`] for a plain `GET path`.
+pub fn h2_get_frames(path: &str, authority: &str) -> Vec<u8> {
+    h2_request_frames("GET", path, authority, &[], b"", None)
 }
 
 /// A test setup: temp dir, server PKI, and extra lines for the config's tables.

@@ -24,5 +24,6 @@ mod models_swap;
 mod nginx;
 mod redact;
 mod scoring;
+mod slow_readers;
 mod telemetry;
 mod tls;
