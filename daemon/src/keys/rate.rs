@@ -28,9 +28,19 @@ impl std::fmt::Display for RateSpec {
     }
 }
 
-/// A rate that does not parse.
+/// The slowest rate a key may have: one request an hour. Slower ones (`1e-300/h`) mean
+/// waits no clock can express; a key that should not be used is revoked instead.
+pub const MIN_PER_SECOND: f64 = 1.0 / 3600.0;
+/// The fastest: a million requests a second, far past what one appliance serves.
+pub const MAX_PER_SECOND: f64 = 1_000_000.0;
+/// The longest `Retry-After` a bucket asks for, whatever its state.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+/// A rate that does not parse or is out of range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a rate: write a positive count per unit, such as 20/s, 600/m or 10000/h")]
+#[error(
+    "{0:?} is not a rate: write a count per unit from 1/h to 1000000/s, such as 20/s, 600/m or 10000/h"
+)]
 pub struct BadRate(pub String);
 
 impl std::str::FromStr for RateSpec {
@@ -45,10 +55,10 @@ impl std::str::FromStr for RateSpec {
             "h" => 3600.0,
             _ => return Err(bad()),
         };
-        if !(count.is_finite() && count > 0.0) {
+        let per_second = count / seconds;
+        if !(count.is_finite() && (MIN_PER_SECOND..=MAX_PER_SECOND).contains(&per_second)) {
             return Err(bad());
         }
-        let per_second = count / seconds;
         let burst = (per_second * 2.0).ceil().max(1.0) as u32;
         Ok(RateSpec { per_second, burst })
     }
@@ -81,9 +91,12 @@ impl TokenBucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - self.tokens) / self.spec.per_second,
-            ))
+            // A spec from before the range check (in sled) may be anything: clamp the
+            // wait instead of trusting it (`from_secs_f64` panics on a huge value).
+            let wait = (1.0 - self.tokens) / self.spec.per_second;
+            Err(Duration::try_from_secs_f64(wait)
+                .unwrap_or(MAX_WAIT)
+                .min(MAX_WAIT))
         }
     }
 
@@ -105,6 +118,28 @@ mod tests {
         assert!("0/s".parse::<RateSpec>().is_err());
         assert!("20/d".parse::<RateSpec>().is_err());
         assert!("fast".parse::<RateSpec>().is_err());
+        assert!("1/h".parse::<RateSpec>().is_ok());
+        assert!("1000000/s".parse::<RateSpec>().is_ok());
+        for tiny_or_huge in ["1e-300/h", "0.5/h", "1e300/s", "inf/s", "NaN/m", "-1/s"] {
+            assert!(tiny_or_huge.parse::<RateSpec>().is_err(), "{tiny_or_huge}");
+        }
+    }
+
+    #[test]
+    fn a_stored_spec_out_of_range_never_panics_the_bucket() {
+        for per_second in [1e-300, 0.0, -1.0, f64::NAN, f64::MIN_POSITIVE] {
+            let spec = RateSpec {
+                per_second,
+                burst: 1,
+            };
+            let t0 = Instant::now();
+            let mut b = TokenBucket::new(spec, t0);
+            for _ in 0..3 {
+                if let Err(wait) = b.try_take(t0) {
+                    assert!(wait <= MAX_WAIT, "{per_second}: {wait:?}");
+                }
+            }
+        }
     }
 
     #[test]
