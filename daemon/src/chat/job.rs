@@ -69,10 +69,12 @@ impl Default for GenParams {
     }
 }
 
-/// A request for the engine.
+/// A request for the engine: its prompt already tokenized (`ChatEngine::prompt`, off the
+/// engine thread).
 #[derive(Debug)]
 pub struct ChatJob {
-    pub messages: Vec<Message>,
+    /// The prompt's tokens (llama.cpp token ids), within the context per request.
+    pub prompt: Vec<i32>,
     pub params: GenParams,
     pub events: UnboundedSender<ChatEvent>,
     pub enqueued: Instant,

@@ -12,8 +12,8 @@
 
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use llama_cpp_2::context::LlamaContext;
@@ -21,12 +21,13 @@ use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use super::job::{ChatEvent, ChatFailure, ChatJob, Finish, GenParams, Message};
 use super::metrics::{ChatModelMetrics, Completed};
+use super::prompt::Prompter;
 use super::text::{Released, TextAssembler};
 use super::{ChatEngine, ChatSettings, LoadError, SubmitError};
 
@@ -48,11 +49,16 @@ pub(crate) fn backend() -> Result<&'static LlamaBackend, LoadError> {
 pub struct LlamaEngine {
     tx: SyncSender<ChatJob>,
     queue_depth: prometheus_client::metrics::gauge::Gauge,
-    context_per_request: usize,
+    prompter: Prompter,
     slots: usize,
 }
 
 impl ChatEngine for LlamaEngine {
+    fn prompt(&self, messages: &[Message]) -> Result<Vec<i32>, ChatFailure> {
+        let tokens = self.prompter.tokens(messages)?;
+        Ok(tokens.into_iter().map(|t| t.0).collect())
+    }
+
     fn submit(&self, job: ChatJob) -> Result<(), SubmitError> {
         self.tx.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => SubmitError::QueueFull,
@@ -63,7 +69,7 @@ impl ChatEngine for LlamaEngine {
     }
 
     fn context_per_request(&self) -> usize {
-        self.context_per_request
+        self.prompter.per_request()
     }
 
     fn slots(&self) -> usize {
@@ -84,7 +90,7 @@ impl LlamaEngine {
         }
         let backend = backend()?;
         let (tx, rx) = sync_channel::<ChatJob>(settings.max_queue);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<usize, LoadError>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Prompter, LoadError>>();
         let path = gguf.to_path_buf();
         let settings = settings.clone();
         let slots = settings.slots;
@@ -94,7 +100,7 @@ impl LlamaEngine {
             .spawn(move || {
                 let params = LlamaModelParams::default().with_n_gpu_layers(settings.n_gpu_layers);
                 let model = match LlamaModel::load_from_file(backend, &path, &params) {
-                    Ok(m) => m,
+                    Ok(m) => Arc::new(m),
                     Err(e) => {
                         let _ = ready_tx.send(Err(LoadError::Model(e.to_string())));
                         return;
@@ -135,10 +141,10 @@ impl LlamaEngine {
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok(per_request));
+                let prompter = Prompter::new(Arc::clone(&model), template, per_request);
+                let _ = ready_tx.send(Ok(prompter));
                 Engine {
                     model: &model,
-                    template,
                     ctx,
                     rx,
                     slots: (0..settings.slots).map(|_| None).collect(),
@@ -149,13 +155,13 @@ impl LlamaEngine {
                 .run();
             })
             .map_err(|e| LoadError::Thread(e.to_string()))?;
-        let per_request = ready_rx
+        let prompter = ready_rx
             .recv()
             .map_err(|_| LoadError::Thread("engine thread ended while loading".into()))??;
         Ok(LlamaEngine {
             tx,
             queue_depth,
-            context_per_request: per_request,
+            prompter,
             slots,
         })
     }
@@ -186,7 +192,6 @@ struct Active {
 
 struct Engine<'m> {
     model: &'m LlamaModel,
-    template: LlamaChatTemplate,
     ctx: LlamaContext<'m>,
     rx: Receiver<ChatJob>,
     slots: Vec<Option<Active>>,
@@ -292,14 +297,13 @@ impl Engine<'_> {
         true
     }
 
-    /// The prompt's tokens, the completion budget and the sampler of a job.
+    /// The prompt's tokens, the completion budget and the sampler of a job (its prompt was
+    /// templated, tokenized and checked off this thread).
     fn prepare(
         &self,
         job: &ChatJob,
     ) -> Result<(Vec<LlamaToken>, usize, LlamaSampler), ChatFailure> {
-        let prompt = self.render(&job.messages)?;
-        let tokens = self.model.vocab().tokenize(prompt.as_bytes(), true, true);
-        // One cell stays free for the first generated token.
+        let tokens: Vec<LlamaToken> = job.prompt.iter().map(|&t| LlamaToken(t)).collect();
         if tokens.len() + 1 > self.per_request {
             return Err(ChatFailure::ContextLengthExceeded {
                 prompt_tokens: tokens.len(),
@@ -314,17 +318,6 @@ impl Engine<'_> {
             .max(1);
         let sampler = sampler(self.model, &job.params)?;
         Ok((tokens, max_tokens, sampler))
-    }
-
-    fn render(&self, messages: &[Message]) -> Result<String, ChatFailure> {
-        let chat = messages
-            .iter()
-            .map(|m| LlamaChatMessage::new(m.role.as_str().to_string(), m.content.clone()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ChatFailure::Template(e.to_string()))?;
-        self.model
-            .apply_chat_template(&self.template, &chat, true)
-            .map_err(|e| ChatFailure::Template(e.to_string()))
     }
 
     fn drop_cancelled(&mut self) {

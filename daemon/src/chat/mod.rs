@@ -10,6 +10,7 @@ pub mod grammar;
 pub mod job;
 pub mod llama;
 pub mod metrics;
+pub mod prompt;
 pub mod text;
 
 use std::path::{Path, PathBuf};
@@ -69,6 +70,10 @@ pub enum SubmitError {
 
 /// A chat engine for one model version.
 pub trait ChatEngine: Send + Sync + std::fmt::Debug {
+    /// The prompt's tokens for `messages`: the chat template applied, special tokens
+    /// parsed only in the template's own text, the length checked. Blocking (tokenizing
+    /// a large prompt takes a while): call it off the async workers.
+    fn prompt(&self, messages: &[job::Message]) -> Result<Vec<i32>, job::ChatFailure>;
     /// Queues a job; its events arrive on the job's channel.
     fn submit(&self, job: job::ChatJob) -> Result<(), SubmitError>;
     /// Prompt plus completion tokens one request may use.

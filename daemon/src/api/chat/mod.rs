@@ -173,11 +173,19 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
             .map_err(|e| grammar_error(&e, state.limits.retry_after))?;
         chat.params.grammar = Some(grammar);
     }
+    // Templating and tokenizing take a while for a large prompt: on a blocking thread,
+    // never on the engine's (where it would stall every slot) or an async worker.
+    let engine_for_prompt = Arc::clone(&loaded);
+    let messages = std::mem::take(&mut chat.messages);
+    let prompt = tokio::task::spawn_blocking(move || engine_for_prompt.engine.prompt(&messages))
+        .await
+        .map_err(|_| gone())?
+        .map_err(failure)?;
     let (tx, mut rx) = unbounded_channel();
     loaded
         .engine
         .submit(ChatJob {
-            messages: chat.messages,
+            prompt,
             params: chat.params,
             events: tx,
             enqueued: Instant::now(),
