@@ -90,6 +90,12 @@ async fn start_models(
                 config.scoring.shadow_min_rows,
                 config.scoring.shadow_min_agreement,
             ),
+            faults: crate::engine_faults::FaultWatch::new(
+                metrics.engine_restarts.clone(),
+                audit
+                    .clone()
+                    .map(|a| a as Arc<dyn crate::engine_faults::FaultSink>),
+            ),
         },
         gpu,
         audit,

@@ -16,6 +16,7 @@ pub mod config;
 pub mod counted;
 pub mod devmode;
 pub mod drift;
+pub mod engine_faults;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gpu;

@@ -25,6 +25,12 @@ pub struct RouteLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelVersionLabels {
+    pub model: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
 }
@@ -90,6 +96,8 @@ pub struct Metrics {
     pub tls_reloads: Family<ResultLabel, Counter>,
     /// Scoring and chat requests by model version and outcome.
     pub model_requests: ModelRequests,
+    /// Panics contained on engine threads, by model version (`engine_faults`).
+    pub engine_restarts: Family<ModelVersionLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -154,6 +162,12 @@ impl Metrics {
         );
         registry.register("build_info", "Build information", build);
         let model_requests = ModelRequests::default();
+        let engine_restarts = Family::<ModelVersionLabels, Counter>::default();
+        registry.register(
+            "engine_restarts",
+            "Panics contained on a model version's engine thread (the work in hand failed; the engine carried on)",
+            engine_restarts.clone(),
+        );
         registry.register(
             "model_requests",
             "Scoring and chat requests by model version and outcome (ok, client_error, server_error)",
@@ -170,6 +184,7 @@ impl Metrics {
             streams_stalled,
             tls_reloads,
             model_requests,
+            engine_restarts,
         }
     }
 

@@ -18,14 +18,61 @@ pub async fn healthz() -> Response {
 }
 
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let ready = state.readiness.is_ready();
+    let (ready, components) = readiness(&state);
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({ "ready": ready, "components": state.readiness.snapshot() });
+    let body = json!({ "ready": ready, "components": components });
     (status, Json(body)).into_response()
+}
+
+/// The readiness map, with `engines`: not ready while a served version's engine keeps
+/// panicking (`engine_faults`).
+pub fn readiness(state: &AppState) -> (bool, serde_json::Value) {
+    let mut components = state.readiness.snapshot();
+    let failing = failing_engines(state);
+    let engines_ready = failing.is_empty();
+    let detail = if engines_ready {
+        "no engine failing".to_string()
+    } else {
+        format!(
+            "failing (panicked {} times within {} s): {}",
+            crate::engine_faults::FAILING_AFTER,
+            crate::engine_faults::WINDOW.as_secs(),
+            failing.join(", ")
+        )
+    };
+    components.insert(
+        "engines",
+        crate::readiness::ComponentState {
+            ready: engines_ready,
+            detail,
+        },
+    );
+    let ready = components.values().all(|c| c.ready);
+    (ready, json!(components))
+}
+
+/// `name@version` of every served version whose engine is failing.
+fn failing_engines(state: &AppState) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, versions) in state.scoring.load().iter() {
+        for (version, loaded) in &versions.versions {
+            if loaded.faults.failing() {
+                out.push(format!("{name}@{version}"));
+            }
+        }
+    }
+    for (name, versions) in state.chat.load().iter() {
+        for (version, loaded) in &versions.versions {
+            if loaded.faults.failing() {
+                out.push(format!("{name}@{version}"));
+            }
+        }
+    }
+    out
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {

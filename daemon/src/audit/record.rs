@@ -45,6 +45,13 @@ pub enum AuditEvent {
         psi: f64,
         reading: String,
     },
+    /// A panic on a model version's engine thread was contained (`part`: the scoring
+    /// batch or the chat decode step); the work in hand failed, the engine carried on.
+    EngineFault {
+        model: String,
+        version: String,
+        part: String,
+    },
     /// A GPU's health state changed (docs/gpu.md).
     GpuState {
         gpu: u32,

@@ -30,6 +30,7 @@ use super::metrics::{ChatModelMetrics, Completed};
 use super::prompt::Prompter;
 use super::text::{Released, TextAssembler};
 use super::{ChatEngine, ChatSettings, LoadError, SubmitError};
+use crate::engine_faults::EngineFaults;
 
 /// llama.cpp's backend may be initialised once per process.
 pub(crate) fn backend() -> Result<&'static LlamaBackend, LoadError> {
@@ -84,6 +85,7 @@ impl LlamaEngine {
         template_name: Option<String>,
         settings: &ChatSettings,
         metrics: ChatModelMetrics,
+        faults: Arc<EngineFaults>,
     ) -> Result<LlamaEngine, LoadError> {
         if !gguf.is_file() {
             return Err(LoadError::Missing(gguf.to_path_buf()));
@@ -151,6 +153,7 @@ impl LlamaEngine {
                     per_request,
                     n_batch: settings.n_batch as usize,
                     metrics,
+                    faults,
                 }
                 .run();
             })
@@ -198,25 +201,45 @@ struct Engine<'m> {
     per_request: usize,
     n_batch: usize,
     metrics: ChatModelMetrics,
+    faults: Arc<EngineFaults>,
 }
 
 impl Engine<'_> {
     fn run(mut self) {
         let mut batch = LlamaBatch::new(self.n_batch, 1);
         loop {
-            if !self.admit() {
-                return;
-            }
-            self.drop_cancelled();
-            batch.clear();
-            if self.fill_generation(&mut batch) {
-                self.decode_and_sample(&mut batch, None);
-            }
-            batch.clear();
-            if let Some(seq) = self.fill_prompt(&mut batch) {
-                self.decode_and_sample(&mut batch, Some(seq));
+            let faults = Arc::clone(&self.faults);
+            match faults.contain("chat decode step", || self.step(&mut batch)) {
+                Ok(true) => {}
+                Ok(false) => return,
+                // Which sequence's state the panic left half-made is unknown: every
+                // sequence in flight fails, its KV cells go, and the loop starts clean.
+                Err(panicked) => {
+                    for seq in 0..self.slots.len() {
+                        self.fail(seq, ChatFailure::Engine(panicked.to_string()));
+                    }
+                    batch = LlamaBatch::new(self.n_batch, 1);
+                }
             }
         }
+    }
+
+    /// One turn of the loop: admit, drop the cancelled, decode; false once the queue is
+    /// closed.
+    fn step(&mut self, batch: &mut LlamaBatch) -> bool {
+        if !self.admit() {
+            return false;
+        }
+        self.drop_cancelled();
+        batch.clear();
+        if self.fill_generation(batch) {
+            self.decode_and_sample(batch, None);
+        }
+        batch.clear();
+        if let Some(seq) = self.fill_prompt(batch) {
+            self.decode_and_sample(batch, Some(seq));
+        }
+        true
     }
 
     /// Decodes `batch` and samples every sequence that has logits in it; on a decode

@@ -88,6 +88,8 @@ pub struct LoadedChat {
     /// The variant served (`None`: the version's only model file).
     pub variant: Option<String>,
     pub engine: Box<dyn ChatEngine>,
+    /// Panics contained on its decode thread; failing ones make it unready.
+    pub faults: Arc<crate::engine_faults::EngineFaults>,
     /// Seconds since the epoch when it was loaded (OpenAI's `created`).
     pub created: u64,
     /// Its `coffer_model_requests_total` counters, once it has served a request.
@@ -101,7 +103,8 @@ pub fn load_version(
     metrics: &ChatMetrics,
 ) -> Result<LoadedChat, LoadError> {
     let version = coffer_models::verify::VersionDir::open(dir)?;
-    start_version(&version, None, settings, metrics)
+    let faults = crate::engine_faults::FaultWatch::default();
+    start_version(&version, None, settings, metrics, &faults)
 }
 
 /// Starts the engine of a version: the named variant's GGUF, or the default one.
@@ -110,6 +113,7 @@ pub fn start_version(
     variant: Option<&str>,
     settings: &ChatSettings,
     metrics: &ChatMetrics,
+    faults: &crate::engine_faults::FaultWatch,
 ) -> Result<LoadedChat, LoadError> {
     let manifest = version.manifest.clone();
     if manifest.kind != Kind::Chat {
@@ -120,11 +124,13 @@ pub fn start_version(
         .map(|f| version.path(&f.path))
         .ok_or_else(|| LoadError::Missing(version.dir.join(variant.unwrap_or("<model>"))))?;
     let template = manifest.chat.as_ref().and_then(|c| c.template.clone());
+    let faults = faults.for_version(&manifest.name, &manifest.version);
     let engine = llama::LlamaEngine::start(
         &model_file,
         template,
         settings,
         metrics.for_model(&manifest.name, &manifest.version),
+        Arc::clone(&faults),
     )?;
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -133,6 +139,7 @@ pub fn start_version(
         manifest,
         variant: variant.map(str::to_string),
         engine: Box::new(engine),
+        faults,
         created,
         requests: crate::metrics::VersionRequestsCell::default(),
     })

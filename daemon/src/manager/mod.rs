@@ -73,6 +73,8 @@ pub struct Engines {
     pub drift: Option<crate::drift::monitor::DriftStore>,
     /// A shadow pass: at least this many compared rows with at least this agreement.
     pub shadow_pass: (u64, f64),
+    /// Contained engine panics, per loaded version.
+    pub faults: crate::engine_faults::FaultWatch,
 }
 
 /// The outcome of an activation or rollback.
@@ -481,6 +483,7 @@ impl ModelManager {
                 &self.engines.score_metrics,
                 self.engines.score_queue_capacity,
                 self.engines.drift.as_ref(),
+                &self.engines.faults,
             )
             .map(Loaded::Score)
             .map_err(|e| load_err(e.to_string())),
@@ -489,6 +492,7 @@ impl ModelManager {
                 variant,
                 &self.engines.chat_settings,
                 &self.engines.chat_metrics,
+                &self.engines.faults,
             )
             .map(Loaded::Chat)
             .map_err(|e| load_err(e.to_string())),

@@ -81,6 +81,7 @@ impl ModelManager {
             &self.engines.score_metrics,
             self.engines.score_queue_capacity,
             None,
+            &self.engines.faults,
         )
         .map_err(|e| ManageError::Load {
             id: id.clone(),

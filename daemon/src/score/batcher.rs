@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use super::engine::{EngineError, ScoreEngine};
 use super::metrics::ModelMetrics;
 use super::tensor::Tensor;
+use crate::engine_faults::EngineFaults;
 
 /// Why a submitted request got no result.
 #[derive(Debug, thiserror::Error)]
@@ -58,11 +59,20 @@ impl Batcher {
         limits: BatchLimits,
         metrics: ModelMetrics,
         observer: Option<Arc<dyn BatchObserver>>,
+        faults: Arc<EngineFaults>,
     ) -> std::io::Result<Batcher> {
         let (tx, rx) = sync_channel(limits.queue_capacity.max(1));
         std::thread::Builder::new()
             .name(format!("score-{name}"))
-            .spawn(move || run_loop(&rx, engine.as_ref(), limits, &metrics, observer.as_deref()))?;
+            .spawn(move || {
+                let run = Run {
+                    engine: engine.as_ref(),
+                    metrics: &metrics,
+                    observer: observer.as_deref(),
+                    faults: &faults,
+                };
+                run_loop(&rx, limits, &run);
+            })?;
         Ok(Batcher { tx })
     }
 
@@ -96,13 +106,15 @@ pub trait BatchObserver: Send + Sync + std::fmt::Debug {
     fn outputs(&self, outputs: &[Tensor]);
 }
 
-fn run_loop(
-    rx: &Receiver<Job>,
-    engine: &dyn ScoreEngine,
-    limits: BatchLimits,
-    metrics: &ModelMetrics,
-    observer: Option<&dyn BatchObserver>,
-) {
+/// What running a batch needs on the model's thread.
+struct Run<'a> {
+    engine: &'a dyn ScoreEngine,
+    metrics: &'a ModelMetrics,
+    observer: Option<&'a dyn BatchObserver>,
+    faults: &'a EngineFaults,
+}
+
+fn run_loop(rx: &Receiver<Job>, limits: BatchLimits, run: &Run<'_>) {
     let mut carried: Option<Job> = None;
     loop {
         let first = match carried.take() {
@@ -140,7 +152,7 @@ fn run_loop(
                 Err(_) => break,
             }
         }
-        run_batch(engine, jobs, rows, metrics, observer);
+        run_batch(run, jobs, rows);
     }
 }
 
@@ -168,38 +180,38 @@ fn concat(jobs: &[Job], rows: usize) -> Option<Vec<Tensor>> {
     Some(merged)
 }
 
-fn run_batch(
-    engine: &dyn ScoreEngine,
-    mut jobs: Vec<Job>,
-    rows: usize,
-    metrics: &ModelMetrics,
-    observer: Option<&dyn BatchObserver>,
-) {
+/// Runs one batch and delivers it. The engine and the observer run contained: a panic
+/// fails this batch's requests only, and the thread takes the next batch.
+fn run_batch(run: &Run<'_>, mut jobs: Vec<Job>, rows: usize) {
     let started = Instant::now();
-    if let Some(o) = observer {
-        for job in &jobs {
-            o.inputs(&job.inputs);
-        }
-    }
     for job in &jobs {
-        metrics
+        run.metrics
             .queue_seconds
             .observe(started.duration_since(job.enqueued).as_secs_f64());
     }
-    let result = if jobs.len() == 1 {
-        engine.run(std::mem::take(&mut jobs[0].inputs), rows)
-    } else {
-        match concat(&jobs, rows) {
-            Some(inputs) => engine.run(inputs, rows),
-            None => Err(EngineError::Run(
-                "the inputs of a batch did not line up".into(),
-            )),
+    let contained = run.faults.contain("scoring batch", || {
+        if let Some(o) = run.observer {
+            for job in &jobs {
+                o.inputs(&job.inputs);
+            }
         }
-    };
-    metrics.observe_batch(rows, started.elapsed());
-    if let (Some(o), Ok(outputs)) = (observer, &result) {
-        o.outputs(outputs);
-    }
+        let result = if jobs.len() == 1 {
+            run.engine.run(std::mem::take(&mut jobs[0].inputs), rows)
+        } else {
+            match concat(&jobs, rows) {
+                Some(inputs) => run.engine.run(inputs, rows),
+                None => Err(EngineError::Run(
+                    "the inputs of a batch did not line up".into(),
+                )),
+            }
+        };
+        if let (Some(o), Ok(outputs)) = (run.observer, &result) {
+            o.outputs(outputs);
+        }
+        result
+    });
+    run.metrics.observe_batch(rows, started.elapsed());
+    let result = contained.unwrap_or_else(|p| Err(EngineError::Run(p.to_string())));
     deliver(jobs, rows, result);
 }
 
@@ -272,6 +284,8 @@ mod tests {
             let TensorData::F32(x) = &inputs[0].data else {
                 return Err(EngineError::Run("not FP32".into()));
             };
+            // Fault injection: a row of -1 panics the engine, as a crafted input can.
+            assert!(!x.contains(&-1.0), "injected engine panic");
             Ok(vec![Tensor {
                 name: "x".into(),
                 shape: vec![rows, 1],
@@ -292,8 +306,28 @@ mod tests {
             delay,
         });
         let metrics = ScoreMetrics::register(&mut Registry::default()).for_model("m", "1");
-        let batcher = Batcher::spawn("m", engine.clone(), limits, metrics, None).unwrap();
+        let faults = crate::engine_faults::FaultWatch::default().for_version("m", "1");
+        let batcher = Batcher::spawn("m", engine.clone(), limits, metrics, None, faults).unwrap();
         (engine, batcher)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_batch_fails_alone_and_the_thread_carries_on() {
+        let limits = BatchLimits {
+            max_batch: 1,
+            max_delay: Duration::ZERO,
+            queue_capacity: 4,
+        };
+        let (_engine, batcher) = setup(Duration::ZERO, limits);
+        let e = batcher.submit(row(-1.0), 1).await.unwrap_err();
+        assert!(
+            e.to_string().contains("restarted"),
+            "the request in hand gets the failure: {e}"
+        );
+        for v in [1.0, 2.0] {
+            let out = batcher.submit(row(v), 1).await.unwrap();
+            assert_eq!(out[0].data, TensorData::F32(vec![v * 2.0]));
+        }
     }
 
     fn row(v: f32) -> Vec<Tensor> {

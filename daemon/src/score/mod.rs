@@ -52,6 +52,8 @@ pub struct LoadedModel {
     pub metrics: ModelMetrics,
     /// Drift against the manifest's `[drift]` reference, when it has one.
     pub drift: Option<Arc<crate::drift::DriftTracker>>,
+    /// Panics contained on its batching thread; failing ones make it unready.
+    pub faults: Arc<crate::engine_faults::EngineFaults>,
     /// Its `coffer_model_requests_total` counters, once it has served a request.
     pub requests: crate::metrics::VersionRequestsCell,
     /// `name@version`, made once for each response's `x-coffer-served-by` header and
@@ -98,7 +100,15 @@ pub fn load_version(
     metrics: &ScoreMetrics,
     queue_capacity: usize,
 ) -> Result<LoadedModel, LoadError> {
-    start_version(VersionDir::open(dir)?, None, metrics, queue_capacity, None)
+    let faults = crate::engine_faults::FaultWatch::default();
+    start_version(
+        VersionDir::open(dir)?,
+        None,
+        metrics,
+        queue_capacity,
+        None,
+        &faults,
+    )
 }
 
 /// Loads a version (the named variant's model file, or the default one) and starts
@@ -109,6 +119,7 @@ pub fn start_version(
     metrics: &ScoreMetrics,
     queue_capacity: usize,
     drift: Option<&crate::drift::monitor::DriftStore>,
+    faults: &crate::engine_faults::FaultWatch,
 ) -> Result<LoadedModel, LoadError> {
     if version.manifest.kind != Kind::Score {
         return Err(LoadError::NotScoring(version.manifest.id()));
@@ -131,12 +142,14 @@ pub fn start_version(
         let saved = store.load(&manifest.name, &manifest.version);
         crate::drift::DriftTracker::new(&manifest, saved, store.min_rows).map(Arc::new)
     });
+    let faults = faults.for_version(&manifest.name, &manifest.version);
     let batcher = Batcher::spawn(
         &manifest.name,
         Arc::clone(&engine),
         limits,
         model_metrics.clone(),
         tracker.clone().map(|t| t as Arc<dyn BatchObserver>),
+        Arc::clone(&faults),
     )
     .map_err(|e| LoadError::Thread(manifest.id(), e))?;
     let id = manifest.id();
@@ -150,6 +163,7 @@ pub fn start_version(
         batcher,
         metrics: model_metrics,
         drift: tracker,
+        faults,
         requests: crate::metrics::VersionRequestsCell::default(),
     })
 }

@@ -13,6 +13,7 @@ mod config;
 mod connections;
 mod devmode;
 mod drift;
+mod engine_faults;
 mod faults;
 mod fleet;
 mod gpu;

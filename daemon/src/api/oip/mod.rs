@@ -89,7 +89,7 @@ async fn live() -> Response {
 
 /// The protocol answers readiness with the status code: 200 ready, 4xx not.
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    let ready = state.readiness.is_ready();
+    let (ready, _) = super::routes::readiness(&state);
     let status = if ready {
         StatusCode::OK
     } else {
@@ -123,9 +123,23 @@ async fn version_metadata(
     }
 }
 
+/// A served version is ready unless its engine keeps panicking (then 400, as the
+/// protocol answers "not ready" with a 4xx).
+fn ready_answer(ready: bool, body: serde_json::Value) -> Response {
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (status, Json(body)).into_response()
+}
+
 async fn model_ready(State(state): State<Arc<AppState>>, Path(model): Path<String>) -> Response {
     match find(&state, &model, None) {
-        Ok(_) => Json(json!({ "name": model, "ready": true })).into_response(),
+        Ok(loaded) => {
+            let ready = !loaded.faults.failing();
+            ready_answer(ready, json!({ "name": model, "ready": ready }))
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -135,7 +149,13 @@ async fn version_ready(
     Path((model, version)): Path<(String, String)>,
 ) -> Response {
     match find(&state, &model, Some(&version)) {
-        Ok(_) => Json(json!({ "name": model, "version": version, "ready": true })).into_response(),
+        Ok(loaded) => {
+            let ready = !loaded.faults.failing();
+            ready_answer(
+                ready,
+                json!({ "name": model, "version": version, "ready": ready }),
+            )
+        }
         Err(e) => e.into_response(),
     }
 }
