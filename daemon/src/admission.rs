@@ -1,23 +1,22 @@
 //! The global bound on work: at most `max_in_flight` requests run, at most `max_queue`
 //! wait (each for at most `queue_timeout`), and everything past that is refused at once.
-//! One API key may have at most `max_in_flight_per_key` requests running or waiting, so
-//! no key can take the whole pool. There is no unbounded queue anywhere.
+//! One API key may have at most `max_in_flight_per_key` requests running; its further
+//! requests wait in the same queue for one of its own slots, so no key can take the
+//! whole pool and a busy key is slowed, not refused. There is no unbounded queue anywhere.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::AdmissionConfig;
-use crate::counted::{Counted, Slot};
 use crate::metrics::Metrics;
 
 /// Why a request was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AdmissionError {
-    #[error("this API key already has its share of requests in flight")]
-    KeyBusy,
     #[error("the server is at capacity and its queue is full")]
     QueueFull,
     #[error("the request waited too long for capacity")]
@@ -31,7 +30,9 @@ pub struct Admission {
     waiting: AtomicUsize,
     max_queue: usize,
     queue_timeout: Duration,
-    per_key: Arc<Counted<String>>,
+    /// Each key's running requests, by key id (keys are few: the key store's).
+    per_key: Mutex<HashMap<String, Arc<Semaphore>>>,
+    max_per_key: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -39,7 +40,7 @@ pub struct Admission {
 #[derive(Debug)]
 pub struct Admitted {
     _permit: OwnedSemaphorePermit,
-    _key: Slot<String>,
+    _key: OwnedSemaphorePermit,
     metrics: Arc<Metrics>,
 }
 
@@ -66,18 +67,33 @@ impl Admission {
             waiting: AtomicUsize::new(0),
             max_queue: bounds.max_queue,
             queue_timeout: bounds.queue_timeout,
-            per_key: Counted::new(bounds.max_in_flight_per_key),
+            per_key: Mutex::new(HashMap::new()),
+            max_per_key: bounds.max_in_flight_per_key,
             metrics,
         }
     }
 
-    /// Admits a request of key `key_id` now, queues it within the bounds, or refuses it.
-    pub async fn admit(&self, key_id: &str) -> Result<Admitted, AdmissionError> {
-        let key =
-            Counted::take(&self.per_key, &key_id.to_string()).ok_or(AdmissionError::KeyBusy)?;
-        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
-            return Ok(self.admitted(permit, key));
+    fn key_slots(&self, key_id: &str) -> Arc<Semaphore> {
+        let mut map = self.per_key.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get(key_id) {
+            return Arc::clone(s);
         }
+        let s = Arc::new(Semaphore::new(self.max_per_key));
+        map.insert(key_id.to_string(), Arc::clone(&s));
+        s
+    }
+
+    /// Admits a request of key `key_id` now, queues it within the bounds (waiting for a
+    /// slot of its key, then a global one), or refuses it.
+    pub async fn admit(&self, key_id: &str) -> Result<Admitted, AdmissionError> {
+        let key_slots = self.key_slots(key_id);
+        let key = match Arc::clone(&key_slots).try_acquire_owned() {
+            Ok(k) => match Arc::clone(&self.slots).try_acquire_owned() {
+                Ok(permit) => return Ok(self.admitted(permit, k)),
+                Err(_) => Some(k),
+            },
+            Err(_) => None,
+        };
         let reserved = self
             .waiting
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -88,16 +104,22 @@ impl Admission {
         }
         self.metrics.queued.inc();
         let _waiting = Waiting(self);
-        match tokio::time::timeout(self.queue_timeout, Arc::clone(&self.slots).acquire_owned())
-            .await
-        {
-            Ok(Ok(permit)) => Ok(self.admitted(permit, key)),
-            // The semaphore is never closed; treat it like a timeout if it were.
-            Ok(Err(_)) | Err(_) => Err(AdmissionError::QueueTimeout),
+        let wait = async {
+            let key = match key {
+                Some(k) => k,
+                None => key_slots.acquire_owned().await.ok()?,
+            };
+            let permit = Arc::clone(&self.slots).acquire_owned().await.ok()?;
+            Some((permit, key))
+        };
+        match tokio::time::timeout(self.queue_timeout, wait).await {
+            Ok(Some((permit, key))) => Ok(self.admitted(permit, key)),
+            // The semaphores are never closed; treat it like a timeout if they were.
+            Ok(None) | Err(_) => Err(AdmissionError::QueueTimeout),
         }
     }
 
-    fn admitted(&self, permit: OwnedSemaphorePermit, key: Slot<String>) -> Admitted {
+    fn admitted(&self, permit: OwnedSemaphorePermit, key: OwnedSemaphorePermit) -> Admitted {
         self.metrics.in_flight.inc();
         Admitted {
             _permit: permit,
@@ -112,7 +134,7 @@ mod tests {
     use super::*;
 
     fn admission(slots: usize, queue: usize) -> Admission {
-        admission_per_key(slots, queue, usize::MAX)
+        admission_per_key(slots, queue, slots)
     }
 
     fn admission_per_key(slots: usize, queue: usize, per_key: usize) -> Admission {
@@ -128,14 +150,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_key_gets_at_most_its_share() {
-        let a = admission_per_key(4, 0, 2);
+    async fn one_key_runs_at_most_its_share_and_its_next_request_waits() {
+        let a = Arc::new(admission_per_key(4, 4, 2));
         let first = a.admit("k_a").await.unwrap();
         let _second = a.admit("k_a").await.unwrap();
-        assert_eq!(a.admit("k_a").await.unwrap_err(), AdmissionError::KeyBusy);
+        // Another key is admitted at once meanwhile.
         let _other = a.admit("k_b").await.unwrap();
+        // The key's third waits for one of its own slots (not a free global one)...
+        let a2 = Arc::clone(&a);
+        let third = tokio::spawn(async move { a2.admit("k_a").await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            !third.is_finished(),
+            "the third request of a key at its share ran"
+        );
+        // ...and runs when one frees.
         drop(first);
-        assert!(a.admit("k_a").await.is_ok());
+        assert!(third.await.unwrap().is_ok());
+        // With nothing freed it times out like any queued request.
+        let _again = a.admit("k_a").await.unwrap();
+        assert_eq!(
+            a.admit("k_a").await.unwrap_err(),
+            AdmissionError::QueueTimeout
+        );
     }
 
     #[tokio::test]

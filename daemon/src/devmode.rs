@@ -99,8 +99,7 @@ pub fn prepare(
     raw.chat.models = chat_models;
     // Dev mode has one key, which every benchmark and demo uses: it may take the whole
     // pool (a served appliance keeps each key to half of it by default).
-    raw.admission.max_in_flight_per_key =
-        Some(raw.admission.max_in_flight + raw.admission.max_queue);
+    raw.admission.max_in_flight_per_key = Some(raw.admission.max_in_flight);
     // A developer's disk, not an appliance's: keep 1 GiB of audit log (16 segments).
     raw.audit.max_total_bytes = 1 << 30;
     // The defaults always validate; a failure here is a bug, reported as a write error.

@@ -58,8 +58,6 @@ pub enum Rejection {
     Unauthenticated,
     Forbidden,
     RateLimited,
-    /// The key already had `max_in_flight_per_key` requests in flight.
-    KeyBusy,
     Overloaded,
     TooLarge,
     Deadline,
@@ -71,7 +69,6 @@ impl Rejection {
             Rejection::Unauthenticated => "unauthenticated",
             Rejection::Forbidden => "forbidden",
             Rejection::RateLimited => "rate_limited",
-            Rejection::KeyBusy => "key_busy",
             Rejection::Overloaded => "overloaded",
             Rejection::TooLarge => "too_large",
             Rejection::Deadline => "deadline",

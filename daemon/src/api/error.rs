@@ -35,10 +35,6 @@ pub enum ErrorKind {
     RateLimited {
         retry_after: Duration,
     },
-    /// The key already had its share of requests in flight.
-    KeyBusy {
-        retry_after: Duration,
-    },
     Overloaded {
         retry_after: Duration,
     },
@@ -77,11 +73,6 @@ impl ErrorKind {
             ErrorKind::RateLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_exceeded",
-                "rate_limit_error",
-            ),
-            ErrorKind::KeyBusy { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_concurrent_requests",
                 "rate_limit_error",
             ),
             ErrorKind::Overloaded { .. } => (
@@ -131,7 +122,6 @@ impl ErrorKind {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             ErrorKind::RateLimited { retry_after }
-            | ErrorKind::KeyBusy { retry_after }
             | ErrorKind::Overloaded { retry_after }
             | ErrorKind::GpuUnavailable { retry_after }
             | ErrorKind::GpuShedding { retry_after } => Some(*retry_after),

@@ -99,21 +99,8 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
     }
     let admitted = match state.admission.admit(&key.id).await {
         Ok(a) => a,
-        Err(AdmissionError::KeyBusy) => {
-            return with_key(reject(
-                Rejection::KeyBusy,
-                ApiError::new(
-                    ErrorKind::KeyBusy {
-                        retry_after: state.limits.retry_after,
-                    },
-                    "this API key already has its share of the server's requests in flight; retry after the time in Retry-After",
-                    family,
-                ),
-            ));
-        }
         Err(e) => {
             let message = match e {
-                AdmissionError::KeyBusy => unreachable!("answered above"),
                 AdmissionError::QueueFull => {
                     "the server is at capacity; retry after the time in Retry-After"
                 }

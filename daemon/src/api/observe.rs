@@ -164,7 +164,11 @@ pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next:
         .observe(elapsed.as_secs_f64());
     let key_id = response.extensions().get::<KeyId>().map(|k| k.0.clone());
     let latency_us = elapsed.as_micros() as u64;
-    if let Some(audit) = &state.audit {
+    // A request without a valid key is counted, not recorded: anonymous traffic must
+    // not fill the log and push admin records out through retention.
+    if let (Some(audit), None) = (&state.audit, &key_id) {
+        audit.count_unauthenticated();
+    } else if let Some(audit) = &state.audit {
         use http_body::Body as _;
         audit
             .record(AuditEvent::Request {

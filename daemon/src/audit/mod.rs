@@ -37,6 +37,20 @@ pub(crate) mod test_support {
         key
     }
 
+    /// Writes `n` records of a kind retention does not keep (request counts), as the
+    /// bulk of a real log is; returns the public key.
+    pub fn write_filler(settings: AuditSettings, n: u32) -> String {
+        let log = AuditLog::open(settings).unwrap();
+        for i in 0..n {
+            log.record_blocking(AuditEvent::Unauthenticated {
+                requests: u64::from(i) + 1000,
+            });
+        }
+        let key = log.public_key().to_string();
+        log.close();
+        key
+    }
+
     /// Every record in the segment files, in order.
     pub fn all_records(dir: &Path) -> Vec<AuditRecord> {
         segments(dir)

@@ -71,6 +71,20 @@ pub enum AuditEvent {
         response_bytes: u64,
         latency_us: u64,
     },
+    /// Requests that carried no valid key (401s, `/healthz`, unknown routes) since the
+    /// previous such record: counted, not recorded one by one, so that anonymous traffic
+    /// cannot fill the log and push admin records out through retention.
+    Unauthenticated {
+        requests: u64,
+    },
+    /// An admin or lifecycle record carried forward when retention removed its segment:
+    /// the original's sequence number, time and hash, and its event.
+    Carried {
+        seq: u64,
+        at_ms: u64,
+        hash: String,
+        event: Box<AuditEvent>,
+    },
     /// A signed statement that the chain up to `upto_seq` ends in `upto_hash`.
     Checkpoint {
         upto_seq: u64,
@@ -89,6 +103,22 @@ pub enum AuditEvent {
         before_seq: u64,
         reason: String,
     },
+}
+
+impl AuditEvent {
+    /// Admin and lifecycle events: few, and kept past retention (carried forward into
+    /// the live segment when their own segment is removed). Per-request records, counts,
+    /// checkpoints, rotations and prunings (one per rotation under load) are not.
+    pub fn lasts(&self) -> bool {
+        !matches!(
+            self,
+            AuditEvent::Request { .. }
+                | AuditEvent::Unauthenticated { .. }
+                | AuditEvent::Checkpoint { .. }
+                | AuditEvent::Rotated { .. }
+                | AuditEvent::Pruned { .. }
+        )
+    }
 }
 
 /// One line of the log.

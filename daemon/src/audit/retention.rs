@@ -4,6 +4,10 @@
 //! and the hash it links to) is written atomically, so that `cofferctl audit verify`
 //! tells a retention cut from a deleted segment. A crash between the anchor and the
 //! deletions leaves a log that still verifies; the next rotation finishes the job.
+//! Admin and lifecycle records are not lost with their segment: before it goes, the
+//! writer appends each as a `carried` record (its original sequence number, time and
+//! hash) to the live segment and makes them durable. A crash between carrying and
+//! removing can carry a record twice; both copies name the same original.
 
 use std::fs::File;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -71,16 +75,23 @@ struct Segment {
     modified: SystemTime,
 }
 
-/// Removes the oldest closed segments of `dir` that `retention` no longer keeps.
-/// `current` (the segment being written) is never removed; its first record must be
+/// What retention will remove: the oldest closed segments, the first record kept (to
+/// anchor on), and why.
+pub(super) struct Plan {
+    cut: Vec<Segment>,
+    first: AuditRecord,
+    reason: &'static str,
+}
+
+/// The oldest closed segments of `dir` that `retention` no longer keeps, if any.
+/// `current` (the segment being written) is never among them; its first record must be
 /// on disk (the caller flushes first).
-pub(super) fn prune(
+pub(super) fn plan(
     dir: &Path,
     current: &Path,
     retention: Retention,
-    signer: &Signer,
     now: SystemTime,
-) -> Result<Option<Pruned>, AuditError> {
+) -> Result<Option<Plan>, AuditError> {
     if retention.is_off() {
         return Ok(None);
     }
@@ -125,23 +136,66 @@ pub(super) fn prune(
             None => return Ok(None),
         }
     };
+    all.truncate(cut);
+    Ok(Some(Plan {
+        cut: all,
+        first,
+        reason,
+    }))
+}
+
+/// The records of the planned segments that last (`AuditEvent::lasts`): admin and
+/// lifecycle events, to be carried forward before their segments go. At most
+/// [`MAX_CARRIED`], the newest.
+pub(super) fn lasting(plan: &Plan) -> Result<Vec<AuditRecord>, AuditError> {
+    let mut out = Vec::new();
+    for s in &plan.cut {
+        let file = File::open(&s.path).map_err(io_err(&s.path))?;
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(io_err(&s.path))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let record: AuditRecord = serde_json::from_str(&line)
+                .map_err(|_| AuditError::Corrupt(s.path.display().to_string()))?;
+            if record.event.lasts() {
+                out.push(record);
+            }
+        }
+    }
+    if out.len() > MAX_CARRIED {
+        tracing::warn!(
+            records = out.len(),
+            kept = MAX_CARRIED,
+            "audit retention: more admin and lifecycle records than it carries; the oldest go"
+        );
+        out.drain(..out.len() - MAX_CARRIED);
+    }
+    Ok(out)
+}
+
+/// Admin and lifecycle records one pruning carries forward at most.
+pub const MAX_CARRIED: usize = 10_000;
+
+/// Removes the planned segments: the signed anchor first, then the files.
+pub(super) fn apply(dir: &Path, plan: Plan, signer: &Signer) -> Result<Pruned, AuditError> {
     let anchor = Anchor {
-        first_seq: first.seq,
-        prev: first.prev.clone(),
-        signature: signer.sign_pruned(first.seq, &first.prev),
+        first_seq: plan.first.seq,
+        prev: plan.first.prev.clone(),
+        signature: signer.sign_pruned(plan.first.seq, &plan.first.prev),
     };
     write_anchor(dir, &anchor)?;
     let mut bytes = 0;
-    for s in &all[..cut] {
+    for s in &plan.cut {
         std::fs::remove_file(&s.path).map_err(io_err(&s.path))?;
         bytes += s.bytes;
     }
-    Ok(Some(Pruned {
-        segments: cut as u64,
+    Ok(Pruned {
+        segments: plan.cut.len() as u64,
         bytes,
-        before_seq: first.seq,
-        reason,
-    }))
+        before_seq: plan.first.seq,
+        reason: plan.reason,
+    })
 }
 
 fn first_record(path: &Path) -> Result<Option<AuditRecord>, AuditError> {
@@ -187,7 +241,7 @@ pub fn read_anchor(dir: &Path) -> Result<Option<Anchor>, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{all_records, write_events};
+    use super::super::test_support::{all_records, write_filler};
     use super::super::{AuditEvent, AuditLog, AuditSettings, FsyncPolicy, verify_dir};
     use super::*;
 
@@ -202,7 +256,7 @@ mod tests {
     }
 
     fn write(dir: &Path, n: u32, retention: Retention) {
-        write_events(settings(dir, retention), n);
+        write_filler(settings(dir, retention), n);
     }
 
     fn names(dir: &Path) -> Vec<String> {
@@ -227,6 +281,43 @@ mod tests {
             .map(|r| r.event)
             .filter(|e| matches!(e, AuditEvent::Pruned { .. }))
             .collect()
+    }
+
+    #[test]
+    fn admin_records_are_carried_past_retention_and_the_log_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(settings(dir.path(), BY_SIZE)).unwrap();
+        log.record_blocking(AuditEvent::Admin {
+            uid: 0,
+            action: "keys.create".into(),
+            target: "app".into(),
+            status: 201,
+        });
+        log.close();
+        write(dir.path(), 300, BY_SIZE);
+        write(dir.path(), 300, BY_SIZE);
+        assert!(!names(dir.path()).contains(&"audit-000001.log".to_string()));
+        let records = all_records(dir.path());
+        let carried: Vec<_> = records
+            .iter()
+            .filter_map(|r| match &r.event {
+                AuditEvent::Carried { seq, event, .. } => Some((*seq, event.as_ref().clone())),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            carried.iter().any(|(seq, e)| *seq < 5
+                && matches!(e, AuditEvent::Admin { action, .. } if action == "keys.create")),
+            "{carried:?}"
+        );
+        // Carried again by a later pruning as the same original, not nested.
+        assert!(
+            carried
+                .iter()
+                .all(|(_, e)| !matches!(e, AuditEvent::Carried { .. }))
+        );
+        assert!(total_bytes(dir.path()) <= BY_SIZE.max_total_bytes + 2_500);
+        verify_dir(dir.path()).unwrap();
     }
 
     const BY_SIZE: Retention = Retention {
@@ -358,7 +449,8 @@ mod tests {
         let log = AuditLog::open(settings(dir.path(), by_age)).unwrap();
         log.close();
         let after = segments(dir.path()).unwrap();
-        assert_eq!(after.len(), files.len() - 2);
+        // The two old ones went (closing may have rotated into a new one).
+        assert!(!after.contains(&files[0]) && !after.contains(&files[1]));
         assert_eq!(after[0], files[2]);
         verify_dir(dir.path()).unwrap();
         let pruned = pruned_records(dir.path());
@@ -396,7 +488,7 @@ mod tests {
         );
         // ... and a record edited there is still caught by that link.
         let text = std::fs::read_to_string(&files[2]).unwrap();
-        let edited = text.replacen("keys.create", "keys.revoke", 1);
+        let edited = text.replacen("\"requests\":1", "\"requests\":9", 1);
         std::fs::write(&files[2], &edited).unwrap();
         assert!(verify_dir(dir.path()).is_err());
         std::fs::write(&files[2], &text).unwrap();

@@ -11,7 +11,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
@@ -68,6 +69,8 @@ pub struct AuditLog {
     public_key: String,
     dir: PathBuf,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Requests without a valid key, counted until the writer records the count.
+    unauthenticated: Arc<AtomicU64>,
 }
 
 /// `Msg` is not `Debug`; the channel carries it boxed in this wrapper.
@@ -97,6 +100,11 @@ struct Writer {
     prev: String,
     since_checkpoint: u64,
     dirty_since: Option<Instant>,
+    /// Retention is running and appending its records (no rotation meanwhile).
+    retaining: bool,
+    /// Requests without a valid key since the last `unauthenticated` record.
+    unauthenticated: Arc<AtomicU64>,
+    next_summary: Instant,
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
@@ -119,7 +127,10 @@ fn open_append(path: &Path) -> Result<File, AuditError> {
 }
 
 impl Writer {
-    fn open(settings: AuditSettings) -> Result<Writer, AuditError> {
+    fn open(
+        settings: AuditSettings,
+        unauthenticated: Arc<AtomicU64>,
+    ) -> Result<Writer, AuditError> {
         let dir = settings.dir.clone();
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let signer = Signer::load_or_create(&dir)?;
@@ -186,12 +197,31 @@ impl Writer {
             prev,
             since_checkpoint: 0,
             dirty_since: None,
+            retaining: false,
+            unauthenticated,
+            next_summary: Instant::now() + SUMMARY_EVERY,
         })
     }
 
+    /// Appends an `unauthenticated` record with the requests counted since the last one,
+    /// if any, once [`SUMMARY_EVERY`] has passed (or now, with `now`).
+    fn summarize(&mut self, now: bool) -> Result<(), AuditError> {
+        if !now && Instant::now() < self.next_summary {
+            return Ok(());
+        }
+        self.next_summary = Instant::now() + SUMMARY_EVERY;
+        let requests = self.unauthenticated.swap(0, Ordering::AcqRel);
+        if requests == 0 {
+            return Ok(());
+        }
+        self.append(AuditEvent::Unauthenticated { requests })
+    }
+
     fn append(&mut self, event: AuditEvent) -> Result<(), AuditError> {
-        // A checkpoint never rotates here: `checkpoint` rotated before signing.
+        // A checkpoint never rotates here: `checkpoint` rotated before signing; nor do
+        // retention's records (carried ones, `pruned`): it runs inside a rotation.
         if self.size >= self.settings.max_segment_bytes
+            && !self.retaining
             && !matches!(event, AuditEvent::Checkpoint { .. })
         {
             self.rotate()?;
@@ -214,7 +244,8 @@ impl Writer {
     fn checkpoint(&mut self) -> Result<(), AuditError> {
         // Rotate first: a `rotated` record between the chain's end and the checkpoint
         // that signs it would leave the checkpoint not covering the record before it.
-        if self.size >= self.settings.max_segment_bytes {
+        // Not while retention runs: it runs inside a rotation.
+        if self.size >= self.settings.max_segment_bytes && !self.retaining {
             self.rotate()?;
         }
         let signature = self.signer.sign(self.seq, &self.prev);
@@ -251,20 +282,47 @@ impl Writer {
         Ok(())
     }
 
-    /// Applies retention; what it removed becomes a record of its own.
+    /// Applies retention; what it removed becomes a record of its own. Nothing it
+    /// appends rotates (it runs inside a rotation, and must not start another).
     fn prune(&mut self) -> Result<(), AuditError> {
+        self.retaining = true;
+        let result = self.prune_now();
+        self.retaining = false;
+        result
+    }
+
+    fn prune_now(&mut self) -> Result<(), AuditError> {
         if self.settings.retention.is_off() {
             return Ok(());
         }
         // The segment being written must show its first record to anchor on.
         self.file.flush().map_err(io_err(&self.segment))?;
-        let pruned = retention::prune(
+        let Some(plan) = retention::plan(
             &self.settings.dir,
             &self.segment,
             self.settings.retention,
-            &self.signer,
             SystemTime::now(),
-        )?;
+        )?
+        else {
+            return Ok(());
+        };
+        // Admin and lifecycle records outlive their segment: carried into this one, and
+        // durable, before the segment goes.
+        let lasting = retention::lasting(&plan)?;
+        lasting.into_iter().try_for_each(|r| {
+            let event = match r.event {
+                carried @ AuditEvent::Carried { .. } => carried,
+                event => AuditEvent::Carried {
+                    seq: r.seq,
+                    at_ms: r.at_ms,
+                    hash: r.hash,
+                    event: Box::new(event),
+                },
+            };
+            self.append(event)
+        })?;
+        self.sync()?;
+        let pruned = Some(retention::apply(&self.settings.dir, plan, &self.signer)?);
         if let Some(p) = pruned {
             tracing::warn!(
                 segments = p.segments,
@@ -332,6 +390,9 @@ fn run(mut w: Writer, rx: Receiver<MsgBox>) {
     // hourly, so that age applies on a quiet appliance too.
     let mut next_retention = Instant::now();
     loop {
+        if let Err(e) = w.summarize(false) {
+            report(e);
+        }
         if Instant::now() >= next_retention {
             next_retention = Instant::now() + RETENTION_EVERY;
             if let Err(e) = w.prune().and_then(|()| w.after_batch()) {
@@ -351,6 +412,9 @@ fn run(mut w: Writer, rx: Receiver<MsgBox>) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // Wake for the next count of unauthenticated requests too.
+        let until_summary = w.next_summary.saturating_duration_since(Instant::now());
+        let wait = Some(wait.map_or(until_summary, |d| d.min(until_summary)));
         let next = match wait {
             Some(d) => rx.recv_timeout(d),
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -380,7 +444,10 @@ fn run(mut w: Writer, rx: Receiver<MsgBox>) {
                     }
                 }
                 Msg::Stop(done) => {
-                    let result = w.checkpoint().and_then(|()| w.sync());
+                    let result = w
+                        .summarize(true)
+                        .and_then(|()| w.checkpoint())
+                        .and_then(|()| w.sync());
                     if let Err(e) = result {
                         report(e);
                     }
@@ -405,6 +472,9 @@ fn run(mut w: Writer, rx: Receiver<MsgBox>) {
 /// How long the writer lets records gather after a batch.
 const GATHER: Duration = Duration::from_millis(2);
 
+/// How often requests without a valid key are summed into an `unauthenticated` record.
+const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
 /// How often retention looks at the segments besides after each rotation.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
@@ -423,7 +493,8 @@ impl AuditLog {
     /// Opens (or continues) the log in `settings.dir` and starts the writer thread.
     pub fn open(settings: AuditSettings) -> Result<AuditLog, AuditError> {
         let dir = settings.dir.clone();
-        let writer = Writer::open(settings)?;
+        let unauthenticated = Arc::new(AtomicU64::new(0));
+        let writer = Writer::open(settings, Arc::clone(&unauthenticated))?;
         let public_key = writer.signer.public_key_hex();
         let (tx, rx) = sync_channel(65_536);
         let thread = std::thread::Builder::new()
@@ -438,6 +509,7 @@ impl AuditLog {
             public_key,
             dir,
             thread: Mutex::new(Some(thread)),
+            unauthenticated,
         })
     }
 
@@ -468,6 +540,13 @@ impl AuditLog {
                 tracing::error!("audit writer is gone; record lost");
             }
         }
+    }
+
+    /// Counts a request that carried no valid key (a 401, `/healthz`, an unknown route):
+    /// such requests are summed into one `unauthenticated` record a minute, not
+    /// recorded one by one.
+    pub fn count_unauthenticated(&self) {
+        self.unauthenticated.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records from a blocking context.

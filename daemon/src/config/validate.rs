@@ -471,14 +471,11 @@ fn admission(c: &mut Checker, raw: &RawConfig) -> AdmissionConfig {
     let max_in_flight = c.positive("admission.max_in_flight", a.max_in_flight);
     let max_in_flight_per_key = match a.max_in_flight_per_key {
         None => (max_in_flight / 2).max(1),
-        Some(n) if n == 0 || n > max_in_flight + a.max_queue => {
+        Some(n) if n == 0 || n > max_in_flight => {
             c.problem(
                 "admission.max_in_flight_per_key",
-                format!(
-                    "{n} is not between 1 and max_in_flight + max_queue ({})",
-                    max_in_flight + a.max_queue
-                ),
-                "give a number from 1 to admission.max_in_flight + max_queue, or leave it out (half of max_in_flight)",
+                format!("{n} is not between 1 and max_in_flight ({max_in_flight})"),
+                "give a number from 1 to admission.max_in_flight, or leave it out (half of it)",
             );
             1
         }

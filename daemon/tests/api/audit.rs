@@ -88,9 +88,14 @@ async fn cofferd_writes_a_verifiable_chain_and_an_edit_is_named() {
             .iter()
             .all(|l| l.contains("\"status\":200") && l.contains("\"key_id\":\"k_"))
     );
+    // A refused request without a valid key is counted, not recorded one by one.
     assert!(
-        text.contains("\"status\":401"),
-        "refused requests are recorded too"
+        !text.contains("\"status\":401"),
+        "an unauthenticated request was recorded one by one"
+    );
+    assert!(
+        text.contains("\"kind\":\"unauthenticated\""),
+        "the 401 is counted"
     );
     assert!(kinds("checkpoint") >= 1, "a checkpoint at shutdown");
     assert!(!text.contains(&token), "no token in the audit log");
@@ -103,10 +108,10 @@ async fn cofferd_writes_a_verifiable_chain_and_an_edit_is_named() {
     let lines: Vec<&str> = text.lines().collect();
     let i = lines
         .iter()
-        .position(|l| l.contains("\"status\":401"))
+        .position(|l| l.contains("\"kind\":\"request\"") && l.contains("\"status\":200"))
         .unwrap();
     let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-    edited[i] = edited[i].replace("\"status\":401", "\"status\":200");
+    edited[i] = edited[i].replace("\"status\":200", "\"status\":500");
     std::fs::write(&path, edited.join("\n") + "\n").unwrap();
     let out = verify(&dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -160,4 +165,76 @@ async fn retention_keeps_a_busy_log_within_its_limit_and_what_remains_verifies()
         log.contains("audit retention removed the oldest segments"),
         "cofferd logs that retention removed segments: {log}"
     );
+}
+
+#[tokio::test]
+async fn anonymous_floods_are_counted_and_admin_records_outlive_retention() {
+    let mut setup = Setup::new();
+    setup.scoring_models = vec![fixture("credit-lr")];
+    setup.audit_extra = "max_segment_bytes = 8192\nmax_total_bytes = 32768\n".into();
+    let daemon = setup.start().await;
+    // An admin record, first in the log after the start-up records.
+    let token = setup.create_key("scorer", "score", None);
+    let client = setup.client(daemon.addr);
+    // 2,000 requests without a valid key: liveness probes and 401s.
+    let mut conn = client.connect().await.unwrap();
+    for i in 0..2000 {
+        let key = (i % 2 == 1).then_some("cof_not_a_key");
+        let r = conn
+            .get(if i % 2 == 0 { "/healthz" } else { "/v2" }, key)
+            .await
+            .unwrap();
+        assert!(r.status == 200 || r.status == 401, "{}", r.status);
+    }
+    // Authenticated traffic: ~15 segments' worth, so retention removes the oldest,
+    // the one with the admin record included.
+    infer(&client, &token, 300).await;
+    daemon.stop();
+
+    let dir = setup.dir().join("state").join("audit");
+    assert!(
+        !dir.join("audit-000001.log").exists(),
+        "retention removed the oldest segment"
+    );
+    let text: String = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("audit-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // No request without a key is a record of its own; they are counted.
+    assert!(
+        !records
+            .iter()
+            .any(|r| r["event"]["kind"] == "request" && r["event"]["key_id"].is_null()),
+        "an unauthenticated request was recorded one by one"
+    );
+    let counted: u64 = records
+        .iter()
+        .filter(|r| r["event"]["kind"] == "unauthenticated")
+        .map(|r| r["event"]["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 2000);
+    // The key's creation outlived its segment: carried forward, with its original seq.
+    let carried_admin: Vec<_> = records
+        .iter()
+        .filter(|r| r["event"]["kind"] == "carried" && r["event"]["event"]["kind"] == "admin")
+        .collect();
+    assert!(
+        carried_admin.iter().any(|r| r["event"]["event"]["action"]
+            .as_str()
+            .unwrap_or("")
+            .contains("keys")),
+        "the key creation record is gone: {carried_admin:?}"
+    );
+    assert!(
+        carried_admin
+            .iter()
+            .all(|r| r["event"]["seq"].as_u64().unwrap() < 20)
+    );
+    verify_ok(&dir);
 }
