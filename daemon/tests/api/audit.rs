@@ -122,11 +122,18 @@ async fn cofferd_writes_a_verifiable_chain_and_an_edit_is_named() {
     );
 }
 
-#[tokio::test]
-async fn retention_keeps_a_busy_log_within_its_limit_and_what_remains_verifies() {
+/// credit-lr, and an audit log of 8 KiB segments kept to 32 KiB: a few hundred requests
+/// make retention remove segments.
+fn small_log() -> Setup {
     let mut setup = Setup::new();
     setup.scoring_models = vec![fixture("credit-lr")];
     setup.audit_extra = "max_segment_bytes = 8192\nmax_total_bytes = 32768\n".into();
+    setup
+}
+
+#[tokio::test]
+async fn retention_keeps_a_busy_log_within_its_limit_and_what_remains_verifies() {
+    let setup = small_log();
     let daemon = setup.start().await;
     let token = setup.create_key("scorer", "score", None);
     let client = setup.client(daemon.addr);
@@ -169,9 +176,7 @@ async fn retention_keeps_a_busy_log_within_its_limit_and_what_remains_verifies()
 
 #[tokio::test]
 async fn anonymous_floods_are_counted_and_admin_records_outlive_retention() {
-    let mut setup = Setup::new();
-    setup.scoring_models = vec![fixture("credit-lr")];
-    setup.audit_extra = "max_segment_bytes = 8192\nmax_total_bytes = 32768\n".into();
+    let setup = small_log();
     let daemon = setup.start().await;
     // An admin record, first in the log after the start-up records.
     let token = setup.create_key("scorer", "score", None);
