@@ -286,11 +286,32 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         readiness: Arc::clone(&readiness),
         metrics: Arc::clone(&metrics),
     });
-    let mut allowed_uids = config.admin.allowed_uids.clone();
-    allowed_uids.extend(admin::accounts::user_ids(&config.admin.allowed_users)?);
-    let mut allowed_gids = config.admin.allowed_gids.clone();
-    allowed_gids.extend(admin::accounts::group_ids(&config.admin.allowed_groups)?);
-    let policy = PeerPolicy::new(allowed_uids, allowed_gids);
+    let a = &config.admin;
+    let ids = |uids: &[u32], users, users_key, gids: &[u32], groups, groups_key| {
+        let mut u = uids.to_vec();
+        u.extend(admin::accounts::user_ids(users, users_key)?);
+        let mut g = gids.to_vec();
+        g.extend(admin::accounts::group_ids(groups, groups_key)?);
+        Ok::<_, admin::accounts::AccountError>(admin::PeerIds { uids: u, gids: g })
+    };
+    let policy = PeerPolicy::new(
+        ids(
+            &a.allowed_uids,
+            &a.allowed_users,
+            "admin.allowed_users",
+            &a.allowed_gids,
+            &a.allowed_groups,
+            "admin.allowed_groups",
+        )?,
+        ids(
+            &a.agent_uids,
+            &a.agent_users,
+            "admin.agent_users",
+            &a.agent_gids,
+            &a.agent_groups,
+            "admin.agent_groups",
+        )?,
+    );
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         admin_state,

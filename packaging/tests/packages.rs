@@ -218,12 +218,18 @@ fn first_start() -> String {
         }
     }
     let listening = sh("ss -Hltn 'sport = :8443'");
-    let agent = Command::new("setpriv")
-        .args(as_user("coffer-agent"))
-        .arg("/usr/bin/cofferctl")
-        .args(["--socket", "/run/coffer/admin.sock", "keys", "list"])
-        .output()
-        .unwrap();
+    let as_agent = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(as_user("coffer-agent"))
+            .arg("/usr/bin/cofferctl")
+            .args(["--socket", "/run/coffer/admin.sock"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // The agent role: the agent's own calls, and no key management.
+    let agent = as_agent(&["models", "list"]);
+    let agent_keys = as_agent(&["keys", "list"]);
     let stranger = Command::new("setpriv")
         .args(as_user("nobody"))
         .arg("/usr/bin/cofferctl")
@@ -245,6 +251,12 @@ fn first_start() -> String {
     assert!(
         !stranger.status.success(),
         "another user may not use the admin socket"
+    );
+    assert!(
+        !agent_keys.status.success()
+            && String::from_utf8_lossy(&agent_keys.stderr).contains("agent role"),
+        "coffer-agent may not manage keys: {}",
+        String::from_utf8_lossy(&agent_keys.stderr)
     );
     log
 }

@@ -1,5 +1,5 @@
 //! Local account names in the admin socket policy (`admin.allowed_users`,
-//! `admin.allowed_groups`): resolved to ids once at start from `/etc/passwd` and
+//! `admin.allowed_groups`, `admin.agent_users`, `admin.agent_groups`): resolved to ids once at start from `/etc/passwd` and
 //! `/etc/group`, the files where system users made by sysusers.d or useradd live. Names
 //! served only by NSS modules (LDAP, SSSD) are not looked up: list their ids instead. A
 //! name that does not exist (the packaged config names `coffer-agent`, which a host
@@ -68,14 +68,14 @@ fn resolve(
     Ok(ids)
 }
 
-/// Uids of `admin.allowed_users`.
-pub fn user_ids(names: &[String]) -> Result<Vec<u32>, AccountError> {
-    resolve(names, PASSWD, "admin.allowed_users", "user")
+/// Uids of the user names under `key` (`admin.allowed_users`, `admin.agent_users`).
+pub fn user_ids(names: &[String], key: &'static str) -> Result<Vec<u32>, AccountError> {
+    resolve(names, PASSWD, key, "user")
 }
 
-/// Gids of `admin.allowed_groups`.
-pub fn group_ids(names: &[String]) -> Result<Vec<u32>, AccountError> {
-    resolve(names, GROUP, "admin.allowed_groups", "group")
+/// Gids of the group names under `key` (`admin.allowed_groups`, `admin.agent_groups`).
+pub fn group_ids(names: &[String], key: &'static str) -> Result<Vec<u32>, AccountError> {
+    resolve(names, GROUP, key, "group")
 }
 
 #[cfg(test)]
@@ -93,11 +93,21 @@ mod tests {
 
     #[test]
     fn root_resolves_from_the_real_files_and_unknown_names_are_named() {
-        assert_eq!(user_ids(&["root".into()]).unwrap(), vec![0]);
-        assert_eq!(group_ids(&["root".into()]).unwrap(), vec![0]);
+        assert_eq!(
+            user_ids(&["root".into()], "admin.allowed_users").unwrap(),
+            vec![0]
+        );
+        assert_eq!(
+            group_ids(&["root".into()], "admin.allowed_groups").unwrap(),
+            vec![0]
+        );
         // An unknown name admits nobody and does not stop the start.
         assert_eq!(
-            user_ids(&["no-such-user-coffer".into(), "root".into()]).unwrap(),
+            user_ids(
+                &["no-such-user-coffer".into(), "root".into()],
+                "admin.allowed_users"
+            )
+            .unwrap(),
             vec![0]
         );
     }

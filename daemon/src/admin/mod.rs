@@ -12,7 +12,7 @@ pub mod peer;
 mod server;
 mod telemetry;
 
-pub use peer::PeerPolicy;
+pub use peer::{PeerIds, PeerPolicy, Role};
 pub use server::{AdminError, bind, serve};
 
 use std::sync::Arc;

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::server::PeerAllowed;
+use super::server::Peer;
 use super::{AdminFailure, AdminState};
 use crate::manager::ManageError;
 use crate::registry::RegistryError;
@@ -29,8 +29,8 @@ use coffer_models::store::StoreError;
 /// The longest manifest accepted in an import body.
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
-fn actor(peer: &PeerAllowed) -> String {
-    format!("uid {}", peer.1)
+fn actor(peer: &Peer) -> String {
+    format!("uid {}", peer.uid)
 }
 
 fn failure(e: &ManageError) -> AdminFailure {
@@ -222,7 +222,7 @@ impl Read for ChannelReader {
 /// its gate. 201 with the record (`ready`, or `failed` with the gate's reason).
 pub async fn import(
     State(state): State<Arc<AdminState>>,
-    Extension(peer): Extension<PeerAllowed>,
+    Extension(peer): Extension<Peer>,
     Query(q): Query<ImportQuery>,
     body: Body,
 ) -> Response {
@@ -312,7 +312,7 @@ pub struct VerifyQuery {
 /// (`models.verify.result`, with the status the call without progress would answer).
 pub async fn verify(
     State(state): State<Arc<AdminState>>,
-    Extension(peer): Extension<PeerAllowed>,
+    Extension(peer): Extension<Peer>,
     Path((name, version)): Path<(String, String)>,
     Query(q): Query<VerifyQuery>,
 ) -> Response {
@@ -330,7 +330,7 @@ pub async fn verify(
     let progress_tx = tx.clone();
     let who = actor(&peer);
     let audit = state.audit.clone();
-    let uid = peer.1;
+    let (uid, role) = (peer.uid, peer.role.map(|r| r.as_str().to_string()));
     tokio::spawn(async move {
         let progress = Box::new(move |p: coffer_models::store::Progress<'_>| {
             let line = json!({ "progress": { "file": p.file, "done": p.done, "total": p.total } });
@@ -354,6 +354,7 @@ pub async fn verify(
             audit
                 .record(crate::audit::AuditEvent::Admin {
                     uid,
+                    role,
                     action: "models.verify.result".into(),
                     target: format!("{name}@{version}"),
                     status: status.as_u16(),
@@ -386,7 +387,7 @@ pub struct ActivateBody {
 /// `POST /admin/models/{name}/versions/{version}/activate`.
 pub async fn activate(
     State(state): State<Arc<AdminState>>,
-    Extension(peer): Extension<PeerAllowed>,
+    Extension(peer): Extension<Peer>,
     Path((name, version)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
@@ -417,7 +418,7 @@ pub async fn activate(
 /// `POST /admin/models/{name}/rollback`.
 pub async fn rollback(
     State(state): State<Arc<AdminState>>,
-    Extension(peer): Extension<PeerAllowed>,
+    Extension(peer): Extension<Peer>,
     Path(name): Path<String>,
 ) -> Response {
     answer(
@@ -435,7 +436,7 @@ pub struct PinBody {
 /// `PUT /admin/models/{name}/pin` with `{"version": ...}`.
 pub async fn pin(
     State(state): State<Arc<AdminState>>,
-    Extension(peer): Extension<PeerAllowed>,
+    Extension(peer): Extension<Peer>,
     Path(name): Path<String>,
     body: Result<Json<PinBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -455,7 +456,7 @@ pub async fn pin(
 /// `DELETE /admin/models/{name}/pin`.
 pub async fn unpin(
     State(state): State<Arc<AdminState>>,
-    Extension(peer): Extension<PeerAllowed>,
+    Extension(peer): Extension<Peer>,
     Path(name): Path<String>,
 ) -> Response {
     answer(
@@ -471,7 +472,7 @@ pub async fn unpin(
 /// `DELETE /admin/models/{name}/versions/{version}`.
 pub async fn remove(
     State(state): State<Arc<AdminState>>,
-    Extension(peer): Extension<PeerAllowed>,
+    Extension(peer): Extension<Peer>,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
     answer(
@@ -483,7 +484,7 @@ pub async fn remove(
 /// `POST /admin/model-store/gc`.
 pub async fn gc(
     State(state): State<Arc<AdminState>>,
-    Extension(peer): Extension<PeerAllowed>,
+    Extension(peer): Extension<Peer>,
 ) -> Response {
     answer(
         state.models.gc(&actor(&peer)).await.map(|r| {
@@ -533,7 +534,7 @@ pub struct ShadowBody {
 /// `PUT /admin/models/{name}/shadow` with `{"version", "fraction"}`.
 pub async fn shadow_start(
     State(state): State<Arc<AdminState>>,
-    Extension(peer): Extension<PeerAllowed>,
+    Extension(peer): Extension<Peer>,
     Path(name): Path<String>,
     body: Result<Json<ShadowBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -560,7 +561,7 @@ pub async fn shadow_report(
 /// `DELETE /admin/models/{name}/shadow`: stops it; answers the final report.
 pub async fn shadow_stop(
     State(state): State<Arc<AdminState>>,
-    Extension(peer): Extension<PeerAllowed>,
+    Extension(peer): Extension<Peer>,
     Path(name): Path<String>,
 ) -> Response {
     answer(

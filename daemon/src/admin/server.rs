@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -18,7 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::UnixListener;
 
-use super::{AdminFailure, AdminState, PeerPolicy, health, keys, models};
+use super::{AdminFailure, AdminState, PeerPolicy, Role, health, keys, models};
 use crate::audit::AuditEvent;
 
 /// Why the admin socket could not be set up.
@@ -68,22 +68,45 @@ pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
 #[derive(Debug, Clone)]
 pub(super) struct AuditTarget(pub(super) String);
 
-/// Whether the connection's peer may use the socket, and its uid.
+/// The connection's peer: its role (`None`: it may not use the socket) and uid.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct PeerAllowed(pub(super) bool, pub(super) u32);
+pub(super) struct Peer {
+    pub(super) role: Option<Role>,
+    pub(super) uid: u32,
+}
 
 async fn check_peer(req: Request, next: Next) -> Response {
-    match req.extensions().get::<PeerAllowed>() {
-        Some(PeerAllowed(true, _)) => next.run(req).await,
+    let peer = req.extensions().get::<Peer>().copied();
+    let pattern = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    match peer {
+        Some(Peer {
+            role: Some(role), ..
+        }) if role.allows(req.method(), &pattern) => next.run(req).await,
+        Some(Peer {
+            role: Some(role),
+            uid,
+        }) => AdminFailure {
+            status: StatusCode::FORBIDDEN,
+            code: "role_not_allowed",
+            message: format!(
+                "uid {uid} has the {} role, which may not make this call; list it in admin.allowed_users/allowed_groups for every call",
+                role.as_str()
+            ),
+        }
+        .into_response(),
         other => {
             let uid = other
-                .map(|p| p.1.to_string())
+                .map(|p| p.uid.to_string())
                 .unwrap_or_else(|| "unknown".into());
             AdminFailure {
                 status: StatusCode::FORBIDDEN,
                 code: "peer_not_allowed",
                 message: format!(
-                    "uid {uid} may not use the admin socket: run as root or the service user, or list it in admin.allowed_users/allowed_groups (names) or allowed_uids/allowed_gids"
+                    "uid {uid} may not use the admin socket: run as root or the service user, or list it in admin.allowed_users/allowed_groups (every call) or admin.agent_users/agent_groups (the agent's calls), by name or id"
                 ),
             }
             .into_response()
@@ -135,19 +158,17 @@ fn router(state: Arc<AdminState>) -> Router {
         .with_state(state)
 }
 
-/// Every admin call that changes something (any method but GET), refused or not, goes
-/// into the audit log with the caller's uid and the answer's status. Key tokens never
-/// appear: they are in response bodies, which are not recorded.
+/// Every admin call that changes something (any method but GET), refused or not, and
+/// every refused call, goes into the audit log with the caller's uid and role and the
+/// answer's status. Key tokens never appear: they are in response bodies, which are not
+/// recorded; nor does a path the caller made up (an unknown route is `unknown`).
 async fn audit_change(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
-    let uid = req
-        .extensions()
-        .get::<PeerAllowed>()
-        .map(|p| p.1)
-        .unwrap_or(u32::MAX);
+    let peer = req.extensions().get::<Peer>().copied();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let response = next.run(req).await;
-    if method != http::Method::GET {
+    let refused = response.status() == StatusCode::FORBIDDEN;
+    if method != http::Method::GET || refused {
         if let Some(audit) = &state.audit {
             let (action, mut target) = audit_action(method.as_str(), &path);
             if let Some(t) = response.extensions().get::<AuditTarget>() {
@@ -155,7 +176,8 @@ async fn audit_change(State(state): State<Arc<AdminState>>, req: Request, next: 
             }
             audit
                 .record(AuditEvent::Admin {
-                    uid,
+                    uid: peer.map_or(u32::MAX, |p| p.uid),
+                    role: peer.and_then(|p| p.role).map(|r| r.as_str().to_string()),
                     action,
                     target,
                     status: response.status().as_u16(),
@@ -191,7 +213,12 @@ fn audit_action(method: &str, path: &str) -> (String, String) {
         ("POST", ["admin", "models", name, "versions", version, action]) => {
             (format!("models.{action}"), format!("{name}@{version}"))
         }
-        _ => (format!("{method} {path}"), String::new()),
+        ("GET", ["admin", "keys"]) => ("keys.list".into(), String::new()),
+        ("GET", ["admin", rest @ ..]) => (
+            format!("read.{}", rest.first().copied().unwrap_or("")),
+            String::new(),
+        ),
+        _ => ("unknown".into(), String::new()),
     }
 }
 
@@ -218,14 +245,20 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let allowed = match stream.peer_cred() {
-            Ok(cred) => PeerAllowed(policy.allows(cred.uid(), cred.gid()), cred.uid()),
-            Err(_) => PeerAllowed(false, u32::MAX),
+        let peer = match stream.peer_cred() {
+            Ok(cred) => Peer {
+                role: policy.role(cred.uid(), cred.gid()),
+                uid: cred.uid(),
+            },
+            Err(_) => Peer {
+                role: None,
+                uid: u32::MAX,
+            },
         };
-        if !allowed.0 {
-            tracing::warn!(uid = allowed.1, "admin socket: peer refused");
+        if peer.role.is_none() {
+            tracing::warn!(uid = peer.uid, "admin socket: peer refused");
         }
-        let app = app.clone().layer(axum::Extension(allowed));
+        let app = app.clone().layer(axum::Extension(peer));
         let service = TowerToHyperService::new(app);
         let builder = builder.clone();
         let watcher = graceful.watcher();

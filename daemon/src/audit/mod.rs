@@ -27,6 +27,7 @@ pub(crate) mod test_support {
         for i in 0..n {
             log.record_blocking(AuditEvent::Admin {
                 uid: 0,
+                role: None,
                 action: "keys.create".into(),
                 target: format!("key-{i}"),
                 status: 201,
@@ -187,6 +188,7 @@ mod tests {
             for i in 0..40 {
                 log.record_blocking(AuditEvent::Admin {
                     uid: 0,
+                    role: None,
                     action: "keys.create".into(),
                     target: format!("key-{i}"),
                     status: 201,

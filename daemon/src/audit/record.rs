@@ -14,9 +14,12 @@ pub enum AuditEvent {
         public_key: String,
     },
     Stopping,
-    /// An admin API call through the socket, by the peer's uid.
+    /// An admin API call through the socket, by the peer's uid and role (`admin`,
+    /// `agent`, or none for a peer that may not use the socket), refused calls included.
     Admin {
         uid: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
         action: String,
         target: String,
         status: u16,

@@ -289,6 +289,7 @@ mod tests {
         let log = AuditLog::open(settings(dir.path(), BY_SIZE)).unwrap();
         log.record_blocking(AuditEvent::Admin {
             uid: 0,
+            role: None,
             action: "keys.create".into(),
             target: "app".into(),
             status: 201,

@@ -231,6 +231,11 @@ pub struct AdminConfig {
     pub allowed_users: Vec<String>,
     /// Local group names (the peer's primary group), resolved to gids at start.
     pub allowed_groups: Vec<String>,
+    /// Peers with the `agent` role: only the calls the fleet agent makes.
+    pub agent_uids: Vec<u32>,
+    pub agent_gids: Vec<u32>,
+    pub agent_users: Vec<String>,
+    pub agent_groups: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -267,6 +267,10 @@ pub struct RawAdmin {
     pub allowed_gids: Vec<u32>,
     pub allowed_users: Vec<String>,
     pub allowed_groups: Vec<String>,
+    pub agent_uids: Vec<u32>,
+    pub agent_gids: Vec<u32>,
+    pub agent_users: Vec<String>,
+    pub agent_groups: Vec<String>,
 }
 
 impl Default for RawAdmin {
@@ -277,6 +281,10 @@ impl Default for RawAdmin {
             allowed_gids: Vec::new(),
             allowed_users: Vec::new(),
             allowed_groups: Vec::new(),
+            agent_uids: Vec::new(),
+            agent_gids: Vec::new(),
+            agent_users: Vec::new(),
+            agent_groups: Vec::new(),
         }
     }
 }

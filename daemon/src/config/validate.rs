@@ -317,6 +317,10 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
         allowed_gids: raw.admin.allowed_gids.clone(),
         allowed_users: raw.admin.allowed_users.clone(),
         allowed_groups: raw.admin.allowed_groups.clone(),
+        agent_uids: raw.admin.agent_uids.clone(),
+        agent_gids: raw.admin.agent_gids.clone(),
+        agent_users: raw.admin.agent_users.clone(),
+        agent_groups: raw.admin.agent_groups.clone(),
     };
     let log = log(&mut c, raw);
     let scoring = ScoringConfig {

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod admin_roles;
 mod admission;
 mod audit;
 mod auth;
