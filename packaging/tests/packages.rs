@@ -144,7 +144,9 @@ fn units_score_at_most_1_5_and_carry_the_required_directives() {
     // No private user namespace: its admin socket's peer credentials would arrive there,
     // where coffer-agent is unmapped (uid 65534), and the agent would be refused.
     assert!(
-        !text.lines().any(|l| l.trim_start().starts_with("PrivateUsers=")),
+        !text
+            .lines()
+            .any(|l| l.trim_start().starts_with("PrivateUsers=")),
         "cofferd.service must not set PrivateUsers="
     );
     assert!(text.lines().any(|l| l == "DevicePolicy=closed"));

@@ -17,6 +17,9 @@ pub const MAX_ENUM: usize = 256;
 pub const MAX_ALTERNATIVES: usize = 32;
 /// Bytes of one property name, `enum` value or `const` (as JSON).
 pub const MAX_LITERAL_BYTES: usize = 1024;
+/// Characters of a property name when `additionalProperties` is not `false` (the
+/// converter nests one group per character of such names).
+pub const MAX_OPEN_NAME_CHARS: usize = 64;
 /// Bytes of the whole schema after normalisation (what the converter reads).
 pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;
 /// `minLength`, `maxLength`, `minItems`, `maxItems`, and any pattern repetition (nested

@@ -200,6 +200,7 @@ impl Normalizer<'_> {
                 }
             }
         }
+        open_names(&out, path)?;
         inverted(&out, "minItems", "maxItems", path)?;
         inverted(&out, "minLength", "maxLength", path)?;
         inverted(&out, "minimum", "maximum", path)?;
@@ -370,6 +371,31 @@ fn literal(value: &Value, at: &str) -> Result<(), SchemaError> {
     Ok(())
 }
 
+/// With `additionalProperties` `true` or a schema, llama.cpp's converter writes each
+/// property name's characters unescaped into character classes (the rule for "any other
+/// key"), one nested group per character: a `]`, `-` or `^` there breaks the grammar, and
+/// a long name nests deep. Such names are refused; with `false` (or absent) names are
+/// written as escaped literals and any name up to the literal bound is fine.
+fn open_names(out: &Map<String, Value>, path: &str) -> Result<(), SchemaError> {
+    let open = out
+        .get("additionalProperties")
+        .is_some_and(|a| a != &Value::Bool(false));
+    let Some(Value::Object(props)) = out.get("properties").filter(|_| open) else {
+        return Ok(());
+    };
+    let unsafe_char = |c: char| c.is_control() || matches!(c, '[' | ']' | '\\' | '^' | '-' | '"');
+    if props
+        .keys()
+        .any(|k| k.chars().count() > limits::MAX_OPEN_NAME_CHARS || k.chars().any(unsafe_char))
+    {
+        return Err(invalid(
+            path,
+            "with additionalProperties other than false, property names must be at most 64 characters without [ ] \\ ^ - \" or control characters",
+        ));
+    }
+    Ok(())
+}
+
 /// `lo` greater than `hi` (both present) is refused.
 fn inverted(
     out: &Map<String, Value>,
@@ -499,6 +525,17 @@ mod tests {
 
     #[test]
     fn refusals_do_not_echo_values() {
+        // Found by fuzzing: a ']' in a property name broke the converter's grammar.
+        let open = json!({"properties": {"a]b": {"type": "integer"}}, "additionalProperties": {"type": "integer"}});
+        assert!(
+            normalize(&open)
+                .unwrap_err()
+                .to_string()
+                .contains("additionalProperties")
+        );
+        let closed =
+            json!({"properties": {"a]b-^": {"type": "integer"}}, "additionalProperties": false});
+        assert!(normalize(&closed).is_ok());
         let e = normalize(&json!({"type": "string", "pattern": "^4111111111111111{2,1}$"}))
             .unwrap_err()
             .to_string();
