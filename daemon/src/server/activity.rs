@@ -40,6 +40,11 @@ impl Activity {
         self.opened.elapsed()
     }
 
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
     /// Whether any request has begun on this connection.
     pub fn has_requests(&self) -> bool {
         self.requests.load(Ordering::Acquire) > 0

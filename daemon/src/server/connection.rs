@@ -4,7 +4,8 @@
 //! has chosen HTTP/1, and an HTTP/2 connection has none), a connection with no request in
 //! flight is closed after `idle_timeout`, and one older than `max_connection_age` is asked
 //! to close (HTTP/2 GOAWAY, HTTP/1 `Connection: close`) and cut `request_timeout` later.
-//! A drain asks every connection to close the same way; the accept loop bounds it.
+//! A drain asks every connection to close the same way; the accept loop bounds it. A
+//! full server evicts the connection idle the longest (`open_conns`): it closes at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::activity::{Activity, Tracked};
+use super::open_conns::Registered;
 use super::{ConnectionLimits, ConnectionMetrics};
 
 /// Why the server ended a connection (the `reason` of `coffer_connections_closed_total`).
@@ -34,6 +36,8 @@ pub enum CloseReason {
     Handshake,
     /// Its client address already had `max_connections_per_address` open.
     PerAddressLimit,
+    /// The server was full and this was the connection idle the longest.
+    Evicted,
 }
 
 impl CloseReason {
@@ -45,6 +49,7 @@ impl CloseReason {
             CloseReason::Drain => "drain",
             CloseReason::Handshake => "handshake",
             CloseReason::PerAddressLimit => "per_address_limit",
+            CloseReason::Evicted => "evicted",
         }
     }
 }
@@ -57,6 +62,8 @@ pub struct Conn {
     pub limits: ConnectionLimits,
     pub metrics: ConnectionMetrics,
     pub drain: watch::Receiver<bool>,
+    /// Its place among the open connections (activity, eviction signal).
+    pub registered: Registered,
 }
 
 /// How often the watchdog looks: a quarter of the shortest bound, within 50 ms – 1 s.
@@ -85,7 +92,15 @@ impl Conn {
             self.limits.tls_handshake_timeout,
             self.acceptor.accept(stream),
         );
-        let tls = match handshake.await {
+        let evict = Arc::clone(&self.registered.evict);
+        let handshake = tokio::select! {
+            h = handshake => h,
+            () = evict.notified() => {
+                self.metrics.closed(CloseReason::Evicted);
+                return;
+            }
+        };
+        let tls = match handshake {
             Ok(Ok(s)) => s,
             // Handshake failures are the client's business; keep them out of the default
             // log so that garbage on the port cannot flood it.
@@ -100,7 +115,7 @@ impl Conn {
                 return;
             }
         };
-        let activity = Activity::new();
+        let activity = Arc::clone(&self.registered.activity);
         let service = TowerToHyperService::new(Tracked::new(self.app, Arc::clone(&activity)));
         let connection = self.builder.serve_connection(TokioIo::new(tls), service);
         tokio::pin!(connection);
@@ -115,6 +130,7 @@ impl Conn {
                     return;
                 }
                 _ = self.drain.changed() => break CloseReason::Drain,
+                () = evict.notified() => break CloseReason::Evicted,
                 _ = ticker.tick() => {
                     if let Some(reason) = due(&activity, &self.limits) {
                         break reason;
@@ -123,6 +139,11 @@ impl Conn {
             }
         };
         self.metrics.closed(closing);
+        // One that never sent a request, or that makes room for a new client, goes at
+        // once: there is nothing to finish, and the slot is wanted now.
+        if matches!(closing, CloseReason::NoRequest | CloseReason::Evicted) {
+            return;
+        }
         connection.as_mut().graceful_shutdown();
         // A graceful close lets requests in flight finish; an idle connection has none.
         // The drain has its own bound (`shutdown_grace`, in the accept loop).

@@ -1,4 +1,5 @@
-//! The TLS accept loop: bounded connections (in all and per client address), HTTP/1.1 and
+//! The TLS accept loop: bounded connections (in all and per client address; a full server
+//! evicts the connection idle the longest for a new one), HTTP/1.1 and
 //! HTTP/2 on the same port (ALPN), and per-connection time bounds (`connection`: TLS
 //! handshake, first request, idle, age; hyper's header-read deadline against slowloris),
 //! and a graceful drain: once `shutdown` resolves the listener is closed (new connections
@@ -7,6 +8,7 @@
 
 mod activity;
 mod connection;
+mod open_conns;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ pub use connection::CloseReason;
 use crate::counted::Counted;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::tls::ReloadableTls;
+use open_conns::OpenConns;
 
 /// Per-connection bounds.
 #[derive(Debug, Clone)]
@@ -61,7 +64,7 @@ impl ConnectionMetrics {
             );
             r.register(
                 "connections_closed",
-                "Connections the server ended, by reason (no_request, idle, max_age, drain, handshake, per_address_limit)",
+                "Connections the server ended, by reason (no_request, idle, max_age, drain, handshake, per_address_limit, evicted)",
                 m.closed.clone(),
             );
         });
@@ -129,11 +132,8 @@ pub async fn serve(
     let per_address = Counted::new(limits.max_connections_per_address);
     let (drain_tx, drain_rx) = watch::channel(false);
     tokio::pin!(shutdown);
+    let open = Arc::new(OpenConns::default());
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -152,6 +152,18 @@ pub async fn serve(
             drop(stream);
             continue;
         };
+        // Full: the connection idle the longest makes room. With every connection busy
+        // nobody is evicted, and this wait stops the accept loop (the kernel queues).
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                open.evict_idlest();
+                tokio::select! {
+                    p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         let conn = connection::Conn {
             acceptor: tls.acceptor(),
             builder: builder.clone(),
@@ -159,6 +171,7 @@ pub async fn serve(
             limits: limits.clone(),
             metrics: metrics.clone(),
             drain: drain_rx.clone(),
+            registered: OpenConns::register(&open),
         };
         let open = metrics.open.clone();
         open.inc();

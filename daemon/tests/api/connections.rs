@@ -85,7 +85,9 @@ async fn idle_connections_cannot_take_the_api_offline() {
     );
     let infer = started.elapsed();
     eprintln!("healthz after {healthz:?}, infer after {infer:?}");
-    let bound = HEADER_READ + Duration::from_secs(3);
+    // A full server evicts the idlest connection for a new one: no waiting for the
+    // idle ones' timeouts.
+    let bound = Duration::from_secs(2);
     assert!(healthz < bound && infer < bound, "{healthz:?} {infer:?}");
     for o in opening {
         if let Some(tls) = o.await.unwrap() {
@@ -101,7 +103,10 @@ async fn idle_connections_cannot_take_the_api_offline() {
         )
         .unwrap_or(0.0)
     };
-    assert!(closed("no_request") >= 16.0, "{text}");
+    // Each was closed, for not sending a request in time or to make room for a new
+    // client (the idle one goes first).
+    assert!(closed("no_request") + closed("evicted") >= 16.0, "{text}");
+    assert!(closed("evicted") >= 1.0, "{text}");
     drop(held);
 
     // An HTTP/2 connection idle after its request is closed after idle_timeout (an
