@@ -11,6 +11,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// A client configuration trusting the PEM CA at `ca`, offering HTTP/1.1 only so that
 /// every peer is measured over the same protocol.
 pub fn client_config(ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    client_config_alpn(ca, &[b"http/1.1"])
+}
+
+/// [`client_config`] offering the ALPN protocols `alpn`.
+pub fn client_config_alpn(ca: &Path, alpn: &[&[u8]]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).context("reading the CA")? {
         roots.add(cert?)?;
@@ -20,7 +25,7 @@ pub fn client_config(ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 

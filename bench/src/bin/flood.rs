@@ -53,20 +53,10 @@ struct Counts {
     held_ms: std::sync::Mutex<Vec<u64>>,
 }
 
-fn connector(ca: &PathBuf, alpn: &[&[u8]]) -> anyhow::Result<TlsConnector> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca)? {
-        roots.add(cert?)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(TlsConnector::from(Arc::new(config)))
+fn connector(ca: &std::path::Path, alpn: &[&[u8]]) -> anyhow::Result<TlsConnector> {
+    Ok(TlsConnector::from(coffer_bench::client_config_alpn(
+        ca, alpn,
+    )?))
 }
 
 async fn tls_from(
