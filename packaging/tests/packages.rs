@@ -235,9 +235,26 @@ fn first_start() -> String {
             .output()
             .unwrap()
     };
-    // The agent role: the agent's own calls, and no key management.
+    // The agent role: the agent's own calls, and no key management. It imports and
+    // activates a model as its sync does (from a copy it can read wherever the checkout
+    // lives).
     let agent = as_agent(&["models", "list"]);
     let agent_keys = as_agent(&["keys", "list"]);
+    let copy = std::env::temp_dir().join(format!("coffer-agent-import-{}", std::process::id()));
+    sh(&format!(
+        "rm -rf {c} && mkdir -p {c} && cp -r {f} {c}/credit-lr && chmod -R a+rX {c}",
+        c = copy.display(),
+        f = workspace_root()
+            .join("models/fixtures/credit-lr/1.0.0")
+            .display()
+    ));
+    let import = as_agent(&[
+        "models",
+        "import",
+        &copy.join("credit-lr").display().to_string(),
+    ]);
+    let activate = as_agent(&["models", "activate", "credit-lr", "1.0.0"]);
+    let _ = std::fs::remove_dir_all(&copy);
     let stranger = Command::new("setpriv")
         .args(as_user("nobody"))
         .arg("/usr/bin/cofferctl")
@@ -260,6 +277,13 @@ fn first_start() -> String {
         !stranger.status.success(),
         "another user may not use the admin socket"
     );
+    for (what, out) in [("import", &import), ("activate", &activate)] {
+        assert!(
+            out.status.success(),
+            "coffer-agent may {what} a model: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     assert!(
         !agent_keys.status.success()
             && String::from_utf8_lossy(&agent_keys.stderr).contains("agent role"),
