@@ -26,6 +26,9 @@ pub trait Versioned {
     /// Where this version keeps its outcome counters once looked up.
     fn requests_cell(&self) -> &VersionRequestsCell;
 
+    /// Panics contained on its engine thread (`engine_faults`).
+    fn faults(&self) -> &crate::engine_faults::EngineFaults;
+
     /// This version's `coffer_model_requests_total` counters (looked up on first use).
     fn request_counters(&self, requests: &ModelRequests) -> &VersionRequests {
         let m = self.manifest();

@@ -160,7 +160,11 @@ async fn hold(
                 Ok(Ok(0)) | Ok(Err(_)) => {
                     counts.closed_by_server.fetch_add(1, Ordering::Relaxed);
                     let ms = opened.elapsed().as_millis() as u64;
-                    counts.held_ms.lock().unwrap().push(ms);
+                    counts
+                        .held_ms
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(ms);
                     break;
                 }
                 Ok(Ok(_)) => {}
@@ -254,7 +258,11 @@ async fn main() -> anyhow::Result<()> {
             .copied()
             .unwrap_or(0)
     };
-    let mut held = counts.held_ms.lock().unwrap().clone();
+    let mut held = counts
+        .held_ms
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     held.sort_unstable();
     let median = held.get(held.len() / 2).copied().unwrap_or(0);
     println!(

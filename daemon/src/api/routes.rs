@@ -58,21 +58,22 @@ pub fn readiness(state: &AppState) -> (bool, serde_json::Value) {
 /// `name@version` of every served version whose engine is failing.
 fn failing_engines(state: &AppState) -> Vec<String> {
     let mut out = Vec::new();
-    for (name, versions) in state.scoring.load().iter() {
-        for (version, loaded) in &versions.versions {
-            if loaded.faults.failing() {
-                out.push(format!("{name}@{version}"));
-            }
-        }
-    }
-    for (name, versions) in state.chat.load().iter() {
-        for (version, loaded) in &versions.versions {
-            if loaded.faults.failing() {
-                out.push(format!("{name}@{version}"));
-            }
-        }
-    }
+    failing_in(&state.scoring.load(), &mut out);
+    failing_in(&state.chat.load(), &mut out);
     out
+}
+
+fn failing_in<T: crate::served::Versioned>(
+    served: &crate::served::Served<T>,
+    out: &mut Vec<String>,
+) {
+    for (name, versions) in served.iter() {
+        for (version, loaded) in &versions.versions {
+            if loaded.faults().failing() {
+                out.push(format!("{name}@{version}"));
+            }
+        }
+    }
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -320,8 +320,10 @@ impl Engine<'_> {
         true
     }
 
-    /// The prompt's tokens, the completion budget and the sampler of a job (its prompt was
-    /// templated, tokenized and checked off this thread).
+    /// The prompt's tokens, the completion budget and the sampler of a job. Its prompt was
+    /// templated, tokenized and checked off this thread (`ChatEngine::prompt`); the length
+    /// is checked once more here because the engine's context depends on it, whoever
+    /// built the job.
     fn prepare(
         &self,
         job: &ChatJob,

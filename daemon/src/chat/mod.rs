@@ -153,6 +153,10 @@ impl crate::served::Versioned for LoadedChat {
     fn requests_cell(&self) -> &crate::metrics::VersionRequestsCell {
         &self.requests
     }
+
+    fn faults(&self) -> &crate::engine_faults::EngineFaults {
+        &self.faults
+    }
 }
 
 /// The chat model versions being served.

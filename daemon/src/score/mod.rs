@@ -176,6 +176,10 @@ impl crate::served::Versioned for LoadedModel {
     fn requests_cell(&self) -> &crate::metrics::VersionRequestsCell {
         &self.requests
     }
+
+    fn faults(&self) -> &crate::engine_faults::EngineFaults {
+        &self.faults
+    }
 }
 
 /// The versions of one scoring model name.

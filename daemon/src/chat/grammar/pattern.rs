@@ -64,10 +64,9 @@ pub fn normalize(pattern: &str) -> Result<String, PatternError> {
     if ends {
         items = &items[..items.len() - 1];
     }
-    let mut w = Writer::default();
     let mut body = String::new();
     for item in items {
-        body.push_str(&w.emit(item, 1, 0)?.text);
+        body.push_str(&emit(item, 1, 0)?.text);
     }
     let mut out = String::with_capacity(body.len() + 6);
     out.push('^');
@@ -99,158 +98,136 @@ struct Piece {
     nullable: bool,
 }
 
-#[derive(Default)]
-struct Writer {
-    bytes: usize,
+/// `mult`: how many copies the enclosing counted repetitions make of this piece;
+/// `depth`: how many repetitions enclose it.
+fn emit(ast: &Ast, mult: u64, depth: usize) -> Result<Piece, PatternError> {
+    Ok(match ast {
+        Ast::Empty(_) => Piece {
+            text: String::new(),
+            nullable: true,
+        },
+        Ast::Literal(l) => Piece {
+            text: literal(l.c),
+            nullable: false,
+        },
+        Ast::Dot(_) => Piece {
+            text: ".".into(),
+            nullable: false,
+        },
+        Ast::ClassPerl(p) => Piece {
+            text: class(p.negated, &perl_ranges(p))?,
+            nullable: false,
+        },
+        Ast::ClassBracketed(b) => Piece {
+            text: bracketed(b)?,
+            nullable: false,
+        },
+        Ast::ClassUnicode(_) => return Err(PatternError::Unsupported("a Unicode class")),
+        Ast::Assertion(a) => return Err(assertion(a)),
+        Ast::Flags(_) => return Err(PatternError::Unsupported("inline flags")),
+        Ast::Group(g) => {
+            if let GroupKind::NonCapturing(flags) = &g.kind {
+                if !flags.items.is_empty() {
+                    return Err(PatternError::Unsupported("inline flags"));
+                }
+            }
+            let inner = emit(&g.ast, mult, depth)?;
+            group(inner)
+        }
+        Ast::Concat(c) => {
+            let mut text = String::new();
+            let mut nullable = true;
+            for a in &c.asts {
+                let p = emit(a, mult, depth)?;
+                text.push_str(&p.text);
+                nullable &= p.nullable;
+            }
+            Piece { text, nullable }
+        }
+        Ast::Alternation(alt) => alternation(&alt.asts, mult, depth)?,
+        Ast::Repetition(r) => repetition(r, mult, depth)?,
+    })
 }
 
-impl Writer {
-    /// `mult`: how many copies the enclosing counted repetitions make of this piece;
-    /// `depth`: how many repetitions enclose it.
-    fn emit(&mut self, ast: &Ast, mult: u64, depth: usize) -> Result<Piece, PatternError> {
-        let piece = match ast {
-            Ast::Empty(_) => Piece {
-                text: String::new(),
-                nullable: true,
-            },
-            Ast::Literal(l) => Piece {
-                text: literal(l.c),
-                nullable: false,
-            },
-            Ast::Dot(_) => Piece {
-                text: ".".into(),
-                nullable: false,
-            },
-            Ast::ClassPerl(p) => Piece {
-                text: class(p.negated, &perl_ranges(p))?,
-                nullable: false,
-            },
-            Ast::ClassBracketed(b) => Piece {
-                text: bracketed(b)?,
-                nullable: false,
-            },
-            Ast::ClassUnicode(_) => return Err(PatternError::Unsupported("a Unicode class")),
-            Ast::Assertion(a) => return Err(assertion(a)),
-            Ast::Flags(_) => return Err(PatternError::Unsupported("inline flags")),
-            Ast::Group(g) => {
-                if let GroupKind::NonCapturing(flags) = &g.kind {
-                    if !flags.items.is_empty() {
-                        return Err(PatternError::Unsupported("inline flags"));
-                    }
-                }
-                let inner = self.emit(&g.ast, mult, depth)?;
-                group(inner)
-            }
-            Ast::Concat(c) => {
-                let mut text = String::new();
-                let mut nullable = true;
-                for a in &c.asts {
-                    let p = self.emit(a, mult, depth)?;
-                    text.push_str(&p.text);
-                    nullable &= p.nullable;
-                }
-                Piece { text, nullable }
-            }
-            Ast::Alternation(alt) => self.alternation(&alt.asts, mult, depth)?,
-            Ast::Repetition(r) => self.repetition(r, mult, depth)?,
-        };
-        self.bytes += piece.text.len();
-        if self.bytes > limits::MAX_PATTERN_OUT_BYTES {
-            return Err(PatternError::TooLarge);
-        }
-        Ok(piece)
+fn alternation(asts: &[Ast], mult: u64, depth: usize) -> Result<Piece, PatternError> {
+    if asts.len() > limits::MAX_ALTERNATIVES {
+        return Err(PatternError::TooManyAlternatives);
     }
+    let mut branches = Vec::with_capacity(asts.len());
+    let mut has_empty = false;
+    let mut nullable = false;
+    for a in asts {
+        let p = emit(a, mult, depth)?;
+        nullable |= p.nullable;
+        if p.text.is_empty() {
+            has_empty = true;
+        } else {
+            branches.push(p.text);
+        }
+    }
+    if branches.is_empty() {
+        return Ok(Piece {
+            text: String::new(),
+            nullable: true,
+        });
+    }
+    // An empty branch goes last: the converter writes it as a trailing `|`, a form
+    // llama.cpp's grammar parser itself uses for optional rules.
+    let mut text = format!("({}", branches.join("|"));
+    if has_empty {
+        text.push('|');
+    }
+    text.push(')');
+    Ok(Piece { text, nullable })
+}
 
-    fn alternation(
-        &mut self,
-        asts: &[Ast],
-        mult: u64,
-        depth: usize,
-    ) -> Result<Piece, PatternError> {
-        if asts.len() > limits::MAX_ALTERNATIVES {
-            return Err(PatternError::TooManyAlternatives);
-        }
-        let mut branches = Vec::with_capacity(asts.len());
-        let mut has_empty = false;
-        let mut nullable = false;
-        for a in asts {
-            let p = self.emit(a, mult, depth)?;
-            nullable |= p.nullable;
-            if p.text.is_empty() {
-                has_empty = true;
-            } else {
-                branches.push(p.text);
-            }
-        }
-        if branches.is_empty() {
-            return Ok(Piece {
-                text: String::new(),
-                nullable: true,
-            });
-        }
-        // An empty branch goes last: the converter writes it as a trailing `|`, a form
-        // llama.cpp's grammar parser itself uses for optional rules.
-        let mut text = format!("({}", branches.join("|"));
-        if has_empty {
-            text.push('|');
-        }
-        text.push(')');
-        Ok(Piece { text, nullable })
+fn repetition(r: &ast::Repetition, mult: u64, depth: usize) -> Result<Piece, PatternError> {
+    if depth + 1 > limits::MAX_PATTERN_REPEAT_DEPTH {
+        return Err(PatternError::TooDeep);
     }
-
-    fn repetition(
-        &mut self,
-        r: &ast::Repetition,
-        mult: u64,
-        depth: usize,
-    ) -> Result<Piece, PatternError> {
-        if depth + 1 > limits::MAX_PATTERN_REPEAT_DEPTH {
-            return Err(PatternError::TooDeep);
-        }
-        // (min, max): None is unbounded.
-        let (min, max): (u32, Option<u32>) = match &r.op.kind {
-            RepetitionKind::ZeroOrOne => (0, Some(1)),
-            RepetitionKind::ZeroOrMore => (0, None),
-            RepetitionKind::OneOrMore => (1, None),
-            RepetitionKind::Range(RepetitionRange::Exactly(n)) => (*n, Some(*n)),
-            RepetitionKind::Range(RepetitionRange::AtLeast(n)) => (*n, None),
-            RepetitionKind::Range(RepetitionRange::Bounded(m, n)) => (*m, Some(*n)),
-        };
-        if max.is_some_and(|n| n < min) {
-            // regex-syntax refuses this already; the converter would not.
-            return Err(PatternError::Syntax(
-                "a repetition range whose minimum exceeds its maximum".into(),
-            ));
-        }
-        // Counted repetitions are expanded into copies by llama.cpp's grammar parser.
-        let copies = u64::from(max.unwrap_or(min).max(1));
-        let inner_mult = mult.saturating_mul(copies);
-        if inner_mult > limits::MAX_REPEAT {
-            return Err(PatternError::TooManyRepeats(inner_mult));
-        }
-        let inner = self.emit(&r.ast, inner_mult, depth + 1)?;
-        if inner.text.is_empty() || max == Some(0) {
-            return Ok(Piece {
-                text: String::new(),
-                nullable: true,
-            });
-        }
-        if inner.nullable && max != Some(1) {
-            return Err(PatternError::NullableRepeat);
-        }
-        let op = match (min, max) {
-            (0, Some(1)) => "?".to_string(),
-            (0, None) => "*".to_string(),
-            (1, None) => "+".to_string(),
-            (m, None) => format!("{{{m},}}"),
-            (m, Some(n)) if m == n => format!("{{{m}}}"),
-            (m, Some(n)) => format!("{{{m},{n}}}"),
-        };
-        Ok(Piece {
-            text: format!("({}){op}", inner.text),
-            nullable: min == 0 || inner.nullable,
-        })
+    // (min, max): None is unbounded.
+    let (min, max): (u32, Option<u32>) = match &r.op.kind {
+        RepetitionKind::ZeroOrOne => (0, Some(1)),
+        RepetitionKind::ZeroOrMore => (0, None),
+        RepetitionKind::OneOrMore => (1, None),
+        RepetitionKind::Range(RepetitionRange::Exactly(n)) => (*n, Some(*n)),
+        RepetitionKind::Range(RepetitionRange::AtLeast(n)) => (*n, None),
+        RepetitionKind::Range(RepetitionRange::Bounded(m, n)) => (*m, Some(*n)),
+    };
+    if max.is_some_and(|n| n < min) {
+        // regex-syntax refuses this already; the converter would not.
+        return Err(PatternError::Syntax(
+            "a repetition range whose minimum exceeds its maximum".into(),
+        ));
     }
+    // Counted repetitions are expanded into copies by llama.cpp's grammar parser.
+    let copies = u64::from(max.unwrap_or(min).max(1));
+    let inner_mult = mult.saturating_mul(copies);
+    if inner_mult > limits::MAX_REPEAT {
+        return Err(PatternError::TooManyRepeats(inner_mult));
+    }
+    let inner = emit(&r.ast, inner_mult, depth + 1)?;
+    if inner.text.is_empty() || max == Some(0) {
+        return Ok(Piece {
+            text: String::new(),
+            nullable: true,
+        });
+    }
+    if inner.nullable && max != Some(1) {
+        return Err(PatternError::NullableRepeat);
+    }
+    let op = match (min, max) {
+        (0, Some(1)) => "?".to_string(),
+        (0, None) => "*".to_string(),
+        (1, None) => "+".to_string(),
+        (m, None) => format!("{{{m},}}"),
+        (m, Some(n)) if m == n => format!("{{{m}}}"),
+        (m, Some(n)) => format!("{{{m},{n}}}"),
+    };
+    Ok(Piece {
+        text: format!("({}){op}", inner.text),
+        nullable: min == 0 || inner.nullable,
+    })
 }
 
 fn group(inner: Piece) -> Piece {

@@ -162,7 +162,7 @@ impl Normalizer<'_> {
                     out.insert(key.clone(), count(value, &at, key)?);
                 }
                 "minimum" | "maximum" | "exclusiveMinimum" | "exclusiveMaximum" => {
-                    out.insert(key.clone(), bound(value, &at, key)?);
+                    out.insert(key.clone(), bound(value, &at)?);
                 }
                 "pattern" => {
                     let Value::String(p) = value else {
@@ -335,7 +335,7 @@ fn count(value: &Value, at: &str, what: &str) -> Result<Value, SchemaError> {
     Ok(Value::from(n))
 }
 
-fn bound(value: &Value, at: &str, _what: &str) -> Result<Value, SchemaError> {
+fn bound(value: &Value, at: &str) -> Result<Value, SchemaError> {
     let v = value
         .as_f64()
         .filter(|v| v.is_finite())
