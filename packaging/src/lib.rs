@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod sandbox;
+
 /// A package step that failed, with what the tool said.
 #[derive(Debug)]
 pub enum PackageError {

@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use coffer_packaging::sandbox::{self, Probe};
 use coffer_packaging::{PACKAGES, build_deb, build_rpm, exposure, run, stage, workspace_root};
 
 /// Serialises the tests that build packages (they share the staging directory).
@@ -293,6 +294,94 @@ fn first_start() -> String {
     log
 }
 
+fn agent_probe(name: &str, command: &[&str]) -> Probe {
+    let mut line = vec!["/usr/bin/cofferctl", "--socket", "/run/coffer/admin.sock"];
+    line.extend_from_slice(command);
+    Probe {
+        name: name.into(),
+        user: "coffer-agent".into(),
+        group: "coffer-agent".into(),
+        supplementary_groups: Some("coffer".into()),
+        command: line.into_iter().map(String::from).collect(),
+    }
+}
+
+/// Boots a container of this host (systemd as PID 1, an overlay over the installed
+/// packages), starts cofferd.service as shipped, and runs cofferctl under
+/// coffer-agent.service's sandbox: as coffer-agent, listing, importing and activating a
+/// model succeed and key management is refused; as nobody, the admin socket refuses.
+/// Skips (locally) where containers cannot boot; must run under CI.
+fn sandboxed_start() {
+    let missing = sandbox::can_boot_containers();
+    if !requires(&missing.iter().map(|m| (*m, false)).collect::<Vec<_>>()) {
+        return;
+    }
+    let model = "/srv/coffer-sandbox/credit-lr";
+    let mut nobody = agent_probe("nobody-keys", &["keys", "list"]);
+    nobody.user = "nobody".into();
+    nobody.group = sh("id -gn nobody").trim().to_string();
+    nobody.supplementary_groups = None;
+    let probes = [
+        agent_probe("agent-list", &["models", "list"]),
+        agent_probe("agent-import", &["models", "import", model]),
+        agent_probe(
+            "agent-activate",
+            &["models", "activate", "credit-lr", "1.0.0"],
+        ),
+        agent_probe("agent-keys", &["keys", "list"]),
+        nobody,
+    ];
+    let fixture = workspace_root().join("models/fixtures/credit-lr/1.0.0");
+    let booted = sandbox::boot_and_probe(
+        "cofferd.service",
+        "coffer-agent.service",
+        &probes,
+        &[(fixture, model)],
+        &target_dir().join("package-test/sandbox"),
+        Duration::from_secs(240),
+    )
+    .unwrap_or_else(|e| panic!("the sandbox container did not boot: {e}"));
+    report(&format!(
+        "sandboxed cofferd.service: started {}, {}; probes: {:?}\n",
+        booted.service_started,
+        booted.service_state,
+        booted
+            .probes
+            .iter()
+            .map(|(n, o)| (n.as_str(), o.status))
+            .collect::<Vec<_>>()
+    ));
+    assert!(
+        booted.service_started && booted.service_state == "active",
+        "cofferd.service starts under its unit and stays active ({}):\n{}",
+        booted.service_state,
+        booted.service_log
+    );
+    for name in ["agent-list", "agent-import", "agent-activate"] {
+        let outcome = booted.probe(name);
+        assert!(
+            outcome.succeeded(),
+            "under coffer-agent.service's sandbox, {name} succeeds: {outcome:?}\ncofferd:\n{}",
+            booted.service_log
+        );
+    }
+    let keys = booted.probe("agent-keys");
+    assert!(
+        keys.status.is_some_and(|s| s != 0) && keys.stderr.contains("agent role"),
+        "the agent's sandbox is refused key management by role: {keys:?}"
+    );
+    let nobody = booted.probe("nobody-keys");
+    assert!(
+        nobody.status.is_some_and(|s| s != 0),
+        "nobody is refused the admin socket: {nobody:?}"
+    );
+    assert!(
+        booted.service_log.contains("model version activated"),
+        "cofferd logged the agent's activation:\n{}",
+        booted.service_log
+    );
+}
+
 #[test]
 fn deb_lints_installs_upgrades_removes_and_purges() {
     let root = is_root();
@@ -383,6 +472,10 @@ fn deb_lints_installs_upgrades_removes_and_purges() {
         "systemd-analyze verify /usr/lib/systemd/system/cofferd.service /usr/lib/systemd/system/coffer-agent.service 2>&1",
     );
     assert!(verify.trim().is_empty(), "systemd-analyze verify: {verify}");
+
+    // The installed units under their own sandbox (systemd as PID 1 in a container of
+    // this host): cofferd starts, the agent's sandbox reaches its admin socket.
+    sandboxed_start();
 
     // First start: loopback only, the self-signed certificate named in the log.
     let log = first_start();
