@@ -1,5 +1,6 @@
 //! `coffer-agent`: the fleet agent's command line.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -258,9 +259,17 @@ async fn run_all(config: &AgentConfig, tls: Option<&Tls>, sync_tls: Option<&Tls>
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    // Under systemd the journal stamps each line itself and shows escape codes as they
+    // are: plain lines there, colours only on a terminal.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let log = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(!journald && std::io::stderr().is_terminal());
+    if journald {
+        log.without_time().init();
+    } else {
+        log.init();
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

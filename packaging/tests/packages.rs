@@ -294,49 +294,113 @@ fn first_start() -> String {
     log
 }
 
-fn agent_probe(name: &str, command: &[&str]) -> Probe {
-    let mut line = vec!["/usr/bin/cofferctl", "--socket", "/run/coffer/admin.sock"];
-    line.extend_from_slice(command);
+/// A probe that runs `program args` as coffer-agent under coffer-agent.service's sandbox.
+fn agent_probe(name: &str, program: &str, args: &[&str]) -> Probe {
+    let mut command = vec![program.to_string()];
+    command.extend(args.iter().map(|a| a.to_string()));
     Probe {
         name: name.into(),
         user: "coffer-agent".into(),
         group: "coffer-agent".into(),
         supplementary_groups: Some("coffer".into()),
-        command: line.into_iter().map(String::from).collect(),
+        command,
     }
 }
 
+/// cofferctl's arguments to reach the installed cofferd's admin socket.
+fn cofferctl(args: &[&str]) -> Vec<String> {
+    ["--socket", "/run/coffer/admin.sock"]
+        .iter()
+        .chain(args)
+        .map(|a| a.to_string())
+        .collect()
+}
+
+/// A fleet release as an air-gapped branch gets it: a TUF repository made with
+/// coffer-release's library, credit-lr 1.0.0 published on the broad ring, exported as a
+/// bundle to `dir/bundle`. Returns the repository's root metadata (the site's trusted
+/// root).
+fn release_bundle(dir: &Path) -> PathBuf {
+    use coffer_models::release::layout::Ring;
+    use coffer_models::release::publish::{self, Expiries};
+    use coffer_models::release::{bundle, repo::Repo};
+    let repo = Repo::new(dir.join("repo"));
+    let keys = dir.join("keys");
+    let fixture = workspace_root().join("models/fixtures/credit-lr/1.0.0");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        publish::init(&repo, &keys, 1, 1, &Expiries::default())
+            .await
+            .unwrap();
+        repo.add(&fixture, Ring::Broad, &mut |_, _| {}).unwrap();
+        publish::publish(&repo, &keys, &Expiries::default())
+            .await
+            .unwrap();
+        bundle::export(&repo, &dir.join("bundle"), &mut |_, _| {})
+            .await
+            .unwrap();
+    });
+    repo.metadata().join("1.root.json")
+}
+
 /// Boots a container of this host (systemd as PID 1, an overlay over the installed
-/// packages), starts cofferd.service as shipped, and runs cofferctl under
-/// coffer-agent.service's sandbox: as coffer-agent, listing, importing and activating a
-/// model succeed and key management is refused; as nobody, the admin socket refuses.
-/// Skips (locally) where containers cannot boot; must run under CI.
+/// packages), starts cofferd.service as shipped, and runs under coffer-agent.service's
+/// sandbox, as coffer-agent: the agent itself importing a signed release bundle (its TUF
+/// checks, then import and activation through cofferd's admin socket), and cofferctl
+/// listing models (allowed) and keys (refused by role); as nobody, cofferctl is refused
+/// the socket. Skips (locally) where containers cannot boot; must run under CI.
 fn sandboxed_start() {
     let missing = sandbox::can_boot_containers();
     if !requires(&missing.iter().map(|m| (*m, false)).collect::<Vec<_>>()) {
         return;
     }
-    let model = "/srv/coffer-sandbox/credit-lr";
-    let mut nobody = agent_probe("nobody-keys", &["keys", "list"]);
+    let fleet = out_dir("sandbox-fleet");
+    let root = release_bundle(&fleet);
+    // The shipped agent config with a site name and a short health gate (the shipped
+    // 10 minutes would hold the import that long).
+    let config = std::fs::read_to_string("/etc/coffer/agent.toml")
+        .unwrap()
+        .replace("site_id = \"\"", "site_id = \"sandbox\"")
+        .replace("health_gate = \"10m\"", "health_gate = \"2s\"");
+    assert!(config.contains("health_gate = \"2s\""), "{config}");
+    std::fs::write(fleet.join("agent.toml"), config).unwrap();
+
+    let mut nobody = agent_probe("nobody-keys", "/usr/bin/cofferctl", &[]);
+    nobody.command.extend(cofferctl(&["keys", "list"]));
     nobody.user = "nobody".into();
     nobody.group = sh("id -gn nobody").trim().to_string();
     nobody.supplementary_groups = None;
+    let mut list = agent_probe("agent-list", "/usr/bin/cofferctl", &[]);
+    list.command.extend(cofferctl(&["models", "list"]));
+    let mut keys = agent_probe("agent-keys", "/usr/bin/cofferctl", &[]);
+    keys.command.extend(cofferctl(&["keys", "list"]));
     let probes = [
-        agent_probe("agent-list", &["models", "list"]),
-        agent_probe("agent-import", &["models", "import", model]),
         agent_probe(
-            "agent-activate",
-            &["models", "activate", "credit-lr", "1.0.0"],
+            "agent-bundle",
+            "/usr/bin/coffer-agent",
+            &[
+                "--config",
+                "/srv/coffer-sandbox/agent.toml",
+                "import-bundle",
+                "/srv/coffer-sandbox/bundle",
+            ],
         ),
-        agent_probe("agent-keys", &["keys", "list"]),
+        list,
+        keys,
         nobody,
     ];
-    let fixture = workspace_root().join("models/fixtures/credit-lr/1.0.0");
     let booted = sandbox::boot_and_probe(
         "cofferd.service",
         "coffer-agent.service",
         &probes,
-        &[(fixture, model)],
+        &[
+            (fleet.join("bundle"), "/srv/coffer-sandbox/bundle"),
+            (fleet.join("agent.toml"), "/srv/coffer-sandbox/agent.toml"),
+            (root, "/etc/coffer/fleet-root.json"),
+        ],
         &target_dir().join("package-test/sandbox"),
         Duration::from_secs(240),
     )
@@ -357,7 +421,7 @@ fn sandboxed_start() {
         booted.service_state,
         booted.service_log
     );
-    for name in ["agent-list", "agent-import", "agent-activate"] {
+    for name in ["agent-bundle", "agent-list"] {
         let outcome = booted.probe(name);
         assert!(
             outcome.succeeded(),
@@ -365,6 +429,23 @@ fn sandboxed_start() {
             booted.service_log
         );
     }
+    assert!(
+        booted.probe("agent-list").stdout.contains("credit-lr"),
+        "the agent's import is installed: {:?}",
+        booted.probe("agent-list")
+    );
+    assert!(
+        booted
+            .service_log
+            .contains("model version activated model=\"credit-lr\" version=\"1.0.0\""),
+        "cofferd activated the agent's release:\n{}",
+        booted.service_log
+    );
+    assert!(
+        !booted.probe("agent-bundle").stderr.contains('\x1b'),
+        "the agent's log carries no terminal escape codes off a terminal: {:?}",
+        booted.probe("agent-bundle").stderr
+    );
     let keys = booted.probe("agent-keys");
     assert!(
         keys.status.is_some_and(|s| s != 0) && keys.stderr.contains("agent role"),
@@ -374,11 +455,6 @@ fn sandboxed_start() {
     assert!(
         nobody.status.is_some_and(|s| s != 0),
         "nobody is refused the admin socket: {nobody:?}"
-    );
-    assert!(
-        booted.service_log.contains("model version activated"),
-        "cofferd logged the agent's activation:\n{}",
-        booted.service_log
     );
 }
 
