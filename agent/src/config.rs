@@ -28,6 +28,10 @@ struct RawConfig {
     site_id: String,
     #[serde(default = "default_state_dir")]
     state_dir: String,
+    /// Accept http:// for the release repository and the telemetry sinks (models and
+    /// telemetry then travel in clear); warned about at every start.
+    #[serde(default)]
+    allow_insecure_http: bool,
     #[serde(default)]
     daemon: RawDaemon,
     #[serde(default)]
@@ -93,6 +97,8 @@ struct RawSync {
     jitter: String,
     bandwidth_limit: String,
     timeout: String,
+    metadata_timeout: String,
+    min_rate: String,
     backoff_min: String,
     backoff_max: String,
     health_gate: String,
@@ -114,6 +120,8 @@ impl Default for RawSync {
             jitter: "5m".into(),
             bandwidth_limit: "0".into(),
             timeout: "60s".into(),
+            metadata_timeout: "2m".into(),
+            min_rate: "16KiB".into(),
             backoff_min: "30s".into(),
             backoff_max: "1h".into(),
             health_gate: "10m".into(),
@@ -135,6 +143,8 @@ pub struct AgentConfig {
     /// checkpoint shipped); systemd's `StateDirectory=`.
     pub state_dir: PathBuf,
     pub admin_socket: PathBuf,
+    /// http:// URLs were allowed (`allow_insecure_http = true`).
+    pub allow_insecure_http: bool,
     pub telemetry: TelemetryConfig,
     pub sync: SyncConfig,
 }
@@ -158,6 +168,13 @@ pub struct SyncConfig {
     pub bandwidth_limit: Option<u64>,
     /// Longest wait for a connection, an answer's head or the next bytes of a body.
     pub timeout: Duration,
+    /// Longest one metadata file may take to arrive, whole (a host that drips bytes
+    /// just inside `timeout` is cut off here).
+    pub metadata_timeout: Duration,
+    /// Slowest average rate a release file may arrive at: a transfer gets `timeout`
+    /// plus its remaining bytes at this rate, then counts as stalled (the partial file
+    /// stays and the next poll resumes it). `None`: no minimum.
+    pub min_rate: Option<u64>,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     /// How long a newly activated version is watched before it counts as good.
@@ -203,22 +220,58 @@ fn duration(key: &'static str, value: &str) -> Result<Duration, ConfigError> {
     })
 }
 
-fn url(key: &'static str, value: Option<&String>) -> Result<Option<http::Uri>, ConfigError> {
+/// An https:// URL with a host; http:// only where `allow_http` (the
+/// `allow_insecure_http` setting).
+fn url(
+    key: &'static str,
+    value: Option<&String>,
+    allow_http: bool,
+) -> Result<Option<http::Uri>, ConfigError> {
     let Some(value) = value else { return Ok(None) };
     let uri: http::Uri = value.parse().map_err(|e| ConfigError::Invalid {
         key,
         what: format!("{value:?} is not a URL ({e})"),
     })?;
     match uri.scheme_str() {
-        Some("http" | "https") if uri.host().is_some() => Ok(Some(uri)),
+        Some("https") if uri.host().is_some() => Ok(Some(uri)),
+        Some("http") if uri.host().is_some() && allow_http => Ok(Some(uri)),
+        Some("http") if uri.host().is_some() => Err(ConfigError::Invalid {
+            key,
+            what: format!(
+                "{value:?} is http://: what goes over it would travel in clear and could be \
+                 changed on the way; use https://, or set allow_insecure_http = true"
+            ),
+        }),
         _ => Err(ConfigError::Invalid {
             key,
-            what: format!("{value:?} must be an http:// or https:// URL with a host"),
+            what: format!("{value:?} must be an https:// URL with a host"),
         }),
     }
 }
 
 impl AgentConfig {
+    /// The configured URLs that are http:// (allowed by `allow_insecure_http`), by key:
+    /// warned about at every start.
+    pub fn insecure_urls(&self) -> Vec<(&'static str, &http::Uri)> {
+        [
+            ("sync.repository_url", self.sync.repository_url.as_ref()),
+            (
+                "telemetry.remote_write_url",
+                self.telemetry.remote_write_url.as_ref(),
+            ),
+            (
+                "telemetry.otlp_logs_url",
+                self.telemetry.otlp_logs_url.as_ref(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, u)| {
+            u.filter(|u| u.scheme_str() == Some("http"))
+                .map(|u| (key, u))
+        })
+        .collect()
+    }
+
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -237,8 +290,16 @@ impl AgentConfig {
             });
         }
         let telemetry = TelemetryConfig {
-            remote_write_url: url("telemetry.remote_write_url", t.remote_write_url.as_ref())?,
-            otlp_logs_url: url("telemetry.otlp_logs_url", t.otlp_logs_url.as_ref())?,
+            remote_write_url: url(
+                "telemetry.remote_write_url",
+                t.remote_write_url.as_ref(),
+                raw.allow_insecure_http,
+            )?,
+            otlp_logs_url: url(
+                "telemetry.otlp_logs_url",
+                t.otlp_logs_url.as_ref(),
+                raw.allow_insecure_http,
+            )?,
             ca_bundle: t.ca_bundle.as_ref().map(PathBuf::from),
             interval: duration("telemetry.interval", &t.interval)?,
             batch_size: t.batch_size,
@@ -246,11 +307,12 @@ impl AgentConfig {
             backoff_max: duration("telemetry.backoff_max", &t.backoff_max)?,
             timeout: duration("telemetry.timeout", &t.timeout)?,
         };
-        let sync = sync_config(&raw.sync)?;
+        let sync = sync_config(&raw.sync, raw.allow_insecure_http)?;
         Ok(AgentConfig {
             site_id: raw.site_id,
             state_dir: PathBuf::from(raw.state_dir),
             admin_socket: PathBuf::from(raw.daemon.admin_socket),
+            allow_insecure_http: raw.allow_insecure_http,
             telemetry,
             sync,
         })
@@ -287,7 +349,7 @@ fn rate(key: &'static str, value: &str) -> Result<Option<u64>, ConfigError> {
     })
 }
 
-fn sync_config(s: &RawSync) -> Result<SyncConfig, ConfigError> {
+fn sync_config(s: &RawSync, allow_http: bool) -> Result<SyncConfig, ConfigError> {
     let ring = s.ring.parse().map_err(|what| ConfigError::Invalid {
         key: "sync.ring",
         what,
@@ -299,7 +361,7 @@ fn sync_config(s: &RawSync) -> Result<SyncConfig, ConfigError> {
         });
     }
     let c = SyncConfig {
-        repository_url: url("sync.repository_url", s.repository_url.as_ref())?,
+        repository_url: url("sync.repository_url", s.repository_url.as_ref(), allow_http)?,
         trusted_root: PathBuf::from(&s.trusted_root),
         ca_bundle: s.ca_bundle.as_ref().map(PathBuf::from),
         ring,
@@ -307,6 +369,8 @@ fn sync_config(s: &RawSync) -> Result<SyncConfig, ConfigError> {
         jitter: duration("sync.jitter", &s.jitter)?,
         bandwidth_limit: rate("sync.bandwidth_limit", &s.bandwidth_limit)?,
         timeout: duration("sync.timeout", &s.timeout)?,
+        metadata_timeout: duration("sync.metadata_timeout", &s.metadata_timeout)?,
+        min_rate: rate("sync.min_rate", &s.min_rate)?,
         backoff_min: duration("sync.backoff_min", &s.backoff_min)?,
         backoff_max: duration("sync.backoff_max", &s.backoff_max)?,
         health_gate: duration("sync.health_gate", &s.health_gate)?,
@@ -321,6 +385,23 @@ fn sync_config(s: &RawSync) -> Result<SyncConfig, ConfigError> {
             key: "sync",
             what: "poll_interval, health_interval and backoff_min must be above zero".into(),
         });
+    }
+    if c.timeout.is_zero() || c.metadata_timeout.is_zero() {
+        return Err(ConfigError::Invalid {
+            key: "sync",
+            what: "timeout and metadata_timeout must be above zero".into(),
+        });
+    }
+    if let (Some(min), Some(cap)) = (c.min_rate, c.bandwidth_limit) {
+        if min > cap {
+            return Err(ConfigError::Invalid {
+                key: "sync.min_rate",
+                what: format!(
+                    "{min} bytes/s is above sync.bandwidth_limit ({cap} bytes/s): every \
+                     download would count as stalled"
+                ),
+            });
+        }
     }
     if c.backoff_max < c.backoff_min {
         return Err(ConfigError::Invalid {
@@ -338,10 +419,11 @@ mod tests {
     #[test]
     fn parses_and_refuses_with_the_key() {
         let c = AgentConfig::parse(
-            "site_id = \"branch-042\"\n[telemetry]\nremote_write_url = \"http://127.0.0.1:9090/api/v1/write\"\n",
+            "site_id = \"branch-042\"\n[telemetry]\nremote_write_url = \"https://127.0.0.1:9090/api/v1/write\"\n",
         )
         .unwrap();
         assert_eq!(c.site_id, "branch-042");
+        assert!(c.insecure_urls().is_empty());
         assert_eq!(c.telemetry.batch_size, 500);
         let e = AgentConfig::parse("[telemetry]\nremote_write_url = \"ftp://x\"\n").unwrap_err();
         assert!(
@@ -378,9 +460,47 @@ mod tests {
             ("[sync]\nmax_error_ratio = 2.0\n", "sync.max_error_ratio"),
             ("[sync]\nbackoff_max = \"1s\"\n", "sync.backoff_max"),
             ("[sync]\nhealth_gate = \"soon\"\n", "sync.health_gate"),
+            ("[sync]\nmin_rate = \"slow\"\n", "sync.min_rate"),
+            (
+                "[sync]\nbandwidth_limit = \"8KiB\"\nmin_rate = \"16KiB\"\n",
+                "sync.min_rate",
+            ),
+            ("[sync]\nmetadata_timeout = \"0s\"\n", "sync"),
         ] {
             let e = AgentConfig::parse(text).unwrap_err().to_string();
             assert!(e.starts_with(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn http_is_refused_unless_allowed_and_then_listed_for_the_warning() {
+        for (text, key) in [
+            (
+                "[sync]\nrepository_url = \"http://releases.example/coffer/\"\n",
+                "sync.repository_url",
+            ),
+            (
+                "[telemetry]\nremote_write_url = \"http://prom.example/api/v1/write\"\n",
+                "telemetry.remote_write_url",
+            ),
+            (
+                "[telemetry]\notlp_logs_url = \"http://otel.example:4318/v1/logs\"\n",
+                "telemetry.otlp_logs_url",
+            ),
+        ] {
+            let e = AgentConfig::parse(text).unwrap_err().to_string();
+            assert!(
+                e.starts_with(key) && e.contains("allow_insecure_http"),
+                "{text}: {e}"
+            );
+            let allowed =
+                AgentConfig::parse(&format!("allow_insecure_http = true\n{text}")).unwrap();
+            let insecure = allowed.insecure_urls();
+            assert_eq!(insecure.len(), 1, "{text}");
+            assert_eq!(insecure[0].0, key);
+        }
+        let c = AgentConfig::parse("").unwrap();
+        assert_eq!(c.sync.min_rate, Some(16 * 1024));
+        assert_eq!(c.sync.metadata_timeout, Duration::from_secs(120));
     }
 }

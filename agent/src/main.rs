@@ -84,6 +84,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         );
     }
     let config = AgentConfig::load(&cli.config)?;
+    for (key, url) in config.insecure_urls() {
+        tracing::warn!(
+            key,
+            %url,
+            "INSECURE: http:// allowed by allow_insecure_http = true; what goes over it travels in clear and can be changed on the way"
+        );
+    }
     let tls = match &config.telemetry.ca_bundle {
         Some(path) => Some(Tls::from_bundle(path)?),
         None => None,
@@ -204,11 +211,7 @@ async fn sync_command(
         anyhow::bail!("sync.repository_url is not set");
     };
     if once {
-        let source = coffer_agent::sync::Source::Remote {
-            base,
-            tls,
-            timeout: config.sync.timeout,
-        };
+        let source = coffer_agent::sync::Source::remote(base, tls, &config.sync);
         return report(coffer_agent::sync::cycle(config, &source).await);
     }
     coffer_agent::systemd::ready();

@@ -98,6 +98,15 @@ pub enum EventKind {
     GateFailure,
     GpuIncident,
     DriftAlert,
+    /// The fleet agent's model sync failed a poll (metadata refused, a host or cofferd
+    /// unreachable, a download cut), reported by the agent.
+    SyncFailure,
+    /// A release transfer from the fleet's host was cut off as too slow (a stall, or
+    /// below the minimum rate / past the metadata deadline), reported by the agent.
+    SyncStalled,
+    /// cofferd held a version under a released name whose manifest differs from the
+    /// signed release: not activated, reported by the agent.
+    ImpostorVersion,
 }
 
 impl EventKind {
@@ -111,6 +120,9 @@ impl EventKind {
             EventKind::GateFailure => "gate_failure",
             EventKind::GpuIncident => "gpu_incident",
             EventKind::DriftAlert => "drift_alert",
+            EventKind::SyncFailure => "sync_failure",
+            EventKind::SyncStalled => "sync_stalled",
+            EventKind::ImpostorVersion => "impostor_version",
         }
     }
 }

@@ -64,6 +64,19 @@ pub struct ModelStatus {
     /// `(version, state)`, state as cofferd names it (`staged`, `evaluating`,
     /// `ready`, `active`, `retired`, `failed`).
     pub versions: Vec<(String, String)>,
+    /// `(version, sha256 of its manifest)`, lowercase hex, for each version cofferd
+    /// reported one.
+    pub manifests: Vec<(String, String)>,
+}
+
+impl ModelStatus {
+    /// The sha256 of the manifest cofferd holds for `version`.
+    pub fn manifest_sha256(&self, version: &str) -> Option<&str> {
+        self.manifests
+            .iter()
+            .find(|(v, _)| v == version)
+            .map(|(_, sha)| sha.as_str())
+    }
 }
 
 /// `GET /admin/health`, the parts sync reads.
@@ -169,6 +182,48 @@ fn send_files(
 pub async fn models(socket: &Path, timeout: Duration) -> Result<Vec<ModelStatus>, DaemonError> {
     let reply = transport::admin(socket, Method::GET, "/admin/models", None, timeout).await?;
     models_from(reply.status, &reply.body)
+}
+
+/// What sync reports to cofferd (`POST /admin/sync/events`): it becomes a telemetry
+/// event for the fleet and an audit record on the appliance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncEvent {
+    /// A poll failed.
+    Failure,
+    /// A transfer was cut off as too slow.
+    Stalled,
+    /// cofferd holds a version under a released name that the release did not sign.
+    Impostor,
+}
+
+impl SyncEvent {
+    fn code(self) -> &'static str {
+        match self {
+            SyncEvent::Failure => "sync_failure",
+            SyncEvent::Stalled => "sync_stalled",
+            SyncEvent::Impostor => "impostor_version",
+        }
+    }
+}
+
+/// Reports `event` (for `model@version` where it concerns one).
+pub async fn report(
+    socket: &Path,
+    event: SyncEvent,
+    model: Option<&str>,
+    version: Option<&str>,
+    timeout: Duration,
+) -> Result<(), DaemonError> {
+    let body = serde_json::json!({ "event": event.code(), "model": model, "version": version });
+    let reply = transport::admin(
+        socket,
+        Method::POST,
+        "/admin/sync/events",
+        Some(body),
+        timeout,
+    )
+    .await?;
+    change_from(reply.status, &reply.body)
 }
 
 /// Activates `name@version` (cofferd runs its gate first if it has not run).
@@ -295,6 +350,8 @@ struct ModelWire {
 struct RecordWire {
     version: String,
     state: String,
+    #[serde(default)]
+    manifest_sha256: Option<String>,
 }
 
 /// Maps the answer to `GET /admin/models`.
@@ -313,6 +370,11 @@ pub(crate) fn models_from(
             name: m.name,
             active: m.active,
             pinned: m.pinned,
+            manifests: m
+                .versions
+                .iter()
+                .filter_map(|r| Some((r.version.clone(), r.manifest_sha256.clone()?)))
+                .collect(),
             versions: m
                 .versions
                 .into_iter()
@@ -450,12 +512,14 @@ mod tests {
                         ("1.0.0".into(), "retired".into()),
                         ("2.0.0".into(), "active".into())
                     ],
+                    manifests: vec![("1.0.0".into(), "ab".into()), ("2.0.0".into(), "ab".into())],
                 },
                 ModelStatus {
                     name: "chat".into(),
                     active: None,
                     pinned: Some("0.1.0".into()),
                     versions: vec![],
+                    manifests: vec![],
                 },
             ]
         );

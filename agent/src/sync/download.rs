@@ -36,6 +36,18 @@ pub struct Limits {
     pub rate_bytes_per_s: Option<u64>,
     /// The longest wait for the answer's head or for the next bytes of its body.
     pub timeout: Duration,
+    /// The slowest average rate a transfer may keep: it gets `timeout` plus the bytes
+    /// it still needs at this rate, then stops as [`DownloadError::TooSlow`] (the
+    /// partial file stays). `None`: no minimum.
+    pub min_rate_bytes_per_s: Option<u64>,
+}
+
+impl Limits {
+    /// How long a transfer of `remaining` bytes may take, whole.
+    pub fn allowance(&self, remaining: u64) -> Option<Duration> {
+        let rate = self.min_rate_bytes_per_s?.max(1);
+        Some(self.timeout + Duration::from_secs_f64(remaining as f64 / rate as f64))
+    }
 }
 
 /// What a successful [`fetch`] did.
@@ -48,7 +60,7 @@ pub struct Fetched {
 }
 
 /// Why a file could not be fetched or copied. After `Http`, `Status`, `Transfer`,
-/// `Stalled` and `Short` the partial file stays for the next attempt; after `TooLong`
+/// `Stalled`, `TooSlow` and `Short` the partial file stays for the next attempt; after `TooLong`
 /// and `HashMismatch` it is gone.
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
@@ -64,6 +76,17 @@ pub enum DownloadError {
     },
     #[error("GET {url}: nothing arrived for {timeout:?}")]
     Stalled { url: String, timeout: Duration },
+    #[error(
+        "GET {url}: {received} of {wanted} bytes in {allowed:?}, below the minimum average \
+         rate of {min_rate} bytes/s (sync.min_rate); the rest resumes next poll"
+    )]
+    TooSlow {
+        url: String,
+        received: u64,
+        wanted: u64,
+        allowed: Duration,
+        min_rate: u64,
+    },
     #[error("{from}: ended after {got} of {expected} bytes")]
     Short {
         from: String,
@@ -403,13 +426,29 @@ async fn pump(
 ) -> Result<u64, DownloadError> {
     let mut pacer = limits.rate_bytes_per_s.map(Pacer::new);
     let mut received = 0u64;
+    let wanted = expect.len.saturating_sub(from);
+    let allowed = limits.allowance(wanted);
+    let deadline = allowed.map(|a| Instant::now() + a);
+    let too_slow = |received| DownloadError::TooSlow {
+        url: url.to_string(),
+        received,
+        wanted,
+        allowed: allowed.unwrap_or_default(),
+        min_rate: limits.min_rate_bytes_per_s.unwrap_or_default(),
+    };
     loop {
-        let frame = tokio::time::timeout(limits.timeout, body.frame())
-            .await
-            .map_err(|_| DownloadError::Stalled {
-                url: url.to_string(),
-                timeout: limits.timeout,
-            })?;
+        let gap = Instant::now() + limits.timeout;
+        let wait_until = deadline.map_or(gap, |d| d.min(gap));
+        let frame = match tokio::time::timeout_at(wait_until, body.frame()).await {
+            Ok(frame) => frame,
+            Err(_) if wait_until < gap => return Err(too_slow(received)),
+            Err(_) => {
+                return Err(DownloadError::Stalled {
+                    url: url.to_string(),
+                    timeout: limits.timeout,
+                });
+            }
+        };
         let Some(frame) = frame else { break };
         let frame = frame.map_err(|source| DownloadError::Transfer {
             url: url.to_string(),
@@ -425,6 +464,11 @@ async fn pump(
         }
         if let Some(pacer) = pacer.as_mut() {
             pacer.take(n).await;
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            // The bytes in hand are kept for the resume.
+            let _ = writer.write(data).await;
+            return Err(too_slow(received + n));
         }
         if !writer.write(data).await {
             return Err(DownloadError::Short {
@@ -499,7 +543,8 @@ pub fn copy_verified(src: &Path, dest: &Path, expect: &Expected) -> Result<u64, 
 
 fn copy_into(src: &Path, temp: &Path, expect: &Expected) -> Result<u64, DownloadError> {
     let from = src.display().to_string();
-    let mut input = File::open(src).map_err(io_error(src))?;
+    // A bundle's file: a FIFO or device in its place must not block or feed the copy.
+    let mut input = super::regular::open(src).map_err(io_error(src))?;
     let mut output = File::create(temp).map_err(io_error(temp))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
@@ -572,6 +617,9 @@ mod tests {
         no_length: bool,
         /// Close the first answer's connection after this many body bytes.
         cut_after: Mutex<Option<usize>>,
+        /// Send the body 100 bytes at a time with this pause between: a host that keeps
+        /// each gap short and the whole transfer endless.
+        drip: Option<Duration>,
         /// The `Range` header of each request.
         ranges: Mutex<Vec<Option<String>>>,
     }
@@ -637,7 +685,16 @@ mod tests {
         }
         let cut = b.cut_after.lock().unwrap().take();
         let body = &body[..cut.unwrap_or(body.len()).min(body.len())];
-        let _ = stream.write_all(body).await;
+        if let Some(pause) = b.drip {
+            for piece in body.chunks(100) {
+                if stream.write_all(piece).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(pause).await;
+            }
+        } else {
+            let _ = stream.write_all(body).await;
+        }
         let _ = stream.shutdown().await;
     }
 
@@ -645,6 +702,7 @@ mod tests {
         Limits {
             rate_bytes_per_s: None,
             timeout: Duration::from_secs(10),
+            min_rate_bytes_per_s: None,
         }
     }
 
@@ -820,6 +878,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_drip_below_the_minimum_rate_is_cut_off_and_kept_for_the_resume() {
+        let data = blob(16 * 1024);
+        let b = Arc::new(Behaviour {
+            drip: Some(Duration::from_millis(100)),
+            ..Behaviour::default()
+        });
+        let url = serve(Arc::clone(&data), b).await;
+        let p = paths();
+        let limits = Limits {
+            rate_bytes_per_s: None,
+            timeout: Duration::from_secs(1),
+            min_rate_bytes_per_s: Some(16 * 1024),
+        };
+        let started = Instant::now();
+        let err = fetch(&url, None, &p.partial, &p.dest, &expected(&data), &limits)
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        // Every gap is 100 ms, far inside the 1 s timeout: only the whole-transfer
+        // allowance (1 s + 16 KiB at 16 KiB/s) ends it.
+        let DownloadError::TooSlow {
+            received, allowed, ..
+        } = err
+        else {
+            panic!("{err}");
+        };
+        assert_eq!(allowed, Duration::from_secs(2));
+        assert!(took >= allowed && took < Duration::from_secs(4), "{took:?}");
+        assert!(received > 0 && received < 16 * 1024, "{received}");
+        assert_eq!(std::fs::metadata(&p.partial).unwrap().len(), received);
+        assert!(!p.dest.exists());
+    }
+
+    #[tokio::test]
     async fn the_rate_limit_paces_the_transfer() {
         let data = blob(256 * 1024);
         let url = serve(Arc::clone(&data), Arc::default()).await;
@@ -827,6 +919,7 @@ mod tests {
         let limits = Limits {
             rate_bytes_per_s: Some(MIB as u64),
             timeout: Duration::from_secs(10),
+            min_rate_bytes_per_s: None,
         };
         let started = std::time::Instant::now();
         fetch(&url, None, &p.partial, &p.dest, &expected(&data), &limits)

@@ -15,7 +15,10 @@
 pub mod daemon;
 pub mod download;
 pub mod gate;
+pub mod metadata_fetch;
+pub mod regular;
 pub mod state;
+pub mod trust;
 pub mod tuf;
 
 use std::path::{Component, Path, PathBuf};
@@ -24,7 +27,7 @@ use std::time::Duration;
 use coffer_models::release::layout;
 use rand::Rng as _;
 
-use self::daemon::{DaemonError, ImportOutcome};
+use self::daemon::{DaemonError, ImportOutcome, SyncEvent};
 use self::download::{DownloadError, Expected, Limits};
 use self::state::{OutcomeKind, SyncState};
 pub use self::tuf::Source;
@@ -51,6 +54,20 @@ pub enum SyncError {
         version: String,
         what: String,
     },
+}
+
+impl SyncError {
+    /// Whether the host was too slow: a gap past `sync.timeout`, a file past
+    /// `sync.metadata_timeout`, or a release file below `sync.min_rate`.
+    pub fn stalled(&self) -> bool {
+        match self {
+            SyncError::Download(DownloadError::Stalled { .. } | DownloadError::TooSlow { .. }) => {
+                true
+            }
+            SyncError::Metadata(MetadataError::Rejected(why)) => metadata_fetch::is_stall(why),
+            _ => false,
+        }
+    }
 }
 
 /// What a cycle did with one model.
@@ -146,6 +163,7 @@ async fn fetch_release(
                 let limits = Limits {
                     rate_bytes_per_s: config.sync.bandwidth_limit,
                     timeout: *timeout,
+                    min_rate_bytes_per_s: config.sync.min_rate,
                 };
                 let got = download::fetch(&url, *tls, &partial, &dest, &expect, &limits).await?;
                 if got.resumed_from > 0 {
@@ -184,6 +202,32 @@ async fn fetch_release(
     Ok(bytes)
 }
 
+/// The sha256 (hex) of the release's signed `manifest.toml`.
+fn signed_manifest(release: &Release) -> Result<String, SyncError> {
+    release
+        .files
+        .iter()
+        .find(|f| f.path == "manifest.toml")
+        .map(|f| hex::encode(f.sha256))
+        .ok_or_else(|| SyncError::BadRelease {
+            model: release.info.model.clone(),
+            version: release.info.version.clone(),
+            what: "no manifest.toml among its files".into(),
+        })
+}
+
+/// What sync says of a version cofferd holds under a released name but not as signed.
+fn impostor(info: &layout::ReleaseInfo, held: Option<&str>, signed: &str, done: &str) -> String {
+    format!(
+        "cofferd holds {m}@{v} with manifest sha256 {held}, not the signed release's {signed}: \
+         {done}; remove that version (cofferctl models remove {m} {v}) for sync to install \
+         the signed one",
+        m = info.model,
+        v = info.version,
+        held = held.unwrap_or("(none)"),
+    )
+}
+
 /// cofferd's answers that end a release's attempt (an outcome to record), as opposed
 /// to failures that end the cycle (cofferd unreachable, a 5xx): those stay errors.
 fn final_refusal(e: DaemonError) -> Result<(OutcomeKind, String), SyncError> {
@@ -217,6 +261,7 @@ async fn apply(
         detail,
         bytes,
     };
+    let signed_manifest = signed_manifest(release)?;
     let installed_state = status.and_then(|s| {
         s.versions
             .iter()
@@ -252,6 +297,18 @@ async fn apply(
             }
             let _ = std::fs::remove_dir_all(&dir);
         }
+    }
+    // Whatever cofferd holds under this name must be what the release signed: a version
+    // imported by other means (or a name collision) is never activated as the release.
+    let now_held = daemon::models(socket, timeout).await?;
+    let held = now_held
+        .iter()
+        .find(|m| m.name == info.model)
+        .and_then(|m| m.manifest_sha256(&info.version));
+    if held != Some(signed_manifest.as_str()) {
+        let detail = impostor(info, held, &signed_manifest, "not activated");
+        tracing::error!(model = %info.model, version = %info.version, "{detail}");
+        return Ok(step(OutcomeKind::Impostor, detail, bytes));
     }
     let previous = status.and_then(|s| s.active.clone());
     match daemon::activate(
@@ -324,7 +381,12 @@ pub async fn cycle(config: &AgentConfig, source: &Source<'_>) -> Result<Vec<Step
             continue;
         };
         let status = models.iter().find(|m| m.name == want.model);
-        if status.and_then(|s| s.active.as_deref()) == Some(want.version.as_str()) {
+        let serving = status.and_then(|s| s.active.as_deref()) == Some(want.version.as_str());
+        let signed = signed_manifest(release)?;
+        let held = status.and_then(|s| s.manifest_sha256(&want.version));
+        // Serving under the release's name, but not what the release signed.
+        let impostor_serving = serving && held != Some(signed.as_str());
+        if serving && !impostor_serving {
             if state
                 .models
                 .get(&want.model)
@@ -358,10 +420,21 @@ pub async fn cycle(config: &AgentConfig, source: &Source<'_>) -> Result<Vec<Step
             });
             continue;
         }
-        if state.gave_up_on(&want.model, want.seq) {
+        if state.gave_up_on(&want.model, want.seq) && !impostor_serving {
             continue;
         }
-        let step = match apply(config, source, &loaded.targets_base, release, status).await {
+        let applied = if impostor_serving {
+            Ok(Step {
+                model: want.model.clone(),
+                version: want.version.clone(),
+                kind: OutcomeKind::Impostor,
+                detail: impostor(want, held, &signed, "it serves, but not as the release"),
+                bytes: 0,
+            })
+        } else {
+            apply(config, source, &loaded.targets_base, release, status).await
+        };
+        let step = match applied {
             Ok(step) => step,
             Err(e) => {
                 state.record(
@@ -376,6 +449,19 @@ pub async fn cycle(config: &AgentConfig, source: &Source<'_>) -> Result<Vec<Step
             }
         };
         tracing::info!(model = %step.model, version = %step.version, outcome = ?step.kind, bytes = step.bytes, "{}", step.detail);
+        let already_reported = state
+            .models
+            .get(&step.model)
+            .is_some_and(|o| o.seq == want.seq && o.kind == step.kind);
+        if step.kind == OutcomeKind::Impostor && !already_reported {
+            report(
+                config,
+                SyncEvent::Impostor,
+                Some(&step.model),
+                Some(&step.version),
+            )
+            .await;
+        }
         state.record(
             &step.model,
             &step.version,
@@ -388,6 +474,26 @@ pub async fn cycle(config: &AgentConfig, source: &Source<'_>) -> Result<Vec<Step
     }
     save(&state, &dir)?;
     Ok(steps)
+}
+
+/// Reports a sync event to cofferd, best effort (cofferd may be what failed).
+async fn report(
+    config: &AgentConfig,
+    event: SyncEvent,
+    model: Option<&str>,
+    version: Option<&str>,
+) {
+    if let Err(e) = daemon::report(
+        &config.admin_socket,
+        event,
+        model,
+        version,
+        config.sync.timeout,
+    )
+    .await
+    {
+        tracing::debug!(error = %e, ?event, "sync event not reported to cofferd");
+    }
 }
 
 fn save(state: &SyncState, dir: &Path) -> Result<(), SyncError> {
@@ -431,11 +537,7 @@ pub async fn run(
     };
     let dir = sync_dir(config);
     loop {
-        let source = Source::Remote {
-            base,
-            tls,
-            timeout: config.sync.timeout,
-        };
+        let source = Source::remote(base, tls, &config.sync);
         let result = tokio::select! {
             () = &mut stop => return,
             r = cycle(config, &source) => r,
@@ -454,7 +556,17 @@ pub async fn run(
         }
         let wait = next_wait(config, state.consecutive_failures);
         if let Err(e) = &result {
-            tracing::warn!(error = %e, failures = state.consecutive_failures, retry_in = ?wait, "model sync failed; cofferd keeps serving what it has");
+            let stalled = e.stalled();
+            if stalled {
+                state.stalled_polls += 1;
+            }
+            tracing::warn!(error = %e, stalled, failures = state.consecutive_failures, retry_in = ?wait, "model sync failed; cofferd keeps serving what it has");
+            let event = if stalled {
+                SyncEvent::Stalled
+            } else {
+                SyncEvent::Failure
+            };
+            report(config, event, None, None).await;
         }
         if let Err(e) = save(&state, &dir) {
             tracing::warn!(error = %e, "cannot save the sync state");

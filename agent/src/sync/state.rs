@@ -27,12 +27,18 @@ pub enum OutcomeKind {
     Pinned,
     /// Something transient (download, cofferd unreachable); tried again next poll.
     Error,
+    /// cofferd holds a version under this release's name whose manifest is not the
+    /// signed one: not activated; looked at again each poll (an admin may remove it).
+    Impostor,
 }
 
 impl OutcomeKind {
     /// Whether the same release is tried again on the next poll.
     pub fn retries(self) -> bool {
-        matches!(self, OutcomeKind::Pinned | OutcomeKind::Error)
+        matches!(
+            self,
+            OutcomeKind::Pinned | OutcomeKind::Error | OutcomeKind::Impostor
+        )
     }
 }
 
@@ -55,6 +61,10 @@ pub struct SyncState {
     /// Polls that ended in an error since the last good one.
     #[serde(default)]
     pub consecutive_failures: u32,
+    /// Polls (ever) that ended because the host was too slow: a stall, the metadata
+    /// deadline or the minimum rate.
+    #[serde(default)]
+    pub stalled_polls: u64,
     #[serde(default)]
     pub polls: u64,
     #[serde(default)]

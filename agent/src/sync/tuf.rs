@@ -1,31 +1,21 @@
 //! Loading the fleet's TUF release repository with `tough`: from the static HTTPS host
-//! over the agent's own hyper + rustls transport (the configured CA bundle, no system
-//! roots), or from a copied bundle directory. tough does every TUF check (the root
-//! chain, signatures and thresholds, versions against what this site saw before —
-//! kept in the datastore under the state directory —, hashes and lengths of snapshot
-//! and targets, and expiry); this module adds the transport, the trusted-root
-//! bootstrap, the bundle grace for expired metadata, and reading [`ReleaseInfo`]s.
-//!
-//! Versioned metadata (`N.root.json`, `N.snapshot.json`, `N.targets.json`) never
-//! changes under consistent snapshots, so the transport keeps each one it fetched and
-//! a poll that finds no new release costs one `timestamp.json` and one `N+1.root.json`
-//! (404) request.
+//! or from a copied bundle directory, through the bounded transports of
+//! [`metadata_fetch`](super::metadata_fetch). tough does every TUF check (the root
+//! chain, signatures and thresholds, versions against what this site saw before,
+//! hashes and lengths of snapshot and targets, and expiry); this module adds the
+//! trusted-root bootstrap, the crash-safe trust state around tough's datastore
+//! ([`trust`](super::trust)), the bundle grace for expired metadata, and reading
+//! [`ReleaseInfo`]s.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
 use coffer_models::release::layout::{CUSTOM_KEY, ReleaseInfo, target_file, target_name};
-use http_body_util::BodyExt as _;
-use tough::{
-    ExpirationEnforcement, FilesystemTransport, Repository, RepositoryLoader, Transport,
-    TransportError, TransportErrorKind,
-};
+use tough::{ExpirationEnforcement, Repository, RepositoryLoader};
 
-use crate::transport::{self, Tls};
-
-/// The most bytes one metadata file may have (tough's own limits are lower for most).
-const MAX_METADATA: usize = 64 << 20;
+use super::metadata_fetch::{BundleTransport, HttpsTransport, LIMITS};
+use super::trust::{TrustError, TrustStore};
+use crate::transport::Tls;
 
 /// Why the release metadata was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -56,98 +46,8 @@ pub enum MetadataError {
     },
     #[error("release {name}: {what}")]
     BadRelease { name: String, what: String },
-}
-
-/// tough's transport over the agent's HTTP client, with the versioned-metadata cache.
-#[derive(Clone)]
-pub struct HttpsTransport {
-    tls: Option<Tls>,
-    timeout: Duration,
-    cache: Option<PathBuf>,
-}
-
-impl std::fmt::Debug for HttpsTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HttpsTransport")
-    }
-}
-
-/// Whether a metadata file name is immutable under consistent snapshots.
-fn immutable(file: &str) -> bool {
-    file.split_once('.').is_some_and(|(v, rest)| {
-        !v.is_empty()
-            && v.bytes().all(|b| b.is_ascii_digit())
-            && matches!(rest, "root.json" | "snapshot.json" | "targets.json")
-    })
-}
-
-impl HttpsTransport {
-    pub fn new(tls: Option<Tls>, timeout: Duration, cache: Option<PathBuf>) -> HttpsTransport {
-        HttpsTransport {
-            tls,
-            timeout,
-            cache,
-        }
-    }
-
-    fn cached(&self, url: &url::Url) -> Option<PathBuf> {
-        let file = url.path_segments()?.next_back()?;
-        immutable(file).then(|| self.cache.as_ref().map(|c| c.join(file)))?
-    }
-
-    async fn get(&self, url: &url::Url) -> Result<Bytes, TransportError> {
-        let other = |e: String| TransportError::new_with_cause(TransportErrorKind::Other, url, e);
-        let uri: http::Uri = url.as_str().parse().map_err(|e| other(format!("{e}")))?;
-        let reply = transport::get_streaming(&uri, self.tls.as_ref(), &[], self.timeout)
-            .await
-            .map_err(|e| other(e.to_string()))?;
-        if reply.status == http::StatusCode::NOT_FOUND {
-            return Err(TransportError::new(TransportErrorKind::FileNotFound, url));
-        }
-        if reply.status != http::StatusCode::OK {
-            return Err(other(format!("answered {}", reply.status)));
-        }
-        let mut body = reply.body;
-        let mut out = Vec::new();
-        loop {
-            let frame = tokio::time::timeout(self.timeout, body.frame())
-                .await
-                .map_err(|_| other(format!("no data for {:?}", self.timeout)))?;
-            let Some(frame) = frame else { break };
-            let frame = frame.map_err(|e| other(e.to_string()))?;
-            if let Some(data) = frame.data_ref() {
-                if out.len() + data.len() > MAX_METADATA {
-                    return Err(other(format!("larger than {MAX_METADATA} bytes")));
-                }
-                out.extend_from_slice(data);
-            }
-        }
-        Ok(Bytes::from(out))
-    }
-}
-
-#[tough::async_trait]
-impl Transport for HttpsTransport {
-    async fn fetch(&self, url: url::Url) -> Result<tough::TransportStream, TransportError> {
-        let cache = self.cached(&url);
-        let bytes = match cache.as_ref().and_then(|p| std::fs::read(p).ok()) {
-            Some(hit) => Bytes::from(hit),
-            None => {
-                let fresh = self.get(&url).await?;
-                if let Some(path) = &cache {
-                    // Best effort: a failed cache write only costs a fetch next time.
-                    let tmp = path.with_extension("tmp");
-                    if std::fs::write(&tmp, &fresh).is_ok() {
-                        let _ = std::fs::rename(&tmp, path);
-                    }
-                }
-                fresh
-            }
-        };
-        Ok(Box::pin(futures_util::stream::once(
-            async move { Ok(bytes) },
-        )))
-    }
+    #[error("trust state: {0}")]
+    Trust(#[from] TrustError),
 }
 
 /// Where the repository comes from.
@@ -157,10 +57,29 @@ pub enum Source<'a> {
     Remote {
         base: &'a http::Uri,
         tls: Option<&'a Tls>,
+        /// Longest gap (connection, head, next bytes): `sync.timeout`.
         timeout: Duration,
+        /// Longest one metadata file may take, whole: `sync.metadata_timeout`.
+        metadata_timeout: Duration,
     },
     /// A copied bundle directory, accepted up to `grace` after its metadata expired.
     Bundle { dir: &'a Path, grace: Duration },
+}
+
+impl<'a> Source<'a> {
+    /// The release repository at `base`, with the configured time limits.
+    pub fn remote(
+        base: &'a http::Uri,
+        tls: Option<&'a Tls>,
+        sync: &crate::config::SyncConfig,
+    ) -> Source<'a> {
+        Source::Remote {
+            base,
+            tls,
+            timeout: sync.timeout,
+            metadata_timeout: sync.metadata_timeout,
+        }
+    }
 }
 
 /// A loaded, verified repository and where its targets are.
@@ -180,8 +99,8 @@ fn dir_url(dir: &Path) -> Result<url::Url, MetadataError> {
 }
 
 /// Loads and verifies the repository. `state` is the agent's sync state directory: the
-/// datastore (`tuf/`, newest root and the versions seen) and the metadata cache
-/// (`metadata-cache/`) live there.
+/// trust state (`trusted/`, with tough's scratch datastore `tuf/`) and the metadata
+/// cache (`metadata-cache/`) live there.
 pub async fn load(
     source: &Source<'_>,
     trusted_root: &Path,
@@ -189,23 +108,19 @@ pub async fn load(
 ) -> Result<Loaded, MetadataError> {
     let datastore = state.join("tuf");
     let cache = state.join("metadata-cache");
-    for d in [&datastore, &cache] {
-        std::fs::create_dir_all(d).map_err(|source| MetadataError::State {
-            path: d.clone(),
-            source,
-        })?;
-    }
-    // The newest root this site verified, else the one installed with the agent.
-    let known = datastore.join("root.json");
-    let root_path = if known.exists() {
-        known
-    } else {
-        trusted_root.to_path_buf()
-    };
-    let root = std::fs::read(&root_path).map_err(|source| MetadataError::TrustedRoot {
-        path: root_path.clone(),
+    std::fs::create_dir_all(&cache).map_err(|source| MetadataError::State {
+        path: cache.clone(),
         source,
     })?;
+    // The newest root this site verified, else the one installed with the agent.
+    let trust = TrustStore::new(state);
+    let root = match trust.prepare(&datastore)? {
+        Some(root) => root,
+        None => std::fs::read(trusted_root).map_err(|source| MetadataError::TrustedRoot {
+            path: trusted_root.to_path_buf(),
+            source,
+        })?,
+    };
     let (loader_meta, loader_targets, targets_base) = match source {
         Source::Remote { base, .. } => {
             let b = base.to_string();
@@ -223,13 +138,21 @@ pub async fn load(
             dir.join("targets").display().to_string(),
         ),
     };
-    let loader = RepositoryLoader::new(&root, loader_meta, loader_targets).datastore(&datastore);
+    let loader = RepositoryLoader::new(&root, loader_meta, loader_targets)
+        .datastore(&datastore)
+        .limits(LIMITS);
     let result = match source {
-        Source::Remote { tls, timeout, .. } => {
+        Source::Remote {
+            tls,
+            timeout,
+            metadata_timeout,
+            ..
+        } => {
             loader
                 .transport(HttpsTransport::new(
                     tls.cloned(),
                     *timeout,
+                    *metadata_timeout,
                     Some(cache.clone()),
                 ))
                 .load()
@@ -243,7 +166,7 @@ pub async fn load(
                 ExpirationEnforcement::Unsafe
             };
             loader
-                .transport(FilesystemTransport)
+                .transport(BundleTransport)
                 .expiration_enforcement(enforcement)
                 .load()
                 .await
@@ -257,9 +180,12 @@ pub async fn load(
             return Err(MetadataError::Rejected(chain(&e)));
         }
     };
+    let root_version = repo.root().signed.version.get();
+    trust.check(root_version)?;
     if let Source::Bundle { grace, .. } = source {
         check_grace(&repo, *grace)?;
     }
+    trust.commit(&datastore, root_version)?;
     Ok(Loaded { repo, targets_base })
 }
 
@@ -361,20 +287,4 @@ pub fn releases(repo: &Repository) -> Result<Vec<Release>, MetadataError> {
     }
     out.sort_by_key(|r| r.info.seq);
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::immutable;
-
-    #[test]
-    fn only_versioned_metadata_is_cached() {
-        assert!(immutable("3.targets.json"));
-        assert!(immutable("12.root.json"));
-        assert!(immutable("7.snapshot.json"));
-        assert!(!immutable("timestamp.json"));
-        assert!(!immutable("x.targets.json"));
-        assert!(!immutable(".targets.json"));
-        assert!(!immutable("3.other.json"));
-    }
 }

@@ -10,6 +10,7 @@ mod keys;
 mod models;
 pub mod peer;
 mod server;
+mod sync_events;
 mod telemetry;
 
 pub use peer::{PeerIds, PeerPolicy, Role};

@@ -36,7 +36,7 @@ impl Role {
 }
 
 /// The calls coffer-agent makes (agent/src: egress, checkpoints, sync).
-const AGENT_CALLS: [(Method, &str); 8] = [
+const AGENT_CALLS: [(Method, &str); 9] = [
     (Method::GET, "/admin/health"),
     (Method::GET, "/admin/telemetry"),
     (Method::POST, "/admin/telemetry/ack"),
@@ -48,6 +48,7 @@ const AGENT_CALLS: [(Method, &str); 8] = [
         "/admin/models/{name}/versions/{version}/activate",
     ),
     (Method::POST, "/admin/models/{name}/rollback"),
+    (Method::POST, "/admin/sync/events"),
 ];
 
 /// Uids and primary gids.

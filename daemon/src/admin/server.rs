@@ -122,6 +122,7 @@ fn router(state: Arc<AdminState>) -> Router {
         .route("/admin/telemetry", get(super::telemetry::batch))
         .route("/admin/telemetry/ack", post(super::telemetry::ack))
         .route("/admin/audit/checkpoints", get(super::audit::checkpoints))
+        .route("/admin/sync/events", post(super::sync_events::report))
         .route("/admin/models", get(models::list).post(models::import))
         .route("/admin/models-history", get(models::history))
         .route("/admin/model-store/gc", post(models::gc))
@@ -196,6 +197,7 @@ fn audit_action(method: &str, path: &str) -> (String, String) {
         ("POST", ["admin", "keys"]) => ("keys.create".into(), String::new()),
         ("DELETE", ["admin", "keys", name]) => ("keys.revoke".into(), (*name).into()),
         ("POST", ["admin", "telemetry", "ack"]) => ("telemetry.ack".into(), String::new()),
+        ("POST", ["admin", "sync", "events"]) => ("sync.report".into(), String::new()),
         ("POST", ["admin", "models"]) => ("models.import".into(), String::new()),
         ("POST", ["admin", "model-store", "gc"]) => ("models.gc".into(), String::new()),
         ("POST", ["admin", "models", name, "rollback"]) => {

@@ -23,19 +23,19 @@ use crate::common::{Daemon, Setup, fixture};
 use crate::models::{derived_version, score, write_manifest};
 use crate::nginx::Nginx;
 
-struct Fleet {
-    s: Setup,
-    d: Daemon,
-    repo: Repo,
-    keys: PathBuf,
-    nginx: Nginx,
-    api_key: String,
-    versions: PathBuf,
+pub(crate) struct Fleet {
+    pub(crate) s: Setup,
+    pub(crate) d: Daemon,
+    pub(crate) repo: Repo,
+    pub(crate) keys: PathBuf,
+    pub(crate) nginx: Nginx,
+    pub(crate) api_key: String,
+    pub(crate) versions: PathBuf,
 }
 
 impl Fleet {
     /// cofferd serving credit-lr 1.0.0, an initialised repository, nginx serving it.
-    async fn start(rate: Option<&str>, scoring_extra: &str) -> Option<Fleet> {
+    pub(crate) async fn start(rate: Option<&str>, scoring_extra: &str) -> Option<Fleet> {
         crate::nginx::binary()?;
         let mut s = Setup::new();
         s.scoring_models = vec![fixture("credit-lr")];
@@ -63,7 +63,7 @@ impl Fleet {
         })
     }
 
-    fn agent(&self, ring: &str, extra: &str) -> AgentConfig {
+    pub(crate) fn agent(&self, ring: &str, extra: &str) -> AgentConfig {
         let text = format!(
             "state_dir = \"{state}\"\n[daemon]\nadmin_socket = \"{socket}\"\n[sync]\n\
              repository_url = \"{url}\"\ntrusted_root = \"{root}\"\nca_bundle = \"{ca}\"\n\
@@ -77,44 +77,40 @@ impl Fleet {
         AgentConfig::parse(&text).unwrap()
     }
 
-    fn tls(&self) -> Tls {
+    pub(crate) fn tls(&self) -> Tls {
         Tls::from_bundle(&self.s.pki.ca_path("server")).unwrap()
     }
 
     /// A credit-lr version directory (the fixture's files under another version).
-    fn version(&self, version: &str) -> PathBuf {
+    pub(crate) fn version(&self, version: &str) -> PathBuf {
         derived_version(&self.versions, "credit-lr", "credit-lr", version)
     }
 
-    fn add(&self, dir: &Path, ring: Ring) {
+    pub(crate) fn add(&self, dir: &Path, ring: Ring) {
         self.repo.add(dir, ring, &mut |_, _| {}).unwrap();
     }
 
-    async fn publish(&self) {
+    pub(crate) async fn publish(&self) {
         publish::publish(&self.repo, &self.keys, &Expiries::default())
             .await
             .unwrap();
     }
 
-    async fn sync(&self, cfg: &AgentConfig) -> Result<Vec<Step>, SyncError> {
+    pub(crate) async fn sync(&self, cfg: &AgentConfig) -> Result<Vec<Step>, SyncError> {
         let tls = self.tls();
         let base: http::Uri = self.nginx.url().parse().unwrap();
-        let source = Source::Remote {
-            base: &base,
-            tls: Some(&tls),
-            timeout: cfg.sync.timeout,
-        };
+        let source = Source::remote(&base, Some(&tls), &cfg.sync);
         cycle(cfg, &source).await
     }
 
-    async fn serving(&self) -> String {
+    pub(crate) async fn serving(&self) -> String {
         score(&self.s.client(self.d.addr), &self.api_key, "credit-lr")
             .await
             .0
     }
 
     /// Versions cofferd has installed for credit-lr.
-    async fn installed(&self) -> Vec<String> {
+    pub(crate) async fn installed(&self) -> Vec<String> {
         let models = coffer_agent::sync::daemon::models(&self.s.socket(), Duration::from_secs(5))
             .await
             .unwrap();
@@ -126,7 +122,7 @@ impl Fleet {
     }
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
+pub(crate) fn dir_bytes(dir: &Path) -> u64 {
     let mut n = 0;
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let md = e.metadata().unwrap();
@@ -139,7 +135,7 @@ fn dir_bytes(dir: &Path) -> u64 {
     n
 }
 
-fn version_bytes(dir: &Path) -> u64 {
+pub(crate) fn version_bytes(dir: &Path) -> u64 {
     let m = coffer_models::Manifest::parse(
         &std::fs::read_to_string(dir.join("manifest.toml")).unwrap(),
     )
@@ -148,7 +144,7 @@ fn version_bytes(dir: &Path) -> u64 {
         + m.files.iter().map(|f| f.size).sum::<u64>()
 }
 
-fn only(steps: &[Step]) -> &Step {
+pub(crate) fn only(steps: &[Step]) -> &Step {
     assert_eq!(steps.len(), 1, "{steps:?}");
     &steps[0]
 }
@@ -335,7 +331,7 @@ async fn a_tampered_target_is_rejected_and_nothing_is_activated() {
     );
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap().flatten() {
         let dest = to.join(e.file_name());

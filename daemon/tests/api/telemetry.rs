@@ -281,7 +281,7 @@ async fn telemetry_reaches_prometheus_and_otlp_survives_an_outage_and_leaks_noth
     let prometheus = Prometheus::start(&binary, &prom_dir, port).await;
     let (otlp_port, otlp_seen) = otlp_receiver().await;
     let agent = AgentConfig::parse(&format!(
-        "site_id = \"branch-7\"\n[daemon]\nadmin_socket = \"{}\"\n[telemetry]\n\
+        "site_id = \"branch-7\"\nallow_insecure_http = true\n[daemon]\nadmin_socket = \"{}\"\n[telemetry]\n\
          remote_write_url = \"http://127.0.0.1:{port}/api/v1/write\"\n\
          otlp_logs_url = \"http://127.0.0.1:{otlp_port}/v1/logs\"\nbatch_size = 50\ntimeout = \"5s\"\n",
         setup.socket().display()
@@ -539,7 +539,7 @@ async fn audit_checkpoints_reach_otlp_once_each_verify_and_wait_out_an_outage() 
     let state_dir = setup.dir().join("agent-state");
     let agent_to = |port: u16| {
         AgentConfig::parse(&format!(
-            "site_id = \"branch-7\"\nstate_dir = \"{}\"\n[daemon]\nadmin_socket = \"{}\"\n\
+            "site_id = \"branch-7\"\nallow_insecure_http = true\nstate_dir = \"{}\"\n[daemon]\nadmin_socket = \"{}\"\n\
              [telemetry]\notlp_logs_url = \"http://127.0.0.1:{port}/v1/logs\"\ntimeout = \"5s\"\n",
             state_dir.display(),
             setup.socket().display()
