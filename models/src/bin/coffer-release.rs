@@ -1,12 +1,17 @@
 //! `coffer-release`: the fleet admin's tool to build, sign and publish the TUF release
 //! repository that coffer-agent pulls from, rotate its keys and export bundles for
 //! air-gapped sites. See `docs/fleet.md`.
+//!
+//! Paths are made absolute once, before anything runs. Exit status: 0 done; 1 failed,
+//! and nothing was published; 2 the command line was refused; 3 published (the release
+//! is live) but a later step did not complete, as the message says.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use coffer_models::release::layout::Ring;
 use coffer_models::release::publish::{self, Expiries};
@@ -80,15 +85,16 @@ enum Command {
     /// Stage a model version directory (manifest.toml and its files) for release.
     Add {
         dir: PathBuf,
-        /// The widest ring that receives it (canary, early, broad).
-        #[arg(long, default_value = "canary")]
+        /// The widest ring that receives it. Required: sites are in `broad` unless set
+        /// otherwise, so how far a version goes is always the admin's choice.
+        #[arg(long, value_name = RINGS)]
         ring: Ring,
     },
     /// Stage a change of the ring a released version goes to.
     Promote {
         model: String,
         version: String,
-        #[arg(long)]
+        #[arg(long, value_name = RINGS)]
         ring: Ring,
     },
     /// Stage the removal of a released version: sites return to the previous one.
@@ -106,6 +112,11 @@ enum Command {
     /// Replace a role's keys (root, targets, snapshot, timestamp) and publish.
     RotateKey {
         role: String,
+        /// Replace only this key (its id, or the first hex digits of it as in the key's
+        /// file name `ROLE-ID.pk8`), keeping the others: a lost root key among several.
+        /// Without it, every key of the role is replaced.
+        #[arg(long, value_name = "ID")]
+        key_id: Option<String>,
         #[command(flatten)]
         keys: KeyDir,
         #[command(flatten)]
@@ -117,6 +128,29 @@ enum Command {
     Check,
     /// Copy the current release into DIR for an air-gapped site.
     ExportBundle { dir: PathBuf },
+}
+
+const RINGS: &str = "canary|early|broad";
+
+impl Cli {
+    /// Makes every path absolute (against the current directory), once.
+    fn resolve(mut self) -> anyhow::Result<Cli> {
+        fn abs(path: &mut PathBuf) -> anyhow::Result<()> {
+            *path = std::path::absolute(&*path)
+                .with_context(|| format!("{}: cannot make it absolute", path.display()))?;
+            Ok(())
+        }
+        abs(&mut self.repo)?;
+        match &mut self.command {
+            Command::Init { keys, .. }
+            | Command::Publish { keys, .. }
+            | Command::RotateKey { keys, .. } => abs(&mut keys.keys)?,
+            Command::Add { dir, .. } | Command::ExportBundle { dir } => abs(dir)?,
+            Command::Promote { .. } | Command::Withdraw { .. } | Command::List | Command::Check => {
+            }
+        }
+        Ok(self)
+    }
 }
 
 /// A one-line progress bar on stderr when it is a terminal; a final line otherwise.
@@ -161,7 +195,13 @@ impl Progress {
     }
 }
 
-fn print_published(p: &publish::Published) {
+const NOTHING_PUBLISHED: &str = "nothing was published (what is live is as it was)";
+
+/// Exit status 3: published, but not every step after that completed.
+const LIVE_BUT_UNFINISHED: u8 = 3;
+
+/// Prints what is live; says plainly when a step after publishing did not complete.
+fn print_published(p: &publish::Published) -> ExitCode {
     println!(
         "published: root v{}, targets v{}, snapshot v{}, timestamp v{}; {} release(s); valid until {} (earliest expiry)",
         p.root_version,
@@ -171,9 +211,19 @@ fn print_published(p: &publish::Published) {
         p.releases,
         p.expires
     );
+    if p.is_complete() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "coffer-release: the above IS published and live (agents fetch it), but not every step completed:"
+    );
+    for step in &p.unfinished {
+        eprintln!("  - {step}");
+    }
+    ExitCode::from(LIVE_BUT_UNFINISHED)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let repo = Repo::new(&cli.repo);
     match cli.command {
         Command::Init {
@@ -189,7 +239,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 root_threshold,
                 &expiry.expiries(),
             )
-            .await?;
+            .await
+            .context("init made nothing")?;
             for k in &done.keys {
                 println!("key {}", k.display());
             }
@@ -197,7 +248,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "root: {} (install it on every site as sync.trusted_root)",
                 done.root.display()
             );
-            print_published(&done.published);
+            return Ok(print_published(&done.published));
         }
         Command::Add { dir, ring } => {
             let mut bar = Progress::new("copying");
@@ -232,19 +283,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             timestamp_only,
         } => {
             let p = if timestamp_only {
-                publish::refresh_timestamp(&repo, &keys.keys, expiry.timestamp_expires).await?
+                publish::refresh_timestamp(&repo, &keys.keys, expiry.timestamp_expires).await
             } else {
-                publish::publish(&repo, &keys.keys, &expiry.expiries()).await?
-            };
-            print_published(&p);
+                publish::publish(&repo, &keys.keys, &expiry.expiries()).await
+            }
+            .context(NOTHING_PUBLISHED)?;
+            return Ok(print_published(&p));
         }
         Command::RotateKey {
             role,
+            key_id,
             keys: k,
             expiry,
         } => {
             let role = keys::parse_role(&role)?;
-            let r = publish::rotate_key(&repo, &k.keys, role, &expiry.expiries()).await?;
+            let r = match key_id {
+                Some(id) => {
+                    publish::replace_key(&repo, &k.keys, role, &id, &expiry.expiries()).await
+                }
+                None => publish::rotate_key(&repo, &k.keys, role, &expiry.expiries()).await,
+            }
+            .context(NOTHING_PUBLISHED)?;
             println!(
                 "{} key rotated: root v{}",
                 keys::role_name(r.role),
@@ -256,7 +315,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for old in &r.retired {
                 println!("retired {}", old.display());
             }
-            print_published(&r.published);
+            return Ok(print_published(&r.published));
         }
         Command::List => {
             let staged = repo.has_staged_changes();
@@ -303,11 +362,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::parse().resolve() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("coffer-release: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -319,7 +384,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("coffer-release: {e:#}");
             ExitCode::FAILURE

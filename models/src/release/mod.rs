@@ -1,15 +1,20 @@
 //! The fleet release repository: a TUF repository (root, targets, snapshot, timestamp;
 //! threshold signatures; expiries; consistent snapshots) written with `tough`, as
 //! Bottlerocket's updates are. [`layout`] is the contract with coffer-agent; [`keys`]
-//! the signing keys; [`repo`] the admin's operations behind `coffer-release` (init,
-//! add, promote, withdraw, publish, rotate-key, export-bundle). The repository is plain
-//! files: any static HTTPS host serves it. See `docs/fleet.md`.
+//! the signing keys; the admin's operations behind `coffer-release`: [`repo`] (add,
+//! promote, withdraw: staged changes), [`init`], [`publish`] (through `stage`: nothing
+//! is published that an agent would refuse), [`root`] (rotate-key) and [`bundle`]
+//! (export-bundle). The repository is plain files: any static HTTPS host serves it. See
+//! `docs/fleet.md`.
 
 pub mod bundle;
+pub mod init;
 pub mod keys;
 pub mod layout;
 pub mod publish;
 pub mod repo;
+pub mod root;
+mod stage;
 
 use std::path::PathBuf;
 

@@ -1,28 +1,32 @@
-//! Signing a release repository: `init` (keys and root version 1), `publish` (targets,
-//! snapshot and timestamp, each with its expiry; or the timestamp alone, which is what a
-//! host with only the timestamp key online re-signs on a schedule), `rotate-key` (a new
-//! root version that replaces a role's keys, signed by the old and the new root keys),
-//! and `check` (loads the published tree exactly as an agent does).
+//! Signing and publishing a release repository: `publish` (targets, snapshot and
+//! timestamp, each with its expiry; or the timestamp alone, which is what a host with
+//! only the timestamp key online re-signs on a schedule) and `check` (loads the published
+//! tree exactly as an agent does). `init` ([`super::init`]) and `rotate-key`
+//! ([`super::root`]) publish through here and are re-exported here.
 //!
-//! Publishing writes the new files into a staging directory, then moves them into
-//! `metadata/` in dependency order, `timestamp.json` last and by atomic rename: a host
-//! serving the tree mid-publish serves either the old release or the new one.
+//! A publish signs into a staging directory and loads the staged tree as an agent would
+//! before anything is published (`stage`); then it moves the new files into
+//! `metadata/`, `timestamp.json` last and by atomic rename: a host serving the tree
+//! mid-publish serves either the old release or the new one. So `Err` means nothing was
+//! published, and `Ok` that the release is live: [`Published::unfinished`] then names
+//! each later step that did not complete (the draft not cleared, the final check).
 
-use std::collections::HashMap;
-use std::num::NonZeroU64;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use tough::editor::RepositoryEditor;
 use tough::editor::signed::SignedRole;
-use tough::schema::{KeyHolder, RoleKeys, RoleType, Root, Signed, Timestamp};
+use tough::schema::{KeyHolder, Timestamp};
 use tough::{ExpirationEnforcement, FilesystemTransport, Repository, RepositoryLoader};
 
-use super::ReleaseError;
-use super::keys::{self, KeyFile};
-use super::repo::{Repo, write_atomic};
+pub use super::init::{Initialized, init};
+pub use super::root::{Rotated, replace_key, rotate_key};
 
-const SPEC_VERSION: &str = "1.0.0";
+use super::ReleaseError;
+use super::keys;
+use super::repo::{Current, Repo, draft_of, releases};
+use super::root::{SPEC_VERSION, nz, read_root};
+use super::stage::Stage;
 
 /// How long each role's metadata stays valid from the moment it is signed.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +49,7 @@ impl Default for Expiries {
     }
 }
 
-/// What a publish wrote.
+/// What a publish made live.
 #[derive(Debug, Clone)]
 pub struct Published {
     pub root_version: u64,
@@ -56,13 +60,18 @@ pub struct Published {
     /// again (or its timestamp re-signed) before then.
     pub expires: jiff::Timestamp,
     pub releases: usize,
+    /// The steps that did not complete after the release went live, each saying what is
+    /// left to do; empty when everything did. The release is live either way.
+    pub unfinished: Vec<String>,
 }
 
-fn nz(v: u64) -> NonZeroU64 {
-    NonZeroU64::new(v).unwrap_or(NonZeroU64::MIN)
+impl Published {
+    pub fn is_complete(&self) -> bool {
+        self.unfinished.is_empty()
+    }
 }
 
-fn expiry(from_now: Duration) -> Result<jiff::Timestamp, ReleaseError> {
+pub(crate) fn expiry(from_now: Duration) -> Result<jiff::Timestamp, ReleaseError> {
     let span = jiff::SignedDuration::try_from(from_now)
         .map_err(|e| ReleaseError::Usage(format!("expiry {from_now:?}: {e}")))?;
     jiff::Timestamp::now()
@@ -70,155 +79,33 @@ fn expiry(from_now: Duration) -> Result<jiff::Timestamp, ReleaseError> {
         .map_err(|e| ReleaseError::Usage(format!("expiry {from_now:?}: {e}")))
 }
 
-fn rng() -> aws_lc_rs::rand::SystemRandom {
+pub(crate) fn rng() -> aws_lc_rs::rand::SystemRandom {
     aws_lc_rs::rand::SystemRandom::new()
 }
 
-fn read_root(path: &Path) -> Result<Signed<Root>, ReleaseError> {
-    let bytes = std::fs::read(path).map_err(|source| ReleaseError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| ReleaseError::Metadata {
-        path: path.to_path_buf(),
-        what: e.to_string(),
-    })
-}
-
-/// Builds a root listing `keys` for their roles, `threshold` for root and 1 otherwise.
-fn build_root(
-    version: u64,
-    expires: jiff::Timestamp,
-    keys: &[&KeyFile],
-    root_threshold: u64,
-) -> Result<Root, ReleaseError> {
-    let mut root = Root {
-        spec_version: SPEC_VERSION.into(),
-        consistent_snapshot: true,
-        version: nz(version),
-        expires,
-        keys: HashMap::new(),
-        roles: HashMap::new(),
-        _extra: HashMap::new(),
-    };
-    for role in keys::ROLES {
-        let ids: Vec<_> = keys
-            .iter()
-            .filter(|k| k.role == role)
-            .map(|k| {
-                k.key
-                    .key_id()
-                    .map_err(|e| ReleaseError::Key(format!("key id: {e}")))
-            })
-            .collect::<Result<_, _>>()?;
-        if ids.is_empty() {
-            return Err(ReleaseError::Key(format!(
-                "no {} key: every role needs one",
-                keys::role_name(role)
-            )));
-        }
-        let threshold = if role == RoleType::Root {
-            root_threshold
-        } else {
-            1
-        };
-        if threshold == 0 || threshold > ids.len() as u64 {
-            return Err(ReleaseError::Usage(format!(
-                "a threshold of {threshold} needs between 1 and {} {} keys",
-                ids.len(),
-                keys::role_name(role)
-            )));
-        }
-        for k in keys.iter().filter(|k| k.role == role) {
-            let id = k
-                .key
-                .key_id()
-                .map_err(|e| ReleaseError::Key(format!("key id: {e}")))?;
-            root.keys.insert(id, k.key.clone());
-        }
-        root.roles.insert(
-            role,
-            RoleKeys {
-                keyids: ids,
-                threshold: nz(threshold),
-                _extra: HashMap::new(),
-            },
-        );
-    }
-    Ok(root)
-}
-
-/// What `init` made.
-#[derive(Debug)]
-pub struct Initialized {
-    pub root: PathBuf,
-    pub keys: Vec<PathBuf>,
-    pub published: Published,
-}
-
-/// Creates a repository: `root_keys` root keys (of which `root_threshold` must sign each
-/// root), one key for each other role, root version 1 and an empty first release.
-pub async fn init(
-    repo: &Repo,
-    keys_dir: &Path,
-    root_keys: usize,
-    root_threshold: u64,
-    exp: &Expiries,
-) -> Result<Initialized, ReleaseError> {
-    if repo.latest_root().is_ok() {
-        return Err(ReleaseError::Usage(format!(
-            "{} already holds a repository",
-            repo.dir.display()
-        )));
-    }
-    if root_keys == 0 {
-        return Err(ReleaseError::Usage(
-            "at least one root key is needed".into(),
-        ));
-    }
-    let mut made = Vec::new();
-    for _ in 0..root_keys {
-        made.push(keys::generate(keys_dir, RoleType::Root)?);
-    }
-    for role in &keys::ROLES[1..] {
-        made.push(keys::generate(keys_dir, *role)?);
-    }
-    let refs: Vec<&KeyFile> = made.iter().collect();
-    let root = build_root(1, expiry(exp.root)?, &refs, root_threshold)?;
-    let signed = SignedRole::new(
-        root.clone(),
-        &KeyHolder::Root(root),
-        &keys::sources(&made),
-        &rng(),
-    )
-    .await
-    .map_err(ReleaseError::tuf("signing root"))?;
-    let root_path = repo.metadata().join("1.root.json");
-    std::fs::create_dir_all(repo.targets_dir()).map_err(|source| ReleaseError::Io {
-        path: repo.targets_dir(),
-        source,
-    })?;
-    write_atomic(&root_path, signed.buffer())?;
-    let published = publish(repo, keys_dir, exp).await?;
-    Ok(Initialized {
-        root: root_path,
-        keys: made.into_iter().map(|k| k.path).collect(),
-        published,
-    })
-}
-
 /// Signs the draft (or the published targets again) as new targets, snapshot and
-/// timestamp versions, writes them, and checks the result as a client would.
+/// timestamp versions and publishes them (see the module header).
 pub async fn publish(
     repo: &Repo,
     keys_dir: &Path,
     exp: &Expiries,
 ) -> Result<Published, ReleaseError> {
-    let (root_version, root_path) = repo.latest_root()?;
+    release(repo, keys_dir, exp, None).await
+}
+
+/// [`publish`], with a new root version (signed, from a rotation) published first.
+pub(crate) async fn release(
+    repo: &Repo,
+    keys_dir: &Path,
+    exp: &Expiries,
+    new_root: Option<&[u8]>,
+) -> Result<Published, ReleaseError> {
+    let (live_root, _) = repo.latest_root()?;
     let keys = keys::load(keys_dir)?;
     let draft = repo.draft()?;
-    let releases = super::repo::releases(&draft).len();
-    let (tv, sv, tsv) = match repo.published()? {
+    let count = releases(&draft).len();
+    let previous = repo.published()?;
+    let (tv, sv, tsv) = match &previous {
         Some(c) => (
             c.targets.signed.version.get() + 1,
             c.snapshot.signed.version.get() + 1,
@@ -226,6 +113,20 @@ pub async fn publish(
         ),
         None => (1, 1, 1),
     };
+    let stage = Stage::new(repo, live_root)?;
+    // Landed in this order: files nothing refers to yet, then the new root (agents take
+    // it as soon as it is there), then `timestamp.json`.
+    let mut order = vec![format!("{tv}.targets.json"), format!("{sv}.snapshot.json")];
+    let root_version = match new_root {
+        Some(bytes) => {
+            let name = format!("{}.root.json", live_root + 1);
+            stage.put(&name, bytes)?;
+            order.push(name);
+            live_root + 1
+        }
+        None => live_root,
+    };
+    let root_path = stage.metadata().join(format!("{root_version}.root.json"));
     let mut editor = RepositoryEditor::new(&root_path)
         .await
         .map_err(ReleaseError::tuf("reading the root"))?;
@@ -234,12 +135,11 @@ pub async fn publish(
             .add_target(name.as_str(), target)
             .map_err(ReleaseError::tuf(format!("target {name}")))?;
     }
-    let targets_expires = expiry(exp.targets)?;
     editor
         .targets_version(nz(tv))
         .map_err(ReleaseError::tuf("targets version"))?;
     editor
-        .targets_expires(targets_expires)
+        .targets_expires(expiry(exp.targets)?)
         .map_err(ReleaseError::tuf("targets expiry"))?;
     editor
         .snapshot_version(nz(sv))
@@ -252,36 +152,93 @@ pub async fn publish(
         .map_err(ReleaseError::tuf(
             "signing (are the targets, snapshot and timestamp keys in the key directory?)",
         ))?;
-    let staging = repo.dir.join(".publish");
-    let _ = std::fs::remove_dir_all(&staging);
     signed
-        .write(&staging)
+        .write(stage.metadata())
         .await
         .map_err(ReleaseError::tuf("writing metadata"))?;
-    let meta = repo.metadata();
-    for file in [format!("{tv}.targets.json"), format!("{sv}.snapshot.json")] {
-        let bytes = std::fs::read(staging.join(&file)).map_err(|source| ReleaseError::Io {
-            path: staging.join(&file),
-            source,
-        })?;
-        write_atomic(&meta.join(&file), &bytes)?;
-    }
-    let ts = std::fs::read(staging.join("timestamp.json")).map_err(|source| ReleaseError::Io {
-        path: staging.join("timestamp.json"),
-        source,
-    })?;
-    write_atomic(&meta.join("timestamp.json"), &ts)?;
-    let _ = std::fs::remove_dir_all(&staging);
-    repo.clear_draft()?;
-    let loaded = check(repo, ExpirationEnforcement::Safe).await?;
-    Ok(Published {
+    // What an agent would refuse is not published.
+    let loaded = stage.verify().await?;
+    let mut published = Published {
         root_version,
         targets_version: tv,
         snapshot_version: sv,
         timestamp_version: tsv,
         expires: earliest_expiry(&loaded),
-        releases,
-    })
+        releases: count,
+        unfinished: Vec::new(),
+    };
+    for (i, name) in order.iter().enumerate() {
+        if let Err(e) = stage.land(name) {
+            stage.unland(&order[..i]);
+            return Err(e);
+        }
+    }
+    if let Err(e) = stage.land("timestamp.json") {
+        stage.unland(&order[..2]);
+        if new_root.is_none() {
+            return Err(e);
+        }
+        return Ok(root_only(&stage, previous, published, e));
+    }
+    published.unfinished = finish(repo, stage, true).await;
+    Ok(published)
+}
+
+/// A rotation whose new root landed but whose release did not: the new root is live
+/// with the previous release.
+fn root_only(
+    stage: &Stage,
+    previous: Option<Current>,
+    new: Published,
+    e: ReleaseError,
+) -> Published {
+    let mut unfinished = vec![format!(
+        "publishing the release signed under root v{} ({e}): agents take the new root with the previous release, which they refuse if a replaced key signed it; run `coffer-release publish`",
+        new.root_version
+    )];
+    if let Err(e) = stage.sync() {
+        unfinished.push(format!("flushing the new root to disk: {e}"));
+    }
+    let Some(c) = previous else {
+        return Published { unfinished, ..new };
+    };
+    Published {
+        targets_version: c.targets.signed.version.get(),
+        snapshot_version: c.snapshot.signed.version.get(),
+        timestamp_version: c.timestamp.signed.version.get(),
+        expires: [
+            new.expires,
+            c.targets.signed.expires,
+            c.snapshot.signed.expires,
+            c.timestamp.signed.expires,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(new.expires),
+        releases: releases(&draft_of(c.targets.signed)).len(),
+        unfinished,
+        ..new
+    }
+}
+
+/// The steps after a release went live: what fails is reported, not returned.
+async fn finish(repo: &Repo, stage: Stage, clear_draft: bool) -> Vec<String> {
+    let mut unfinished = Vec::new();
+    if let Err(e) = stage.sync() {
+        unfinished.push(format!("flushing the new metadata to disk: {e}"));
+    }
+    drop(stage);
+    if clear_draft && let Err(e) = repo.clear_draft() {
+        unfinished.push(format!(
+            "removing the draft that was just published ({e}): `list` shows the releases as staged until it is removed; remove it by hand"
+        ));
+    }
+    if let Err(e) = check(repo, ExpirationEnforcement::Safe).await {
+        unfinished.push(format!(
+            "checking the published tree as an agent would: {e}"
+        ));
+    }
+    unfinished
 }
 
 /// The earliest expiry of a loaded repository's top-level roles.
@@ -298,7 +255,7 @@ pub fn earliest_expiry(repo: &Repository) -> jiff::Timestamp {
 }
 
 /// Re-signs only the timestamp (version + 1, new expiry), for a host that keeps only
-/// the timestamp key online.
+/// the timestamp key online. Staged and checked first, as [`publish`] is.
 pub async fn refresh_timestamp(
     repo: &Repo,
     keys_dir: &Path,
@@ -306,7 +263,7 @@ pub async fn refresh_timestamp(
 ) -> Result<Published, ReleaseError> {
     let (root_version, root_path) = repo.latest_root()?;
     let root = read_root(&root_path)?;
-    let Some(super::repo::Current {
+    let Some(Current {
         timestamp: ts,
         snapshot: snap,
         targets,
@@ -331,95 +288,21 @@ pub async fn refresh_timestamp(
     .map_err(ReleaseError::tuf(
         "signing the timestamp (is the timestamp key in the key directory?)",
     ))?;
-    write_atomic(&repo.metadata().join("timestamp.json"), signed.buffer())?;
-    let loaded = check(repo, ExpirationEnforcement::Safe).await?;
+    let (tv, sv) = (targets.signed.version.get(), snap.signed.version.get());
+    let stage = Stage::new(repo, root_version)?;
+    stage.copy_in(&format!("{tv}.targets.json"))?;
+    stage.copy_in(&format!("{sv}.snapshot.json"))?;
+    stage.put("timestamp.json", signed.buffer())?;
+    let loaded = stage.verify().await?;
+    stage.land("timestamp.json")?;
     Ok(Published {
         root_version,
-        targets_version: targets.signed.version.get(),
-        snapshot_version: snap.signed.version.get(),
+        targets_version: tv,
+        snapshot_version: sv,
         timestamp_version: ts.signed.version.get() + 1,
         expires: earliest_expiry(&loaded),
-        releases: super::repo::releases(&super::repo::draft_of(targets.signed)).len(),
-    })
-}
-
-/// What a key rotation did.
-#[derive(Debug)]
-pub struct Rotated {
-    pub role: RoleType,
-    pub root_version: u64,
-    pub new_keys: Vec<PathBuf>,
-    pub retired: Vec<PathBuf>,
-    pub published: Published,
-}
-
-/// Replaces every key of `role` by a new one (as many as it had): a new root version listing them, signed by
-/// the current root keys and (for a root rotation) the new ones, then a publish signed
-/// with the new key. The old key files move to `retired/`.
-pub async fn rotate_key(
-    repo: &Repo,
-    keys_dir: &Path,
-    role: RoleType,
-    exp: &Expiries,
-) -> Result<Rotated, ReleaseError> {
-    let (root_version, root_path) = repo.latest_root()?;
-    let old_root = read_root(&root_path)?;
-    let all = keys::load(keys_dir)?;
-    let old_root_keys: Vec<&KeyFile> = all.iter().filter(|k| k.role == RoleType::Root).collect();
-    // As many new keys as the role had, so that its threshold still holds.
-    let count = all.iter().filter(|k| k.role == role).count().max(1);
-    let new_keys = (0..count)
-        .map(|_| keys::generate(keys_dir, role))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut listed: Vec<&KeyFile> = all.iter().filter(|k| k.role != role).collect();
-    listed.extend(new_keys.iter());
-    let root_threshold = old_root
-        .signed
-        .roles
-        .get(&RoleType::Root)
-        .map(|r| r.threshold.get())
-        .unwrap_or(1);
-    let next = build_root(root_version + 1, expiry(exp.root)?, &listed, root_threshold)?;
-    let rng = rng();
-    // Signed by the new root's keys…
-    let by_new = SignedRole::new(
-        next.clone(),
-        &KeyHolder::Root(next.clone()),
-        &keys::sources(listed.iter().copied()),
-        &rng,
-    )
-    .await
-    .map_err(ReleaseError::tuf("signing the new root with its keys"))?;
-    // …and by the current root's keys, so that a client trusting the current root
-    // accepts it.
-    let by_old = SignedRole::new(
-        next,
-        &KeyHolder::Root(old_root.signed.clone()),
-        &keys::sources(old_root_keys.iter().copied()),
-        &rng,
-    )
-    .await
-    .map_err(ReleaseError::tuf(
-        "signing the new root with the current root keys",
-    ))?;
-    let signed = by_new
-        .add_old_signatures(by_old.signed().signatures.clone())
-        .map_err(ReleaseError::tuf("combining root signatures"))?;
-    let next_path = repo
-        .metadata()
-        .join(format!("{}.root.json", root_version + 1));
-    write_atomic(&next_path, signed.buffer())?;
-    let mut retired = Vec::new();
-    for k in all.iter().filter(|k| k.role == role) {
-        retired.push(keys::retire(k)?);
-    }
-    let published = publish(repo, keys_dir, exp).await?;
-    Ok(Rotated {
-        role,
-        root_version: root_version + 1,
-        new_keys: new_keys.into_iter().map(|k| k.path).collect(),
-        retired,
-        published,
+        releases: releases(&draft_of(targets.signed)).len(),
+        unfinished: finish(repo, stage, false).await,
     })
 }
 
@@ -435,38 +318,49 @@ pub async fn load_dir(
     public: &Path,
     expiry: ExpirationEnforcement,
 ) -> Result<Repository, ReleaseError> {
-    let root_path = public.join(super::layout::METADATA_DIR).join("1.root.json");
-    let root = std::fs::read(&root_path).map_err(|source| ReleaseError::Io {
-        path: root_path.clone(),
-        source,
-    })?;
-    let url = |sub: &str| {
-        url::Url::from_directory_path(public.join(sub)).map_err(|()| {
-            ReleaseError::Usage(format!("{} is not an absolute path", public.display()))
-        })
-    };
-    let datastore = tempfile::tempdir().map_err(|source| ReleaseError::Io {
-        path: std::env::temp_dir(),
-        source,
-    })?;
-    RepositoryLoader::new(
-        &root,
-        url(super::layout::METADATA_DIR)?,
-        url(super::layout::TARGETS_DIR)?,
+    load_from(
+        &public.join(super::layout::METADATA_DIR),
+        &public.join(super::layout::TARGETS_DIR),
+        expiry,
     )
-    .transport(FilesystemTransport)
-    .datastore(datastore.path())
-    .expiration_enforcement(expiry)
-    .load()
     .await
-    .map_err(ReleaseError::tuf(format!("loading {}", public.display())))
 }
 
+/// Loads metadata from one directory, trusting its `1.root.json`, with the target files
+/// in another. Relative paths are taken from the current directory.
+pub(crate) async fn load_from(
+    metadata: &Path,
+    targets: &Path,
+    expiry: ExpirationEnforcement,
+) -> Result<Repository, ReleaseError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ReleaseError::Io { path, source }
+    };
+    let root_path = metadata.join("1.root.json");
+    let root = std::fs::read(&root_path).map_err(io(&root_path))?;
+    let url = |dir: &Path| {
+        let dir = std::path::absolute(dir).map_err(io(dir))?;
+        url::Url::from_directory_path(&dir)
+            .map_err(|()| ReleaseError::Usage(format!("{} cannot be a file URL", dir.display())))
+    };
+    let datastore = tempfile::tempdir().map_err(io(&std::env::temp_dir()))?;
+    RepositoryLoader::new(&root, url(metadata)?, url(targets)?)
+        .transport(FilesystemTransport)
+        .datastore(datastore.path())
+        .expiration_enforcement(expiry)
+        .load()
+        .await
+        .map_err(ReleaseError::tuf(format!("loading {}", metadata.display())))
+}
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    use tough::schema::RoleType;
+
     use super::*;
     use crate::release::layout::Ring;
-    use crate::release::repo::releases;
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -571,6 +465,62 @@ mod tests {
                 .is_err(),
             "a bundle goes into an empty directory"
         );
+    }
+
+    /// Every file under `metadata/` with its bytes.
+    fn published_files(repo: &Repo) -> Vec<(String, Vec<u8>)> {
+        let mut all: Vec<_> = std::fs::read_dir(repo.metadata())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[tokio::test]
+    async fn a_release_an_agent_would_refuse_is_not_published() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repo::new(tmp.path().join("repo"));
+        let keys_dir = tmp.path().join("keys");
+        init(&repo, &keys_dir, 1, 1, &Expiries::default())
+            .await
+            .unwrap();
+        repo.add(&fixture("credit-lr"), Ring::Broad, &mut |_, _| {})
+            .unwrap();
+        let before = published_files(&repo);
+        // Signed with a timestamp that has expired by the time an agent loads it.
+        let expired = Expiries {
+            timestamp: Duration::ZERO,
+            ..Expiries::default()
+        };
+        let e = publish(&repo, &keys_dir, &expired).await.unwrap_err();
+        assert!(matches!(e, ReleaseError::Tuf { .. }), "{e}");
+        assert!(published_files(&repo) == before, "nothing was published");
+        assert!(repo.has_staged_changes(), "the draft is kept");
+        assert!(!repo.dir.join(".publish").exists());
+        refresh_timestamp(&repo, &keys_dir, Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert!(published_files(&repo) == before, "nothing was published");
+        assert_eq!(
+            check(&repo, ExpirationEnforcement::Safe)
+                .await
+                .unwrap()
+                .all_targets()
+                .count(),
+            0
+        );
+
+        let p = publish(&repo, &keys_dir, &Expiries::default())
+            .await
+            .unwrap();
+        assert!(p.is_complete(), "{:?}", p.unfinished);
+        assert_eq!((p.targets_version, p.releases), (2, 1));
+        assert!(!repo.has_staged_changes());
     }
 
     #[tokio::test]

@@ -1,0 +1,177 @@
+//! `coffer-release` as the admin runs it: relative paths from the current directory,
+//! the exit status that says whether anything was published, `add` without a ring, and
+//! replacing one lost root key.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+const BIN: &str = env!("CARGO_BIN_EXE_coffer-release");
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/credit-lr/1.0.0")
+}
+
+/// Runs the tool in `cwd` with `args`.
+fn run_in(cwd: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(BIN)
+        .current_dir(cwd)
+        .env_remove("COFFER_RELEASE_REPO")
+        .env_remove("COFFER_RELEASE_KEYS")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs the tool in `cwd` with `--repo CWD/repo` and `args` (other paths relative).
+fn run(cwd: &Path, args: &[&str]) -> Output {
+    let repo = cwd.join("repo");
+    run_in(cwd, &[&["--repo", repo.to_str().unwrap()], args].concat())
+}
+
+fn says(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[track_caller]
+fn ok(out: Output) -> Output {
+    assert_eq!(out.status.code(), Some(0), "{}", says(&out));
+    out
+}
+
+/// A directory holding a copy of the fixture (`v1`).
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = dir.path().join("v1");
+    std::fs::create_dir_all(v1.join("eval")).unwrap();
+    for f in ["manifest.toml", "model.onnx", "eval/holdout.json"] {
+        std::fs::copy(fixture().join(f), v1.join(f)).unwrap();
+    }
+    dir
+}
+
+/// [`workdir`] with a repository in `repo`, its keys in `keys`.
+fn site(init: &[&str]) -> tempfile::TempDir {
+    let dir = workdir();
+    ok(run(
+        dir.path(),
+        &[&["init", "--keys", "keys"], init].concat(),
+    ));
+    dir
+}
+
+#[test]
+fn relative_paths_work_from_init_to_export() {
+    let dir = workdir();
+    let cwd = dir.path();
+    let run = |args: &[&str]| run_in(cwd, &[&["--repo", "repo"], args].concat());
+    ok(run(&["init", "--keys", "keys"]));
+    ok(run(&["add", "v1", "--ring", "broad"]));
+    let out = ok(run(&["publish", "--keys", "keys"]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("targets v2"),
+        "{}",
+        says(&out)
+    );
+    ok(run(&["publish", "--keys", "keys", "--timestamp-only"]));
+    ok(run(&["check"]));
+    ok(run(&["export-bundle", "usb"]));
+    assert!(cwd.join("usb/metadata/timestamp.json").exists());
+}
+
+#[test]
+fn add_needs_a_ring() {
+    let dir = site(&[]);
+    let out = run(dir.path(), &["add", "v1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", says(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--ring <canary|early|broad>"), "{err}");
+    assert!(
+        !dir.path().join("repo/draft.json").exists(),
+        "nothing staged"
+    );
+    let out = run(dir.path(), &["add", "v1", "--ring", "everyone"]);
+    assert_eq!(out.status.code(), Some(2), "{}", says(&out));
+}
+
+#[test]
+fn a_publish_that_fails_exits_1_and_publishes_nothing() {
+    let dir = site(&[]);
+    let cwd = dir.path();
+    ok(run(cwd, &["add", "v1", "--ring", "canary"]));
+    let timestamp = cwd.join("repo/public/metadata/timestamp.json");
+    let before = std::fs::read(&timestamp).unwrap();
+    let out = run(
+        cwd,
+        &["publish", "--keys", "keys", "--timestamp-expires", "0s"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", says(&out));
+    assert!(
+        std::fs::read(&timestamp).unwrap() == before,
+        "the new timestamp went live: {}",
+        says(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing was published"),
+        "{}",
+        says(&out)
+    );
+    assert!(cwd.join("repo/draft.json").exists(), "still staged");
+}
+
+#[test]
+fn a_live_publish_with_an_unfinished_step_exits_3_and_says_it_is_live() {
+    let dir = site(&[]);
+    let cwd = dir.path();
+    // `retired` is a file: the replaced key cannot move there after the new root is live.
+    std::fs::write(cwd.join("keys/retired"), "").unwrap();
+    let out = run(cwd, &["rotate-key", "targets", "--keys", "keys"]);
+    assert_eq!(out.status.code(), Some(3), "{}", says(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("IS published and live"), "{err}");
+    assert!(err.contains("retired"), "{err}");
+    let out = ok(run(cwd, &["check"]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("root v2"),
+        "{}",
+        says(&out)
+    );
+}
+
+#[test]
+fn rotate_key_replaces_one_lost_root_key() {
+    let dir = site(&["--root-keys", "3", "--root-threshold", "2"]);
+    let cwd = dir.path();
+    let lost = std::fs::read_dir(cwd.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("root-"))
+        .unwrap();
+    std::fs::remove_file(cwd.join("keys").join(&lost)).unwrap();
+    let id = &lost["root-".len()..lost.len() - ".pk8".len()];
+    let out = ok(run(
+        cwd,
+        &["rotate-key", "root", "--keys", "keys", "--key-id", id],
+    ));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("new key"),
+        "{}",
+        says(&out)
+    );
+    let root: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(cwd.join("repo/public/metadata/2.root.json")).unwrap(),
+    )
+    .unwrap();
+    let ids = root["signed"]["roles"]["root"]["keyids"]
+        .as_array()
+        .unwrap();
+    assert_eq!(ids.len(), 3);
+    assert!(!ids.iter().any(|k| k.as_str().unwrap().starts_with(id)));
+    ok(run(cwd, &["add", "v1", "--ring", "broad"]));
+    ok(run(cwd, &["publish", "--keys", "keys"]));
+    ok(run(cwd, &["check"]));
+}
