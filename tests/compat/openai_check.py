@@ -1,5 +1,5 @@
 """The unmodified `openai` package against cofferd's chat completions: models.list, a
-completion, a streamed completion, a json_schema response that parses, and the error it
+completion, a streamed completion (with the prefix cache's cached_tokens), a json_schema response that parses, and the error it
 raises on a bad key. Prints "openai compatibility: OK" when every check passes."""
 
 import json
@@ -40,6 +40,10 @@ for chunk in client.chat.completions.create(
             parts.append(choice.delta.content)
 assert "".join(parts) == text, ("".join(parts), text)
 assert usage is not None and usage.completion_tokens == done.usage.completion_tokens
+# The same prompt a second time: its leading chunks came from the prefix cache, and the
+# package reads how many (usage.prompt_tokens_details.cached_tokens).
+assert done.usage.prompt_tokens_details.cached_tokens == 0, done.usage
+assert 0 < usage.prompt_tokens_details.cached_tokens < usage.prompt_tokens, usage
 
 schema = {
     "type": "object",

@@ -69,12 +69,27 @@ impl Default for GenParams {
     }
 }
 
+/// A prompt as the engine takes it: its tokens and where its messages end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prompt {
+    /// llama.cpp token ids, within the context per request.
+    pub tokens: Vec<i32>,
+    /// The token position right after each message's content, ascending, each above 0
+    /// and below `tokens.len()`. The engine never decodes a prompt chunk across one, so
+    /// the KV of a prompt's leading messages is the same whatever follows them: what
+    /// lets a later prompt that starts with the same messages reuse it exactly.
+    pub breaks: Vec<usize>,
+    /// Where the leading system message(s) end (a break), 0 without one: the part of
+    /// the prompt that is the application's, not a customer's, and so may be kept in
+    /// the state directory across restarts (`chat.prefix_cache_bytes`).
+    pub shared: usize,
+}
+
 /// A request for the engine: its prompt already tokenized (`ChatEngine::prompt`, off the
 /// engine thread).
 #[derive(Debug)]
 pub struct ChatJob {
-    /// The prompt's tokens (llama.cpp token ids), within the context per request.
-    pub prompt: Vec<i32>,
+    pub prompt: Prompt,
     pub params: GenParams,
     pub events: UnboundedSender<ChatEvent>,
     pub enqueued: Instant,
@@ -125,6 +140,9 @@ pub enum ChatEvent {
     Done {
         finish: Finish,
         prompt_tokens: usize,
+        /// Prompt tokens whose KV came from the prefix cache (OpenAI's
+        /// `usage.prompt_tokens_details.cached_tokens`).
+        cached_tokens: usize,
         completion_tokens: usize,
     },
     Failed(ChatFailure),

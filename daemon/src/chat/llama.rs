@@ -9,7 +9,17 @@
 //! row alike; docs/chat.md): each sequence has a KV cache of its own (its attention is
 //! computed alone), and a prompt is decoded on its own in chunks of `n_batch` tokens
 //! counted from its first token, the same pieces whatever else is running.
+//!
+//! Prefix reuse ([`super::prefix`]): a finished sequence's prompt KV stays in its slot
+//! (its generated cells go) until the slot is needed, least recently used first; a new
+//! prompt goes to the free slot holding its longest reusable prefix, or has a busy
+//! slot's prefix copied into a free one (llama.cpp copies a whole per-sequence KV
+//! buffer, then the tail is cut), and computes only the rest. Prompts are cut into
+//! chunks that never cross a message's end, so what is reused is exactly what a cold
+//! start would compute. System prompts that recur are saved to the state directory and
+//! loaded into free slots at start ([`super::prefix_store`]).
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
@@ -25,12 +35,17 @@ use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
-use super::job::{ChatEvent, ChatFailure, ChatJob, Finish, GenParams, Message};
+use super::job::{ChatEvent, ChatFailure, ChatJob, Finish, GenParams, Message, Prompt};
 use super::metrics::{ChatModelMetrics, Completed};
+use super::prefix::chunk_ends;
+use super::prefix_store::PrefixStore;
+
+mod reuse;
 use super::prompt::Prompter;
 use super::text::{Released, TextAssembler};
 use super::{ChatEngine, ChatSettings, LoadError, SubmitError};
 use crate::engine_faults::EngineFaults;
+use reuse::Residue;
 
 /// llama.cpp's backend may be initialised once per process.
 pub(crate) fn backend() -> Result<&'static LlamaBackend, LoadError> {
@@ -55,9 +70,8 @@ pub struct LlamaEngine {
 }
 
 impl ChatEngine for LlamaEngine {
-    fn prompt(&self, messages: &[Message]) -> Result<Vec<i32>, ChatFailure> {
-        let tokens = self.prompter.tokens(messages)?;
-        Ok(tokens.into_iter().map(|t| t.0).collect())
+    fn prompt(&self, messages: &[Message]) -> Result<Prompt, ChatFailure> {
+        self.prompter.prompt(messages)
     }
 
     fn submit(&self, job: ChatJob) -> Result<(), SubmitError> {
@@ -83,6 +97,7 @@ impl LlamaEngine {
     pub fn start(
         gguf: &Path,
         template_name: Option<String>,
+        prefixes: Option<PrefixStore>,
         settings: &ChatSettings,
         metrics: ChatModelMetrics,
         faults: Arc<EngineFaults>,
@@ -145,17 +160,22 @@ impl LlamaEngine {
                 };
                 let prompter = Prompter::new(Arc::clone(&model), template, per_request);
                 let _ = ready_tx.send(Ok(prompter));
-                Engine {
+                let mut engine = Engine {
                     model: &model,
                     ctx,
                     rx,
                     slots: (0..settings.slots).map(|_| None).collect(),
+                    residue: (0..settings.slots).map(|_| None).collect(),
                     per_request,
                     n_batch: settings.n_batch as usize,
+                    reuse: settings.prefix_reuse,
+                    prefixes,
+                    seen: HashMap::new(),
                     metrics,
                     faults,
-                }
-                .run();
+                };
+                engine.load_saved_prefixes();
+                engine.run();
             })
             .map_err(|e| LoadError::Thread(e.to_string()))?;
         let prompter = ready_rx
@@ -175,8 +195,12 @@ struct Active {
     job: ChatJob,
     sampler: LlamaSampler,
     prompt: Vec<LlamaToken>,
-    /// Prompt tokens already decoded.
+    /// The ends of the prompt's chunks ([`chunk_ends`]).
+    ends: Vec<usize>,
+    /// Prompt tokens already decoded (or taken from the prefix cache).
     fed: usize,
+    /// Prompt tokens taken from the prefix cache.
+    cached: usize,
     /// Position of the next token in this sequence.
     pos: i32,
     /// The token to feed next once the prompt is in.
@@ -198,8 +222,14 @@ struct Engine<'m> {
     ctx: LlamaContext<'m>,
     rx: Receiver<ChatJob>,
     slots: Vec<Option<Active>>,
+    /// What each free slot still holds for reuse (`None` for busy or empty slots).
+    residue: Vec<Option<Residue>>,
     per_request: usize,
     n_batch: usize,
+    reuse: bool,
+    prefixes: Option<PrefixStore>,
+    /// How often each system prompt was seen (by hash): one seen twice is saved.
+    seen: HashMap<u64, u32>,
     metrics: ChatModelMetrics,
     faults: Arc<EngineFaults>,
 }
@@ -217,6 +247,7 @@ impl Engine<'_> {
                 Err(panicked) => {
                     for seq in 0..self.slots.len() {
                         self.fail(seq, ChatFailure::Engine(panicked.to_string()));
+                        self.forget(seq);
                     }
                     batch = LlamaBatch::new(self.n_batch, 1);
                 }
@@ -264,7 +295,7 @@ impl Engine<'_> {
     /// Takes queued jobs into free slots. Blocks while nothing is active. False when the
     /// engine should stop (its handle is gone and nothing is active).
     fn admit(&mut self) -> bool {
-        while let Some(free) = self.slots.iter().position(Option::is_none) {
+        while self.slots.iter().any(Option::is_none) {
             let idle = self.slots.iter().all(Option::is_none);
             let job = if idle {
                 match self.rx.recv() {
@@ -295,14 +326,20 @@ impl Engine<'_> {
                         continue;
                     }
                     self.metrics.prompt_tokens.inc_by(prompt.len() as u64);
+                    let ends = chunk_ends(prompt.len(), &job.prompt.breaks, self.n_batch);
+                    let (free, cached) = self.place(&job.prompt, &ends);
+                    self.metrics.prefix_queried.inc_by(prompt.len() as u64);
+                    self.metrics.prefix_hit.inc_by(cached as u64);
                     self.slots[free] = Some(Active {
                         text: TextAssembler::new(job.params.stop.clone()),
                         answer: String::new(),
                         job,
                         sampler,
                         prompt,
-                        fed: 0,
-                        pos: 0,
+                        ends,
+                        fed: cached,
+                        cached,
+                        pos: i32::try_from(cached).unwrap_or(i32::MAX),
                         next: None,
                         logits_at: None,
                         generated: 0,
@@ -328,7 +365,7 @@ impl Engine<'_> {
         &self,
         job: &ChatJob,
     ) -> Result<(Vec<LlamaToken>, usize, LlamaSampler), ChatFailure> {
-        let tokens: Vec<LlamaToken> = job.prompt.iter().map(|&t| LlamaToken(t)).collect();
+        let tokens: Vec<LlamaToken> = job.prompt.tokens.iter().map(|&t| LlamaToken(t)).collect();
         if tokens.len() + 1 > self.per_request {
             return Err(ChatFailure::ContextLengthExceeded {
                 prompt_tokens: tokens.len(),
@@ -379,7 +416,6 @@ impl Engine<'_> {
     /// prompt is cut into the same pieces however many sequences are running. The
     /// sequence whose chunk it is, or None if no prompt is waiting.
     fn fill_prompt(&mut self, batch: &mut LlamaBatch) -> Option<usize> {
-        let n_batch = self.n_batch;
         let (seq, a) = self
             .slots
             .iter_mut()
@@ -387,7 +423,12 @@ impl Engine<'_> {
             .filter_map(|(seq, slot)| slot.as_mut().map(|a| (seq, a)))
             .filter(|(_, a)| a.fed < a.prompt.len())
             .min_by_key(|(_, a)| a.job.enqueued)?;
-        let end = a.prompt.len().min(a.fed + n_batch);
+        let end = a
+            .ends
+            .iter()
+            .copied()
+            .find(|&e| e > a.fed)
+            .unwrap_or(a.prompt.len());
         while a.fed < end {
             let last = a.fed + 1 == a.prompt.len();
             if batch
@@ -479,27 +520,62 @@ impl Engine<'_> {
             let _ = a.job.events.send(ChatEvent::Done {
                 finish,
                 prompt_tokens: a.prompt.len(),
+                cached_tokens: a.cached,
                 completion_tokens: a.generated,
             });
         }
         self.free(seq);
     }
 
+    /// Fails a sequence: its KV cells are not trusted for reuse.
     fn fail(&mut self, seq: usize, failure: ChatFailure) {
-        if let Some(a) = self.slots[seq].as_ref() {
+        if let Some(a) = self.slots[seq].take() {
+            self.metrics.slots_busy.dec();
             let _ = a.job.events.send(ChatEvent::Failed(failure));
+            self.forget(seq);
         }
-        self.free(seq);
     }
 
-    /// Frees the slot and the sequence's KV cells.
+    /// Frees the slot. Its prompt's decoded chunks stay for reuse (with reuse on); the
+    /// generated cells go.
     fn free(&mut self, seq: usize) {
-        if self.slots[seq].take().is_some() {
-            self.metrics.slots_busy.dec();
-            let _ = self
-                .ctx
-                .clear_kv_cache_seq(u32::try_from(seq).ok(), None, None);
+        let Some(a) = self.slots[seq].take() else {
+            return;
+        };
+        self.metrics.slots_busy.dec();
+        let kept = a
+            .ends
+            .iter()
+            .copied()
+            .filter(|&e| e <= a.fed)
+            .max()
+            .unwrap_or(0);
+        if !self.reuse || kept == 0 {
+            self.forget(seq);
+            return;
         }
+        self.cut(seq, kept);
+        self.residue[seq] = Some(Residue {
+            tokens: a.job.prompt.tokens[..kept].to_vec(),
+            ends: a.ends.iter().copied().filter(|&e| e <= kept).collect(),
+            used: Instant::now(),
+        });
+        self.maybe_save(seq, a.job.prompt.shared);
+    }
+
+    /// Removes every KV cell of `seq` and what it held.
+    fn forget(&mut self, seq: usize) {
+        self.residue[seq] = None;
+        let _ = self
+            .ctx
+            .clear_kv_cache_seq(u32::try_from(seq).ok(), None, None);
+    }
+
+    /// Removes the cells of `seq` from position `from` on.
+    fn cut(&mut self, seq: usize, from: usize) {
+        let _ =
+            self.ctx
+                .clear_kv_cache_seq(u32::try_from(seq).ok(), u32::try_from(from).ok(), None);
     }
 }
 

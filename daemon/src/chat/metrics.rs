@@ -1,5 +1,6 @@
 //! Chat metrics per model version: tokens in and out, time to first token, inter-token
-//! latency, slots busy, queue depth, finishes by reason, cancellations. Tokens per
+//! latency, slots busy, queue depth, finishes by reason, cancellations, and the prefix
+//! cache (tokens looked up and found, bytes saved). Tokens per
 //! second is `rate(coffer_chat_completion_tokens_total[1m])`.
 //!
 //! Quality signals that need no content to leave the box, counted on the engine thread
@@ -47,6 +48,9 @@ pub struct ChatMetrics {
     json_invalid: Family<ModelLabels, Counter>,
     empty_answers: Family<ModelLabels, Counter>,
     tokens_per_request: Family<ModelLabels, Histogram>,
+    prefix_queried: Family<ModelLabels, Counter>,
+    prefix_hit: Family<ModelLabels, Counter>,
+    prefix_saved_bytes: Family<ModelLabels, Gauge>,
 }
 
 /// Generated tokens per completion: 1, 2, 4, … 16384 (past any context served).
@@ -75,6 +79,9 @@ impl ChatMetrics {
             json_invalid: Family::default(),
             empty_answers: Family::default(),
             tokens_per_request: Family::new_with_constructor(tokens_histogram as fn() -> Histogram),
+            prefix_queried: Family::default(),
+            prefix_hit: Family::default(),
+            prefix_saved_bytes: Family::default(),
         };
         metrics.with_registry(|r| {
             r.register(
@@ -137,6 +144,21 @@ impl ChatMetrics {
                 "Tokens generated per finished completion (mean = sum / count)",
                 m.tokens_per_request.clone(),
             );
+            r.register(
+                "chat_prefix_cache_queried_tokens",
+                "Prompt tokens looked up in the prefix cache",
+                m.prefix_queried.clone(),
+            );
+            r.register(
+                "chat_prefix_cache_hit_tokens",
+                "Prompt tokens whose KV came from the prefix cache instead of being computed",
+                m.prefix_hit.clone(),
+            );
+            r.register(
+                "chat_prefix_cache_saved_bytes",
+                "Bytes of prefix KV state saved in the state directory for this version",
+                m.prefix_saved_bytes.clone(),
+            );
         });
         m
     }
@@ -162,6 +184,9 @@ impl ChatMetrics {
             json_invalid: self.json_invalid.get_or_create(&l).clone(),
             empty_answers: self.empty_answers.get_or_create(&l).clone(),
             tokens_per_request: self.tokens_per_request.get_or_create(&l).clone(),
+            prefix_queried: self.prefix_queried.get_or_create(&l).clone(),
+            prefix_hit: self.prefix_hit.get_or_create(&l).clone(),
+            prefix_saved_bytes: self.prefix_saved_bytes.get_or_create(&l).clone(),
         }
     }
 
@@ -192,6 +217,9 @@ pub struct ChatModelMetrics {
     json_invalid: Counter,
     empty_answers: Counter,
     tokens_per_request: Histogram,
+    pub prefix_queried: Counter,
+    pub prefix_hit: Counter,
+    pub prefix_saved_bytes: Gauge,
 }
 
 /// A finished completion as the quality signals see it.

@@ -10,6 +10,8 @@ pub mod grammar;
 pub mod job;
 pub mod llama;
 pub mod metrics;
+pub mod prefix;
+pub mod prefix_store;
 pub mod prompt;
 pub mod text;
 
@@ -34,6 +36,13 @@ pub struct ChatSettings {
     pub max_queue: usize,
     /// Layers offloaded to the GPU (builds with the `cuda` feature); 0 on CPU.
     pub n_gpu_layers: u32,
+    /// Keep a finished sequence's prompt KV for later prompts that start alike
+    /// (`chat.prefix_reuse`; [`prefix`]).
+    pub prefix_reuse: bool,
+    /// Bytes of system-prompt KV state kept in `prefix_dir` across restarts, for every
+    /// version together; 0: none ([`prefix_store`]).
+    pub prefix_cache_bytes: u64,
+    pub prefix_dir: PathBuf,
 }
 
 /// Why a chat model version could not be loaded.
@@ -73,7 +82,7 @@ pub trait ChatEngine: Send + Sync + std::fmt::Debug {
     /// The prompt's tokens for `messages`: the chat template applied, special tokens
     /// parsed only in the template's own text, the length checked. Blocking (tokenizing
     /// a large prompt takes a while): call it off the async workers.
-    fn prompt(&self, messages: &[job::Message]) -> Result<Vec<i32>, job::ChatFailure>;
+    fn prompt(&self, messages: &[job::Message]) -> Result<job::Prompt, job::ChatFailure>;
     /// Queues a job; its events arrive on the job's channel.
     fn submit(&self, job: job::ChatJob) -> Result<(), SubmitError>;
     /// Prompt plus completion tokens one request may use.
@@ -125,9 +134,27 @@ pub fn start_version(
         .ok_or_else(|| LoadError::Missing(version.dir.join(variant.unwrap_or("<model>"))))?;
     let template = manifest.chat.as_ref().and_then(|c| c.template.clone());
     let faults = faults.for_version(&manifest.name, &manifest.version);
+    // The chunk size is part of the key: saved KV is reused only as it was chunked.
+    let version_key = format!(
+        "{}@{}{}-{}-b{}",
+        manifest.name,
+        manifest.version,
+        variant.map(|v| format!("+{v}")).unwrap_or_default(),
+        manifest
+            .variant_file(variant)
+            .map(|f| f.sha256.chars().take(16).collect::<String>())
+            .unwrap_or_default(),
+        settings.n_batch,
+    );
+    let prefixes = prefix_store::PrefixStore::new(
+        &settings.prefix_dir,
+        &version_key,
+        settings.prefix_cache_bytes,
+    );
     let engine = llama::LlamaEngine::start(
         &model_file,
         template,
+        prefixes,
         settings,
         metrics.for_model(&manifest.name, &manifest.version),
         Arc::clone(&faults),

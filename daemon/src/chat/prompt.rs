@@ -15,7 +15,7 @@ use std::sync::Arc;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 
-use super::job::{ChatFailure, Message};
+use super::job::{ChatFailure, Message, Prompt};
 
 /// Renders and tokenizes prompts for one loaded model.
 #[derive(Debug)]
@@ -40,8 +40,39 @@ impl Prompter {
         }
     }
 
-    /// The prompt's tokens; refused when it leaves no room for one generated token.
-    pub fn tokens(&self, messages: &[Message]) -> Result<Vec<LlamaToken>, ChatFailure> {
+    /// The prompt's tokens and where each message's content ends; refused when it
+    /// leaves no room for one generated token.
+    pub fn prompt(&self, messages: &[Message]) -> Result<Prompt, ChatFailure> {
+        let (tokens, message_ends) = self.tokens(messages)?;
+        let len = tokens.len();
+        let mut breaks: Vec<usize> = message_ends
+            .iter()
+            .copied()
+            .filter(|&b| b > 0 && b < len)
+            .collect();
+        breaks.dedup();
+        let leading_system = messages
+            .iter()
+            .take_while(|m| m.role == super::job::Role::System)
+            .count();
+        let shared = leading_system
+            .checked_sub(1)
+            .map(|i| message_ends[i])
+            .filter(|&b| b < len)
+            .unwrap_or(0);
+        Ok(Prompt {
+            tokens: tokens.into_iter().map(|t| t.0).collect(),
+            breaks,
+            shared,
+        })
+    }
+
+    /// The prompt's tokens, and the position after each message's content (one per
+    /// message, in order).
+    pub fn tokens(
+        &self,
+        messages: &[Message],
+    ) -> Result<(Vec<LlamaToken>, Vec<usize>), ChatFailure> {
         let template = |e: &dyn std::fmt::Display| ChatFailure::Template(e.to_string());
         let chat = messages
             .iter()
@@ -56,6 +87,7 @@ impl Prompter {
         let vocab = self.model.vocab();
         let mut rest = rendered.as_str();
         let mut tokens = Vec::new();
+        let mut breaks = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             let mark = marker(i);
             let (own, after) = rest.split_once(mark.as_str()).ok_or_else(|| {
@@ -66,11 +98,12 @@ impl Prompter {
             vocab.tokenize_into(own.as_bytes(), &mut tokens, i == 0, true);
             vocab.tokenize_into(m.content.as_bytes(), &mut tokens, false, false);
             self.check(tokens.len())?;
+            breaks.push(tokens.len());
             rest = after;
         }
         vocab.tokenize_into(rest.as_bytes(), &mut tokens, messages.is_empty(), true);
         self.check(tokens.len())?;
-        Ok(tokens)
+        Ok((tokens, breaks))
     }
 
     /// One cell stays free for the first generated token.

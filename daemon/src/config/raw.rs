@@ -31,6 +31,8 @@ pub struct RawChat {
     pub max_queue: usize,
     pub n_gpu_layers: u32,
     pub keep_alive: String,
+    pub prefix_reuse: bool,
+    pub prefix_cache_bytes: u64,
 }
 
 impl Default for RawChat {
@@ -44,6 +46,8 @@ impl Default for RawChat {
             max_queue: 16,
             n_gpu_layers: 0,
             keep_alive: "10s".into(),
+            prefix_reuse: true,
+            prefix_cache_bytes: 256 << 20,
         }
     }
 }

@@ -278,6 +278,13 @@ fn chat(c: &mut Checker, raw: &RawConfig) -> ChatConfig {
             threads: threads.max(1),
             max_queue: c.positive("chat.max_queue", ch.max_queue),
             n_gpu_layers: ch.n_gpu_layers,
+            prefix_reuse: ch.prefix_reuse,
+            prefix_cache_bytes: if ch.prefix_reuse {
+                ch.prefix_cache_bytes
+            } else {
+                0
+            },
+            prefix_dir: PathBuf::from(&raw.state.dir).join("chat-prefix"),
         },
         keep_alive: c.duration(
             "chat.keep_alive",

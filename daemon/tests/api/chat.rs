@@ -122,7 +122,7 @@ fn ask(user: &str, max_tokens: u32, stream: bool) -> Vec<u8> {
 
 /// Starts the daemon with the chat model and `extra` chat settings; returns it with a
 /// key of `scopes` and a client.
-async fn start(
+pub(crate) async fn start(
     dir: &std::path::Path,
     extra: &str,
     scopes: &str,
@@ -134,13 +134,13 @@ async fn start(
     (s, d, key, c)
 }
 
-async fn post(c: &Client, key: &str, body: &[u8]) -> crate::common::Resp {
+pub(crate) async fn post(c: &Client, key: &str, body: &[u8]) -> crate::common::Resp {
     c.request(Method::POST, "/v1/chat/completions", Some(key), body)
         .await
 }
 
 /// The `data:` payloads of an SSE body, and whether it had keep-alive comments.
-fn sse(body: &[u8]) -> Vec<String> {
+pub(crate) fn sse(body: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(body)
         .lines()
         .filter_map(|l| l.strip_prefix("data: ").map(str::to_string))
@@ -148,7 +148,7 @@ fn sse(body: &[u8]) -> Vec<String> {
 }
 
 /// The text of a streamed completion, after checking the chunks' shape.
-fn streamed_text(body: &[u8]) -> (String, Value) {
+pub(crate) fn streamed_text(body: &[u8]) -> (String, Value) {
     let events = sse(body);
     assert_eq!(
         events.last().map(String::as_str),
@@ -225,7 +225,12 @@ async fn greedy_answers_equal_llama_cpp_and_streaming_changes_nothing() {
         streamed, answer,
         "streamed and non-streamed answers are the same"
     );
-    assert_eq!(&stream_usage, usage);
+    for count in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+        assert_eq!(stream_usage[count], usage[count], "{count}");
+    }
+    // The same prompt again: its leading chunks come from the prefix cache.
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 0);
+    assert!(stream_usage["prompt_tokens_details"]["cached_tokens"].as_u64() > Some(0));
 
     let m = c.get("/v1/models", Some(&key)).await.json();
     assert_eq!(m["data"][0]["id"], "smollm2-135m");
@@ -558,8 +563,8 @@ impl Quality {
     }
 }
 
-/// Content, finish reason and completion tokens of a (streamed or not) answer.
-fn answer(r: &crate::common::Resp, stream: bool) -> (String, String, u64) {
+/// The text and `usage` of a 200 answer, streamed or not.
+pub(crate) fn text_and_usage(r: &crate::common::Resp, stream: bool) -> (String, Value) {
     assert_eq!(
         r.status.as_u16(),
         200,
@@ -567,12 +572,7 @@ fn answer(r: &crate::common::Resp, stream: bool) -> (String, String, u64) {
         String::from_utf8_lossy(&r.body)
     );
     if stream {
-        let (text, usage) = streamed_text(&r.body);
-        let events = sse(&r.body);
-        let finish: Value = serde_json::from_str(&events[events.len() - 3]).unwrap();
-        let reason = finish["choices"][0]["finish_reason"].as_str().unwrap();
-        let tokens = usage["completion_tokens"].as_u64().unwrap();
-        (text, reason.to_string(), tokens)
+        streamed_text(&r.body)
     } else {
         let b = r.json();
         (
@@ -580,12 +580,26 @@ fn answer(r: &crate::common::Resp, stream: bool) -> (String, String, u64) {
                 .as_str()
                 .unwrap()
                 .to_string(),
-            b["choices"][0]["finish_reason"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-            b["usage"]["completion_tokens"].as_u64().unwrap(),
+            b["usage"].clone(),
         )
+    }
+}
+
+/// Content, finish reason and completion tokens of a (streamed or not) answer.
+fn answer(r: &crate::common::Resp, stream: bool) -> (String, String, u64) {
+    let (text, usage) = text_and_usage(r, stream);
+    let tokens = usage["completion_tokens"].as_u64().unwrap();
+    if stream {
+        let events = sse(&r.body);
+        let finish: Value = serde_json::from_str(&events[events.len() - 3]).unwrap();
+        let reason = finish["choices"][0]["finish_reason"].as_str().unwrap();
+        (text, reason.to_string(), tokens)
+    } else {
+        let reason = r.json()["choices"][0]["finish_reason"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (text, reason, tokens)
     }
 }
 

@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod chat;
 mod chat_hostile;
+mod chat_prefix;
 mod compat;
 mod config;
 mod connections;

@@ -234,6 +234,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
                 Some(ChatEvent::Delta(text)) => content.push_str(&text),
                 Some(ChatEvent::Done {
                     finish,
+                    cached_tokens,
                     completion_tokens,
                     ..
                 }) => {
@@ -241,8 +242,11 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
                         &header,
                         &content,
                         finish,
-                        prompt_tokens,
-                        completion_tokens,
+                        response::Usage {
+                            prompt: prompt_tokens,
+                            cached: cached_tokens,
+                            completion: completion_tokens,
+                        },
                     ))
                     .into_response();
                 }
@@ -267,7 +271,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
 enum Phase {
     Role,
     Body,
-    Usage { prompt: usize, completion: usize },
+    Usage(response::Usage),
     Done,
     End,
 }
@@ -310,14 +314,16 @@ fn stream_response(
                     Ok(Some(ChatEvent::Done {
                         finish,
                         prompt_tokens,
+                        cached_tokens,
                         completion_tokens,
                     })) => {
                         hp.1.counters.record(Outcome::Ok);
                         let next = if include_usage {
-                            Phase::Usage {
+                            Phase::Usage(response::Usage {
                                 prompt: prompt_tokens,
+                                cached: cached_tokens,
                                 completion: completion_tokens,
-                            }
+                            })
                         } else {
                             Phase::Done
                         };
@@ -351,10 +357,9 @@ fn stream_response(
                         Some((data(&err), (Phase::End, rx, hp)))
                     }
                 },
-                Phase::Usage { prompt, completion } => Some((
-                    data(&response::usage_chunk(h, prompt, completion)),
-                    (Phase::Done, rx, hp),
-                )),
+                Phase::Usage(u) => {
+                    Some((data(&response::usage_chunk(h, u)), (Phase::Done, rx, hp)))
+                }
                 Phase::Done => Some((Ok(Event::default().data("[DONE]")), (Phase::End, rx, hp))),
                 Phase::End => None,
             }

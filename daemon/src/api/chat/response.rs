@@ -17,21 +17,25 @@ fn fingerprint() -> String {
     format!("coffer-{}", env!("CARGO_PKG_VERSION"))
 }
 
-pub fn usage(prompt: usize, completion: usize) -> Value {
+/// Token counts of one completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt: usize,
+    /// Prompt tokens taken from the prefix cache.
+    pub cached: usize,
+    pub completion: usize,
+}
+
+pub fn usage(u: Usage) -> Value {
     json!({
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+        "prompt_tokens": u.prompt,
+        "completion_tokens": u.completion,
+        "total_tokens": u.prompt + u.completion,
+        "prompt_tokens_details": { "cached_tokens": u.cached },
     })
 }
 
-pub fn completion(
-    h: &Header,
-    content: &str,
-    finish: Finish,
-    prompt: usize,
-    completion: usize,
-) -> Value {
+pub fn completion(h: &Header, content: &str, finish: Finish, u: Usage) -> Value {
     json!({
         "id": h.id,
         "object": "chat.completion",
@@ -44,7 +48,7 @@ pub fn completion(
             "logprobs": null,
             "finish_reason": finish.as_str(),
         }],
-        "usage": usage(prompt, completion),
+        "usage": usage(u),
     })
 }
 
@@ -87,7 +91,7 @@ pub fn finish_chunk(h: &Header, finish: Finish, include_usage: bool) -> Value {
 }
 
 /// With `stream_options.include_usage`: the last chunk, no choices, the usage.
-pub fn usage_chunk(h: &Header, prompt: usize, completion: usize) -> Value {
+pub fn usage_chunk(h: &Header, u: Usage) -> Value {
     json!({
         "id": h.id,
         "object": "chat.completion.chunk",
@@ -95,6 +99,6 @@ pub fn usage_chunk(h: &Header, prompt: usize, completion: usize) -> Value {
         "model": h.model,
         "system_fingerprint": fingerprint(),
         "choices": [],
-        "usage": usage(prompt, completion),
+        "usage": usage(u),
     })
 }
