@@ -210,7 +210,13 @@ async fn shadow_candidates_never_change_answers_and_report_their_agreement() {
     }
     let report = shadow_rows(&s, 200).await;
     assert_eq!(report["agreement"], 1.0, "{report}");
-    assert_eq!(report["max_abs_diff"], 0.0, "{report}");
+    // The candidate scores the rows in batches of its own (its batcher coalesces what
+    // arrives together, which depends on timing), and tract's matrix kernels round by
+    // batch shape: the same model may differ in the last bit of a float score.
+    assert!(
+        report["max_abs_diff"].as_f64().unwrap() <= 2.0 * f64::from(f32::EPSILON),
+        "{report}"
+    );
     // It passed: activation with the requirement goes through and ends the shadow.
     let (code, act) = ctl_json(
         &s,

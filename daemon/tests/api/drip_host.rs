@@ -1,7 +1,8 @@
 //! A hostile release host on loopback (plain HTTP/1.1, one request per connection): it
 //! serves the files under a directory, and drips the body of every file whose path
 //! contains one of the configured needles at one byte per second, headers first, so that
-//! no gap between bytes is long and the whole transfer is endless. Missing files are 404.
+//! no gap between bytes is long and the whole transfer is endless; such a path that has
+//! no file gets an endless body. Other missing files are 404.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -66,7 +67,22 @@ async fn answer(mut stream: TcpStream, root: PathBuf, needles: Vec<String>) {
     if path.split('/').any(|c| c == "..") {
         return;
     }
-    let Ok(body) = std::fs::read(root.join(&path)) else {
+    let dripped = needles.iter().any(|n| path.contains(n.as_str()));
+    let body = std::fs::read(root.join(&path));
+    if body.is_err() && dripped {
+        // A file the host does not have, answered anyway with bytes that never end.
+        let head = "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n";
+        if stream.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        loop {
+            if stream.write_all(b" ").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    let Ok(body) = body else {
         let _ = stream
             .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
             .await;
@@ -79,7 +95,7 @@ async fn answer(mut stream: TcpStream, root: PathBuf, needles: Vec<String>) {
     if stream.write_all(reply.as_bytes()).await.is_err() {
         return;
     }
-    if needles.iter().any(|n| path.contains(n.as_str())) {
+    if dripped {
         for byte in body {
             if stream.write_all(&[byte]).await.is_err() {
                 return;

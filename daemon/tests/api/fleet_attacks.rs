@@ -26,7 +26,7 @@ fn drip_agent(f: &Fleet, url: &str, extra: &str) -> AgentConfig {
         "allow_insecure_http = true\nstate_dir = \"{state}\"\n[daemon]\nadmin_socket = \"{socket}\"\n\
          [sync]\nrepository_url = \"{url}\"\ntrusted_root = \"{root}\"\nring = \"broad\"\n\
          timeout = \"5s\"\nmetadata_timeout = \"3s\"\nmin_rate = \"64KiB\"\n\
-         backoff_min = \"1h\"\nbackoff_max = \"1h\"\n{extra}",
+         backoff_min = \"1h\"\nbackoff_max = \"1h\"\nhealth_gate = \"1s\"\n{extra}",
         state = f.s.dir().join("agent").display(),
         socket = f.s.socket().display(),
         root = f.repo.metadata().join("1.root.json").display(),
@@ -117,6 +117,20 @@ async fn a_host_that_drips_bytes_is_cut_off_by_the_deadlines_while_cofferd_serve
         "1 byte/s host, metadata: gave up after {:.1} s (sync.metadata_timeout 3s, sync.timeout 5s); \
          cofferd answered {answers} scoring requests meanwhile, all by 1.0.0",
         metadata_took.as_secs_f64()
+    );
+
+    // An endless next root (2.root.json never ends): an error, not "no newer root".
+    host.drip(&["2.root.json"]);
+    let started = Instant::now();
+    let err = cycle(&cfg, &Source::remote(&base, None, &cfg.sync))
+        .await
+        .unwrap_err();
+    assert!(err.stalled(), "{err}");
+    assert!(err.to_string().contains("2.root.json"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
     );
 
     // A target: model.onnx at 1 byte/s; the metadata arrives at once.
