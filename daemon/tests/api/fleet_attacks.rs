@@ -252,17 +252,37 @@ async fn an_impostor_version_is_never_activated_as_the_release() {
     let status = SyncState::load(&sync_dir(&cfg));
     assert_eq!(status.models["credit-lr"].kind, OutcomeKind::Impostor);
 
-    // The admin removes the look-alike: the signed release installs and serves.
-    let removed = coffer_agent::transport::admin(
-        &f.s.socket(),
-        Method::DELETE,
-        "/admin/models/credit-lr/versions/2.0.0",
-        None,
-        Duration::from_secs(10),
+    // Activated by hand, the look-alike serves under the release's name: sync still
+    // does not count it as the release.
+    let admin = |method: Method, path: &'static str| {
+        let socket = f.s.socket();
+        async move {
+            let r = coffer_agent::transport::admin(
+                &socket,
+                method,
+                path,
+                None,
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+            assert!(r.status.is_success(), "{path}: {:?}", r.status);
+        }
+    };
+    admin(
+        Method::POST,
+        "/admin/models/credit-lr/versions/2.0.0/activate",
     )
-    .await
-    .unwrap();
-    assert!(removed.status.is_success(), "{:?}", removed.status);
+    .await;
+    assert_eq!(f.serving().await, "2.0.0");
+    let serving = f.sync(&cfg).await.unwrap();
+    assert_eq!(only(&serving).kind, OutcomeKind::Impostor, "{serving:?}");
+    assert!(only(&serving).detail.contains("it serves"), "{serving:?}");
+    admin(Method::POST, "/admin/models/credit-lr/rollback").await;
+    assert_eq!(f.serving().await, "1.0.0");
+
+    // The admin removes the look-alike: the signed release installs and serves.
+    admin(Method::DELETE, "/admin/models/credit-lr/versions/2.0.0").await;
     let steps = f.sync(&cfg).await.unwrap();
     assert_eq!(only(&steps).kind, OutcomeKind::Active, "{steps:?}");
     assert_eq!(f.serving().await, "2.0.0");
