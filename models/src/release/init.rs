@@ -159,14 +159,7 @@ mod tests {
 
     use super::*;
 
-    fn names(dir: &Path) -> Vec<String> {
-        let mut all: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        all.sort();
-        all
-    }
+    use crate::release::testutil::names;
 
     #[tokio::test]
     async fn a_failed_init_leaves_nothing_and_can_be_run_again() {

@@ -53,3 +53,19 @@ impl ReleaseError {
         }
     }
 }
+
+/// What the release modules' tests share.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::path::Path;
+
+    /// The names in a directory, sorted.
+    pub fn names(dir: &Path) -> Vec<String> {
+        let mut all: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        all.sort();
+        all
+    }
+}

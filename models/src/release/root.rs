@@ -381,13 +381,21 @@ mod tests {
     use crate::release::layout::Ring;
     use crate::release::publish::{check, init, publish};
 
-    fn names(dir: &Path) -> Vec<String> {
-        let mut all: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        all.sort();
-        all
+    use crate::release::testutil::names;
+
+    /// A repository made by `init` with `root_keys` root keys (threshold `threshold`).
+    async fn initialised(
+        tmp: &tempfile::TempDir,
+        root_keys: usize,
+        threshold: u64,
+    ) -> (Repo, std::path::PathBuf, Expiries) {
+        let repo = Repo::new(tmp.path().join("repo"));
+        let keys_dir = tmp.path().join("keys");
+        let exp = Expiries::default();
+        init(&repo, &keys_dir, root_keys, threshold, &exp)
+            .await
+            .unwrap();
+        (repo, keys_dir, exp)
     }
 
     /// Loads `repo` as coffer-agent does: from the `1.root.json` a site was installed
@@ -421,10 +429,7 @@ mod tests {
     #[tokio::test]
     async fn one_lost_root_key_is_replaced_and_agents_follow_the_new_root() {
         let tmp = tempfile::tempdir().unwrap();
-        let repo = Repo::new(tmp.path().join("repo"));
-        let keys_dir = tmp.path().join("keys");
-        let exp = Expiries::default();
-        init(&repo, &keys_dir, 3, 2, &exp).await.unwrap();
+        let (repo, keys_dir, exp) = initialised(&tmp, 3, 2).await;
         let trusted = std::fs::read(repo.metadata().join("1.root.json")).unwrap();
         let site = tmp.path().join("site");
         let v1 = agent_load(&repo, &trusted, &site).await;
@@ -476,10 +481,7 @@ mod tests {
     #[tokio::test]
     async fn a_rotation_keeps_the_root_keys_that_are_not_at_hand() {
         let tmp = tempfile::tempdir().unwrap();
-        let repo = Repo::new(tmp.path().join("repo"));
-        let keys_dir = tmp.path().join("keys");
-        let exp = Expiries::default();
-        init(&repo, &keys_dir, 3, 2, &exp).await.unwrap();
+        let (repo, keys_dir, exp) = initialised(&tmp, 3, 2).await;
         let trusted = std::fs::read(repo.metadata().join("1.root.json")).unwrap();
         let before = read_root(&repo.metadata().join("1.root.json"))
             .unwrap()
@@ -510,10 +512,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_threshold_of_root_keys_a_rotation_makes_nothing() {
         let tmp = tempfile::tempdir().unwrap();
-        let repo = Repo::new(tmp.path().join("repo"));
-        let keys_dir = tmp.path().join("keys");
-        let exp = Expiries::default();
-        init(&repo, &keys_dir, 3, 2, &exp).await.unwrap();
+        let (repo, keys_dir, exp) = initialised(&tmp, 3, 2).await;
         for _ in 0..2 {
             std::fs::remove_file(first_root_key(&keys_dir).path).unwrap();
         }
@@ -533,10 +532,7 @@ mod tests {
     #[tokio::test]
     async fn a_rotation_that_cannot_retire_the_old_key_is_live_and_says_so() {
         let tmp = tempfile::tempdir().unwrap();
-        let repo = Repo::new(tmp.path().join("repo"));
-        let keys_dir = tmp.path().join("keys");
-        let exp = Expiries::default();
-        init(&repo, &keys_dir, 1, 1, &exp).await.unwrap();
+        let (repo, keys_dir, exp) = initialised(&tmp, 1, 1).await;
         // `retired` is a file: the old key cannot move there.
         std::fs::write(keys_dir.join("retired"), "").unwrap();
         let r = rotate_key(&repo, &keys_dir, RoleType::Targets, &exp)
