@@ -94,12 +94,7 @@ async fn an_agent_makes_the_agents_calls_only_and_refusals_are_audited() {
     );
     d.stop();
 
-    let audit: String = std::fs::read_dir(s.dir().join("state/audit"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("audit-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect();
+    let audit = crate::common::audit_text(&s.dir().join("state/audit"));
     let admin: Vec<serde_json::Value> = audit
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].clone())

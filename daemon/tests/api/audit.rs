@@ -201,12 +201,7 @@ async fn anonymous_floods_are_counted_and_admin_records_outlive_retention() {
         !dir.join("audit-000001.log").exists(),
         "retention removed the oldest segment"
     );
-    let text: String = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("audit-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect();
+    let text = crate::common::audit_text(&dir);
     let records: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -20,6 +20,14 @@ use crate::drip_host::DripHost;
 use crate::fleet::{Fleet, copy_dir, only};
 use crate::models::{derived_version, write_manifest};
 
+/// cofferd serving credit-lr 1.0.0 and a published release of 2.0.0 for every ring.
+async fn releasing_2_0_0() -> Option<Fleet> {
+    let f = Fleet::start(None, "").await?;
+    f.add(&f.version("2.0.0"), Ring::Broad);
+    f.publish().await;
+    Some(f)
+}
+
 /// The agent's configuration against the drip host, with short limits.
 fn drip_agent(f: &Fleet, url: &str, extra: &str) -> AgentConfig {
     let text = format!(
@@ -79,11 +87,9 @@ async fn spooled_events(socket: &Path) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn a_host_that_drips_bytes_is_cut_off_by_the_deadlines_while_cofferd_serves() {
-    let Some(f) = Fleet::start(None, "").await else {
+    let Some(f) = releasing_2_0_0().await else {
         return;
     };
-    f.add(&f.version("2.0.0"), Ring::Broad);
-    f.publish().await;
     let host = DripHost::start(f.repo.public()).await;
     let cfg = drip_agent(&f, &host.url, "");
     let base: http::Uri = host.url.parse().unwrap();
@@ -290,12 +296,7 @@ async fn an_impostor_version_is_never_activated_as_the_release() {
     // The report is in the appliance's audit log, with what it concerned.
     let state_dir = f.s.dir().join("state/audit");
     f.d.stop();
-    let audit: String = std::fs::read_dir(state_dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("audit-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect();
+    let audit = crate::common::audit_text(&state_dir);
     assert!(
         audit.lines().any(|l| {
             let e = &serde_json::from_str::<serde_json::Value>(l).unwrap()["event"];
@@ -309,11 +310,9 @@ async fn an_impostor_version_is_never_activated_as_the_release() {
 
 #[tokio::test]
 async fn a_torn_or_lost_trust_state_neither_stops_sync_nor_trusts_an_older_root() {
-    let Some(f) = Fleet::start(None, "").await else {
+    let Some(f) = releasing_2_0_0().await else {
         return;
     };
-    f.add(&f.version("2.0.0"), Ring::Broad);
-    f.publish().await;
     // What an attacker keeps: the repository and keys as they are before the timestamp
     // key is rotated (and so revoked).
     let repo_dir = f.repo.public().parent().unwrap().to_path_buf();
@@ -384,11 +383,9 @@ async fn a_torn_or_lost_trust_state_neither_stops_sync_nor_trusts_an_older_root(
 
 #[tokio::test]
 async fn a_fifo_in_a_bundle_is_refused_without_blocking() {
-    let Some(f) = Fleet::start(None, "").await else {
+    let Some(f) = releasing_2_0_0().await else {
         return;
     };
-    f.add(&f.version("2.0.0"), Ring::Broad);
-    f.publish().await;
     let usb = f.s.dir().join("usb");
     bundle::export(&f.repo, &usb, &mut |_, _| {}).await.unwrap();
     let mut cfg = f.agent("broad", "");
