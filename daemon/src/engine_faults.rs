@@ -29,6 +29,17 @@ pub trait FaultSink: Send + Sync + std::fmt::Debug {
     fn engine_fault(&self, model: &str, version: &str, part: &'static str);
 }
 
+/// Contained engine panics are audited.
+impl FaultSink for crate::audit::AuditLog {
+    fn engine_fault(&self, model: &str, version: &str, part: &'static str) {
+        self.record_blocking(crate::audit::AuditEvent::EngineFault {
+            model: model.to_string(),
+            version: version.to_string(),
+            part: part.to_string(),
+        });
+    }
+}
+
 /// The work in hand panicked; it failed, and the engine carries on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the engine failed on this request and was restarted")]

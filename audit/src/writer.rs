@@ -478,17 +478,6 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 /// How often retention looks at the segments besides after each rotation.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
-/// Contained engine panics are audited (`engine_faults`).
-impl crate::engine_faults::FaultSink for AuditLog {
-    fn engine_fault(&self, model: &str, version: &str, part: &'static str) {
-        self.record_blocking(AuditEvent::EngineFault {
-            model: model.to_string(),
-            version: version.to_string(),
-            part: part.to_string(),
-        });
-    }
-}
-
 impl AuditLog {
     /// Opens (or continues) the log in `settings.dir` and starts the writer thread.
     pub fn open(settings: AuditSettings) -> Result<AuditLog, AuditError> {

@@ -396,7 +396,7 @@ mod tests {
         std::fs::remove_file(&segments(dir.path()).unwrap()[0]).unwrap();
         let e = verify_dir(dir.path()).unwrap_err();
         assert!(
-            matches!(&e, crate::audit::VerifyError::BadAnchor(w) if w.contains("signature")),
+            matches!(&e, crate::VerifyError::BadAnchor(w) if w.contains("signature")),
             "{e}"
         );
     }

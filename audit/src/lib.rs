@@ -2,6 +2,7 @@
 //! changes, model lifecycle and per-request metadata (never content), with signed
 //! checkpoints and a signed HEAD; `cofferctl audit verify` checks a directory offline.
 
+pub mod hex_text;
 mod record;
 mod retention;
 mod signing;
@@ -15,8 +16,8 @@ pub use verify::{Head, Report, VerifyError, segments, verify_dir};
 pub use writer::{AuditError, AuditLog, AuditSettings, FsyncPolicy};
 
 /// Helpers for the audit tests of this module and of the admin API.
-#[cfg(test)]
-pub(crate) mod test_support {
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support {
     use super::*;
     use std::path::Path;
 
