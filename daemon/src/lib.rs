@@ -29,6 +29,7 @@ pub mod manager;
 pub mod metrics;
 pub mod native_stderr;
 pub mod periodic;
+pub mod rate_spec;
 pub mod readiness;
 pub mod registry;
 pub mod score;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use coffer_hw_tests::nvidia_smi_gpus;
 use cofferd::config::GpuConfig;
-use cofferd::gpu::health::Thresholds;
+use cofferd::config::GpuThresholds;
 use cofferd::gpu::metrics::GpuMetrics;
 use cofferd::gpu::{self, Sinks};
 use cofferd::metrics::Metrics;
@@ -33,7 +33,7 @@ fn the_monitor_publishes_what_nvidia_smi_reads() {
         enabled: true,
         interval: Duration::from_millis(200),
         recover_after: 3,
-        thresholds: Thresholds {
+        thresholds: GpuThresholds {
             temperature_margin_c: 5,
             sbe_per_sample: 10,
             pcie_replays_per_sample: 100,

@@ -3,7 +3,8 @@
 //! an idle, working GPU is not assessed as failed. Skipped where there is no GPU.
 
 use coffer_hw_tests::nvidia_smi_gpus;
-use cofferd::gpu::health::{Level, Thresholds, assess};
+use cofferd::config::GpuThresholds;
+use cofferd::gpu::health::{Level, assess};
 use cofferd::gpu::nvml::NvmlProbe;
 use cofferd::gpu::probe::GpuProbe as _;
 
@@ -18,7 +19,7 @@ fn nvml_probe_agrees_with_nvidia_smi() {
     let mut probe = NvmlProbe::default();
     let devices = probe.open().expect("NVML opens where nvidia-smi works");
     assert_eq!(devices.len(), rows.len(), "the same number of GPUs");
-    let thresholds = Thresholds {
+    let thresholds = GpuThresholds {
         temperature_margin_c: 5,
         sbe_per_sample: 10,
         pcie_replays_per_sample: 100,

@@ -36,8 +36,9 @@ pub use guard::{Authenticated, KeyId};
 pub use observe::{OutcomeDeferred, RequestId, ServedModel, resolve_model};
 
 use crate::admission::Admission;
-use crate::keys::{KeyStore, RateLimiter, RateSpec, Scope};
+use crate::keys::{KeyStore, RateLimiter, Scope};
 use crate::metrics::Metrics;
+use crate::rate_spec::RateSpec;
 use crate::readiness::Readiness;
 
 /// Bounds that apply to every request.

@@ -43,7 +43,8 @@ use super::prefix_store::PrefixStore;
 mod reuse;
 use super::prompt::Prompter;
 use super::text::{Released, TextAssembler};
-use super::{ChatEngine, ChatSettings, LoadError, SubmitError};
+use super::{ChatEngine, LoadError, SubmitError};
+use crate::config::ChatSettings;
 use crate::engine_faults::EngineFaults;
 use reuse::Residue;
 

@@ -10,12 +10,15 @@ mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
 use std::time::Duration;
 
 pub use raw::RawConfig;
 pub use validate::validate;
 
-use crate::keys::RateSpec;
+use tracing_subscriber::filter::Targets;
+
+use crate::rate_spec::RateSpec;
 
 /// One thing wrong with a configuration: the key, what is wrong, how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,9 +96,32 @@ pub struct Config {
 pub struct ChatConfig {
     /// Chat model version directories (manifest + .gguf).
     pub models: Vec<PathBuf>,
-    pub engine: crate::chat::ChatSettings,
+    pub engine: ChatSettings,
     /// SSE comment sent on an idle stream this often.
     pub keep_alive: Duration,
+}
+
+/// Engine settings from the `[chat]` configuration section.
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    /// Sequences decoded together (continuous batching slots).
+    pub slots: usize,
+    /// Context (prompt + completion tokens) of one request, at most the model's own.
+    pub context: usize,
+    /// Tokens per decode step (generation tokens first, then prompt chunks).
+    pub n_batch: u32,
+    pub threads: usize,
+    /// Jobs that may wait for a slot; past it: 503 with Retry-After.
+    pub max_queue: usize,
+    /// Layers offloaded to the GPU (builds with the `cuda` feature); 0 on CPU.
+    pub n_gpu_layers: u32,
+    /// Keep a finished sequence's prompt KV for later prompts that start alike
+    /// (`chat.prefix_reuse`; [`crate::chat::prefix`]).
+    pub prefix_reuse: bool,
+    /// Bytes of system-prompt KV state kept in `prefix_dir` across restarts, for every
+    /// version together; 0: none ([`crate::chat::prefix_store`]).
+    pub prefix_cache_bytes: u64,
+    pub prefix_dir: PathBuf,
 }
 
 /// GPU health monitoring and what a failed GPU means for each model (docs/gpu.md).
@@ -105,11 +131,22 @@ pub struct GpuConfig {
     pub interval: Duration,
     /// Consecutive better samples before a GPU's state improves.
     pub recover_after: u32,
-    pub thresholds: crate::gpu::health::Thresholds,
+    pub thresholds: GpuThresholds,
     /// A scripted timeline replayed instead of NVML (tests and drills).
     pub simulate: Option<PathBuf>,
     /// The models that run on the GPU, by name, with their fallback policy.
     pub models: std::collections::BTreeMap<String, FallbackPolicy>,
+}
+
+/// Limits for the GPU's recoverable (degraded) signals.
+#[derive(Debug, Clone, Copy)]
+pub struct GpuThresholds {
+    /// Degraded when the temperature is within this many °C of the slowdown threshold.
+    pub temperature_margin_c: u32,
+    /// Degraded when this many corrected ECC errors arrive between two samples.
+    pub sbe_per_sample: u64,
+    /// Degraded when the PCIe replay counter grows by this much between two samples.
+    pub pcie_replays_per_sample: u64,
 }
 
 /// What requests for a GPU model get while no GPU can take them.
@@ -244,6 +281,20 @@ pub struct LogConfig {
     pub level: String,
     /// One info line per request (otherwise at debug level).
     pub access: bool,
+}
+
+/// Parses a level or `target=level` list, as `log.level` and `RUST_LOG` take it. Every
+/// part must name a level, so that a typo such as `inf` is refused, not read as a target.
+pub fn parse_log_filter(spec: &str) -> Option<Targets> {
+    let levels_ok = spec.split(',').all(|part| {
+        let level = part.rsplit_once('=').map_or(part, |(_, l)| l);
+        tracing_subscriber::filter::LevelFilter::from_str(level.trim()).is_ok()
+    });
+    if levels_ok {
+        Targets::from_str(spec).ok()
+    } else {
+        None
+    }
 }
 
 /// Parses TOML text into the raw schema. Unknown keys and wrong types are reported with

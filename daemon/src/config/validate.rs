@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use super::raw::RawConfig;
 use super::{
-    AdminConfig, AdmissionConfig, AuditConfig, ChatConfig, ClientAuth, Config, FallbackPolicy,
-    GpuConfig, LogConfig, LogFormat, Problem, ScoringConfig, ServerConfig, StateConfig,
-    TelemetryConfig, TlsConfig,
+    AdminConfig, AdmissionConfig, AuditConfig, ChatConfig, ChatSettings, ClientAuth, Config,
+    FallbackPolicy, GpuConfig, GpuThresholds, LogConfig, LogFormat, Problem, ScoringConfig,
+    ServerConfig, StateConfig, TelemetryConfig, TlsConfig, parse_log_filter,
 };
 use crate::audit::{AuditSettings, FsyncPolicy};
 
@@ -225,7 +225,7 @@ fn gpu(c: &mut Checker, raw: &RawConfig) -> GpuConfig {
         enabled: g.enabled,
         interval: c.duration("gpu.interval", &g.interval, Duration::from_millis(50)),
         recover_after: g.recover_after.max(1),
-        thresholds: crate::gpu::health::Thresholds {
+        thresholds: GpuThresholds {
             temperature_margin_c: g.temperature_margin_c,
             sbe_per_sample: g.sbe_per_sample.max(1),
             pcie_replays_per_sample: g.pcie_replays_per_sample.max(1),
@@ -271,7 +271,7 @@ fn chat(c: &mut Checker, raw: &RawConfig) -> ChatConfig {
     }
     ChatConfig {
         models: ch.models.iter().map(PathBuf::from).collect(),
-        engine: crate::chat::ChatSettings {
+        engine: ChatSettings {
             slots: c.positive("chat.slots", ch.slots),
             context: ch.context.max(64),
             n_batch: ch.n_batch.max(16),
@@ -519,7 +519,7 @@ fn log(c: &mut Checker, raw: &RawConfig) -> LogConfig {
             LogFormat::Text
         }
     };
-    if crate::logging::parse_filter(&raw.log.level).is_none() {
+    if parse_log_filter(&raw.log.level).is_none() {
         c.problem(
             "log.level",
             format!("{:?} is not a log filter", raw.log.level),
@@ -665,5 +665,13 @@ mod tests {
                 "gpu.recover_after"
             ]
         );
+    }
+
+    #[test]
+    fn levels_and_target_lists_parse_and_typos_do_not() {
+        assert!(parse_log_filter("info").is_some());
+        assert!(parse_log_filter("warn,cofferd=debug").is_some());
+        assert!(parse_log_filter("inf").is_none());
+        assert!(parse_log_filter("info,cofferd=loud").is_none());
     }
 }

@@ -4,6 +4,7 @@
 //! consecutive better samples (monitors that never recover, or flap, are both wrong).
 
 use super::probe::{ProbeError, Sample};
+use crate::config::GpuThresholds;
 
 /// Health levels, ordered from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -31,17 +32,6 @@ impl Level {
 /// XIDs caused by applications (bad kernels, page faults, user-initiated resets): they
 /// are counted but do not mark the GPU failed.
 pub const APPLICATION_XIDS: &[u64] = &[13, 31, 43, 45, 68];
-
-/// Limits for the recoverable (degraded) signals.
-#[derive(Debug, Clone, Copy)]
-pub struct Thresholds {
-    /// Degraded when the temperature is within this many °C of the slowdown threshold.
-    pub temperature_margin_c: u32,
-    /// Degraded when this many corrected ECC errors arrive between two samples.
-    pub sbe_per_sample: u64,
-    /// Degraded when the PCIe replay counter grows by this much between two samples.
-    pub pcie_replays_per_sample: u64,
-}
 
 /// One sample's verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +62,7 @@ pub fn assess(
     now: Result<&Sample, &ProbeError>,
     before: Option<&Sample>,
     xids: &[u64],
-    t: &Thresholds,
+    t: &GpuThresholds,
 ) -> Assessment {
     let mut failed = Vec::new();
     let mut degraded = Vec::new();
@@ -217,7 +207,7 @@ mod tests {
     use super::super::probe::Throttle;
     use super::*;
 
-    const T: Thresholds = Thresholds {
+    const T: GpuThresholds = GpuThresholds {
         temperature_margin_c: 5,
         sbe_per_sample: 100,
         pcie_replays_per_sample: 50,

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::rate::{RateSpec, TokenBucket};
+use super::rate::TokenBucket;
+use crate::rate_spec::RateSpec;
 
 /// Holds the buckets of every key that has a rate. Keys without one pass freely.
 #[derive(Debug, Default)]

@@ -8,8 +8,10 @@ mod scope;
 mod store;
 mod token;
 
+/// A key's own rate ([`KeyRecord::rate`]) is written in the shared rate notation.
+pub use crate::rate_spec::RateSpec;
 pub use limiter::RateLimiter;
-pub use rate::{BadRate, RateSpec, TokenBucket};
+pub use rate::TokenBucket;
 pub use scope::{Scope, UnknownScope, parse_scopes};
 pub use store::{KeyError, KeyRecord, KeyStore, NewKey};
 pub use token::Token;

@@ -9,9 +9,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 
-use super::rate::RateSpec;
 use super::scope::Scope;
 use super::token::{Token, new_key_id};
+use crate::rate_spec::RateSpec;
 
 const TREE: &str = "keys";
 

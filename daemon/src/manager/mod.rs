@@ -20,7 +20,8 @@ use coffer_privacy::telemetry::EventKind;
 use serde::Serialize;
 
 use crate::audit::{AuditEvent, AuditLog};
-use crate::chat::{ChatMetrics, ChatSettings, LoadedChat};
+use crate::chat::{ChatMetrics, LoadedChat};
+use crate::config::ChatSettings;
 use crate::gpu::GpuHealth;
 use crate::readiness::Readiness;
 use crate::registry::{HistoryEntry, Registry, RegistryError, State, VersionRecord, now_ms};
