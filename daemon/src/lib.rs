@@ -38,6 +38,7 @@ pub mod server;
 pub mod shadow;
 pub mod statewatch;
 pub mod telemetry;
+pub mod tensor;
 #[cfg(test)]
 mod testutil;
 pub mod tls;

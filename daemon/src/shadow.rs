@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use crate::score::{BatchError, LoadedModel, Tensor};
+use crate::score::{BatchError, LoadedModel};
+use crate::tensor::Tensor;
 
 /// Score bins for the two distributions: tenths of [0, 1].
 const BINS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];

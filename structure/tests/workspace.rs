@@ -27,10 +27,6 @@ const ALLOWED_CYCLES: &[(&str, &str)] = &[
         "daemon/src/admin/ is being moved out of cofferd by its own change; fixed there",
     ),
     (
-        "cofferd: config, drift, gpu, logging, score, telemetry",
-        "being fixed in the change after this one (config owns its section types; score/drift share a lower module)",
-    ),
-    (
         "coffer-audit: retention, verify, writer",
         "coffer-audit was just extracted from cofferd as is; its owner untangles retention/verify/writer",
     ),

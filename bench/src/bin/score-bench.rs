@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use cofferd::score::{Tensor, TensorData};
+use cofferd::tensor::{Tensor, TensorData};
 
 #[derive(Parser)]
 struct Args {

@@ -3,7 +3,7 @@
 //! current and the previous UTC hour and day), in bounded memory (bins × features ×
 //! four windows), persisted in sled, and the Population Stability Index of the score
 //! and of each feature (CSI) read as stable / watch / act. The batcher thread feeds it
-//! ([`crate::score::BatchObserver`]); [`monitor`] persists, publishes and alerts.
+//! ([`crate::tensor::BatchObserver`]); [`monitor`] persists, publishes and alerts.
 
 pub mod monitor;
 
@@ -14,7 +14,7 @@ use coffer_models::drift::{Reading, bin_index, psi};
 use coffer_models::{DriftReference, Manifest};
 use serde::{Deserialize, Serialize};
 
-use crate::score::{BatchObserver, Tensor};
+use crate::tensor::{BatchObserver, Tensor};
 
 /// The windows kept, by name and length in seconds (aligned to UTC).
 pub const WINDOWS: [(&str, u64); 2] = [("hour", 3600), ("day", 86_400)];
@@ -488,7 +488,7 @@ impl BatchObserver for DriftTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::score::TensorData;
+    use crate::tensor::TensorData;
 
     fn manifest() -> Manifest {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

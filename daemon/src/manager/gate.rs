@@ -9,7 +9,7 @@ use std::path::Path;
 use coffer_models::evalset::{EvalSet, auc};
 use coffer_models::{Datatype, Kind, Manifest};
 
-use crate::score::{Tensor, TensorData};
+use crate::tensor::{Tensor, TensorData};
 
 /// The outcome of a gate: passed or not, and a one-line summary of the measurements.
 #[derive(Debug, Clone)]

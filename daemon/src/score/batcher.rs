@@ -13,8 +13,8 @@ use tokio::sync::oneshot;
 
 use super::engine::{EngineError, ScoreEngine};
 use super::metrics::ModelMetrics;
-use super::tensor::Tensor;
 use crate::engine_faults::EngineFaults;
+use crate::tensor::{BatchObserver, Tensor};
 
 /// Why a submitted request got no result.
 #[derive(Debug, thiserror::Error)]
@@ -98,14 +98,6 @@ impl Batcher {
     }
 }
 
-/// Sees every executed batch on the model's thread (drift monitoring): the inputs of
-/// each request before the run, the batch's outputs after it, before delivery. Must be
-/// quick: it runs on the batch's path.
-pub trait BatchObserver: Send + Sync + std::fmt::Debug {
-    fn inputs(&self, inputs: &[Tensor]);
-    fn outputs(&self, outputs: &[Tensor]);
-}
-
 /// What running a batch needs on the model's thread.
 struct Run<'a> {
     engine: &'a dyn ScoreEngine,
@@ -160,7 +152,7 @@ fn concat(jobs: &[Job], rows: usize) -> Option<Vec<Tensor>> {
     let first = &jobs.first()?.inputs;
     let mut merged = Vec::with_capacity(first.len());
     for (i, template) in first.iter().enumerate() {
-        let mut data = super::tensor::TensorData::with_capacity(
+        let mut data = crate::tensor::TensorData::with_capacity(
             template.data.datatype(),
             rows * template.row_len(),
         );
@@ -258,7 +250,7 @@ mod tests {
 
     use super::*;
     use crate::score::ScoreMetrics;
-    use crate::score::tensor::TensorData;
+    use crate::tensor::TensorData;
 
     /// Doubles its input; records batch sizes; sleeps to let a queue build up.
     #[derive(Debug)]

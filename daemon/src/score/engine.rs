@@ -5,7 +5,7 @@
 
 use coffer_models::TensorSpec;
 
-use super::tensor::Tensor;
+use crate::tensor::Tensor;
 
 /// Why an engine could not load or run a model.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,6 @@
 mod batcher;
 mod engine;
 mod metrics;
-mod tensor;
 mod tract_engine;
 mod trees_engine;
 
@@ -16,10 +15,9 @@ use std::time::Duration;
 
 use coffer_models::{Kind, Manifest, VersionDir};
 
-pub use batcher::{BatchError, BatchLimits, BatchObserver, Batcher};
+pub use batcher::{BatchError, BatchLimits, Batcher};
 pub use engine::{EngineError, ScoreEngine};
 pub use metrics::{ModelMetrics, ScoreMetrics};
-pub use tensor::{Tensor, TensorData};
 pub use tract_engine::TractEngine;
 pub use trees_engine::TreesEngine;
 
@@ -148,7 +146,9 @@ pub fn start_version(
         Arc::clone(&engine),
         limits,
         model_metrics.clone(),
-        tracker.clone().map(|t| t as Arc<dyn BatchObserver>),
+        tracker
+            .clone()
+            .map(|t| t as Arc<dyn crate::tensor::BatchObserver>),
         Arc::clone(&faults),
     )
     .map_err(|e| LoadError::Thread(manifest.id(), e))?;

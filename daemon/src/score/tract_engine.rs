@@ -12,7 +12,7 @@ use coffer_models::{Datatype, TensorSpec};
 use tract_onnx::prelude::*;
 
 use super::engine::{EngineError, ScoreEngine};
-use super::tensor::{Tensor as CofferTensor, TensorData};
+use crate::tensor::{Tensor as CofferTensor, TensorData};
 
 type Plan = std::sync::Arc<TypedRunnableModel>;
 

@@ -9,7 +9,7 @@ use coffer_models::{Datatype, TensorSpec};
 use coffer_trees::{OutputKind, Prediction, TreeEnsemble};
 
 use super::engine::{EngineError, ScoreEngine};
-use super::tensor::{Tensor, TensorData};
+use crate::tensor::{Tensor, TensorData};
 
 /// A tree ensemble checked against the manifest's schema.
 #[derive(Debug)]

@@ -27,10 +27,10 @@ fn engine_outputs_equal_the_reference_on_the_whole_holdout_set() {
         let model = cofferd::score::load_version(&fixture(name), &score_metrics, 4).unwrap();
         let set = eval_set(name);
         let width = set.rows[0].len();
-        let input = cofferd::score::Tensor {
+        let input = cofferd::tensor::Tensor {
             name: set.input.clone(),
             shape: vec![set.rows.len(), width],
-            data: cofferd::score::TensorData::F32(
+            data: cofferd::tensor::TensorData::F32(
                 set.rows.iter().flatten().map(|&x| x as f32).collect(),
             ),
         };

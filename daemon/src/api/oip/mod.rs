@@ -53,7 +53,7 @@ pub fn parse_and_validate(
     header_length: Option<usize>,
     specs: &[coffer_models::TensorSpec],
     max_batch: usize,
-) -> Result<(Vec<crate::score::Tensor>, usize), ApiError> {
+) -> Result<(Vec<crate::tensor::Tensor>, usize), ApiError> {
     let (request, binary) = request::parse(body, header_length)?;
     request::validate(&request, &binary, specs, max_batch)
 }
@@ -320,7 +320,7 @@ async fn run_infer(
 fn observe_scores(
     state: &AppState,
     loaded: &LoadedModel,
-    outputs: &[crate::score::Tensor],
+    outputs: &[crate::tensor::Tensor],
     rows: usize,
 ) {
     let manifest = &loaded.manifest;
@@ -333,8 +333,8 @@ fn observe_scores(
             let column = gate.score_column.min(width.saturating_sub(1));
             let score = |i: usize| -> Option<f64> {
                 match &t.data {
-                    crate::score::TensorData::F32(v) => v.get(i).map(|x| f64::from(*x)),
-                    crate::score::TensorData::F64(v) => v.get(i).copied(),
+                    crate::tensor::TensorData::F32(v) => v.get(i).map(|x| f64::from(*x)),
+                    crate::tensor::TensorData::F64(v) => v.get(i).copied(),
                     _ => None,
                 }
             };

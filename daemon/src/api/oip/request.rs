@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::data::{FlatData, Scalar};
 use super::json::mark_non_finite;
 use crate::api::{ApiError, ErrorKind, Family};
-use crate::score::{Tensor, TensorData};
+use crate::tensor::{Tensor, TensorData};
 
 #[derive(Debug, Deserialize)]
 pub struct InferRequest {

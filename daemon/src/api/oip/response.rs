@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use super::request::InferRequest;
 use crate::api::{ApiError, ErrorKind, Family};
-use crate::score::{LoadedModel, Tensor, TensorData};
+use crate::score::LoadedModel;
+use crate::tensor::{Tensor, TensorData};
 
 /// Tensor data written as a flat JSON array.
 struct DataJson<'a>(&'a TensorData);

@@ -1,5 +1,7 @@
 //! Typed tensors passed between the API and scoring engines: a datatype, a shape and a
-//! flat row-major buffer of that type.
+//! flat row-major buffer of that type; and [`BatchObserver`], what sees each executed
+//! batch's tensors on the batcher's thread. Below both `score` (which runs batches) and
+//! `drift` (which observes them), so neither needs the other for these.
 
 use coffer_models::Datatype;
 
@@ -128,4 +130,12 @@ impl Tensor {
             data: self.data.slice(start * w, end * w),
         }
     }
+}
+
+/// Sees every executed batch on the model's thread (drift monitoring): the inputs of
+/// each request before the run, the batch's outputs after it, before delivery. Must be
+/// quick: it runs on the batch's path.
+pub trait BatchObserver: Send + Sync + std::fmt::Debug {
+    fn inputs(&self, inputs: &[Tensor]);
+    fn outputs(&self, outputs: &[Tensor]);
 }
