@@ -23,12 +23,19 @@ pub struct VersionHealth {
     pub counts: OutcomeCounts,
 }
 
+/// One readiness component (a listener, an engine, the GPU watch...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentState {
+    pub ready: bool,
+    pub detail: String,
+}
+
 /// The whole report; always answered with 200.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthReport {
     pub ready: bool,
     /// Each readiness component's state as `/readyz` shows it.
     #[serde(default)]
-    pub components: BTreeMap<String, serde_json::Value>,
+    pub components: BTreeMap<String, ComponentState>,
     pub models: Vec<VersionHealth>,
 }

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use coffer_admin_api::{AdminClient, ClientError};
 use coffer_privacy::checkpoint::Statement;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -40,11 +41,7 @@ pub enum CheckpointError {
     #[error("audit checkpoints are sent as OTLP logs; telemetry.otlp_logs_url is not set")]
     NoSink,
     #[error("cofferd admin socket: {0}")]
-    Daemon(HttpError),
-    #[error("cofferd answered {status}: {body}")]
-    DaemonStatus { status: StatusCode, body: String },
-    #[error("cofferd's checkpoint list is unreadable: {0}")]
-    List(serde_json::Error),
+    Daemon(#[source] ClientError),
     #[error("otlp: {0}")]
     Sink(HttpError),
     #[error("otlp answered {status}: {body}; the checkpoints will be sent again")]
@@ -60,12 +57,7 @@ pub enum CheckpointError {
 pub use coffer_privacy::checkpoint::Checkpoint;
 
 /// `GET /admin/audit/checkpoints`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Listing {
-    /// Hex ed25519 key that verifies the checkpoints.
-    pub public_key: String,
-    pub checkpoints: Vec<Checkpoint>,
-}
+pub use coffer_admin_api::telemetry::Checkpoints as Listing;
 
 /// What the agent remembers between runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,32 +193,15 @@ fn excerpt(body: &[u8]) -> String {
 
 /// The checkpoints after `after`; `None` when cofferd's audit log is off.
 async fn list(config: &AgentConfig, after: u64) -> Result<Option<Listing>, CheckpointError> {
-    let reply = transport::admin(
-        &config.admin_socket,
-        Method::GET,
-        &format!("/admin/audit/checkpoints?after={after}&limit={PAGE}"),
-        None,
-        config.telemetry.timeout,
-    )
-    .await
-    .map_err(CheckpointError::Daemon)?;
-    if reply.status == StatusCode::NOT_FOUND {
-        let code = serde_json::from_slice::<Value>(&reply.body)
-            .ok()
-            .and_then(|v| v["error"]["code"].as_str().map(str::to_string));
-        if code.as_deref() == Some("audit_disabled") {
-            return Ok(None);
-        }
+    let answer = AdminClient::new(&config.admin_socket)
+        .with_timeout(config.telemetry.timeout)
+        .checkpoints(after, PAGE)
+        .await;
+    match answer {
+        Ok(list) => Ok(Some(list)),
+        Err(e) if e.code() == Some("audit_disabled") => Ok(None),
+        Err(e) => Err(CheckpointError::Daemon(e)),
     }
-    if !reply.status.is_success() {
-        return Err(CheckpointError::DaemonStatus {
-            status: reply.status,
-            body: excerpt(&reply.body),
-        });
-    }
-    serde_json::from_slice(&reply.body)
-        .map(Some)
-        .map_err(CheckpointError::List)
 }
 
 async fn send(

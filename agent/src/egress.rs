@@ -13,11 +13,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use coffer_admin_api::{AdminClient, ClientError};
 use coffer_privacy::telemetry::Record;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use rand::Rng as _;
-use serde::Deserialize;
-use serde_json::json;
 
 use crate::config::AgentConfig;
 use crate::transport::{self, HttpError, Tls};
@@ -27,11 +26,7 @@ use crate::{otlp, remote_write};
 #[derive(Debug, thiserror::Error)]
 pub enum EgressError {
     #[error("cofferd admin socket: {0}")]
-    Daemon(HttpError),
-    #[error("cofferd answered {status}: {body}")]
-    DaemonStatus { status: StatusCode, body: String },
-    #[error("the spool batch is unreadable: {0}")]
-    Batch(#[from] serde_json::Error),
+    Daemon(#[source] ClientError),
     #[error("{sink}: {source}")]
     Sink {
         sink: &'static str,
@@ -57,38 +52,9 @@ pub struct Delivered {
     pub pending: usize,
 }
 
-#[derive(Debug, Deserialize)]
-struct Batch {
-    batch_id: String,
-    records: Vec<Record>,
-    pending: usize,
-}
-
-async fn daemon(
-    config: &AgentConfig,
-    method: Method,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> Result<Bytes, EgressError> {
-    let reply = transport::admin(
-        &config.admin_socket,
-        method,
-        path,
-        body,
-        config.telemetry.timeout,
-    )
-    .await
-    .map_err(EgressError::Daemon)?;
-    if !reply.status.is_success() {
-        return Err(EgressError::DaemonStatus {
-            status: reply.status,
-            body: String::from_utf8_lossy(&reply.body)
-                .chars()
-                .take(300)
-                .collect(),
-        });
-    }
-    Ok(reply.body)
+/// cofferd's admin socket under the telemetry timeout.
+fn daemon(config: &AgentConfig) -> AdminClient {
+    AdminClient::new(&config.admin_socket).with_timeout(config.telemetry.timeout)
 }
 
 /// Sends to one sink; `Ok(false)` when the sink refused the batch for good.
@@ -127,14 +93,10 @@ pub async fn deliver_once(
     tls: Option<&Tls>,
 ) -> Result<Delivered, EgressError> {
     let t = &config.telemetry;
-    let body = daemon(
-        config,
-        Method::GET,
-        &format!("/admin/telemetry?max={}", t.batch_size),
-        None,
-    )
-    .await?;
-    let batch: Batch = serde_json::from_slice(&body)?;
+    let batch = daemon(config)
+        .telemetry(t.batch_size)
+        .await
+        .map_err(EgressError::Daemon)?;
     if batch.records.is_empty() {
         return Ok(Delivered::default());
     }
@@ -168,13 +130,10 @@ pub async fn deliver_once(
             }
         }
     }
-    daemon(
-        config,
-        Method::POST,
-        "/admin/telemetry/ack",
-        Some(json!({ "batch_id": batch.batch_id })),
-    )
-    .await?;
+    daemon(config)
+        .ack_telemetry(&batch.batch_id)
+        .await
+        .map_err(EgressError::Daemon)?;
     Ok(Delivered {
         records: records.len(),
         refused,

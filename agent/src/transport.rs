@@ -1,8 +1,8 @@
-//! One-request HTTP/1.1 exchanges: with cofferd over its admin Unix socket, and with the
-//! sinks and the release host over TCP, with TLS (rustls, the configured CA bundle) for
-//! https URLs. Each exchange has a timeout; a fresh connection per request keeps failure
-//! handling simple at telemetry's request rate. Bodies go out whole or streamed
-//! ([`admin_body`]); answers come back whole, or as a head and a body read as it arrives
+//! One-request HTTP/1.1 exchanges with the sinks and the release host over TCP, with TLS
+//! (rustls, the configured CA bundle) for https URLs. (cofferd's admin socket is called
+//! through `coffer_admin_api::AdminClient`.) Each exchange has a timeout; a fresh
+//! connection per request keeps failure handling simple at telemetry's request rate.
+//! Answers come back whole, or as a head and a body read as it arrives
 //! ([`get_streaming`], for large downloads).
 
 use std::path::Path;
@@ -15,7 +15,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::TcpStream;
 
 /// Why an exchange failed before a status came back.
 #[derive(Debug, thiserror::Error)]
@@ -73,65 +73,6 @@ async fn collect(response: Response<Incoming>) -> Result<Reply, HttpError> {
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     Ok(Reply { status, body })
-}
-
-async fn connect_admin(socket: &Path) -> Result<UnixStream, HttpError> {
-    UnixStream::connect(socket)
-        .await
-        .map_err(|source| HttpError::Connect {
-            target: socket.display().to_string(),
-            source,
-        })
-}
-
-/// A request to cofferd's admin socket.
-pub async fn admin(
-    socket: &Path,
-    method: Method,
-    path: &str,
-    body: Option<serde_json::Value>,
-    timeout: Duration,
-) -> Result<Reply, HttpError> {
-    let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-    admin_body(
-        socket,
-        method,
-        path,
-        "application/json",
-        Full::new(bytes),
-        timeout,
-    )
-    .await
-}
-
-/// A request to cofferd's admin socket with any body, such as one streamed from files
-/// (an import); the timeout covers sending it all and reading the whole answer.
-pub async fn admin_body<B>(
-    socket: &Path,
-    method: Method,
-    path: &str,
-    content_type: &str,
-    body: B,
-    timeout: Duration,
-) -> Result<Reply, HttpError>
-where
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let run = async {
-        let stream = connect_admin(socket).await?;
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::HOST, "localhost")
-            .header(http::header::CONTENT_TYPE, content_type)
-            .body(body)?;
-        collect(send(stream, request).await?).await
-    };
-    tokio::time::timeout(timeout, run)
-        .await
-        .map_err(|_| HttpError::Timeout(timeout))?
 }
 
 /// TLS settings for https sinks.

@@ -21,6 +21,17 @@ pub mod test_support {
     use super::*;
     use std::path::Path;
 
+    /// Settings for a test log in `dir`: a checkpoint every 10 records.
+    pub fn settings_for(dir: &Path) -> AuditSettings {
+        AuditSettings {
+            dir: dir.to_path_buf(),
+            fsync: FsyncPolicy::Interval(std::time::Duration::from_millis(50)),
+            max_segment_bytes: 1 << 20,
+            checkpoint_every: 10,
+            retention: Retention::default(),
+        }
+    }
+
     /// Opens a log with `settings`, records `n` admin events, closes it; returns the
     /// public key.
     pub fn write_events(settings: AuditSettings, n: u32) -> String {

@@ -326,13 +326,7 @@ impl VersionRequests {
     }
 }
 
-/// Requests of one version by outcome, since the daemon started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct OutcomeCounts {
-    pub ok: u64,
-    pub client_error: u64,
-    pub server_error: u64,
-}
+pub use coffer_admin_api::health::OutcomeCounts;
 
 /// A served version's counters, looked up on its first request and kept with the
 /// loaded version (`served::Versioned::requests`), so the request path counts without

@@ -4,14 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
-use serde::Serialize;
-
-/// One component's state as `/readyz` shows it. Never carries secrets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ComponentState {
-    pub ready: bool,
-    pub detail: String,
-}
+/// One component's state as `/readyz` (and the admin health report) shows it. Never
+/// carries secrets.
+pub use coffer_admin_api::health::ComponentState;
 
 /// The readiness map shared by the server, the lifecycle and the engines.
 #[derive(Debug, Default)]

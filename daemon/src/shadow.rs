@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
 
 use crate::score::{BatchError, LoadedModel};
 use crate::tensor::Tensor;
@@ -18,42 +17,7 @@ use crate::tensor::Tensor;
 /// Score bins for the two distributions: tenths of [0, 1].
 const BINS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
 
-/// What a shadow run has measured so far.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ShadowStats {
-    /// Requests sampled.
-    pub requests: u64,
-    /// Rows compared.
-    pub rows: u64,
-    /// Rows on the same side of the decision threshold.
-    pub agree: u64,
-    pub sum_abs_diff: f64,
-    pub max_abs_diff: f64,
-    /// Sampled requests not compared because the candidate's queue was full.
-    pub skipped: u64,
-    /// Sampled requests the candidate failed on (an error, or other outputs).
-    pub failed: u64,
-    pub active_bins: Vec<u64>,
-    pub candidate_bins: Vec<u64>,
-}
-
-/// The report `cofferctl models shadow` shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct ShadowReport {
-    pub model: String,
-    pub candidate: String,
-    pub active: String,
-    pub fraction: f64,
-    pub started_at_ms: u64,
-    pub decision_threshold: f64,
-    pub rows: u64,
-    pub agreement: Option<f64>,
-    pub mean_abs_diff: Option<f64>,
-    pub max_abs_diff: f64,
-    /// PSI of the candidate's score distribution against the active version's.
-    pub score_psi: Option<f64>,
-    pub stats: ShadowStats,
-}
+pub use coffer_admin_api::reports::{ShadowReport, ShadowStats};
 
 /// One candidate in shadow.
 #[derive(Debug)]

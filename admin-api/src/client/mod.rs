@@ -331,11 +331,17 @@ impl AdminClient {
         self.get(&path::checkpoints(after, limit)).await
     }
 
+    /// Answered with 204 and no body.
     pub async fn report_sync_event(&self, event: &SyncEvent) -> Result<(), ClientError> {
-        let _: serde_json::Value = self
-            .call(Method::POST, path::route::SYNC_EVENTS, Some(event))
+        let body = serde_json::to_vec(event).map_err(ClientError::Encode)?;
+        let reply = self
+            .raw(Method::POST, path::route::SYNC_EVENTS, Some(body))
             .await?;
-        Ok(())
+        if reply.status.is_success() {
+            Ok(())
+        } else {
+            Err(refusal(reply.status, &reply.body))
+        }
     }
 }
 

@@ -28,7 +28,10 @@ fn counts(h: &Health, model: &str, version: &str) -> (u64, u64) {
     h.models
         .iter()
         .find(|c| c.model == model && c.version == version)
-        .map(|c| (c.ok + c.client_error + c.server_error, c.server_error))
+        .map(|c| {
+            let c = &c.counts;
+            (c.ok + c.client_error + c.server_error, c.server_error)
+        })
         .unwrap_or((0, 0))
 }
 

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use coffer_admin_api::telemetry::Checkpoints;
 use http::{StatusCode, Uri};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{AdminFailure, AdminState};
 use crate::audit::{AuditEvent, AuditRecord, VerifyError, segments};
@@ -222,9 +222,11 @@ pub async fn checkpoints(State(state): State<Arc<AdminState>>, uri: Uri) -> Resp
     let public_key = audit.public_key().to_string();
     let dir = audit.dir().to_path_buf();
     match tokio::task::spawn_blocking(move || read_checkpoints(&dir, after, limit)).await {
-        Ok(Ok(list)) => {
-            Json(json!({ "public_key": public_key, "checkpoints": list })).into_response()
-        }
+        Ok(Ok(list)) => Json(Checkpoints {
+            public_key,
+            checkpoints: list,
+        })
+        .into_response(),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "audit checkpoints could not be read");
             AdminFailure {

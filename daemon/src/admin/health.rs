@@ -9,20 +9,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use serde_json::json;
+use coffer_admin_api::health::{HealthReport, OutcomeCounts, VersionHealth};
 
 use super::AdminState;
-use crate::metrics::OutcomeCounts;
-
-/// One version's line in the report.
-#[derive(Debug, Serialize)]
-struct VersionHealth {
-    model: String,
-    version: String,
-    #[serde(flatten)]
-    counts: OutcomeCounts,
-}
 
 /// `GET /admin/health`: always 200; `ready` says whether cofferd is.
 pub async fn health(State(state): State<Arc<AdminState>>) -> Response {
@@ -39,10 +28,15 @@ pub async fn health(State(state): State<Arc<AdminState>>) -> Response {
             counts,
         })
         .collect();
-    Json(json!({
-        "ready": state.readiness.is_ready(),
-        "components": state.readiness.snapshot(),
-        "models": models,
-    }))
+    Json(HealthReport {
+        ready: state.readiness.is_ready(),
+        components: state
+            .readiness
+            .snapshot()
+            .into_iter()
+            .map(|(name, c)| (name.to_string(), c))
+            .collect(),
+        models,
+    })
     .into_response()
 }

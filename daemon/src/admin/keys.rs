@@ -6,45 +6,24 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use coffer_admin_api::keys::{CreateKey, CreatedKey, KeyView, Rate};
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
 
 use super::{AdminFailure, AdminState};
 use crate::keys::{KeyError, KeyRecord, NewKey, RateSpec, Scope};
 
-/// The body of `POST /admin/keys`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateKey {
-    pub name: String,
-    pub scopes: Vec<String>,
-    #[serde(default)]
-    pub rate: Option<String>,
-    #[serde(default)]
-    pub burst: Option<u32>,
-}
-
 /// A key as the admin API shows it: no hash, no secret.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct KeyView {
-    pub name: String,
-    pub id: String,
-    pub scopes: Vec<Scope>,
-    pub rate: Option<RateSpec>,
-    pub created_at: u64,
-    pub revoked_at: Option<u64>,
-}
-
-impl From<&KeyRecord> for KeyView {
-    fn from(r: &KeyRecord) -> Self {
-        Self {
-            name: r.name.clone(),
-            id: r.id.clone(),
-            scopes: r.scopes.clone(),
-            rate: r.rate,
-            created_at: r.created_at,
-            revoked_at: r.revoked_at,
-        }
+fn view(r: &KeyRecord) -> KeyView {
+    KeyView {
+        name: r.name.clone(),
+        id: r.id.clone(),
+        scopes: r.scopes.iter().map(|s| s.as_str().to_string()).collect(),
+        rate: r.rate.map(|r| Rate {
+            per_second: r.per_second,
+            burst: r.burst,
+        }),
+        created_at: r.created_at,
+        revoked_at: r.revoked_at,
     }
 }
 
@@ -124,9 +103,11 @@ pub async fn create(
     match tokio::task::spawn_blocking(move || keys.create(new)).await {
         Ok(Ok((record, token))) => {
             tracing::info!(key_name = %record.name, key_id = %record.id, "admin: API key created");
-            let mut view = serde_json::to_value(KeyView::from(&record)).unwrap_or_default();
-            view["token"] = serde_json::Value::String(token.expose().to_string());
-            (StatusCode::CREATED, Json(view)).into_response()
+            let created = CreatedKey {
+                key: view(&record),
+                token: token.expose().to_string(),
+            };
+            (StatusCode::CREATED, Json(created)).into_response()
         }
         Ok(Err(e)) => failure(e).into_response(),
         Err(_) => task_failed().into_response(),
@@ -135,7 +116,7 @@ pub async fn create(
 
 pub async fn list(State(state): State<Arc<AdminState>>) -> Response {
     match state.keys.list() {
-        Ok(records) => Json(records.iter().map(KeyView::from).collect::<Vec<_>>()).into_response(),
+        Ok(records) => Json(records.iter().map(view).collect::<Vec<_>>()).into_response(),
         Err(e) => failure(e).into_response(),
     }
 }
@@ -146,7 +127,7 @@ pub async fn revoke(State(state): State<Arc<AdminState>>, Path(name): Path<Strin
         Ok(Ok(record)) => {
             state.limiter.forget(&record.id);
             tracing::info!(key_name = %record.name, key_id = %record.id, "admin: API key revoked");
-            Json(KeyView::from(&record)).into_response()
+            Json(view(&record)).into_response()
         }
         Ok(Err(e)) => failure(e).into_response(),
         Err(_) => task_failed().into_response(),

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use serde_json::json;
 
 use crate::keys::{KeyStore, RateLimiter};
 
@@ -53,7 +52,7 @@ impl IntoResponse for AdminFailure {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({ "error": { "code": self.code, "message": self.message } })),
+            Json(coffer_admin_api::ErrorBody::new(self.code, self.message)),
         )
             .into_response()
     }

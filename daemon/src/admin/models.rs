@@ -4,7 +4,7 @@
 //!
 //! The import body is `u64 big-endian manifest length`, the manifest text, then each
 //! file the manifest lists, in its order, exactly its declared size
-//! ([`crate::client::import`] writes it).
+//! (`coffer_admin_api::AdminClient::import` writes it).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -14,10 +14,15 @@ use axum::body::Body;
 use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Buf as _, Bytes, BytesMut};
+use coffer_admin_api::ErrorDetail;
+use coffer_admin_api::models::{
+    ActivateOptions, GcReport, History, ModelDetail, ModelEntry, ModelList, PinRequest, Pinned,
+    Unpinned, Verified, VerifyLine, VerifyProgress, VersionDetail,
+};
+use coffer_admin_api::reports::{DriftAnswer, ShadowRequest};
 use futures_util::StreamExt as _;
 use http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::server::Peer;
@@ -99,20 +104,24 @@ fn bad_request(message: impl Into<String>) -> Response {
 /// `GET /admin/models`: every installed version, the active pointers and pins.
 pub async fn list(State(state): State<Arc<AdminState>>) -> Response {
     let registry = state.models.registry();
-    let result = (|| -> Result<Value, ManageError> {
+    let result = (|| -> Result<ModelList, ManageError> {
         let versions = registry.list()?;
         let mut names: Vec<String> = versions.iter().map(|r| r.name.clone()).collect();
         names.dedup();
         let mut models = Vec::new();
         for name in names {
-            models.push(json!({
-                "name": name,
-                "active": registry.active(&name)?,
-                "pinned": registry.pinned(&name)?,
-                "versions": versions.iter().filter(|r| r.name == name).collect::<Vec<_>>(),
-            }));
+            models.push(ModelEntry {
+                active: registry.active(&name)?,
+                pinned: registry.pinned(&name)?,
+                versions: versions
+                    .iter()
+                    .filter(|r| r.name == name)
+                    .cloned()
+                    .collect(),
+                name,
+            });
         }
-        Ok(json!({ "models": models }))
+        Ok(ModelList { models })
     })();
     answer(result, StatusCode::OK)
 }
@@ -123,7 +132,7 @@ pub async fn show_model(
     Path(name): Path<String>,
 ) -> Response {
     let registry = state.models.registry();
-    let result = (|| -> Result<Value, ManageError> {
+    let result = (|| -> Result<ModelDetail, ManageError> {
         let versions: Vec<_> = registry
             .list()?
             .into_iter()
@@ -132,13 +141,15 @@ pub async fn show_model(
         if versions.is_empty() {
             return Err(RegistryError::NotFound(name.clone()).into());
         }
-        Ok(json!({
-            "name": name,
-            "active": registry.active(&name)?,
-            "pinned": registry.pinned(&name)?,
-            "versions": versions,
-            "history": registry.history(Some(&name), 50)?,
-        }))
+        Ok(ModelDetail {
+            model: ModelEntry {
+                active: registry.active(&name)?,
+                pinned: registry.pinned(&name)?,
+                versions,
+                name: name.clone(),
+            },
+            history: registry.history(Some(&name), 50)?,
+        })
     })();
     answer(result, StatusCode::OK)
 }
@@ -149,7 +160,7 @@ pub async fn show_version(
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
     let models = &state.models;
-    let result = (|| -> Result<Value, ManageError> {
+    let result = (|| -> Result<VersionDetail, ManageError> {
         let record = models
             .registry()
             .get(&name, &version)?
@@ -160,7 +171,11 @@ pub async fn show_version(
             .into_iter()
             .filter(|h| h.version.as_deref() == Some(version.as_str()))
             .collect();
-        Ok(json!({ "record": record, "manifest": manifest, "history": history }))
+        Ok(VersionDetail {
+            record,
+            manifest,
+            history,
+        })
     })();
     answer(result, StatusCode::OK)
 }
@@ -185,7 +200,7 @@ pub async fn history(
         state
             .models
             .history(q.name.as_deref(), q.limit.clamp(1, 10_000))
-            .map(|h| json!({ "history": h })),
+            .map(|history| History { history }),
         StatusCode::OK,
     )
 }
@@ -322,7 +337,7 @@ pub async fn verify(
             .verify(&name, &version, Box::new(|_| {}), &actor(&peer))
             .await;
         return answer(
-            result.map(|r| json!({ "ok": true, "record": r })),
+            result.map(|record| Verified { ok: true, record }),
             StatusCode::OK,
         );
     }
@@ -333,23 +348,29 @@ pub async fn verify(
     let (uid, role) = (peer.uid, peer.role.map(|r| r.as_str().to_string()));
     tokio::spawn(async move {
         let progress = Box::new(move |p: coffer_models::store::Progress<'_>| {
-            let line = json!({ "progress": { "file": p.file, "done": p.done, "total": p.total } });
-            let _ = progress_tx.send(format!("{line}\n"));
+            let _ = progress_tx.send(ndjson(&VerifyLine::Progress(VerifyProgress {
+                file: p.file.to_string(),
+                done: p.done,
+                total: p.total,
+            })));
         });
         let (line, status) = match models.verify(&name, &version, progress, &who).await {
-            Ok(r) => (
-                json!({ "result": { "ok": true, "record": r } }),
+            Ok(record) => (
+                VerifyLine::Result(Verified { ok: true, record }),
                 StatusCode::OK,
             ),
             Err(e) => {
                 let f = failure(&e);
                 (
-                    json!({ "error": { "code": f.code, "message": f.message } }),
+                    VerifyLine::Error(ErrorDetail {
+                        code: f.code.into(),
+                        message: f.message,
+                    }),
                     f.status,
                 )
             }
         };
-        let _ = tx.send(format!("{line}\n"));
+        let _ = tx.send(ndjson(&line));
         if let Some(audit) = audit {
             audit
                 .record(crate::audit::AuditEvent::Admin {
@@ -374,14 +395,11 @@ pub async fn verify(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActivateBody {
-    #[serde(default)]
-    allow_schema_change: bool,
-    /// Refuse unless this version passed shadow evaluation (`scoring.shadow_min_*`).
-    #[serde(default)]
-    require_shadow: bool,
+/// One NDJSON line.
+fn ndjson(line: &VerifyLine) -> String {
+    let mut text = serde_json::to_string(line).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 /// `POST /admin/models/{name}/versions/{version}/activate`.
@@ -393,9 +411,9 @@ pub async fn activate(
 ) -> Response {
     // The body is optional: none (or empty) means no options.
     let options = if body.iter().all(u8::is_ascii_whitespace) {
-        ActivateBody::default()
+        ActivateOptions::default()
     } else {
-        match serde_json::from_slice::<ActivateBody>(&body) {
+        match serde_json::from_slice::<ActivateOptions>(&body) {
             Ok(b) => b,
             Err(e) => return bad_request(format!("bad activation options: {e}")),
         }
@@ -427,18 +445,12 @@ pub async fn rollback(
     )
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PinBody {
-    version: String,
-}
-
 /// `PUT /admin/models/{name}/pin` with `{"version": ...}`.
 pub async fn pin(
     State(state): State<Arc<AdminState>>,
     Extension(peer): Extension<Peer>,
     Path(name): Path<String>,
-    body: Result<Json<PinBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<PinRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(Json(body)) = body else {
         return bad_request("the body must be {\"version\": \"...\"}");
@@ -448,7 +460,10 @@ pub async fn pin(
             .models
             .pin(&name, &body.version, &actor(&peer))
             .await
-            .map(|()| json!({ "name": name, "pinned": body.version })),
+            .map(|()| Pinned {
+                name: name.clone(),
+                pinned: body.version.clone(),
+            }),
         StatusCode::OK,
     )
 }
@@ -464,7 +479,10 @@ pub async fn unpin(
             .models
             .unpin(&name, &actor(&peer))
             .await
-            .map(|was| json!({ "name": name, "unpinned": was })),
+            .map(|unpinned| Unpinned {
+                name: name.clone(),
+                unpinned,
+            }),
         StatusCode::OK,
     )
 }
@@ -487,12 +505,10 @@ pub async fn gc(
     Extension(peer): Extension<Peer>,
 ) -> Response {
     answer(
-        state.models.gc(&actor(&peer)).await.map(|r| {
-            json!({
-                "blobs_removed": r.blobs_removed,
-                "bytes_freed": r.bytes_freed,
-                "staging_removed": r.staging_removed,
-            })
+        state.models.gc(&actor(&peer)).await.map(|r| GcReport {
+            blobs_removed: r.blobs_removed,
+            bytes_freed: r.bytes_freed,
+            staging_removed: r.staging_removed,
         }),
         StatusCode::OK,
     )
@@ -521,14 +537,11 @@ pub async fn drift(State(state): State<Arc<AdminState>>, Path(name): Path<String
         }
         .into_response();
     }
-    Json(json!({ "model": name, "versions": reports })).into_response()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShadowBody {
-    version: String,
-    fraction: f64,
+    Json(DriftAnswer {
+        model: name,
+        versions: reports,
+    })
+    .into_response()
 }
 
 /// `PUT /admin/models/{name}/shadow` with `{"version", "fraction"}`.
@@ -536,7 +549,7 @@ pub async fn shadow_start(
     State(state): State<Arc<AdminState>>,
     Extension(peer): Extension<Peer>,
     Path(name): Path<String>,
-    body: Result<Json<ShadowBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<ShadowRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(Json(body)) = body else {
         return bad_request("the body must be {\"version\": \"...\", \"fraction\": 0.1}");

@@ -6,6 +6,7 @@
 //! `role_not_allowed`). An agent can therefore not create
 //! or revoke API keys, remove models or collect garbage, whatever runs as it.
 
+use coffer_admin_api::path::route;
 use http::Method;
 
 /// What a peer may do.
@@ -37,18 +38,15 @@ impl Role {
 
 /// The calls coffer-agent makes (agent/src: egress, checkpoints, sync).
 const AGENT_CALLS: [(Method, &str); 9] = [
-    (Method::GET, "/admin/health"),
-    (Method::GET, "/admin/telemetry"),
-    (Method::POST, "/admin/telemetry/ack"),
-    (Method::GET, "/admin/audit/checkpoints"),
-    (Method::GET, "/admin/models"),
-    (Method::POST, "/admin/models"),
-    (
-        Method::POST,
-        "/admin/models/{name}/versions/{version}/activate",
-    ),
-    (Method::POST, "/admin/models/{name}/rollback"),
-    (Method::POST, "/admin/sync/events"),
+    (Method::GET, route::HEALTH),
+    (Method::GET, route::TELEMETRY),
+    (Method::POST, route::TELEMETRY_ACK),
+    (Method::GET, route::CHECKPOINTS),
+    (Method::GET, route::MODELS),
+    (Method::POST, route::MODELS),
+    (Method::POST, route::ACTIVATE),
+    (Method::POST, route::ROLLBACK),
+    (Method::POST, route::SYNC_EVENTS),
 ];
 
 /// Uids and primary gids.

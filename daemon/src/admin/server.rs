@@ -115,42 +115,34 @@ async fn check_peer(req: Request, next: Next) -> Response {
 }
 
 fn router(state: Arc<AdminState>) -> Router {
+    use coffer_admin_api::path::route;
     Router::new()
-        .route("/admin/health", get(health::health))
-        .route("/admin/keys", get(keys::list).post(keys::create))
-        .route("/admin/keys/{name}", delete(keys::revoke))
-        .route("/admin/telemetry", get(super::telemetry::batch))
-        .route("/admin/telemetry/ack", post(super::telemetry::ack))
-        .route("/admin/audit/checkpoints", get(super::audit::checkpoints))
-        .route("/admin/sync/events", post(super::sync_events::report))
-        .route("/admin/models", get(models::list).post(models::import))
-        .route("/admin/models-history", get(models::history))
-        .route("/admin/model-store/gc", post(models::gc))
-        .route("/admin/models/{name}", get(models::show_model))
-        .route("/admin/models/{name}/rollback", post(models::rollback))
-        .route("/admin/models/{name}/drift", get(models::drift))
+        .route(route::HEALTH, get(health::health))
+        .route(route::KEYS, get(keys::list).post(keys::create))
+        .route(route::KEY, delete(keys::revoke))
+        .route(route::TELEMETRY, get(super::telemetry::batch))
+        .route(route::TELEMETRY_ACK, post(super::telemetry::ack))
+        .route(route::CHECKPOINTS, get(super::audit::checkpoints))
+        .route(route::SYNC_EVENTS, post(super::sync_events::report))
+        .route(route::MODELS, get(models::list).post(models::import))
+        .route(route::MODELS_HISTORY, get(models::history))
+        .route(route::STORE_GC, post(models::gc))
+        .route(route::MODEL, get(models::show_model))
+        .route(route::ROLLBACK, post(models::rollback))
+        .route(route::DRIFT, get(models::drift))
         .route(
-            "/admin/models/{name}/shadow",
+            route::SHADOW,
             get(models::shadow_report)
                 .put(models::shadow_start)
                 .delete(models::shadow_stop),
         )
+        .route(route::PIN, put(models::pin).delete(models::unpin))
         .route(
-            "/admin/models/{name}/pin",
-            put(models::pin).delete(models::unpin),
-        )
-        .route(
-            "/admin/models/{name}/versions/{version}",
+            route::VERSION,
             get(models::show_version).delete(models::remove),
         )
-        .route(
-            "/admin/models/{name}/versions/{version}/activate",
-            post(models::activate),
-        )
-        .route(
-            "/admin/models/{name}/versions/{version}/verify",
-            post(models::verify),
-        )
+        .route(route::ACTIVATE, post(models::activate))
+        .route(route::VERIFY, post(models::verify))
         .layer(axum::middleware::from_fn(check_peer))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

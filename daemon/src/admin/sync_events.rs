@@ -11,24 +11,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::response::{IntoResponse, Response};
+use coffer_admin_api::sync::{SyncEvent, SyncEventKind};
 use coffer_privacy::telemetry::{EventKind, RecordBody};
 use http::StatusCode;
-use serde::Deserialize;
 
 use super::server::AuditTarget;
 use super::{AdminFailure, AdminState};
-
-/// One report.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyncEvent {
-    /// `sync_failure`, `sync_stalled` or `impostor_version`.
-    pub event: String,
-    #[serde(default)]
-    pub model: Option<String>,
-    #[serde(default)]
-    pub version: Option<String>,
-}
 
 fn invalid(message: String) -> Response {
     AdminFailure {
@@ -39,15 +27,13 @@ fn invalid(message: String) -> Response {
     .into_response()
 }
 
-/// The sync events an agent may report.
-fn event_kind(name: &str) -> Option<EventKind> {
-    [
-        EventKind::SyncFailure,
-        EventKind::SyncStalled,
-        EventKind::ImpostorVersion,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == name)
+/// The telemetry event a sync report becomes.
+fn event_kind(kind: SyncEventKind) -> EventKind {
+    match kind {
+        SyncEventKind::SyncFailure => EventKind::SyncFailure,
+        SyncEventKind::SyncStalled => EventKind::SyncStalled,
+        SyncEventKind::ImpostorVersion => EventKind::ImpostorVersion,
+    }
 }
 
 /// A model or version name as releases spell them.
@@ -66,7 +52,7 @@ pub async fn report(
         Ok(b) => b,
         Err(e) => return invalid(format!("bad sync event: {}", e.body_text())),
     };
-    let Some(event) = event_kind(&req.event) else {
+    let Some(event) = req.kind().map(event_kind) else {
         return invalid(format!(
             "unknown sync event {:?}: one of sync_failure, sync_stalled, impostor_version",
             req.event.chars().take(64).collect::<String>()
@@ -104,13 +90,19 @@ mod tests {
 
     #[test]
     fn only_the_sync_events_and_plain_names_are_taken() {
-        assert_eq!(event_kind("sync_stalled"), Some(EventKind::SyncStalled));
-        assert_eq!(
-            event_kind("impostor_version"),
-            Some(EventKind::ImpostorVersion)
-        );
-        assert_eq!(event_kind("activation"), None);
-        assert_eq!(event_kind("Sync_Failure"), None);
+        let kind = |event: &str| {
+            SyncEvent {
+                event: event.into(),
+                model: None,
+                version: None,
+            }
+            .kind()
+            .map(event_kind)
+        };
+        assert_eq!(kind("sync_stalled"), Some(EventKind::SyncStalled));
+        assert_eq!(kind("impostor_version"), Some(EventKind::ImpostorVersion));
+        assert_eq!(kind("activation"), None);
+        assert_eq!(kind("Sync_Failure"), None);
         assert!(plain_name("credit-lr") && plain_name("2.0.0+build.1"));
         assert!(!plain_name("a b") && !plain_name("") && !plain_name(&"x".repeat(129)));
     }

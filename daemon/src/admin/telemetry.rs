@@ -6,10 +6,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use coffer_admin_api::telemetry::{Ack, Acked};
 use http::StatusCode;
 use http::Uri;
-use serde::Deserialize;
-use serde_json::json;
 
 use super::{AdminFailure, AdminState};
 use crate::telemetry::{Spool, SpoolError};
@@ -34,13 +33,6 @@ fn batch_size(uri: &Uri) -> Result<usize, AdminFailure> {
         })?;
     }
     Ok(max)
-}
-
-/// `POST /admin/telemetry/ack`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Ack {
-    pub batch_id: String,
 }
 
 fn spool(state: &AdminState) -> Result<&Arc<Spool>, AdminFailure> {
@@ -120,7 +112,7 @@ pub async fn ack(
         Err(f) => return f.into_response(),
     };
     match tokio::task::spawn_blocking(move || spool.ack(&ack.batch_id)).await {
-        Ok(Ok(removed)) => Json(json!({ "removed": removed })).into_response(),
+        Ok(Ok(removed)) => Json(Acked { removed }).into_response(),
         Ok(Err(e)) => failure(e).into_response(),
         Err(_) => unfinished("the acknowledgement").into_response(),
     }

@@ -79,38 +79,7 @@ pub struct DriftState {
     pub alerted: Vec<(String, u64, String, u8)>,
 }
 
-/// PSI of one distribution in one window.
-#[derive(Debug, Clone, Serialize)]
-pub struct Psi {
-    /// `score` or the feature's name.
-    pub name: String,
-    pub psi: f64,
-    /// `stable`, `watch` or `act`; `too few rows` below the minimum.
-    pub reading: &'static str,
-}
-
-/// One window's report.
-#[derive(Debug, Clone, Serialize)]
-pub struct WindowReport {
-    /// `hour`, `day`, `previous hour`, `previous day`.
-    pub window: String,
-    pub start: u64,
-    pub rows: u64,
-    pub score: Option<Psi>,
-    /// Features by descending CSI.
-    pub features: Vec<Psi>,
-}
-
-/// Drift of one served model version.
-#[derive(Debug, Clone, Serialize)]
-pub struct DriftReport {
-    pub model: String,
-    pub version: String,
-    pub psi_watch: f64,
-    pub psi_act: f64,
-    pub min_rows: u64,
-    pub windows: Vec<WindowReport>,
-}
+pub use coffer_admin_api::reports::{DriftReport, Psi, WindowReport};
 
 /// Where each feature reference reads its values.
 #[derive(Debug)]
@@ -389,7 +358,7 @@ impl DriftTracker {
         let score = psi(&self.reference.score.proportions, &counts.score).map(|v| Psi {
             name: "score".into(),
             psi: v,
-            reading: self.reading(counts.rows, v),
+            reading: self.reading(counts.rows, v).into(),
         });
         let mut features: Vec<Psi> = self
             .reference
@@ -400,7 +369,7 @@ impl DriftTracker {
                 psi(&f.proportions, c).map(|v| Psi {
                     name: f.name.clone(),
                     psi: v,
-                    reading: self.reading(counts.rows, v),
+                    reading: self.reading(counts.rows, v).into(),
                 })
             })
             .collect();

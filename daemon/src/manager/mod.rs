@@ -17,7 +17,6 @@ use std::sync::Arc;
 use coffer_models::store::{GcReport, Progress, Store, StoreError, StoredVersion};
 use coffer_models::{Kind, Manifest, VersionDir};
 use coffer_privacy::telemetry::EventKind;
-use serde::Serialize;
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::chat::{ChatMetrics, LoadedChat};
@@ -78,16 +77,7 @@ pub struct Engines {
     pub faults: crate::engine_faults::FaultWatch,
 }
 
-/// The outcome of an activation or rollback.
-#[derive(Debug, Clone, Serialize)]
-pub struct Activation {
-    pub name: String,
-    pub version: String,
-    pub previous: Option<String>,
-    pub variant: Option<String>,
-    /// False when the version was already active (nothing changed).
-    pub changed: bool,
-}
+pub use coffer_admin_api::models::Activation;
 
 /// One loaded engine of either kind, before it is swapped in.
 enum Loaded {

@@ -21,85 +21,12 @@ mod tx;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
-use coffer_models::{Format, Kind};
-
 /// The registry's schema version; [`Registry::open`] migrates older ones.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Where a version is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// Installed and verified, not evaluated yet.
-    Staged,
-    /// Its evaluation gate is running.
-    Evaluating,
-    /// Passed its gate; may be activated.
-    Ready,
-    /// Serves requests for its name.
-    Active,
-    /// Was active; kept for rollback.
-    Retired,
-    /// Failed its gate or lost its files; `reason` says why.
-    Failed,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Staged => "staged",
-            State::Evaluating => "evaluating",
-            State::Ready => "ready",
-            State::Active => "active",
-            State::Retired => "retired",
-            State::Failed => "failed",
-        }
-    }
-}
-
-/// One installed model version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VersionRecord {
-    pub name: String,
-    pub version: String,
-    pub kind: Kind,
-    pub format: Format,
-    pub state: State,
-    /// Why it failed, or the last gate's summary.
-    pub reason: Option<String>,
-    /// The variant it serves (or would serve) on this host.
-    pub variant: Option<String>,
-    pub manifest_sha256: String,
-    pub bytes: u64,
-    /// Unix milliseconds.
-    pub installed_at: u64,
-    pub updated_at: u64,
-    /// Imported with `--allow-schema-change`.
-    #[serde(default)]
-    pub allow_schema_change: bool,
-}
-
-impl VersionRecord {
-    pub fn id(&self) -> String {
-        format!("{}@{}", self.name, self.version)
-    }
-}
-
-/// One change, as the history keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    pub seq: u64,
-    /// Unix milliseconds.
-    pub at: u64,
-    /// Who: `uid N` for admin socket callers, `cofferd` for the daemon itself.
-    pub actor: String,
-    pub action: String,
-    pub name: String,
-    pub version: Option<String>,
-    pub detail: String,
-}
+/// The records are the admin API's own: the registry stores exactly what
+/// `GET /admin/models` shows.
+pub use coffer_admin_api::models::{HistoryEntry, VersionRecord, VersionState as State};
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -39,17 +39,7 @@ struct Counts {
     dropped: u64,
 }
 
-/// A batch handed to the agent.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Batch {
-    /// `FIRST-LAST` sequence numbers; empty when there is nothing to send.
-    pub batch_id: String,
-    pub records: Vec<Record>,
-    /// Records dropped because the spool was full, since it was created.
-    pub dropped_total: u64,
-    /// Records waiting, this batch included.
-    pub pending: usize,
-}
+pub use coffer_admin_api::telemetry::Batch;
 
 fn now_ms() -> u64 {
     SystemTime::now()

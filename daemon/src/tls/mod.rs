@@ -3,7 +3,6 @@
 //! `tls.client_auth`. [`ReloadableTls`] swaps the whole server configuration on SIGHUP:
 //! connections already open keep the session they have; new ones get the new files.
 
-pub mod hostcert;
 mod pem;
 pub mod selfsigned;
 

@@ -79,4 +79,25 @@ mod tests {
         assert!(!is_self_issued(b"\x30\x82\xff"));
         assert!(!is_self_issued(&[]));
     }
+
+    #[test]
+    fn a_host_certificate_loads_as_a_server_certificate_and_is_seen_as_self_signed() {
+        use rustls_pki_types::pem::PemObject as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("server.pem"), dir.path().join("key.pem"));
+        coffer_hostcert::generate(&cert, &key, &[], false).unwrap();
+        let pem = std::fs::read(&cert).unwrap();
+        let der = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+            .next()
+            .unwrap()
+            .unwrap();
+        assert!(is_self_issued(&der));
+        let settings = crate::config::TlsConfig {
+            cert,
+            key,
+            client_auth: crate::config::ClientAuth::Off,
+            client_ca: None,
+        };
+        super::super::server_config(&settings).unwrap();
+    }
 }

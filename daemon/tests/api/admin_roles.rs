@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Output};
 
-use crate::common::{COFFERCTL, Setup};
+use crate::common::{Setup, cofferctl};
 
 const AGENT_UID: u32 = 64_999;
 const STRANGER_UID: u32 = 64_998;
@@ -19,7 +19,7 @@ fn as_uid(setup: &Setup, uid: u32, args: &[&str]) -> Output {
             "--clear-groups".into(),
             "--".into(),
         ])
-        .arg(COFFERCTL)
+        .arg(cofferctl())
         .arg("--socket")
         .arg(setup.socket())
         .args(args)

@@ -6,10 +6,10 @@ use std::process::Command;
 
 use http::Method;
 
-use crate::common::{COFFERCTL, Client, Setup, fixture};
+use crate::common::{Client, Setup, cofferctl, fixture};
 
 fn verify(dir: &std::path::Path) -> std::process::Output {
-    Command::new(COFFERCTL)
+    Command::new(cofferctl())
         .args(["audit", "verify", "--dir"])
         .arg(dir)
         .output()

@@ -23,7 +23,17 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 pub const COFFERD: &str = env!("CARGO_BIN_EXE_cofferd");
-pub const COFFERCTL: &str = env!("CARGO_BIN_EXE_cofferctl");
+/// The `cofferctl` binary (package `cofferctl`) beside cofferd's: `cargo test
+/// --workspace` builds it with its own tests, before any test runs.
+pub fn cofferctl() -> std::path::PathBuf {
+    let path = std::path::Path::new(COFFERD).with_file_name("cofferctl");
+    assert!(
+        path.is_file(),
+        "{} is not built: run the workspace's tests (cargo test --workspace), or cargo build -p cofferctl first",
+        path.display()
+    );
+    path
+}
 
 /// A CA and the certificates it signed, written as PEM files into a directory.
 pub struct Pki {
@@ -273,7 +283,7 @@ impl Setup {
 
     /// Runs `cofferctl --socket <this setup's socket> ARGS`.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(COFFERCTL)
+        Command::new(cofferctl())
             .arg("--socket")
             .arg(self.socket())
             .args(args)
@@ -785,4 +795,56 @@ pub fn audit_text(dir: &Path) -> String {
         .iter()
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect()
+}
+
+/// A status and body from the admin socket, as they came.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: http::StatusCode,
+    pub body: bytes::Bytes,
+}
+
+/// One admin call with any JSON body, below the typed client: for tests of what cofferd
+/// answers to calls the client never makes (malformed bodies, raw listings).
+pub async fn admin_raw(
+    socket: &std::path::Path,
+    method: http::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    timeout: Duration,
+) -> Result<RawReply, String> {
+    use http_body_util::BodyExt as _;
+    let call = async {
+        let stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, "localhost")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(bytes)))
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(RawReply { status, body })
+    };
+    tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| format!("no answer within {timeout:?}"))?
 }

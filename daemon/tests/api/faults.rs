@@ -7,7 +7,7 @@ use http::Method;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::common::{COFFERCTL, Setup, fixture};
+use crate::common::{Setup, cofferctl, fixture};
 
 #[tokio::test]
 async fn garbage_on_the_tls_port_is_closed_without_a_log_flood() {
@@ -159,7 +159,7 @@ async fn kill_9_under_load_then_restart_keeps_state_consistent() {
         .await;
     assert_eq!(r.status, 200);
     daemon.stop();
-    let out = std::process::Command::new(COFFERCTL)
+    let out = std::process::Command::new(cofferctl())
         .args(["audit", "verify", "--dir"])
         .arg(setup.dir().join("state/audit"))
         .output()

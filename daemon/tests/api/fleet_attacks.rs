@@ -66,7 +66,7 @@ async fn keep_scoring(
 
 /// The event records of cofferd's telemetry spool.
 async fn spooled_events(socket: &Path) -> Vec<serde_json::Value> {
-    let reply = coffer_agent::transport::admin(
+    let reply = crate::common::admin_raw(
         socket,
         Method::GET,
         "/admin/telemetry?max=10000",
@@ -263,15 +263,9 @@ async fn an_impostor_version_is_never_activated_as_the_release() {
     let admin = |method: Method, path: &'static str| {
         let socket = f.s.socket();
         async move {
-            let r = coffer_agent::transport::admin(
-                &socket,
-                method,
-                path,
-                None,
-                Duration::from_secs(30),
-            )
-            .await
-            .unwrap();
+            let r = crate::common::admin_raw(&socket, method, path, None, Duration::from_secs(30))
+                .await
+                .unwrap();
             assert!(r.status.is_success(), "{path}: {:?}", r.status);
         }
     };

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::common::{Client, Setup, eval_set, fixture};
 
 async fn admin_health(s: &Setup) -> Value {
-    let r = coffer_agent::transport::admin(
+    let r = crate::common::admin_raw(
         &s.socket(),
         Method::GET,
         "/admin/health",

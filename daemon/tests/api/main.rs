@@ -27,7 +27,6 @@ mod models;
 mod models_crash;
 mod models_swap;
 mod nginx;
-mod redact;
 mod scoring;
 mod slow_readers;
 mod telemetry;

@@ -3,21 +3,22 @@
 //! and the registry, the store and what is served are checked against each other.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use http::Method;
+use coffer_admin_api::models::ActivateOptions;
+use coffer_admin_api::{AdminClient, ClientError};
 use rand::{Rng as _, SeedableRng as _};
-use serde_json::Value;
 
 use crate::common::{Daemon, Setup, fixture};
 use crate::models::{derived_version, score};
 
-async fn admin(socket: &Path, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let r = cofferd::client::call(socket, method, path, body)
-        .await
-        .unwrap();
-    (r.status.as_u16(), r.json())
+/// The status an admin call was answered with (200 or 201 for success).
+fn status<T>(result: Result<T, ClientError>, ok: u16) -> Result<u16, String> {
+    match result {
+        Ok(_) => Ok(ok),
+        Err(ClientError::Refused { status, .. }) => Ok(status.as_u16()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Every invariant the lifecycle promises after a start.
@@ -28,8 +29,8 @@ async fn check_invariants(
     round: usize,
 ) -> BTreeMap<String, String> {
     let socket = s.socket();
-    let (status, list) = admin(&socket, Method::GET, "/admin/models", None).await;
-    assert_eq!(status, 200, "round {round}: {list}");
+    let client = AdminClient::new(&socket);
+    let list = serde_json::to_value(client.models().await.unwrap()).unwrap();
     let store = s.dir().join("state/models");
     assert_eq!(
         std::fs::read_dir(store.join("staging")).unwrap().count(),
@@ -72,14 +73,11 @@ async fn check_invariants(
             states.contains_key(version),
             "round {round}: {version} is in the store but not registered"
         );
-        let (status, v) = admin(
-            &socket,
-            Method::POST,
-            &format!("/admin/models/credit-lr/versions/{version}/verify"),
-            None,
-        )
-        .await;
-        assert_eq!(status, 200, "round {round}: {version} verifies: {v}");
+        let verified = client.verify("credit-lr", version).await;
+        assert!(
+            verified.is_ok(),
+            "round {round}: {version} verifies: {verified:?}"
+        );
     }
     assert_eq!(
         actives, 1,
@@ -139,29 +137,16 @@ async fn kill_9_during_import_and_activation_never_leaves_a_half_version() {
             Some(ready[rng.gen_range(0..ready.len())].clone())
         };
         let task = tokio::spawn(async move {
+            let client = AdminClient::new(&socket);
             match (op, target) {
-                (1, Some(v)) => cofferd::client::call(
-                    &socket,
-                    Method::POST,
-                    &format!("/admin/models/credit-lr/versions/{v}/activate"),
-                    None,
-                )
-                .await
-                .map(|r| r.status.as_u16())
-                .map_err(|e| e.to_string()),
-                (2, Some(_)) => cofferd::client::call(
-                    &socket,
-                    Method::POST,
-                    "/admin/models/credit-lr/rollback",
-                    None,
-                )
-                .await
-                .map(|r| r.status.as_u16())
-                .map_err(|e| e.to_string()),
-                _ => cofferd::client::import(&socket, &dir, false, |_, _| {})
-                    .await
-                    .map(|r| r.status.as_u16())
-                    .map_err(|e| e.to_string()),
+                (1, Some(v)) => status(
+                    client
+                        .activate("credit-lr", &v, ActivateOptions::default())
+                        .await,
+                    200,
+                ),
+                (2, Some(_)) => status(client.rollback("credit-lr").await, 200),
+                _ => status(client.import(&dir, false, None).await, 201),
             }
         });
         tokio::time::sleep(Duration::from_micros(rng.gen_range(0..25_000))).await;

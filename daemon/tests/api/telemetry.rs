@@ -341,7 +341,7 @@ async fn telemetry_reaches_prometheus_and_otlp_survives_an_outage_and_leaks_noth
         .await
         .expect_err("the sink is down");
     assert!(err.to_string().contains("remote-write"), "{err}");
-    let pending = coffer_agent::transport::admin(
+    let pending = crate::common::admin_raw(
         &setup.socket(),
         Method::GET,
         "/admin/telemetry?max=1",
@@ -486,7 +486,7 @@ async fn audit_checkpoints_reach_otlp_once_each_verify_and_wait_out_an_outage() 
     let list = |after: u64| {
         let socket = admin_socket.clone();
         async move {
-            let r = coffer_agent::transport::admin(
+            let r = crate::common::admin_raw(
                 &socket,
                 Method::GET,
                 &format!("/admin/audit/checkpoints?after={after}"),
@@ -522,7 +522,7 @@ async fn audit_checkpoints_reach_otlp_once_each_verify_and_wait_out_an_outage() 
     let (status, _) = list(u64::MAX).await;
     assert_eq!(status, 200);
     // A malformed acknowledgement is a JSON error with a code, not a plain-text rejection.
-    let r = coffer_agent::transport::admin(
+    let r = crate::common::admin_raw(
         &admin_socket,
         Method::POST,
         "/admin/telemetry/ack",

@@ -20,10 +20,7 @@ fn temporary_beside(path: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(
-        ".{name}.{}.tmp",
-        crate::hex_text::lower_hex(&random)
-    ))
+    path.with_file_name(format!(".{name}.{}.tmp", hex::encode(random)))
 }
 
 /// Replaces `path` with `contents`, mode `mode`, atomically.
