@@ -2,18 +2,22 @@
 //! changes, model lifecycle and per-request metadata (never content), with signed
 //! checkpoints and a signed HEAD; `cofferctl audit verify` checks a directory offline.
 
+mod error;
 pub mod hex_text;
+mod layout;
 mod record;
 mod retention;
 mod signing;
 mod verify;
 mod writer;
 
+pub use error::{AuditError, VerifyError};
+pub use layout::{ANCHOR_FILE, Anchor, Head, segments};
 pub use record::{AuditEvent, AuditRecord, GENESIS};
-pub use retention::{ANCHOR_FILE, Anchor, Retention};
+pub use retention::Retention;
 pub use signing::{Signer, SigningError};
-pub use verify::{Head, Report, VerifyError, segments, verify_dir};
-pub use writer::{AuditError, AuditLog, AuditSettings, FsyncPolicy};
+pub use verify::{Report, verify_dir};
+pub use writer::{AuditLog, AuditSettings, FsyncPolicy};
 
 /// Helpers for the audit tests of this module and of the admin API.
 #[cfg(any(test, feature = "test-support"))]

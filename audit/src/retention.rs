@@ -14,10 +14,10 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::error::AuditError;
+use super::layout::{ANCHOR_FILE, Anchor, segments};
 use super::record::AuditRecord;
-use super::signing::{self, Signer};
-use super::verify::segments;
-use super::writer::AuditError;
+use super::signing::Signer;
 
 /// How much of the log is kept. Both limits off keeps everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,25 +33,6 @@ impl Retention {
         self.max_total_bytes == 0 && self.max_age.is_none()
     }
 }
-
-/// The signed statement in `PRUNED`: every record before `first_seq` was removed by
-/// retention, and record `first_seq` links to `prev`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Anchor {
-    pub first_seq: u64,
-    pub prev: String,
-    pub signature: String,
-}
-
-impl Anchor {
-    pub fn verifies(&self, public_key_hex: &str) -> bool {
-        signing::verify_pruned(public_key_hex, self.first_seq, &self.prev, &self.signature)
-    }
-}
-
-/// The anchor's file name in the audit directory.
-pub const ANCHOR_FILE: &str = "PRUNED";
 
 /// What one pruning removed.
 #[derive(Debug, Clone, PartialEq)]
@@ -228,22 +209,12 @@ fn write_anchor(dir: &Path, anchor: &Anchor) -> Result<(), AuditError> {
     Ok(())
 }
 
-/// Reads `dir/PRUNED`, if retention ever cut this log.
-pub fn read_anchor(dir: &Path) -> Result<Option<Anchor>, String> {
-    match std::fs::read_to_string(dir.join(ANCHOR_FILE)) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| e.to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{all_records, write_filler};
     use super::super::{AuditEvent, AuditLog, AuditSettings, FsyncPolicy, verify_dir};
     use super::*;
+    use crate::layout::read_anchor;
 
     fn settings(dir: &Path, retention: Retention) -> AuditSettings {
         AuditSettings {

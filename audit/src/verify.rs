@@ -3,20 +3,12 @@
 //! and the signed `HEAD` (the last record known durable), which exposes records cut off
 //! the end. The first bad record is named by its file, line and sequence number.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::error::VerifyError;
+use super::layout::{Anchor, Head, read_anchor, segments};
 use super::record::{AuditEvent, AuditRecord, GENESIS};
-use super::retention::{Anchor, read_anchor};
 use super::signing;
-
-/// The signed pointer to the last durable record.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Head {
-    pub seq: u64,
-    pub hash: String,
-    pub signature: String,
-}
 
 /// What a clean verification saw.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -28,53 +20,6 @@ pub struct Report {
     /// Retention removed the records before this one (the signed `PRUNED` anchor); the
     /// chain was verified from there.
     pub pruned_before: Option<u64>,
-}
-
-/// The first problem found.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum VerifyError {
-    #[error("cannot read {path}: {what}")]
-    Io { path: String, what: String },
-    #[error("{file}:{line}: record {seq}: {what}")]
-    BadRecord {
-        file: String,
-        line: usize,
-        seq: u64,
-        what: String,
-    },
-    #[error("{file}:{line}: not a record: {what}")]
-    Unreadable {
-        file: String,
-        line: usize,
-        what: String,
-    },
-    #[error(
-        "the log ends at record {last} but HEAD says record {head} was written: records after {last} were removed"
-    )]
-    Truncated { last: u64, head: u64 },
-    #[error("HEAD: {0}")]
-    BadHead(String),
-    #[error("PRUNED: {0}")]
-    BadAnchor(String),
-}
-
-/// The segment files of a directory, oldest first.
-pub fn segments(dir: &Path) -> Result<Vec<PathBuf>, VerifyError> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| VerifyError::Io {
-            path: dir.display().to_string(),
-            what: e.to_string(),
-        })?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("audit-") && n.ends_with(".log"))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
 }
 
 /// Verifies `dir` against the public key in `dir/signing.pub`.

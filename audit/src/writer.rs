@@ -17,10 +17,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 
+use super::error::AuditError;
+use super::layout::{Head, segments};
 use super::record::{AuditEvent, AuditRecord, GENESIS};
 use super::retention::{self, Retention};
-use super::signing::{Signer, SigningError};
-use super::verify::{Head, segments};
+use super::signing::Signer;
 
 /// When records reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,20 +42,6 @@ pub struct AuditSettings {
     pub max_segment_bytes: u64,
     pub checkpoint_every: u64,
     pub retention: Retention,
-}
-
-/// Audit errors.
-#[derive(Debug, thiserror::Error)]
-pub enum AuditError {
-    #[error("audit log {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Signing(#[from] SigningError),
-    #[error("the last audit record in {0} is unreadable; run `cofferctl audit verify`")]
-    Corrupt(String),
 }
 
 enum Msg {

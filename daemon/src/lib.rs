@@ -34,6 +34,7 @@ pub mod registry;
 pub mod score;
 pub mod served;
 pub mod server;
+pub mod serving;
 pub mod shadow;
 pub mod statewatch;
 pub mod telemetry;

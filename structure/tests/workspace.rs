@@ -23,14 +23,6 @@ const MAIN_LIMIT: usize = 200;
 /// Module cycles, as `crate: module, module, …` (the modules sorted).
 const ALLOWED_CYCLES: &[(&str, &str)] = &[
     (
-        "cofferd: admin::models, admin::server, admin::sync_events",
-        "daemon/src/admin/ is being moved out of cofferd by its own change; fixed there",
-    ),
-    (
-        "coffer-audit: retention, verify, writer",
-        "coffer-audit was just extracted from cofferd as is; its owner untangles retention/verify/writer",
-    ),
-    (
         "coffer-agent: sync::download::request, sync::download::resume",
         "sync/download/ was just split out of download.rs by its own change; its owner breaks the pair",
     ),

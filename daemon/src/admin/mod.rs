@@ -5,6 +5,7 @@
 
 pub mod accounts;
 mod audit;
+mod caller;
 mod health;
 mod keys;
 mod models;

@@ -25,7 +25,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::server::Peer;
+use super::caller::Peer;
 use super::{AdminFailure, AdminState};
 use crate::manager::ManageError;
 use crate::registry::RegistryError;
@@ -310,7 +310,7 @@ pub async fn import(
     let mut response = answer(result, StatusCode::CREATED);
     response
         .extensions_mut()
-        .insert(super::server::AuditTarget(target));
+        .insert(super::caller::AuditTarget(target));
     response
 }
 

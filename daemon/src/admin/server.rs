@@ -18,7 +18,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::UnixListener;
 
-use super::{AdminFailure, AdminState, PeerPolicy, Role, health, keys, models};
+use super::caller::{AuditTarget, Peer};
+use super::{AdminFailure, AdminState, PeerPolicy, health, keys, models};
 use crate::audit::AuditEvent;
 
 /// Why the admin socket could not be set up.
@@ -61,18 +62,6 @@ pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
     let listener = UnixListener::bind(path).map_err(err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
     Ok(listener)
-}
-
-/// What an admin call acted on when the path does not say (an import's
-/// `name@version`), set by the handler on its response.
-#[derive(Debug, Clone)]
-pub(super) struct AuditTarget(pub(super) String);
-
-/// The connection's peer: its role (`None`: it may not use the socket) and uid.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Peer {
-    pub(super) role: Option<Role>,
-    pub(super) uid: u32,
 }
 
 async fn check_peer(req: Request, next: Next) -> Response {

@@ -15,7 +15,7 @@ use coffer_admin_api::sync::{SyncEvent, SyncEventKind};
 use coffer_privacy::telemetry::{EventKind, RecordBody};
 use http::StatusCode;
 
-use super::server::AuditTarget;
+use super::caller::AuditTarget;
 use super::{AdminFailure, AdminState};
 
 fn invalid(message: String) -> Response {

@@ -141,6 +141,20 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// A serving-layer refusal in this API's shape: every API words it the same.
+    pub fn serving(e: crate::serving::ServeError, retry_after: Duration, family: Family) -> Self {
+        use crate::serving::ServeError;
+        let kind = match &e {
+            ServeError::GpuShedding { .. } => ErrorKind::GpuShedding { retry_after },
+            ServeError::GpuUnavailable { .. } => ErrorKind::GpuUnavailable { retry_after },
+            ServeError::VariantMissing { .. } => {
+                tracing::error!(error = %e, "GPU fallback cannot be served");
+                return Self::new(ErrorKind::Internal, "", family);
+            }
+        };
+        Self::new(kind, e.to_string(), family)
+    }
+
     pub fn new(kind: ErrorKind, message: impl Into<String>, family: Family) -> Self {
         Self {
             kind,

@@ -33,9 +33,9 @@ use super::{
 use crate::chat::SubmitError;
 use crate::chat::grammar::GrammarError;
 use crate::chat::job::{ChatEvent, ChatFailure, ChatJob};
-use crate::gpu::fallback::Route;
 use crate::metrics::{Outcome, VersionRequests};
 use crate::served::Versioned as _;
+use crate::serving::{self, Routed};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -139,32 +139,15 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         .request_counters(&state.metrics.model_requests)
         .clone();
     resolve_model(&counters);
-    // A GPU model while a GPU is failed: its fallback policy decides (docs/gpu.md).
-    let (loaded, fallback, permit) = match state.gpu.route(&loaded.manifest.name) {
-        Route::Normal => (loaded, None, None),
-        Route::Variant(variant) => (
-            state.chat.load().resolve_chat(&variant).ok_or_else(gone)?,
-            Some("cpu-variant"),
-            None,
-        ),
-        Route::Shed(permit) => (loaded, Some("shed"), Some(permit)),
-        Route::Refuse { reason, shedding } => {
-            let retry_after = state.limits.retry_after;
-            let kind = if shedding {
-                ErrorKind::GpuShedding { retry_after }
-            } else {
-                ErrorKind::GpuUnavailable { retry_after }
-            };
-            return Err(ApiError::new(
-                kind,
-                format!(
-                    "model '{}' needs a GPU and none is healthy ({reason})",
-                    chat.model
-                ),
-                Family::OpenAi,
-            ));
-        }
-    };
+    let name = loaded.manifest.name.clone();
+    let Routed {
+        loaded,
+        fallback,
+        permit,
+    } = serving::route(&state.gpu, &name, loaded, |variant| {
+        state.chat.load().resolve_chat(variant)
+    })
+    .map_err(|e| ApiError::serving(e, state.limits.retry_after, Family::OpenAi))?;
     if let Some(schema) = chat.response_schema.take() {
         let grammar = state
             .grammars
@@ -260,7 +243,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
     }
     if let Some(policy) = fallback {
         response.headers_mut().insert(
-            "x-coffer-gpu-fallback",
+            serving::FALLBACK_HEADER,
             http::HeaderValue::from_static(policy),
         );
     }

@@ -19,9 +19,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState, ErrorKind, Family, ServedModel, read_limited, resolve_model};
-use crate::gpu::fallback::Route;
 use crate::score::{BatchError, LoadedModel};
 use crate::served::Versioned as _;
+use crate::serving::{self, Routed};
 use request::bad;
 
 /// The scoring routes.
@@ -182,8 +182,6 @@ async fn infer_version(
 
 /// The model version that answered (`name@version`), on every infer response.
 const SERVED_BY: http::HeaderName = http::HeaderName::from_static("x-coffer-served-by");
-/// The GPU fallback policy in force for this response, when one applied.
-const FALLBACK: http::HeaderName = http::HeaderName::from_static("x-coffer-gpu-fallback");
 
 async fn run_infer(
     state: Arc<AppState>,
@@ -191,39 +189,18 @@ async fn run_infer(
     version: Option<String>,
     req: Request<Body>,
 ) -> Result<Response, ApiError> {
-    let mut loaded = find(&state, &model, version.as_deref())?;
+    let requested = find(&state, &model, version.as_deref())?;
     // From here on the request counts under this version, whichever answers it.
-    resolve_model(loaded.request_counters(&state.metrics.model_requests));
-    // A GPU model while a GPU is failed: its fallback policy decides (docs/gpu.md).
-    let (fallback, _shed_permit) = match state.gpu.route(&loaded.manifest.name) {
-        Route::Normal => (None, None),
-        Route::Variant(variant) => {
-            loaded = state
-                .scoring
-                .load()
-                .resolve(&variant, None)
-                .ok_or_else(|| ApiError::new(ErrorKind::Internal, "", Family::InferenceProtocol))?;
-            (Some("cpu-variant"), None)
-        }
-        Route::Shed(permit) => (Some("shed"), Some(permit)),
-        Route::Refuse { reason, shedding } => {
-            let retry_after = state.limits.retry_after;
-            let (kind, message) = if shedding {
-                (
-                    ErrorKind::GpuShedding { retry_after },
-                    format!(
-                        "model '{model}' runs on the CPU at reduced concurrency while its GPU is unavailable ({reason}); retry after the time in Retry-After"
-                    ),
-                )
-            } else {
-                (
-                    ErrorKind::GpuUnavailable { retry_after },
-                    format!("model '{model}' needs a GPU and none is healthy ({reason})"),
-                )
-            };
-            return Err(ApiError::new(kind, message, Family::InferenceProtocol));
-        }
-    };
+    resolve_model(requested.request_counters(&state.metrics.model_requests));
+    let name = requested.manifest.name.clone();
+    let Routed {
+        loaded,
+        fallback,
+        permit: _shed_permit,
+    } = serving::route(&state.gpu, &name, requested, |variant| {
+        state.scoring.load().resolve(variant, None)
+    })
+    .map_err(|e| ApiError::serving(e, state.limits.retry_after, Family::InferenceProtocol))?;
     let header_length = match req.headers().get("inference-header-content-length") {
         Some(v) => Some(
             v.to_str()
@@ -307,7 +284,7 @@ async fn run_infer(
     if let Some(policy) = fallback {
         response
             .headers_mut()
-            .insert(FALLBACK, HeaderValue::from_static(policy));
+            .insert(serving::FALLBACK_HEADER, HeaderValue::from_static(policy));
     }
     response
         .extensions_mut()
