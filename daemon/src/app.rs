@@ -92,9 +92,7 @@ async fn start_models(
             ),
             faults: crate::engine_faults::FaultWatch::new(
                 metrics.engine_restarts.clone(),
-                audit
-                    .clone()
-                    .map(|a| a as Arc<dyn crate::engine_faults::FaultSink>),
+                audit.clone().map(crate::engine_faults::AuditFaults::sink),
             ),
         },
         gpu,

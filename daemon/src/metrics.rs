@@ -24,11 +24,8 @@ pub struct RouteLabel {
     pub route: String,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ModelVersionLabels {
-    pub model: String,
-    pub version: String,
-}
+/// One model version (`coffer_engine_restarts_total`'s labels).
+pub use coffer_engine::ModelVersionLabels;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
