@@ -11,6 +11,7 @@
 
 mod body;
 mod copy;
+mod partial;
 mod request;
 mod resume;
 #[cfg(test)]

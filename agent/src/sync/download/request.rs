@@ -5,7 +5,7 @@ use std::path::Path;
 
 use http::{StatusCode, Uri};
 
-use super::resume::Partial;
+use super::partial::Partial;
 use super::{DownloadError, Limits};
 use crate::transport::{self, Tls};
 

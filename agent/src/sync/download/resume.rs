@@ -1,17 +1,16 @@
-//! The resumable download ([`fetch`]): the partial file and what it already holds,
-//! the request for the rest, and the final digest check and durable rename.
+//! The resumable download ([`fetch`]): from the partial file and what it already holds
+//! (`partial`), the request for the rest, then the final digest check and durable rename.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::Path;
 
 use http::Uri;
 use sha2::{Digest as _, Sha256};
 
 use super::body::{Writer, pump};
+use super::partial::{Partial, open_partial};
 use super::request::{header, request};
 use super::{
-    CHUNK, DownloadError, Expected, Fetched, Limits, blocking, io_error, rename_durably, too_long,
+    DownloadError, Expected, Fetched, Limits, blocking, io_error, rename_durably, too_long,
 };
 use crate::transport::Tls;
 
@@ -65,66 +64,6 @@ pub async fn fetch(
         // A failed write explains a closed channel better than the channel does.
         Err(e) => Err(hasher.err().unwrap_or(e)),
     }
-}
-
-/// The partial file, positioned at its end, and the digest of what it holds.
-pub(super) struct Partial {
-    pub(super) file: File,
-    pub(super) hasher: Sha256,
-    pub(super) from: u64,
-}
-
-impl Partial {
-    pub(super) async fn start_over(self, path: &Path) -> Result<Partial, DownloadError> {
-        let file = self.file;
-        Ok(Partial {
-            file: blocking(path, move || truncate(file)).await?,
-            hasher: Sha256::new(),
-            from: 0,
-        })
-    }
-}
-
-/// Opens (or creates) the partial file and hashes what it holds. A file longer than `len` cannot be a prefix of the
-/// expected one and is truncated.
-fn open_partial(path: &Path, len: u64) -> std::io::Result<Partial> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
-    let have = file.metadata()?.len();
-    if have > len {
-        return Ok(Partial {
-            file: truncate(file)?,
-            hasher: Sha256::new(),
-            from: 0,
-        });
-    }
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut hashed = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        hashed += n as u64;
-    }
-    file.seek(SeekFrom::End(0))?;
-    Ok(Partial {
-        file,
-        hasher,
-        from: hashed,
-    })
-}
-
-fn truncate(mut file: File) -> std::io::Result<File> {
-    file.set_len(0)?;
-    file.seek(SeekFrom::Start(0))?;
-    Ok(file)
 }
 
 async fn remove(path: &Path) -> Result<(), DownloadError> {
