@@ -38,7 +38,7 @@ pub mod serving;
 pub mod shadow;
 pub mod statewatch;
 pub mod telemetry;
-pub mod tensor;
+pub use coffer_score::tensor;
 #[cfg(test)]
 mod testutil;
 pub mod tls;

@@ -19,10 +19,12 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use crate::config::{LogFormat, parse_log_filter};
 
 /// Coffer's own crates: the configured level applies to them as written.
-const OWN_TARGETS: [&str; 5] = [
+const OWN_TARGETS: [&str; 7] = [
     "cofferd",
+    "coffer_engine",
     "coffer_models",
     "coffer_privacy",
+    "coffer_score",
     "coffer_trees",
     "coffer_agent",
 ];

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use cofferd::tensor::{Tensor, TensorData};
+use coffer_score::{Tensor, TensorData};
 
 #[derive(Parser)]
 struct Args {
@@ -35,11 +35,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let metrics = cofferd::metrics::Metrics::new();
-    let score_metrics = metrics.with_registry(cofferd::score::ScoreMetrics::register);
     for name in &args.models {
         let dir = args.fixtures.join(name).join("1.0.0");
-        let model = cofferd::score::load_version(&dir, &score_metrics, 4)?;
+        let engine = coffer_score::load_engine(&coffer_models::VersionDir::open(&dir)?)?;
         let evalset =
             coffer_models::evalset::EvalSet::parse(&std::fs::read(dir.join("eval/holdout.json"))?)?;
         let width = evalset.rows[0].len();
@@ -59,7 +57,7 @@ fn main() -> anyhow::Result<()> {
             };
             let inputs = vec![input];
             for _ in 0..20 {
-                model.engine.run(inputs.clone(), batch)?;
+                engine.run(inputs.clone(), batch)?;
             }
             let mut rates = Vec::new();
             let mut latencies = Vec::new();
@@ -72,7 +70,7 @@ fn main() -> anyhow::Result<()> {
                     // it is outside the timed call, as onnxruntime's input is.
                     let owned = inputs.clone();
                     let t = Instant::now();
-                    model.engine.run(owned, batch)?;
+                    engine.run(owned, batch)?;
                     let took = t.elapsed();
                     busy += took;
                     latencies.push(took.as_secs_f64() * 1e6);
@@ -82,7 +80,7 @@ fn main() -> anyhow::Result<()> {
             }
             println!(
                 "{{\"engine\":\"coffer/{}\",\"model\":\"{name}\",\"batch\":{batch},\"rows_per_s\":{:.0},\"call_us_p50\":{:.2}}}",
-                model.engine.platform(),
+                engine.platform(),
                 median(rates),
                 median(latencies)
             );

@@ -1,13 +1,9 @@
-//! Scoring: ONNX credit-risk and AML models behind the [`ScoreEngine`] trait, each model
-//! version with its own dynamic batcher thread. [`ScoringModels`] holds what is served
-//! and answers lookups by name and version; the Open Inference Protocol routes
-//! (`api::oip`) call it.
-
-mod batcher;
-mod engine;
-mod metrics;
-mod tract_engine;
-mod trees_engine;
+//! Scoring in the daemon: the engines, batcher and tensors are `coffer-score`'s
+//! (re-exported here); this module ties a loaded version to what the daemon keeps for it
+//! ([`LoadedModel`]: its batcher and metrics, drift against the manifest's reference,
+//! contained faults, request counters, the `x-coffer-served-by` value) and starts
+//! versions with them. [`ScoringModels`] holds what is served and answers lookups by name
+//! and version; the Open Inference Protocol routes (`api::oip`) call it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,28 +11,10 @@ use std::time::Duration;
 
 use coffer_models::{Kind, Manifest, VersionDir};
 
-pub use batcher::{BatchError, BatchLimits, Batcher};
-pub use engine::{EngineError, ScoreEngine};
-pub use metrics::{ModelMetrics, ScoreMetrics};
-pub use tract_engine::TractEngine;
-pub use trees_engine::TreesEngine;
-
-/// Why a model version could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error(transparent)]
-    Verify(#[from] coffer_models::VerifyError),
-    #[error("{0}: not a scoring model (kind is chat)")]
-    NotScoring(String),
-    #[error("{id}: {source}")]
-    Engine { id: String, source: EngineError },
-    #[error("{0}: cannot start its batching thread: {1}")]
-    Thread(String, std::io::Error),
-    #[error("{0} is loaded twice")]
-    Duplicate(String),
-    #[error("{0} has no variant {1:?}")]
-    NoVariant(String, String),
-}
+pub use coffer_score::{
+    BatchError, BatchLimits, Batcher, EngineError, LoadError, ModelMetrics, ScoreEngine,
+    ScoreMetrics, TractEngine, TreesEngine, load_engine, load_engine_file,
+};
 
 /// One served model version.
 #[derive(Debug)]
@@ -58,38 +36,6 @@ pub struct LoadedModel {
     /// audit record.
     pub id: String,
     pub served_by: Option<http::HeaderValue>,
-}
-
-/// Loads the engine for a verified version directory (its default model file).
-pub fn load_engine(version: &VersionDir) -> Result<Arc<dyn ScoreEngine>, LoadError> {
-    let model_file = version
-        .manifest
-        .model_file()
-        .map(|f| version.path(&f.path))
-        .unwrap_or_default();
-    load_engine_file(&version.manifest, &model_file)
-}
-
-/// Loads an engine for `model_file` (one of the version's model files) against the
-/// manifest's I/O schema: a new instance, independent of any serving one.
-pub fn load_engine_file(
-    manifest: &Manifest,
-    model_file: &Path,
-) -> Result<Arc<dyn ScoreEngine>, LoadError> {
-    let id = manifest.id();
-    let (inputs, outputs) = (&manifest.io.inputs, &manifest.io.outputs);
-    let engine_err = |source| LoadError::Engine {
-        id: id.clone(),
-        source,
-    };
-    // Tree ensembles get the native evaluator, one thread per batch: the batcher already
-    // keeps a thread per model busy, and the API runtime needs the other cores.
-    if let Some(trees) = TreesEngine::load(model_file, inputs, outputs, 1).map_err(engine_err)? {
-        return Ok(Arc::new(trees));
-    }
-    let engine = TractEngine::load(model_file, inputs, outputs, manifest.serving.max_batch)
-        .map_err(engine_err)?;
-    Ok(Arc::new(engine))
 }
 
 /// Verifies and loads one version directory and starts its batcher.

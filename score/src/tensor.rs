@@ -1,7 +1,7 @@
 //! Typed tensors passed between the API and scoring engines: a datatype, a shape and a
 //! flat row-major buffer of that type; and [`BatchObserver`], what sees each executed
-//! batch's tensors on the batcher's thread. Below both `score` (which runs batches) and
-//! `drift` (which observes them), so neither needs the other for these.
+//! batch's tensors on the batcher's thread. The daemon's drift monitoring implements the
+//! observer; the batcher calls it without knowing what it is.
 
 use coffer_models::Datatype;
 

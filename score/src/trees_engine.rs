@@ -8,7 +8,7 @@ use std::path::Path;
 use coffer_models::{Datatype, TensorSpec};
 use coffer_trees::{OutputKind, Prediction, TreeEnsemble};
 
-use super::engine::{EngineError, ScoreEngine};
+use crate::engine::{EngineError, ScoreEngine};
 use crate::tensor::{Tensor, TensorData};
 
 /// A tree ensemble checked against the manifest's schema.

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use coffer_models::{Datatype, TensorSpec};
 use tract_onnx::prelude::*;
 
-use super::engine::{EngineError, ScoreEngine};
+use crate::engine::{EngineError, ScoreEngine};
 use crate::tensor::{Tensor as CofferTensor, TensorData};
 
 type Plan = std::sync::Arc<TypedRunnableModel>;

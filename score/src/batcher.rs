@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
+use coffer_engine::EngineFaults;
 use tokio::sync::oneshot;
 
-use super::engine::{EngineError, ScoreEngine};
-use super::metrics::ModelMetrics;
-use crate::engine_faults::EngineFaults;
+use crate::engine::{EngineError, ScoreEngine};
+use crate::metrics::ModelMetrics;
 use crate::tensor::{BatchObserver, Tensor};
 
 /// Why a submitted request got no result.
@@ -249,7 +249,7 @@ mod tests {
     use prometheus_client::registry::Registry;
 
     use super::*;
-    use crate::score::ScoreMetrics;
+    use crate::metrics::ScoreMetrics;
     use crate::tensor::TensorData;
 
     /// Doubles its input; records batch sizes; sleeps to let a queue build up.
@@ -298,7 +298,7 @@ mod tests {
             delay,
         });
         let metrics = ScoreMetrics::register(&mut Registry::default()).for_model("m", "1");
-        let faults = crate::engine_faults::FaultWatch::default().for_version("m", "1");
+        let faults = coffer_engine::FaultWatch::default().for_version("m", "1");
         let batcher = Batcher::spawn("m", engine.clone(), limits, metrics, None, faults).unwrap();
         (engine, batcher)
     }

@@ -1,0 +1,79 @@
+//! `coffer-score` owns Coffer's scoring engines: ONNX credit-risk and AML models behind
+//! the [`ScoreEngine`] trait ([`TractEngine`], tract's general runtime; [`TreesEngine`],
+//! `coffer-trees`' native evaluator for a lone tree-ensemble graph), chosen per model file
+//! by [`load_engine_file`]; the dynamic [`Batcher`] that gives each model version a thread
+//! of its own and coalesces concurrent requests into batches; the typed [`tensor`]s they
+//! exchange and the [`BatchObserver`](tensor::BatchObserver) that sees every batch; and the
+//! scoring metric families ([`ScoreMetrics`]).
+//!
+//! tract and `coffer-trees` are dependencies of this crate only. It does not own what
+//! ties an engine to the daemon (the served versions, drift tracking, request counters,
+//! the HTTP API): cofferd's `score` module does, over these types.
+
+mod batcher;
+mod engine;
+mod metrics;
+pub mod tensor;
+mod tract_engine;
+mod trees_engine;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use coffer_models::{Manifest, VersionDir};
+
+pub use batcher::{BatchError, BatchLimits, Batcher};
+pub use engine::{EngineError, ScoreEngine};
+pub use metrics::{ModelMetrics, ScoreMetrics};
+pub use tensor::{BatchObserver, Tensor, TensorData};
+pub use tract_engine::TractEngine;
+pub use trees_engine::TreesEngine;
+
+/// Why a model version could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Verify(#[from] coffer_models::VerifyError),
+    #[error("{0}: not a scoring model (kind is chat)")]
+    NotScoring(String),
+    #[error("{id}: {source}")]
+    Engine { id: String, source: EngineError },
+    #[error("{0}: cannot start its batching thread: {1}")]
+    Thread(String, std::io::Error),
+    #[error("{0} is loaded twice")]
+    Duplicate(String),
+    #[error("{0} has no variant {1:?}")]
+    NoVariant(String, String),
+}
+
+/// Loads the engine for a verified version directory (its default model file).
+pub fn load_engine(version: &VersionDir) -> Result<Arc<dyn ScoreEngine>, LoadError> {
+    let model_file = version
+        .manifest
+        .model_file()
+        .map(|f| version.path(&f.path))
+        .unwrap_or_default();
+    load_engine_file(&version.manifest, &model_file)
+}
+
+/// Loads an engine for `model_file` (one of the version's model files) against the
+/// manifest's I/O schema: a new instance, independent of any serving one.
+pub fn load_engine_file(
+    manifest: &Manifest,
+    model_file: &Path,
+) -> Result<Arc<dyn ScoreEngine>, LoadError> {
+    let id = manifest.id();
+    let (inputs, outputs) = (&manifest.io.inputs, &manifest.io.outputs);
+    let engine_err = |source| LoadError::Engine {
+        id: id.clone(),
+        source,
+    };
+    // Tree ensembles get the native evaluator, one thread per batch: the batcher already
+    // keeps a thread per model busy, and the API runtime needs the other cores.
+    if let Some(trees) = TreesEngine::load(model_file, inputs, outputs, 1).map_err(engine_err)? {
+        return Ok(Arc::new(trees));
+    }
+    let engine = TractEngine::load(model_file, inputs, outputs, manifest.serving.max_batch)
+        .map_err(engine_err)?;
+    Ok(Arc::new(engine))
+}
