@@ -1,6 +1,9 @@
 //! Shared pieces of Coffer's benchmark tools: TLS client and server configuration for
 //! the load generator and the bare peer servers in `src/bin/`.
 
+pub mod flood;
+pub mod loadgen;
+
 use std::path::Path;
 use std::sync::Arc;
 

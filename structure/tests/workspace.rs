@@ -34,20 +34,8 @@ const ALLOWED_LONG_FILES: &[(&str, &str)] = &[];
 /// Mains over [`MAIN_LIMIT`] lines, relative to the workspace root.
 const ALLOWED_LONG_MAINS: &[(&str, &str)] = &[
     (
-        "agent/src/main.rs",
-        "the agent's subcommands still run from main; moving them into the library is its own change",
-    ),
-    (
         "models/src/bin/coffer-release.rs",
         "the release tool's subcommands still run from main; its own change",
-    ),
-    (
-        "bench/src/bin/flood.rs",
-        "a benchmark driver; moving its phases into coffer-bench's library is its own change",
-    ),
-    (
-        "bench/src/bin/loadgen.rs",
-        "a benchmark driver; moving its phases into coffer-bench's library is its own change",
     ),
 ];
 
