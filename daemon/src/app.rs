@@ -82,7 +82,7 @@ async fn start_models(
         db: db.clone(),
         engines: Engines {
             score_metrics: metrics.with_registry(ScoreMetrics::register),
-            chat_metrics: crate::chat::ChatMetrics::register(metrics),
+            chat_metrics: metrics.with_registry(crate::chat::ChatMetrics::register),
             chat_settings: config.chat.engine.clone(),
             score_queue_capacity: config.scoring.queue_capacity,
             drift: Some(DriftStore::open(db, config.scoring.drift_min_rows)?),

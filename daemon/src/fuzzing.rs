@@ -10,6 +10,7 @@ use bytes::Bytes;
 use coffer_models::{Datatype, TensorSpec};
 
 use crate::api::oip_fuzzing;
+use crate::chat::grammar;
 
 fn specs() -> Vec<TensorSpec> {
     let spec = |name: &str, datatype, shape: Vec<i64>| TensorSpec {
@@ -68,7 +69,7 @@ pub fn chat_request(data: &[u8]) {
 /// (`COFFER_FUZZ_VOCAB`, or the dev chat model), llama.cpp's grammar parser must accept
 /// it too. A run under `-rss_limit_mb` turns an allocation blow-up into a crash.
 pub fn chat_schema(data: &[u8]) {
-    use crate::chat::grammar::{self, GbnfError, GrammarError};
+    use grammar::{GbnfError, GrammarError};
     let Ok(schema) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
@@ -77,9 +78,9 @@ pub fn chat_schema(data: &[u8]) {
     };
     match grammar::convert(&checked) {
         Ok(gbnf) => {
-            if let Some(model) = schema_vocab() {
+            if let Some(vocab) = schema_vocab() {
                 assert!(
-                    llama_cpp_2::sampling::LlamaSampler::grammar(model, &gbnf, "root").is_ok(),
+                    vocab.accepts(&gbnf),
                     "llama.cpp refused the grammar of a checked schema: {checked}\n{gbnf}"
                 );
             }
@@ -91,10 +92,9 @@ pub fn chat_schema(data: &[u8]) {
 
 /// A vocabulary for the grammar parser: the GGUF at `COFFER_FUZZ_VOCAB`, else the dev
 /// chat model when it has been fetched; loaded once, vocabulary only.
-fn schema_vocab() -> Option<&'static llama_cpp_2::model::LlamaModel> {
-    static MODEL: std::sync::OnceLock<Option<llama_cpp_2::model::LlamaModel>> =
-        std::sync::OnceLock::new();
-    MODEL
+fn schema_vocab() -> Option<&'static grammar::Vocabulary> {
+    static VOCAB: std::sync::OnceLock<Option<grammar::Vocabulary>> = std::sync::OnceLock::new();
+    VOCAB
         .get_or_init(|| {
             let path = std::env::var_os("COFFER_FUZZ_VOCAB")
                 .map(std::path::PathBuf::from)
@@ -102,13 +102,7 @@ fn schema_vocab() -> Option<&'static llama_cpp_2::model::LlamaModel> {
                     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                         .join("../models/chat/smollm2-135m/1.0.0/SmolLM2-135M-Instruct.Q4_1.gguf")
                 });
-            if !path.is_file() {
-                return None;
-            }
-            let backend = crate::chat::llama::backend().ok()?;
-            let params =
-                llama_cpp_2::model::params::LlamaModelParams::default().with_vocab_only(true);
-            llama_cpp_2::model::LlamaModel::load_from_file(backend, path, &params).ok()
+            grammar::Vocabulary::load(&path)
         })
         .as_ref()
 }

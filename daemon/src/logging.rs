@@ -19,8 +19,9 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use crate::config::{LogFormat, parse_log_filter};
 
 /// Coffer's own crates: the configured level applies to them as written.
-const OWN_TARGETS: [&str; 7] = [
+const OWN_TARGETS: [&str; 8] = [
     "cofferd",
+    "coffer_chat",
     "coffer_engine",
     "coffer_models",
     "coffer_privacy",

@@ -3,8 +3,8 @@
 //! `coffer-trees`' native evaluator for a lone tree-ensemble graph), chosen per model file
 //! by [`load_engine_file`]; the dynamic [`Batcher`] that gives each model version a thread
 //! of its own and coalesces concurrent requests into batches; the typed [`tensor`]s they
-//! exchange and the [`BatchObserver`](tensor::BatchObserver) that sees every batch; and the
-//! scoring metric families ([`ScoreMetrics`]).
+//! exchange and the [`BatchObserver`] that sees every batch; and the scoring metric
+//! families ([`ScoreMetrics`]).
 //!
 //! tract and `coffer-trees` are dependencies of this crate only. It does not own what
 //! ties an engine to the daemon (the served versions, drift tracking, request counters,

@@ -1,73 +1,21 @@
-//! Chat: GGUF models through llama.cpp behind OpenAI's chat completions (the HTTP side
-//! is `api::chat`). A [`ChatEngine`] takes [`job::ChatJob`]s and streams
-//! [`job::ChatEvent`]s back; the llama.cpp implementation ([`llama::LlamaEngine`]) runs
-//! one thread per model version with continuous batching over `slots` sequences.
-//! [`ChatModels`] (the shared `served` registry) holds the loaded versions by name; the last configured version of a
-//! name answers requests that name no version (`name@version` picks one).
+//! Chat in the daemon: the engine is `coffer-chat`'s (GGUF models through llama.cpp, the
+//! [`ChatEngine`] trait, jobs and events, prompts, grammars, the evaluation gate;
+//! re-exported here). This module ties a loaded version to what the daemon keeps for it
+//! ([`LoadedChat`]: contained faults, request counters, OpenAI's `created`) and starts
+//! versions with the configured [`ChatSettings`] and the prefix store under the state
+//! directory. [`ChatModels`] (the shared `served` registry) holds the loaded versions by
+//! name; the last configured version of a name answers requests that name no version
+//! (`name@version` picks one). The HTTP side is `api::chat`.
 
-pub mod eval;
-pub mod grammar;
-pub mod job;
-pub mod llama;
-pub mod metrics;
-pub mod prefix;
-pub mod prefix_store;
-pub mod prompt;
-pub mod text;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use coffer_models::{Kind, Manifest};
 
-use crate::config::ChatSettings;
-
-pub use metrics::ChatMetrics;
-
-/// Why a chat model version could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("{0}")]
-    Verify(#[from] coffer_models::verify::VerifyError),
-    #[error("{0} is not a chat model (kind = \"score\")")]
-    NotChat(String),
-    #[error("model file {0} is missing")]
-    Missing(PathBuf),
-    #[error("llama.cpp backend: {0}")]
-    Backend(String),
-    #[error("llama.cpp cannot load the model: {0}")]
-    Model(String),
-    #[error("the GGUF has no chat template and the manifest names none ([chat] template)")]
-    NoTemplate,
-    #[error("llama.cpp cannot create a context: {0}")]
-    Context(String),
-    #[error("engine thread: {0}")]
-    Thread(String),
-    #[error("{0} is listed twice")]
-    Duplicate(String),
-}
-
-/// Why a job was not queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SubmitError {
-    #[error("the model's queue is full")]
-    QueueFull,
-    #[error("the model's engine has stopped")]
-    Stopped,
-}
-
-/// A chat engine for one model version.
-pub trait ChatEngine: Send + Sync + std::fmt::Debug {
-    /// The prompt's tokens for `messages`: the chat template applied, special tokens
-    /// parsed only in the template's own text, the length checked. Blocking (tokenizing
-    /// a large prompt takes a while): call it off the async workers.
-    fn prompt(&self, messages: &[job::Message]) -> Result<job::Prompt, job::ChatFailure>;
-    /// Queues a job; its events arrive on the job's channel.
-    fn submit(&self, job: job::ChatJob) -> Result<(), SubmitError>;
-    /// Prompt plus completion tokens one request may use.
-    fn context_per_request(&self) -> usize;
-    fn slots(&self) -> usize;
-}
+pub use coffer_chat::{
+    ChatEngine, ChatMetrics, ChatSettings, LoadError, SubmitError, eval, grammar, job, llama,
+    metrics, prefix, prefix_store, prompt, text,
+};
 
 /// A loaded chat model version.
 #[derive(Debug)]

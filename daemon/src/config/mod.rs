@@ -101,28 +101,9 @@ pub struct ChatConfig {
     pub keep_alive: Duration,
 }
 
-/// Engine settings from the `[chat]` configuration section.
-#[derive(Debug, Clone)]
-pub struct ChatSettings {
-    /// Sequences decoded together (continuous batching slots).
-    pub slots: usize,
-    /// Context (prompt + completion tokens) of one request, at most the model's own.
-    pub context: usize,
-    /// Tokens per decode step (generation tokens first, then prompt chunks).
-    pub n_batch: u32,
-    pub threads: usize,
-    /// Jobs that may wait for a slot; past it: 503 with Retry-After.
-    pub max_queue: usize,
-    /// Layers offloaded to the GPU (builds with the `cuda` feature); 0 on CPU.
-    pub n_gpu_layers: u32,
-    /// Keep a finished sequence's prompt KV for later prompts that start alike
-    /// (`chat.prefix_reuse`; [`crate::chat::prefix`]).
-    pub prefix_reuse: bool,
-    /// Bytes of system-prompt KV state kept in `prefix_dir` across restarts, for every
-    /// version together; 0: none ([`crate::chat::prefix_store`]).
-    pub prefix_cache_bytes: u64,
-    pub prefix_dir: PathBuf,
-}
+/// Engine settings from the `[chat]` configuration section: the chat engine's own type,
+/// built by [`validate`].
+pub use coffer_chat::ChatSettings;
 
 /// GPU health monitoring and what a failed GPU means for each model (docs/gpu.md).
 #[derive(Debug, Clone)]

@@ -7,10 +7,12 @@
 //!   [`N_CTX`] tokens, each starting with BOS on an empty KV cache; every next token's
 //!   negative log-likelihood comes from a log-softmax over llama.cpp's logits, and the
 //!   perplexity is `exp(mean NLL)` over at most [`MAX_TOKENS`] predicted tokens;
-//! - golden answers (optional): each conversation is rendered with the model's chat
-//!   template as the serving engine renders it, decoded greedily for the answer's
-//!   token count plus [`EXTRA_TOKENS`], and passes if the completion (leading
-//!   whitespace trimmed) starts with the expected answer.
+//! - golden answers (optional): each conversation becomes tokens through the serving
+//!   engine's own renderer ([`crate::prompt::render`], with the template
+//!   [`crate::prompt::chat_template`] picks), so the gate judges the prompts that are
+//!   served; it is decoded greedily for the answer's token count plus [`EXTRA_TOKENS`],
+//!   and passes if the completion (leading whitespace trimmed) starts with the expected
+//!   answer.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -21,12 +23,14 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
-use super::job::Role;
-use super::text::{Released, TextAssembler};
+use crate::backend::backend;
+use crate::job::{ChatFailure, Message, Role};
+use crate::prompt::{chat_template, render};
+use crate::text::{Released, TextAssembler};
 
 /// Context (and batch) of the evaluation engine, in tokens: one perplexity window, or
 /// one golden prompt with its answer.
@@ -155,7 +159,7 @@ pub fn evaluate(
     if !model_file.is_file() {
         return Err(ChatEvalError::MissingModel(model_file.to_path_buf()));
     }
-    let backend = super::llama::backend().map_err(|e| ChatEvalError::Backend(e.to_string()))?;
+    let backend = backend().map_err(|e| ChatEvalError::Backend(e.to_string()))?;
     let params = LlamaModelParams::default().with_n_gpu_layers(0);
     let model = LlamaModel::load_from_file(backend, model_file, &params).map_err(|e| {
         ChatEvalError::Load {
@@ -191,22 +195,12 @@ pub fn evaluate(
     let mut golden_total = 0;
     let mut failures = Vec::new();
     if let Some((golden_path, answers)) = golden {
-        let template = match model.chat_template(None) {
-            Ok(t) => t,
-            Err(_) => match manifest
-                .chat
-                .as_ref()
-                .and_then(|c| c.template.as_deref())
-                .map(LlamaChatTemplate::new)
-            {
-                Some(Ok(t)) => t,
-                _ => {
-                    return Err(ChatEvalError::NoTemplate {
-                        model: model_file.to_path_buf(),
-                        golden: golden_path,
-                    });
-                }
-            },
+        let named = manifest.chat.as_ref().and_then(|c| c.template.as_deref());
+        let Some(template) = chat_template(&model, named) else {
+            return Err(ChatEvalError::NoTemplate {
+                model: model_file.to_path_buf(),
+                golden: golden_path,
+            });
         };
         golden_total = answers.len();
         for (i, answer) in answers.iter().enumerate() {
@@ -362,29 +356,32 @@ impl EvalEngine<'_, '_> {
             path: file.to_path_buf(),
             problem,
         };
-        // As `llama::Engine::render` renders a request's messages.
-        let chat = golden
+        let messages: Vec<Message> = golden
             .messages
             .iter()
-            .map(|m| {
-                let role = role(&m.role).unwrap_or(Role::User);
-                LlamaChatMessage::new(role.as_str().to_string(), m.content.clone())
+            .map(|m| Message {
+                role: role(&m.role).unwrap_or(Role::User),
+                content: m.content.clone(),
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(format!("[{index}]: {e}")))?;
-        let prompt = self
-            .model
-            .apply_chat_template(template, &chat, true)
-            .map_err(|e| bad(format!("[{index}]: the chat template fails: {e}")))?;
+            .collect();
         let vocab = self.model.vocab();
-        let tokens = vocab.tokenize(prompt.as_bytes(), true, true);
         let budget = vocab.tokenize(golden.answer.as_bytes(), false, false).len() + EXTRA_TOKENS;
-        if tokens.is_empty() || tokens.len() + budget > self.n_ctx {
-            return Ok(Some(format!(
-                "golden[{index}]: a prompt of {} tokens and {budget} answer tokens do not fit the evaluation context of {}",
-                tokens.len(),
+        let too_long = |prompt: String| {
+            format!(
+                "golden[{index}]: a prompt of {prompt} tokens and {budget} answer tokens do not fit the evaluation context of {}",
                 self.n_ctx
-            )));
+            )
+        };
+        // Exactly the tokens the serving engine would decode for these messages.
+        let tokens = match render(self.model, template, &messages, self.n_ctx) {
+            Ok((tokens, _)) => tokens,
+            Err(ChatFailure::ContextLengthExceeded { prompt_tokens, .. }) => {
+                return Ok(Some(too_long(format!("at least {prompt_tokens}"))));
+            }
+            Err(e) => return Err(bad(format!("[{index}]: {e}"))),
+        };
+        if tokens.is_empty() || tokens.len() + budget > self.n_ctx {
+            return Ok(Some(too_long(tokens.len().to_string())));
         }
         self.ctx.clear_kv_cache();
         self.decode(&tokens, 0, false, file)?;

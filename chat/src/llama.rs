@@ -10,56 +10,43 @@
 //! computed alone), and a prompt is decoded on its own in chunks of `n_batch` tokens
 //! counted from its first token, the same pieces whatever else is running.
 //!
-//! Prefix reuse ([`super::prefix`]): a finished sequence's prompt KV stays in its slot
+//! Prefix reuse ([`crate::prefix`]): a finished sequence's prompt KV stays in its slot
 //! (its generated cells go) until the slot is needed, least recently used first; a new
 //! prompt goes to the free slot holding its longest reusable prefix, or has a busy
 //! slot's prefix copied into a free one (llama.cpp copies a whole per-sequence KV
 //! buffer, then the tail is cut), and computes only the rest. Prompts are cut into
 //! chunks that never cross a message's end, so what is reused is exactly what a cold
 //! start would compute. System prompts that recur are saved to the state directory and
-//! loaded into free slots at start ([`super::prefix_store`]).
+//! loaded into free slots at start ([`crate::prefix_store`]).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use coffer_engine::EngineFaults;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
-use super::job::{ChatEvent, ChatFailure, ChatJob, Finish, GenParams, Message, Prompt};
-use super::metrics::{ChatModelMetrics, Completed};
-use super::prefix::chunk_ends;
-use super::prefix_store::PrefixStore;
+use crate::backend::backend;
+use crate::engine::{ChatEngine, LoadError, SubmitError};
+use crate::job::{ChatEvent, ChatFailure, ChatJob, Finish, GenParams, Message, Prompt};
+use crate::metrics::{ChatModelMetrics, Completed};
+use crate::prefix::chunk_ends;
+use crate::prefix_store::PrefixStore;
+use crate::prompt::{Prompter, chat_template};
+use crate::settings::ChatSettings;
+use crate::text::{Released, TextAssembler};
 
 mod reuse;
-use super::prompt::Prompter;
-use super::text::{Released, TextAssembler};
-use super::{ChatEngine, LoadError, SubmitError};
-use crate::config::ChatSettings;
-use crate::engine_faults::EngineFaults;
 use reuse::Residue;
-
-/// llama.cpp's backend may be initialised once per process.
-pub(crate) fn backend() -> Result<&'static LlamaBackend, LoadError> {
-    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
-    BACKEND
-        .get_or_init(|| {
-            let mut backend = LlamaBackend::init().map_err(|e| e.to_string())?;
-            backend.void_logs();
-            Ok(backend)
-        })
-        .as_ref()
-        .map_err(|e| LoadError::Backend(e.clone()))
-}
 
 /// The handle the request path holds.
 #[derive(Debug)]
@@ -124,15 +111,9 @@ impl LlamaEngine {
                         return;
                     }
                 };
-                let template = match model.chat_template(None) {
-                    Ok(t) => t,
-                    Err(_) => match template_name.as_deref().map(LlamaChatTemplate::new) {
-                        Some(Ok(t)) => t,
-                        _ => {
-                            let _ = ready_tx.send(Err(LoadError::NoTemplate));
-                            return;
-                        }
-                    },
+                let Some(template) = chat_template(&model, template_name.as_deref()) else {
+                    let _ = ready_tx.send(Err(LoadError::NoTemplate));
+                    return;
                 };
                 let per_request = settings.context.min(model.n_ctx_train() as usize).max(64);
                 let n_ctx = NonZeroU32::new(

@@ -16,9 +16,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
-use super::job::Finish;
-use crate::metrics::Metrics;
+use crate::job::Finish;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabels {
@@ -65,7 +65,8 @@ fn seconds_histogram() -> Histogram {
 }
 
 impl ChatMetrics {
-    pub fn register(metrics: &Metrics) -> Self {
+    /// Registers the families in `r` (the daemon's registry, under its `coffer_` prefix).
+    pub fn register(r: &mut Registry) -> Self {
         let m = Self {
             prompt_tokens: Family::default(),
             completion_tokens: Family::default(),
@@ -83,83 +84,81 @@ impl ChatMetrics {
             prefix_hit: Family::default(),
             prefix_saved_bytes: Family::default(),
         };
-        metrics.with_registry(|r| {
-            r.register(
-                "chat_prompt_tokens",
-                "Prompt tokens processed",
-                m.prompt_tokens.clone(),
-            );
-            r.register(
-                "chat_completion_tokens",
-                "Tokens generated",
-                m.completion_tokens.clone(),
-            );
-            r.register(
-                "chat_time_to_first_token_seconds",
-                "From arrival in the engine's queue to the first generated token",
-                m.ttft.clone(),
-            );
-            r.register(
-                "chat_inter_token_seconds",
-                "Time between two generated tokens of one sequence",
-                m.inter_token.clone(),
-            );
-            r.register(
-                "chat_slots_busy",
-                "Sequences being served",
-                m.slots_busy.clone(),
-            );
-            r.register(
-                "chat_queue_depth",
-                "Requests waiting for a sequence slot",
-                m.queue_depth.clone(),
-            );
-            r.register(
-                "chat_finished",
-                "Completions by finish reason",
-                m.finished.clone(),
-            );
-            r.register(
-                "chat_cancelled",
-                "Completions abandoned by their client (slot freed)",
-                m.cancelled.clone(),
-            );
-            r.register(
+        r.register(
+            "chat_prompt_tokens",
+            "Prompt tokens processed",
+            m.prompt_tokens.clone(),
+        );
+        r.register(
+            "chat_completion_tokens",
+            "Tokens generated",
+            m.completion_tokens.clone(),
+        );
+        r.register(
+            "chat_time_to_first_token_seconds",
+            "From arrival in the engine's queue to the first generated token",
+            m.ttft.clone(),
+        );
+        r.register(
+            "chat_inter_token_seconds",
+            "Time between two generated tokens of one sequence",
+            m.inter_token.clone(),
+        );
+        r.register(
+            "chat_slots_busy",
+            "Sequences being served",
+            m.slots_busy.clone(),
+        );
+        r.register(
+            "chat_queue_depth",
+            "Requests waiting for a sequence slot",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "chat_finished",
+            "Completions by finish reason",
+            m.finished.clone(),
+        );
+        r.register(
+            "chat_cancelled",
+            "Completions abandoned by their client (slot freed)",
+            m.cancelled.clone(),
+        );
+        r.register(
                 "chat_json_checked",
                 "Completions whose response_format asked for JSON (json_object or json_schema), checked at the end",
                 m.json_checked.clone(),
             );
-            r.register(
+        r.register(
                 "chat_json_invalid",
                 "JSON-mode completions whose text does not parse as JSON (most often cut by max_tokens)",
                 m.json_invalid.clone(),
             );
-            r.register(
-                "chat_empty_answers",
-                "Completions whose text is empty or only whitespace after stop handling",
-                m.empty_answers.clone(),
-            );
-            r.register(
-                "chat_completion_tokens_per_request",
-                "Tokens generated per finished completion (mean = sum / count)",
-                m.tokens_per_request.clone(),
-            );
-            r.register(
-                "chat_prefix_cache_queried_tokens",
-                "Prompt tokens looked up in the prefix cache",
-                m.prefix_queried.clone(),
-            );
-            r.register(
-                "chat_prefix_cache_hit_tokens",
-                "Prompt tokens whose KV came from the prefix cache instead of being computed",
-                m.prefix_hit.clone(),
-            );
-            r.register(
-                "chat_prefix_cache_saved_bytes",
-                "Bytes of prefix KV state saved in the state directory for this version",
-                m.prefix_saved_bytes.clone(),
-            );
-        });
+        r.register(
+            "chat_empty_answers",
+            "Completions whose text is empty or only whitespace after stop handling",
+            m.empty_answers.clone(),
+        );
+        r.register(
+            "chat_completion_tokens_per_request",
+            "Tokens generated per finished completion (mean = sum / count)",
+            m.tokens_per_request.clone(),
+        );
+        r.register(
+            "chat_prefix_cache_queried_tokens",
+            "Prompt tokens looked up in the prefix cache",
+            m.prefix_queried.clone(),
+        );
+        r.register(
+            "chat_prefix_cache_hit_tokens",
+            "Prompt tokens whose KV came from the prefix cache instead of being computed",
+            m.prefix_hit.clone(),
+        );
+        r.register(
+            "chat_prefix_cache_saved_bytes",
+            "Bytes of prefix KV state saved in the state directory for this version",
+            m.prefix_saved_bytes.clone(),
+        );
         m
     }
 

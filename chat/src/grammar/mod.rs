@@ -10,8 +10,12 @@ pub mod limits;
 pub mod pattern;
 pub mod schema;
 
+use std::path::Path;
 use std::sync::Arc;
 
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::sampling::LlamaSampler;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -82,6 +86,36 @@ impl GrammarCompiler {
             Ok(Err(_join)) => Err(GrammarError::Thread),
             Err(_elapsed) => Err(GrammarError::Timeout(budget)),
         }
+    }
+}
+
+/// A GGUF's vocabulary alone (no weights): enough for llama.cpp's grammar parser, which
+/// the fuzz targets ask whether it accepts what [`convert`] made.
+pub struct Vocabulary(LlamaModel);
+
+impl std::fmt::Debug for Vocabulary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vocabulary").finish_non_exhaustive()
+    }
+}
+
+impl Vocabulary {
+    /// The vocabulary of the GGUF at `path`; `None` when it is absent or llama.cpp
+    /// cannot load it.
+    pub fn load(path: &Path) -> Option<Vocabulary> {
+        if !path.is_file() {
+            return None;
+        }
+        let backend = crate::backend::backend().ok()?;
+        let params = LlamaModelParams::default().with_vocab_only(true);
+        LlamaModel::load_from_file(backend, path, &params)
+            .ok()
+            .map(Vocabulary)
+    }
+
+    /// Whether llama.cpp's grammar parser accepts `gbnf` (its rule `root`).
+    pub fn accepts(&self, gbnf: &str) -> bool {
+        LlamaSampler::grammar(&self.0, gbnf, "root").is_ok()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Prefix reuse inside the engine: which slot a new prompt takes and how much of it is
 //! already there ([`super::Engine::place`]), what a freed slot keeps ([`Residue`]), and
 //! the system prompts saved to and loaded from the prefix store. The rules that make a
-//! reuse exact are in [`crate::chat::prefix`].
+//! reuse exact are in [`crate::prefix`].
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash as _, Hasher as _};
@@ -10,8 +10,8 @@ use std::time::Instant;
 use llama_cpp_2::token::LlamaToken;
 
 use super::Engine;
-use crate::chat::job::Prompt;
-use crate::chat::prefix::{chunk_ends, reusable};
+use crate::job::Prompt;
+use crate::prefix::{chunk_ends, reusable};
 
 /// The prompt KV a free slot still holds.
 pub(super) struct Residue {

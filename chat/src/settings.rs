@@ -1,0 +1,27 @@
+//! [`ChatSettings`]: how the engine runs, the same for every chat model version. The
+//! daemon's configuration (`[chat]`) builds it; the engine owns the type.
+
+use std::path::PathBuf;
+
+/// Engine settings from the `[chat]` configuration section.
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    /// Sequences decoded together (continuous batching slots).
+    pub slots: usize,
+    /// Context (prompt + completion tokens) of one request, at most the model's own.
+    pub context: usize,
+    /// Tokens per decode step (generation tokens first, then prompt chunks).
+    pub n_batch: u32,
+    pub threads: usize,
+    /// Jobs that may wait for a slot; past it: 503 with Retry-After.
+    pub max_queue: usize,
+    /// Layers offloaded to the GPU (builds with the `cuda` feature); 0 on CPU.
+    pub n_gpu_layers: u32,
+    /// Keep a finished sequence's prompt KV for later prompts that start alike
+    /// (`chat.prefix_reuse`; [`crate::prefix`]).
+    pub prefix_reuse: bool,
+    /// Bytes of system-prompt KV state kept in `prefix_dir` across restarts, for every
+    /// version together; 0: none ([`crate::prefix_store`]).
+    pub prefix_cache_bytes: u64,
+    pub prefix_dir: PathBuf,
+}
