@@ -18,7 +18,7 @@ use crate::drift::monitor::{self as drift_monitor, DriftMetrics, DriftStore};
 use crate::keys::{KeyStore, RateLimiter};
 use crate::lifecycle;
 use crate::manager::startup::{self, Parts};
-use crate::manager::{Engines, ModelManager, ModelMetrics};
+use crate::manager::{LoadContext, ModelManager, ModelMetrics};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::score::ScoreMetrics;
@@ -80,7 +80,7 @@ async fn start_models(
     let parts = Parts {
         store_dir: config.state.model_store.clone(),
         db: db.clone(),
-        engines: Engines {
+        load_context: LoadContext {
             score_metrics: metrics.with_registry(ScoreMetrics::register),
             chat_metrics: metrics.with_registry(crate::chat::ChatMetrics::register),
             chat_settings: config.chat.engine.clone(),
@@ -107,7 +107,7 @@ async fn start_models(
         .await
         .map_err(|e| {
             StartError::Models(startup::StartupError::Manage(
-                crate::manager::ManageError::Worker(e.to_string()),
+                crate::manager::ManageError::Worker(e),
             ))
         })?
         .map_err(StartError::Models)
@@ -181,7 +181,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
             metrics: gpu_metrics.clone(),
             audit: audit.clone(),
             telemetry: Some(Arc::clone(&telemetry)),
-            fallbacks: crate::gpu::fallback::GpuGate::summary(&config.gpu.models),
+            fallbacks: crate::gpu::fallback::GpuFallback::summary(&config.gpu.models),
         },
     )?;
     let models = start_models(
@@ -208,7 +208,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         }
     }
     crate::gpu::fallback::check(&config.gpu.models, &scoring, &chat)?;
-    let gpu_gate = Arc::new(crate::gpu::fallback::GpuGate::new(
+    let gpu_gate = Arc::new(crate::gpu::fallback::GpuFallback::new(
         gpu_health,
         &config.gpu.models,
         gpu_metrics,

@@ -73,7 +73,7 @@ pub struct AppState {
     /// SSE keep-alive interval of chat streams.
     pub chat_keep_alive: Duration,
     /// Fallback decisions for GPU models while a GPU is failed.
-    pub gpu: Arc<crate::gpu::fallback::GpuGate>,
+    pub gpu: Arc<crate::gpu::fallback::GpuFallback>,
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// The audit log when per-request records are on.
     pub audit: Option<Arc<crate::audit::AuditLog>>,

@@ -39,7 +39,7 @@ struct Placement {
 
 /// The per-model fallback decisions.
 #[derive(Debug)]
-pub struct GpuGate {
+pub struct GpuFallback {
     health: Arc<GpuHealth>,
     models: BTreeMap<String, Placement>,
     metrics: GpuMetrics,
@@ -108,7 +108,7 @@ pub fn check(
     Ok(())
 }
 
-impl GpuGate {
+impl GpuFallback {
     pub fn new(
         health: Arc<GpuHealth>,
         policies: &BTreeMap<String, FallbackPolicy>,
@@ -245,7 +245,7 @@ mod tests {
             health(Level::Degraded),
             GpuHealth::new(Presence::Absent("no driver".into())),
         ] {
-            let gate = GpuGate::new(h, &policies(), GpuMetrics::default());
+            let gate = GpuFallback::new(h, &policies(), GpuMetrics::default());
             for m in ["a", "b", "c", "other"] {
                 assert!(matches!(gate.route(m), Route::Normal), "{m}");
             }
@@ -254,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_failed_gpu_applies_each_policy() {
-        let gate = GpuGate::new(health(Level::Failed), &policies(), GpuMetrics::default());
+        let gate = GpuFallback::new(health(Level::Failed), &policies(), GpuMetrics::default());
         match gate.route("a") {
             Route::Refuse { reason, shedding } => {
                 assert!(reason.contains("XID 79"), "{reason}");

@@ -50,10 +50,14 @@ pub enum ManageError {
     },
     #[error("{0}")]
     NoVariant(String),
-    #[error("{id} does not load: {reason}")]
-    Load { id: String, reason: String },
+    #[error("{id} does not load: {source}")]
+    Load {
+        id: String,
+        #[source]
+        source: EngineLoadError,
+    },
     #[error("the operation's worker stopped: {0}")]
-    Worker(String),
+    Worker(#[from] tokio::task::JoinError),
     #[error("{0}")]
     Shadow(String),
     #[error("{0} has no version in shadow")]
@@ -62,9 +66,19 @@ pub enum ManageError {
     BadRequest(String),
 }
 
-/// What the manager needs from the rest of the daemon.
+/// Why a version's engine did not load, from the engine that said so.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineLoadError {
+    #[error(transparent)]
+    Score(#[from] crate::score::LoadError),
+    #[error(transparent)]
+    Chat(#[from] crate::chat::LoadError),
+}
+
+/// What loading a version needs from the rest of the daemon: engine settings, the
+/// metric families, the drift store and the fault watch.
 #[derive(Debug, Clone)]
-pub struct Engines {
+pub struct LoadContext {
     pub score_metrics: ScoreMetrics,
     pub chat_metrics: ChatMetrics,
     pub chat_settings: ChatSettings,
@@ -92,7 +106,7 @@ pub struct ModelManager {
     registry: Registry,
     pub scoring: Arc<Live<LoadedModel>>,
     pub chat: Arc<Live<LoadedChat>>,
-    engines: Engines,
+    load_context: LoadContext,
     gpu: Arc<GpuHealth>,
     audit: Option<Arc<AuditLog>>,
     telemetry: Arc<Telemetry>,
@@ -107,7 +121,7 @@ pub struct ModelManager {
 }
 
 pub(crate) fn worker(e: tokio::task::JoinError) -> ManageError {
-    ManageError::Worker(e.to_string())
+    ManageError::Worker(e)
 }
 
 impl ModelManager {
@@ -271,7 +285,7 @@ impl ModelManager {
             &dir.dir,
             &dir.manifest,
             &file,
-            self.engines.chat_settings.threads,
+            self.load_context.chat_settings.threads,
         );
         if report.passed {
             Ok((variant, report.summary))
@@ -463,30 +477,30 @@ impl ModelManager {
     /// Loads a version's engine (the chosen variant), off the async runtime.
     fn load_blocking(&self, dir: VersionDir, variant: Option<&str>) -> Result<Loaded, ManageError> {
         let id = dir.manifest.id();
-        let load_err = |reason: String| ManageError::Load {
+        let load_err = |source: EngineLoadError| ManageError::Load {
             id: id.clone(),
-            reason,
+            source,
         };
         match dir.manifest.kind {
             Kind::Score => crate::score::start_version(
                 dir,
                 variant,
-                &self.engines.score_metrics,
-                self.engines.score_queue_capacity,
-                self.engines.drift.as_ref(),
-                &self.engines.faults,
+                &self.load_context.score_metrics,
+                self.load_context.score_queue_capacity,
+                self.load_context.drift.as_ref(),
+                &self.load_context.faults,
             )
             .map(Loaded::Score)
-            .map_err(|e| load_err(e.to_string())),
+            .map_err(|e| load_err(e.into())),
             Kind::Chat => crate::chat::start_version(
                 &dir,
                 variant,
-                &self.engines.chat_settings,
-                &self.engines.chat_metrics,
-                &self.engines.faults,
+                &self.load_context.chat_settings,
+                &self.load_context.chat_metrics,
+                &self.load_context.faults,
             )
             .map(Loaded::Chat)
-            .map_err(|e| load_err(e.to_string())),
+            .map_err(|e| load_err(e.into())),
         }
     }
 
@@ -498,7 +512,7 @@ impl ModelManager {
                 let previous = self.scoring.swap_in(Arc::new(m), true);
                 // The old version's last counts are saved now, not lost with it.
                 if let (Some(store), Some(tracker)) = (
-                    &self.engines.drift,
+                    &self.load_context.drift,
                     previous.as_ref().and_then(|p| p.drift.clone()),
                 ) {
                     store.save_all(&[tracker]);
@@ -648,7 +662,7 @@ impl ModelManager {
             let record = me.registry.remove(&n, &v, &a)?;
             me.end_shadow_of(&n, &v, &a);
             me.scoring.drop_version(&n, &v);
-            if let Some(drift) = &me.engines.drift {
+            if let Some(drift) = &me.load_context.drift {
                 drift.forget(&n, &v);
             }
             // Registry first: a crash before the directory goes leaves an orphan that

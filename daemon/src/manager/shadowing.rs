@@ -78,14 +78,14 @@ impl ModelManager {
         let candidate = crate::score::start_version(
             dir,
             variant.as_deref(),
-            &self.engines.score_metrics,
-            self.engines.score_queue_capacity,
+            &self.load_context.score_metrics,
+            self.load_context.score_queue_capacity,
             None,
-            &self.engines.faults,
+            &self.load_context.faults,
         )
         .map_err(|e| ManageError::Load {
             id: id.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         let shadow = Arc::new(Shadow::new(Arc::new(candidate), active.clone(), fraction));
         let report = shadow.report();
@@ -143,7 +143,7 @@ impl ModelManager {
     /// shadow, with enough compared rows and agreement.
     pub(super) fn check_shadow_pass(&self, name: &str, version: &str) -> Result<(), ManageError> {
         let report = self.shadow_report(name)?;
-        let (min_rows, min_agreement) = self.engines.shadow_pass;
+        let (min_rows, min_agreement) = self.load_context.shadow_pass;
         let agreement = report.agreement.unwrap_or(0.0);
         let sampled = report.stats.requests.max(1);
         // A candidate that failed on any sampled request, or missed more than a tenth of

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use coffer_models::VersionDir;
 
-use super::{Engines, ManageError, ModelManager, ModelMetrics};
+use super::{LoadContext, ManageError, ModelManager, ModelMetrics};
 use crate::audit::AuditLog;
 use crate::gpu::GpuHealth;
 use crate::readiness::Readiness;
@@ -25,7 +25,7 @@ use crate::telemetry::Telemetry;
 pub struct Parts {
     pub store_dir: PathBuf,
     pub db: sled::Db,
-    pub engines: Engines,
+    pub load_context: LoadContext,
     pub gpu: Arc<GpuHealth>,
     pub audit: Option<Arc<AuditLog>>,
     pub telemetry: Arc<Telemetry>,
@@ -75,7 +75,7 @@ pub fn start(parts: Parts, seeds: &[PathBuf]) -> Result<Arc<ModelManager>, Start
         registry,
         scoring: Arc::new(Live::new(Served::default())),
         chat: Arc::new(Live::new(Served::default())),
-        engines: parts.engines,
+        load_context: parts.load_context,
         gpu: parts.gpu,
         audit: parts.audit,
         telemetry: parts.telemetry,

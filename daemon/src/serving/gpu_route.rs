@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::gpu::fallback::{GpuGate, Route};
+use crate::gpu::fallback::{GpuFallback, Route};
 
 /// The response header that names the fallback policy in force, when one applied.
 pub const FALLBACK_HEADER: http::HeaderName =
@@ -44,7 +44,7 @@ pub enum ServeError {
 /// Routes a request for `model` (whose served version is `loaded`): `variant` resolves
 /// the CPU variant a `cpu-variant` policy names.
 pub fn route<T>(
-    gpu: &GpuGate,
+    gpu: &GpuFallback,
     model: &str,
     loaded: Arc<T>,
     variant: impl FnOnce(&str) -> Option<Arc<T>>,
