@@ -18,7 +18,7 @@ use crate::drift::monitor::{self as drift_monitor, DriftMetrics, DriftStore};
 use crate::keys::{KeyStore, RateLimiter};
 use crate::lifecycle;
 use crate::manager::startup::{self, Parts};
-use crate::manager::{LoadContext, ModelManager, ModelMetrics};
+use crate::manager::{LoadContext, ModelManager, LifecycleMetrics};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::score::ScoreMetrics;
@@ -99,7 +99,7 @@ async fn start_models(
         audit,
         telemetry,
         readiness,
-        metrics: metrics.with_registry(ModelMetrics::register),
+        metrics: metrics.with_registry(LifecycleMetrics::register),
     };
     let mut seeds = config.scoring.models.clone();
     seeds.extend(config.chat.models.iter().cloned());

@@ -22,14 +22,14 @@ struct ActionLabels {
 
 /// The lifecycle's metric families.
 #[derive(Debug, Clone)]
-pub struct ModelMetrics {
+pub struct LifecycleMetrics {
     active: Family<ActiveLabels, Gauge>,
     activations: Family<ActionLabels, Counter>,
     /// The series currently at 1, per model name, so that a switch can drop it.
     current: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, ActiveLabels>>>,
 }
 
-impl ModelMetrics {
+impl LifecycleMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self {
             active: Family::default(),

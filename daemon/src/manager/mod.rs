@@ -28,7 +28,7 @@ use crate::score::{LoadedModel, ScoreMetrics};
 use crate::served::Live;
 use crate::telemetry::Telemetry;
 
-pub use metrics::ModelMetrics;
+pub use metrics::LifecycleMetrics;
 pub use variant::Hardware;
 
 /// Why a lifecycle operation failed.
@@ -111,7 +111,7 @@ pub struct ModelManager {
     audit: Option<Arc<AuditLog>>,
     telemetry: Arc<Telemetry>,
     readiness: Arc<Readiness>,
-    metrics: ModelMetrics,
+    metrics: LifecycleMetrics,
     /// Candidates in shadow (shared with the request path).
     pub shadows: Arc<crate::shadow::ShadowSet>,
     /// One activation, rollback, pin, removal at a time.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use coffer_models::VersionDir;
 
-use super::{LoadContext, ManageError, ModelManager, ModelMetrics};
+use super::{LoadContext, ManageError, ModelManager, LifecycleMetrics};
 use crate::audit::AuditLog;
 use crate::gpu::GpuHealth;
 use crate::readiness::Readiness;
@@ -30,7 +30,7 @@ pub struct Parts {
     pub audit: Option<Arc<AuditLog>>,
     pub telemetry: Arc<Telemetry>,
     pub readiness: Arc<Readiness>,
-    pub metrics: ModelMetrics,
+    pub metrics: LifecycleMetrics,
 }
 
 /// Why the model lifecycle could not start.
