@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use coffer_models::release::layout::Ring;
+use coffer_release::layout::Ring;
 use serde::Deserialize;
 
 /// Configuration errors: each names the key.

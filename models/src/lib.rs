@@ -7,17 +7,14 @@
 //! manifest ([`verify`]), and the content-addressed on-disk store of versions ([`store`]).
 //! The format and the store's layout are described in `docs/model-format.md`.
 //!
-//! With the `tuf` feature, also the fleet release repository ([`release`]: TUF metadata
-//! through `tough`, keys, the admin's operations, bundles) and the `coffer-release`
-//! tool; that part brings an async runtime and aws-lc, so cofferd, which does not
-//! publish or fetch releases, builds without it.
+//! The fleet release repository (TUF) and the `coffer-release` tool built on this
+//! contract are the `coffer-release` crate (`release/`); this crate brings no async
+//! runtime and no TUF, so cofferd and coffer-agent build it with the same features.
 
 pub mod drift;
 pub mod evalset;
 pub mod import_body;
 pub mod manifest;
-#[cfg(feature = "tuf")]
-pub mod release;
 pub mod store;
 pub mod verify;
 

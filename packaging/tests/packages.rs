@@ -321,9 +321,9 @@ fn cofferctl(args: &[&str]) -> Vec<String> {
 /// bundle to `dir/bundle`. Returns the repository's root metadata (the site's trusted
 /// root).
 fn release_bundle(dir: &Path) -> PathBuf {
-    use coffer_models::release::layout::Ring;
-    use coffer_models::release::publish::{self, Expiries};
-    use coffer_models::release::{bundle, repo::Repo};
+    use coffer_release::layout::Ring;
+    use coffer_release::publish::{self, Expiries};
+    use coffer_release::{bundle, init, repo::Repo};
     let repo = Repo::new(dir.join("repo"));
     let keys = dir.join("keys");
     let fixture = workspace_root().join("models/fixtures/credit-lr/1.0.0");
@@ -332,7 +332,7 @@ fn release_bundle(dir: &Path) -> PathBuf {
         .build()
         .unwrap();
     runtime.block_on(async {
-        publish::init(&repo, &keys, 1, 1, &Expiries::default())
+        init::init(&repo, &keys, 1, 1, &Expiries::default())
             .await
             .unwrap();
         repo.add(&fixture, Ring::Broad, &mut |_, _| {}).unwrap();

@@ -24,7 +24,7 @@ pub mod tuf;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use coffer_models::release::layout;
+use coffer_release::layout;
 use rand::Rng as _;
 
 use self::daemon::{DaemonError, ImportOutcome, SyncEvent};

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use coffer_models::release::layout::{CUSTOM_KEY, ReleaseInfo, target_file, target_name};
+use coffer_release::layout::{CUSTOM_KEY, ReleaseInfo, target_file, target_name};
 use tough::{ExpirationEnforcement, Repository, RepositoryLoader};
 
 use super::metadata_fetch::{BundleTransport, HttpsTransport, LIMITS};
@@ -204,7 +204,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn check_grace(repo: &Repository, grace: Duration) -> Result<(), MetadataError> {
-    let earliest = coffer_models::release::publish::earliest_expiry(repo);
+    let earliest = coffer_release::publish::earliest_expiry(repo);
     let now = jiff::Timestamp::now();
     if earliest >= now {
         return Ok(());

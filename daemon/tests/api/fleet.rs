@@ -14,10 +14,10 @@ use coffer_agent::AgentConfig;
 use coffer_agent::sync::state::{OutcomeKind, SyncState};
 use coffer_agent::sync::{Source, Step, SyncError, cycle};
 use coffer_agent::transport::Tls;
-use coffer_models::release::layout::Ring;
-use coffer_models::release::publish::{self, Expiries};
-use coffer_models::release::repo::Repo;
-use coffer_models::release::{bundle, keys};
+use coffer_release::layout::Ring;
+use coffer_release::publish::{self, Expiries};
+use coffer_release::repo::Repo;
+use coffer_release::{bundle, init, keys, root};
 
 use crate::common::{Daemon, Setup, fixture};
 use crate::models::{derived_version, score, write_manifest};
@@ -47,7 +47,7 @@ impl Fleet {
         let api_key = s.create_key("scorer", "score", None);
         let repo = Repo::new(s.dir().join("release-repo"));
         let keys = s.dir().join("release-keys");
-        publish::init(&repo, &keys, 1, 1, &Expiries::default())
+        init::init(&repo, &keys, 1, 1, &Expiries::default())
             .await
             .unwrap();
         let nginx = Nginx::start(&s.dir().join("nginx"), &s.pki, &repo.public(), rate)?;
@@ -389,7 +389,7 @@ async fn replayed_expired_and_foreign_metadata_is_rejected_and_key_rotations_are
     // timestamp, snapshot and targets (with higher versions) over the real ones.
     let rogue = Repo::new(f.s.dir().join("rogue-repo"));
     let rogue_keys = f.s.dir().join("rogue-keys");
-    publish::init(&rogue, &rogue_keys, 1, 1, &Expiries::default())
+    init::init(&rogue, &rogue_keys, 1, 1, &Expiries::default())
         .await
         .unwrap();
     rogue
@@ -419,7 +419,7 @@ async fn replayed_expired_and_foreign_metadata_is_rejected_and_key_rotations_are
     // Key rotations (root, then targets and timestamp) are followed through the root
     // chain; a release signed with the new keys is taken.
     for role in ["root", "targets", "timestamp"] {
-        publish::rotate_key(
+        root::rotate_key(
             &f.repo,
             &f.keys,
             keys::parse_role(role).unwrap(),

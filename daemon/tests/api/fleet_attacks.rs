@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use coffer_agent::AgentConfig;
 use coffer_agent::sync::state::{OutcomeKind, SyncState};
 use coffer_agent::sync::{Source, SyncError, cycle, sync_dir};
-use coffer_models::release::bundle;
-use coffer_models::release::layout::Ring;
-use coffer_models::release::publish::{self, Expiries};
+use coffer_release::layout::Ring;
+use coffer_release::publish::{self, Expiries};
+use coffer_release::{bundle, root};
 use http::Method;
 
 use crate::drip_host::DripHost;
@@ -314,10 +314,10 @@ async fn a_torn_or_lost_trust_state_neither_stops_sync_nor_trusts_an_older_root(
     let stolen_keys = f.s.dir().join("stolen-keys");
     copy_dir(&repo_dir, &stolen_repo);
     copy_dir(&f.keys, &stolen_keys);
-    publish::rotate_key(
+    root::rotate_key(
         &f.repo,
         &f.keys,
-        coffer_models::release::keys::parse_role("timestamp").unwrap(),
+        coffer_release::keys::parse_role("timestamp").unwrap(),
         &Expiries::default(),
     )
     .await

@@ -4,7 +4,7 @@
 //! a version is released to) and `withdraw` (remove a version's targets).
 //!
 //! ```text
-//! REPO/public/…        what the host serves (layout in [`super::layout`])
+//! REPO/public/…        what the host serves (layout in [`crate::layout`])
 //! REPO/draft.json      the targets the next `publish` signs: the published ones plus
 //!                      the staged changes (absent: nothing staged)
 //! ```
@@ -21,9 +21,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tough::schema::{Hashes, Signed, Snapshot, Target, Targets, Timestamp};
 
-use super::ReleaseError;
-use super::layout::{self, CUSTOM_KEY, ReleaseInfo, ReleasedVariant, Ring};
-use crate::verify::VersionDir;
+use coffer_models::verify::VersionDir;
+
+use crate::ReleaseError;
+use crate::layout::{self, CUSTOM_KEY, ReleaseInfo, ReleasedVariant, Ring};
 
 /// A release repository directory.
 #[derive(Debug, Clone)]
@@ -269,8 +270,8 @@ impl Repo {
             model: m.name.clone(),
             version: m.version.clone(),
             kind: match m.kind {
-                crate::Kind::Score => "score",
-                crate::Kind::Chat => "chat",
+                coffer_models::Kind::Score => "score",
+                coffer_models::Kind::Chat => "chat",
             }
             .to_string(),
             ring,
@@ -295,7 +296,7 @@ impl Repo {
             // verified against the manifest; only the manifest itself is hashed here.
             let sha = match m.files.iter().find(|f| &f.path == file) {
                 Some(entry) => entry.sha256.to_ascii_lowercase(),
-                None => crate::verify::sha256_file(&src).map_err(io(&src))?,
+                None => coffer_models::verify::sha256_file(&src).map_err(io(&src))?,
             };
             let dest = self.targets_dir().join(layout::target_file(&sha, &name));
             let length = std::fs::metadata(&src).map_err(io(&src))?.len();

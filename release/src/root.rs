@@ -6,28 +6,22 @@
 //! role ([`rotate_key`]) or one ([`replace_key`]: say a lost root key among several,
 //! which no longer needs to be at hand), signs it with the key files at hand that either
 //! root lists, checks it as an agent would (tough's own check) and publishes it with a
-//! release signed under it ([`super::publish`]). Before the new root is live, a failure
+//! release signed under it ([`crate::publish`]). Before the new root is live, a failure
 //! removes the new key files again; after it, the replaced key files that are at hand
 //! move to `retired/`.
 
 use std::collections::{HashMap, HashSet};
-use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 
 use tough::editor::signed::SignedRole;
 use tough::schema::decoded::{Decoded, Hex};
-use tough::schema::{KeyHolder, RoleKeys, RoleType, Root, Signed};
+use tough::schema::{KeyHolder, RoleKeys, RoleType, Root};
 
-use super::ReleaseError;
-use super::keys::{self, KeyFile};
-use super::publish::{Expiries, Published, expiry, release, rng};
-use super::repo::Repo;
-
-pub(crate) const SPEC_VERSION: &str = "1.0.0";
-
-pub(crate) fn nz(v: u64) -> NonZeroU64 {
-    NonZeroU64::new(v).unwrap_or(NonZeroU64::MIN)
-}
+use crate::ReleaseError;
+use crate::common::{Expiries, Published, SPEC_VERSION, expiry, nz, read_root, rng};
+use crate::keys::{self, KeyFile};
+use crate::publish::release;
+use crate::repo::Repo;
 
 fn id_hex(id: &Decoded<Hex>) -> String {
     hex::encode(id.as_ref() as &[u8])
@@ -37,17 +31,6 @@ fn key_id(k: &KeyFile) -> Result<Decoded<Hex>, ReleaseError> {
     k.key
         .key_id()
         .map_err(|e| ReleaseError::Key(format!("key id: {e}")))
-}
-
-pub(crate) fn read_root(path: &Path) -> Result<Signed<Root>, ReleaseError> {
-    let bytes = std::fs::read(path).map_err(|source| ReleaseError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| ReleaseError::Metadata {
-        path: path.to_path_buf(),
-        what: e.to_string(),
-    })
 }
 
 /// Builds a root listing `keys` for their roles, `threshold` for root and 1 otherwise.
@@ -378,10 +361,10 @@ mod tests {
     use tough::{ExpirationEnforcement, FilesystemTransport, Repository, RepositoryLoader};
 
     use super::*;
-    use crate::release::layout::Ring;
-    use crate::release::publish::{check, init, publish};
-
-    use crate::release::testutil::names;
+    use crate::init::init;
+    use crate::layout::Ring;
+    use crate::publish::{check, publish};
+    use crate::testutil::names;
 
     /// A repository made by `init` with `root_keys` root keys (threshold `threshold`).
     async fn initialised(
@@ -452,7 +435,7 @@ mod tests {
             .unwrap();
 
         repo.add(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/credit-lr/1.0.0"),
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/credit-lr/1.0.0"),
             Ring::Broad,
             &mut |_, _| {},
         )

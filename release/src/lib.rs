@@ -1,13 +1,19 @@
-//! The fleet release repository: a TUF repository (root, targets, snapshot, timestamp;
-//! threshold signatures; expiries; consistent snapshots) written with `tough`, as
-//! Bottlerocket's updates are. [`layout`] is the contract with coffer-agent; [`keys`]
-//! the signing keys; the admin's operations behind `coffer-release`: [`repo`] (add,
-//! promote, withdraw: staged changes), [`init`], [`publish`] (through `stage`: nothing
-//! is published that an agent would refuse), [`root`] (rotate-key) and [`bundle`]
-//! (export-bundle). The repository is plain files: any static HTTPS host serves it. See
-//! `docs/fleet.md`.
+//! coffer-release: the fleet release repository and the fleet admin's `coffer-release`
+//! tool. The repository is TUF (root, targets, snapshot, timestamp; threshold
+//! signatures; expiries; consistent snapshots) written with `tough`, as Bottlerocket's
+//! updates are; model versions in it are coffer-models' manifests and files.
+//!
+//! [`layout`] is the contract with coffer-agent; [`keys`] the signing keys; the admin's
+//! operations: [`repo`] (add, promote, withdraw: staged changes), [`init`], [`publish`]
+//! (through `stage`: nothing is published that an agent would refuse), [`root`]
+//! (rotate-key) and [`bundle`] (export-bundle); what the steps share sits below them in
+//! `common`. [`cli`] is the `coffer-release` command line (`src/main.rs` only parses
+//! arguments and runs it). The repository is plain files: any static HTTPS host serves
+//! it. See `docs/fleet.md`.
 
 pub mod bundle;
+pub mod cli;
+mod common;
 pub mod init;
 pub mod keys;
 pub mod layout;
@@ -40,7 +46,7 @@ pub enum ReleaseError {
     #[error("{dir}: {source}")]
     Version {
         dir: PathBuf,
-        source: crate::VerifyError,
+        source: coffer_models::VerifyError,
     },
 }
 

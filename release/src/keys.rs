@@ -10,7 +10,7 @@ use tough::schema::RoleType;
 use tough::schema::key::Key;
 use tough::sign::Sign as _;
 
-use super::ReleaseError;
+use crate::ReleaseError;
 
 /// The four top-level TUF roles, in the order they are generated and listed.
 pub const ROLES: [RoleType; 4] = [

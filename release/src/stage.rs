@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 use tough::{ExpirationEnforcement, Repository};
 
-use super::ReleaseError;
-use super::repo::Repo;
+use crate::ReleaseError;
+use crate::common::load_from;
+use crate::layout::METADATA_DIR;
+use crate::repo::Repo;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReleaseError + '_ {
     move |source| ReleaseError::Io {
@@ -39,7 +41,7 @@ impl Stage {
             _ => {}
         }
         let stage = Stage {
-            staged: dir.join(super::layout::METADATA_DIR),
+            staged: dir.join(METADATA_DIR),
             dir,
             live: repo.metadata(),
             targets: repo.targets_dir(),
@@ -72,7 +74,7 @@ impl Stage {
     /// Loads the staged tree as an agent would (root chain from `1.root.json`, every
     /// signature, version and expiry).
     pub(crate) async fn verify(&self) -> Result<Repository, ReleaseError> {
-        super::publish::load_from(&self.staged, &self.targets, ExpirationEnforcement::Safe).await
+        load_from(&self.staged, &self.targets, ExpirationEnforcement::Safe).await
     }
 
     /// Moves a staged file into `public/metadata/`: temporary file, fsync, rename. On an

@@ -8,7 +8,7 @@ use std::process::Output;
 const BIN: &str = env!("CARGO_BIN_EXE_coffer-release");
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/credit-lr/1.0.0")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/credit-lr/1.0.0")
 }
 
 /// Runs the tool in `cwd` with `args`.

@@ -1,8 +1,8 @@
 //! Signing and publishing a release repository: `publish` (targets, snapshot and
 //! timestamp, each with its expiry; or the timestamp alone, which is what a host with
 //! only the timestamp key online re-signs on a schedule) and `check` (loads the published
-//! tree exactly as an agent does). `init` ([`super::init`]) and `rotate-key`
-//! ([`super::root`]) publish through here and are re-exported here.
+//! tree exactly as an agent does). `init` ([`crate::init`]) and `rotate-key`
+//! ([`crate::root`]) publish through here.
 //!
 //! A publish signs into a staging directory and loads the staged tree as an agent would
 //! before anything is published (`stage`); then it moves the new files into
@@ -17,71 +17,16 @@ use std::time::Duration;
 use tough::editor::RepositoryEditor;
 use tough::editor::signed::SignedRole;
 use tough::schema::{KeyHolder, Timestamp};
-use tough::{ExpirationEnforcement, FilesystemTransport, Repository, RepositoryLoader};
+use tough::{ExpirationEnforcement, Repository};
 
-pub use super::init::{Initialized, init};
-pub use super::root::{Rotated, replace_key, rotate_key};
+pub use crate::common::{Expiries, Published};
 
-use super::ReleaseError;
-use super::keys;
-use super::repo::{Current, Repo, draft_of, releases};
-use super::root::{SPEC_VERSION, nz, read_root};
-use super::stage::Stage;
-
-/// How long each role's metadata stays valid from the moment it is signed.
-#[derive(Debug, Clone, Copy)]
-pub struct Expiries {
-    pub root: Duration,
-    pub targets: Duration,
-    pub snapshot: Duration,
-    pub timestamp: Duration,
-}
-
-impl Default for Expiries {
-    fn default() -> Self {
-        const DAY: u64 = 24 * 3600;
-        Expiries {
-            root: Duration::from_secs(365 * DAY),
-            targets: Duration::from_secs(90 * DAY),
-            snapshot: Duration::from_secs(30 * DAY),
-            timestamp: Duration::from_secs(DAY),
-        }
-    }
-}
-
-/// What a publish made live.
-#[derive(Debug, Clone)]
-pub struct Published {
-    pub root_version: u64,
-    pub targets_version: u64,
-    pub snapshot_version: u64,
-    pub timestamp_version: u64,
-    /// The earliest expiry among the published roles: the repository must be published
-    /// again (or its timestamp re-signed) before then.
-    pub expires: jiff::Timestamp,
-    pub releases: usize,
-    /// The steps that did not complete after the release went live, each saying what is
-    /// left to do; empty when everything did. The release is live either way.
-    pub unfinished: Vec<String>,
-}
-
-impl Published {
-    pub fn is_complete(&self) -> bool {
-        self.unfinished.is_empty()
-    }
-}
-
-pub(crate) fn expiry(from_now: Duration) -> Result<jiff::Timestamp, ReleaseError> {
-    let span = jiff::SignedDuration::try_from(from_now)
-        .map_err(|e| ReleaseError::Usage(format!("expiry {from_now:?}: {e}")))?;
-    jiff::Timestamp::now()
-        .checked_add(span)
-        .map_err(|e| ReleaseError::Usage(format!("expiry {from_now:?}: {e}")))
-}
-
-pub(crate) fn rng() -> aws_lc_rs::rand::SystemRandom {
-    aws_lc_rs::rand::SystemRandom::new()
-}
+use crate::ReleaseError;
+use crate::common::{SPEC_VERSION, expiry, load_from, nz, read_root, rng};
+use crate::keys;
+use crate::layout::{METADATA_DIR, TARGETS_DIR};
+use crate::repo::{Current, Repo, draft_of, releases};
+use crate::stage::Stage;
 
 /// Signs the draft (or the published targets again) as new targets, snapshot and
 /// timestamp versions and publishes them (see the module header).
@@ -319,40 +264,13 @@ pub async fn load_dir(
     expiry: ExpirationEnforcement,
 ) -> Result<Repository, ReleaseError> {
     load_from(
-        &public.join(super::layout::METADATA_DIR),
-        &public.join(super::layout::TARGETS_DIR),
+        &public.join(METADATA_DIR),
+        &public.join(TARGETS_DIR),
         expiry,
     )
     .await
 }
 
-/// Loads metadata from one directory, trusting its `1.root.json`, with the target files
-/// in another. Relative paths are taken from the current directory.
-pub(crate) async fn load_from(
-    metadata: &Path,
-    targets: &Path,
-    expiry: ExpirationEnforcement,
-) -> Result<Repository, ReleaseError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ReleaseError::Io { path, source }
-    };
-    let root_path = metadata.join("1.root.json");
-    let root = std::fs::read(&root_path).map_err(io(&root_path))?;
-    let url = |dir: &Path| {
-        let dir = std::path::absolute(dir).map_err(io(dir))?;
-        url::Url::from_directory_path(&dir)
-            .map_err(|()| ReleaseError::Usage(format!("{} cannot be a file URL", dir.display())))
-    };
-    let datastore = tempfile::tempdir().map_err(io(&std::env::temp_dir()))?;
-    RepositoryLoader::new(&root, url(metadata)?, url(targets)?)
-        .transport(FilesystemTransport)
-        .datastore(datastore.path())
-        .expiration_enforcement(expiry)
-        .load()
-        .await
-        .map_err(ReleaseError::tuf(format!("loading {}", metadata.display())))
-}
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -360,11 +278,13 @@ mod tests {
     use tough::schema::RoleType;
 
     use super::*;
-    use crate::release::layout::Ring;
+    use crate::init::init;
+    use crate::layout::Ring;
+    use crate::root::rotate_key;
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures")
+            .join("../models/fixtures")
             .join(name)
             .join("1.0.0")
     }
@@ -404,7 +324,7 @@ mod tests {
         repo.promote("credit-lr", "1.0.0", Ring::Broad).unwrap();
         let files = |name: &str| {
             let text = std::fs::read_to_string(fixture(name).join("manifest.toml")).unwrap();
-            crate::Manifest::parse(&text).unwrap().files.len() + 1
+            coffer_models::Manifest::parse(&text).unwrap().files.len() + 1
         };
         assert_eq!(
             repo.withdraw("aml-risk", "1.0.0").unwrap(),
@@ -454,13 +374,13 @@ mod tests {
         assert!(check(&repo, ExpirationEnforcement::Safe).await.is_ok());
 
         let out = tmp.path().join("bundle");
-        let e = crate::release::bundle::export(&repo, &out, &mut |_, _| {})
+        let e = crate::bundle::export(&repo, &out, &mut |_, _| {})
             .await
             .unwrap();
         assert_eq!(e.releases, 1);
         assert!(load_dir(&out, ExpirationEnforcement::Safe).await.is_ok());
         assert!(
-            crate::release::bundle::export(&repo, &out, &mut |_, _| {})
+            crate::bundle::export(&repo, &out, &mut |_, _| {})
                 .await
                 .is_err(),
             "a bundle goes into an empty directory"

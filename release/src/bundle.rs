@@ -8,10 +8,10 @@ use std::path::Path;
 
 use tough::ExpirationEnforcement;
 
-use super::ReleaseError;
-use super::layout::{METADATA_DIR, TARGETS_DIR, target_file};
-use super::publish::{earliest_expiry, load_dir};
-use super::repo::{Repo, copy_file};
+use crate::ReleaseError;
+use crate::layout::{METADATA_DIR, TARGETS_DIR, target_file};
+use crate::publish::{earliest_expiry, load_dir};
+use crate::repo::{Repo, copy_file};
 
 /// What an export wrote.
 #[derive(Debug)]
@@ -46,8 +46,8 @@ pub async fn export(
         )));
     }
     // What the agents would trust now; refuses an expired or broken repository.
-    let loaded = super::publish::check(repo, ExpirationEnforcement::Safe).await?;
-    let Some(super::repo::Current {
+    let loaded = crate::publish::check(repo, ExpirationEnforcement::Safe).await?;
+    let Some(crate::repo::Current {
         snapshot: snap,
         targets,
         ..
@@ -94,7 +94,7 @@ pub async fn export(
     Ok(Exported {
         files,
         bytes: done,
-        releases: super::repo::releases(&super::repo::draft_of(targets.signed)).len(),
+        releases: crate::repo::releases(&crate::repo::draft_of(targets.signed)).len(),
         expires: earliest_expiry(&bundle),
     })
 }

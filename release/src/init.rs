@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 
 use tough::schema::RoleType;
 
-use super::ReleaseError;
-use super::keys::{self, KeyFile};
-use super::publish::{Expiries, Published, expiry, publish};
-use super::repo::{Repo, write_atomic};
-use super::root::{build_root, sign_first};
+use crate::ReleaseError;
+use crate::common::{Expiries, Published, expiry};
+use crate::keys::{self, KeyFile};
+use crate::publish::publish;
+use crate::repo::{Repo, write_atomic};
+use crate::root::{build_root, sign_first};
 
 /// What `init` made.
 #[derive(Debug)]
@@ -159,7 +160,7 @@ mod tests {
 
     use super::*;
 
-    use crate::release::testutil::names;
+    use crate::testutil::names;
 
     #[tokio::test]
     async fn a_failed_init_leaves_nothing_and_can_be_run_again() {
@@ -194,7 +195,7 @@ mod tests {
         assert!(done.published.is_complete());
         assert_eq!(done.keys.len(), 6);
         assert_eq!(names(&repo.dir), ["public"], "no temporary directory left");
-        super::super::publish::check(&repo, tough::ExpirationEnforcement::Safe)
+        crate::publish::check(&repo, tough::ExpirationEnforcement::Safe)
             .await
             .unwrap();
         assert!(

@@ -1,0 +1,149 @@
+//! The command line of `coffer-release`: its options and subcommands (clap), with the
+//! paths made absolute once, before anything runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::layout::Ring;
+use crate::publish::Expiries;
+
+// `coffer-release`'s arguments (no doc comment: clap would take it as the help text).
+#[derive(Debug, Parser)]
+#[command(
+    name = "coffer-release",
+    version,
+    about = "Build, sign and publish Coffer model releases (TUF)"
+)]
+pub struct Cli {
+    /// The release repository directory (`public/` inside it is what the host serves).
+    #[arg(long, short, env = "COFFER_RELEASE_REPO")]
+    pub repo: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyDir {
+    /// Directory of the signing keys (keep root keys offline).
+    #[arg(long, env = "COFFER_RELEASE_KEYS")]
+    pub keys: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExpiryArgs {
+    /// How long signed targets metadata stays valid.
+    #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
+    pub targets_expires: Duration,
+    /// How long signed snapshot metadata stays valid.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    pub snapshot_expires: Duration,
+    /// How long the timestamp stays valid: agents refuse the repository after it (freeze
+    /// protection), so re-sign it more often (`publish --timestamp-only`).
+    #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
+    pub timestamp_expires: Duration,
+    /// How long a new root version stays valid (init, rotate-key).
+    #[arg(long, default_value = "365d", value_parser = humantime::parse_duration)]
+    pub root_expires: Duration,
+}
+
+impl ExpiryArgs {
+    /// The expiries the options give.
+    pub fn expiries(&self) -> Expiries {
+        Expiries {
+            root: self.root_expires,
+            targets: self.targets_expires,
+            snapshot: self.snapshot_expires,
+            timestamp: self.timestamp_expires,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a repository: keys for every role and root version 1.
+    Init {
+        #[command(flatten)]
+        keys: KeyDir,
+        /// Root keys to make.
+        #[arg(long, default_value_t = 1)]
+        root_keys: usize,
+        /// Root signatures a new root version needs.
+        #[arg(long, default_value_t = 1)]
+        root_threshold: u64,
+        #[command(flatten)]
+        expiry: ExpiryArgs,
+    },
+    /// Stage a model version directory (manifest.toml and its files) for release.
+    Add {
+        dir: PathBuf,
+        /// The widest ring that receives it. Required: sites are in `broad` unless set
+        /// otherwise, so how far a version goes is always the admin's choice.
+        #[arg(long, value_name = RINGS)]
+        ring: Ring,
+    },
+    /// Stage a change of the ring a released version goes to.
+    Promote {
+        model: String,
+        version: String,
+        #[arg(long, value_name = RINGS)]
+        ring: Ring,
+    },
+    /// Stage the removal of a released version: sites return to the previous one.
+    Withdraw { model: String, version: String },
+    /// Sign and publish the staged changes (new targets, snapshot and timestamp).
+    Publish {
+        #[command(flatten)]
+        keys: KeyDir,
+        #[command(flatten)]
+        expiry: ExpiryArgs,
+        /// Re-sign only the timestamp (needs only the timestamp key).
+        #[arg(long)]
+        timestamp_only: bool,
+    },
+    /// Replace a role's keys (root, targets, snapshot, timestamp) and publish.
+    RotateKey {
+        role: String,
+        /// Replace only this key (its id, or the first hex digits of it as in the key's
+        /// file name `ROLE-ID.pk8`), keeping the others: a lost root key among several.
+        /// Without it, every key of the role is replaced.
+        #[arg(long, value_name = "ID")]
+        key_id: Option<String>,
+        #[command(flatten)]
+        keys: KeyDir,
+        #[command(flatten)]
+        expiry: ExpiryArgs,
+    },
+    /// List the releases in the draft (staged) or published targets.
+    List,
+    /// Load the published repository as an agent would, and report its expiry.
+    Check,
+    /// Copy the current release into DIR for an air-gapped site.
+    ExportBundle { dir: PathBuf },
+}
+
+/// The rings, as the help shows them.
+const RINGS: &str = "canary|early|broad";
+
+impl Cli {
+    /// Makes every path absolute (against the current directory), once.
+    pub fn resolve(mut self) -> anyhow::Result<Cli> {
+        fn abs(path: &mut PathBuf) -> anyhow::Result<()> {
+            *path = std::path::absolute(&*path)
+                .with_context(|| format!("{}: cannot make it absolute", path.display()))?;
+            Ok(())
+        }
+        abs(&mut self.repo)?;
+        match &mut self.command {
+            Command::Init { keys, .. }
+            | Command::Publish { keys, .. }
+            | Command::RotateKey { keys, .. } => abs(&mut keys.keys)?,
+            Command::Add { dir, .. } | Command::ExportBundle { dir } => abs(dir)?,
+            Command::Promote { .. } | Command::Withdraw { .. } | Command::List | Command::Check => {
+            }
+        }
+        Ok(self)
+    }
+}
