@@ -18,7 +18,7 @@ use crate::drift::monitor::{self as drift_monitor, DriftMetrics, DriftStore};
 use crate::keys::{KeyStore, RateLimiter};
 use crate::lifecycle;
 use crate::manager::startup::{self, Parts};
-use crate::manager::{LoadContext, ModelManager, LifecycleMetrics};
+use crate::manager::{LifecycleMetrics, LoadContext, ModelManager};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::score::ScoreMetrics;

@@ -54,7 +54,7 @@ pub enum ManageError {
     Load {
         id: String,
         #[source]
-        source: EngineLoadError,
+        source: Box<EngineLoadError>,
     },
     #[error("the operation's worker stopped: {0}")]
     Worker(#[from] tokio::task::JoinError),
@@ -479,7 +479,7 @@ impl ModelManager {
         let id = dir.manifest.id();
         let load_err = |source: EngineLoadError| ManageError::Load {
             id: id.clone(),
-            source,
+            source: Box::new(source),
         };
         match dir.manifest.kind {
             Kind::Score => crate::score::start_version(

@@ -85,7 +85,7 @@ impl ModelManager {
         )
         .map_err(|e| ManageError::Load {
             id: id.clone(),
-            source: e.into(),
+            source: Box::new(e.into()),
         })?;
         let shadow = Arc::new(Shadow::new(Arc::new(candidate), active.clone(), fraction));
         let report = shadow.report();

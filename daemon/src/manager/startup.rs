@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use coffer_models::VersionDir;
 
-use super::{LoadContext, ManageError, ModelManager, LifecycleMetrics};
+use super::{LifecycleMetrics, LoadContext, ManageError, ModelManager};
 use crate::audit::AuditLog;
 use crate::gpu::GpuHealth;
 use crate::readiness::Readiness;
