@@ -5,7 +5,7 @@
 //! model the newest release the site's ring receives, and for each one not already
 //! serving: download its files with HTTP Range resume and the signed hashes checked
 //! as bytes arrive ([`download`]), import them into cofferd (its evaluation gate runs
-//! there), activate, watch the health gate ([`gate`]) and roll back if it fails. Pins
+//! there), activate, watch the health check ([`health_check`]) and roll back if it fails. Pins
 //! set on the appliance win. Outcomes persist ([`state`]), so a version that failed is
 //! not tried again until a newer release comes, and a restart mid-download resumes.
 //! [`run`] repeats cycles at the poll interval with jitter, backing off after failures;
@@ -14,7 +14,7 @@
 
 pub mod daemon;
 pub mod download;
-pub mod gate;
+pub mod health_check;
 pub mod metadata_fetch;
 pub mod regular;
 pub mod state;
@@ -326,8 +326,8 @@ async fn apply(
         }
     }
     tracing::info!(model = %info.model, version = %info.version, previous = ?previous, gate = ?config.sync.health_gate, "activated; health gate running");
-    match gate::watch(socket, &config.sync, &info.model, &info.version).await {
-        gate::Verdict::Passed {
+    match health_check::watch(socket, &config.sync, &info.model, &info.version).await {
+        health_check::Verdict::Passed {
             requests,
             server_errors,
         } => Ok(step(
@@ -335,8 +335,8 @@ async fn apply(
             format!("health gate passed: {requests} requests, {server_errors} server errors"),
             bytes,
         )),
-        gate::Verdict::Superseded(why) => Ok(step(OutcomeKind::Refused, why, bytes)),
-        gate::Verdict::Failed(why) => {
+        health_check::Verdict::Superseded(why) => Ok(step(OutcomeKind::Refused, why, bytes)),
+        health_check::Verdict::Failed(why) => {
             let detail = if previous.is_some() {
                 match daemon::rollback(socket, &info.model, timeout).await {
                     Ok(()) => format!(

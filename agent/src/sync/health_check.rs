@@ -1,4 +1,4 @@
-//! The health gate after an activation: for `sync.health_gate`, every
+//! The health check after an activation (configured as `sync.health_gate`): for that long, every
 //! `sync.health_interval`, cofferd must stay ready and the new version must not answer
 //! more than `sync.max_error_ratio` of its requests with server errors (once it has
 //! seen `sync.min_requests`). Counts come from cofferd's `GET /admin/health` and are
