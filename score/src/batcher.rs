@@ -337,7 +337,9 @@ mod tests {
             max_delay: Duration::from_millis(50),
             queue_capacity: 64,
         };
-        let (engine, batcher) = setup(Duration::ZERO, limits);
+        // Each batch computes for 300 ms: whatever arrives meanwhile waits in the queue and
+        // goes out together, however slowly a busy machine spawns the clients.
+        let (engine, batcher) = setup(Duration::from_millis(300), limits);
         let batcher = Arc::new(batcher);
         let tasks: Vec<_> = (0..16)
             .map(|i| {
