@@ -88,15 +88,11 @@ pub mod test_support {
 mod tests {
     use super::*;
     use std::path::Path;
-    use std::time::Duration;
 
     fn settings(dir: &Path, max_segment_bytes: u64) -> AuditSettings {
         AuditSettings {
-            dir: dir.to_path_buf(),
-            fsync: FsyncPolicy::Interval(Duration::from_millis(50)),
             max_segment_bytes,
-            checkpoint_every: 10,
-            retention: Retention::default(),
+            ..test_support::settings_for(dir)
         }
     }
 
