@@ -22,7 +22,7 @@ use crate::manager::{LifecycleMetrics, LoadContext, ModelManager};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::score::ScoreMetrics;
-use crate::server::{self, ConnectionLimits, ConnectionMetrics, Drain, Serving};
+use crate::server::{self, ConnectionLimits, ConnectionMetrics, Drain, ServeConfig, TlsOpen};
 use crate::telemetry::{Spool, Telemetry, spawn_flush};
 use crate::tls::{ReloadableTls, TlsError};
 use coffer_privacy::telemetry::EventKind;
@@ -238,13 +238,16 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         admission: Admission::new(&config.admission, Arc::clone(&metrics)),
         metrics: Arc::clone(&metrics),
         readiness: Arc::clone(&readiness),
-        scoring: Arc::clone(&models.scoring),
-        chat: Arc::clone(&models.chat),
-        shadows: Arc::clone(&models.shadows),
+        serving: crate::serving::Serving {
+            scoring: Arc::clone(&models.scoring),
+            chat: Arc::clone(&models.chat),
+            shadows: Arc::clone(&models.shadows),
+            gpu: gpu_gate,
+            telemetry: Arc::clone(&telemetry),
+            metrics: Arc::clone(&metrics),
+        },
         grammars: crate::chat::grammar::GrammarCompiler::default(),
         chat_keep_alive: config.chat.keep_alive,
-        gpu: gpu_gate,
-        telemetry: Arc::clone(&telemetry),
         audit: audit.clone().filter(|_| config.audit.requests),
         limits: Limits {
             max_body_bytes: config.server.max_body_bytes,
@@ -314,6 +317,8 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         admin_listener,
         admin_state,
         policy,
+        &config.server,
+        ConnectionMetrics::register_admin(&metrics),
         shutdown.clone().wait(),
     ));
 
@@ -324,7 +329,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     lifecycle::spawn_watchdog();
 
     let s = &config.server;
-    let serving = Serving {
+    let serve_config = ServeConfig {
         app,
         limits: ConnectionLimits {
             max_connections: s.max_connections,
@@ -338,7 +343,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         metrics: ConnectionMetrics::register(&metrics),
         grace: s.shutdown_grace,
     };
-    let drain = server::serve(listener, tls, serving, shutdown.wait()).await;
+    let drain = server::serve(listener, TlsOpen(tls), serve_config, shutdown.wait()).await;
     readiness.set("listener", false, "stopped");
     admin_task.abort();
     flush_task.abort();

@@ -1,5 +1,6 @@
 //! Binding the admin Unix socket (stale socket replaced, mode 0660) and serving the
-//! admin router on it with a per-connection credential check.
+//! admin router on it, on the daemon's one accept loop (`server`), with a
+//! per-connection credential check.
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
@@ -12,15 +13,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use http::StatusCode;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::UnixListener;
+use std::time::Duration;
+
+use tokio::net::{UnixListener, UnixStream};
 
 use super::caller::{AuditTarget, Peer};
 use super::{AdminFailure, AdminState, PeerPolicy, health, keys, models};
 use crate::audit::AuditEvent;
+use crate::config::ServerConfig;
+use crate::server::{ConnectionLimits, ConnectionMetrics, Drain, Open, ServeConfig};
 
 /// Why the admin socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -205,32 +206,39 @@ fn audit_action(method: &str, path: &str) -> (String, String) {
     }
 }
 
-/// Serves the admin API until `shutdown` resolves, then lets open requests finish.
-pub async fn serve(
-    listener: UnixListener,
-    state: Arc<AdminState>,
+/// How the admin socket's connections are bounded: by the API port's handshake,
+/// first-request and idle timeouts, with its own counts, and with room for the admin
+/// API's long calls (an import streaming a large model, a verify): a call in flight is
+/// never cut for its connection's age, a connection with nothing in flight is closed.
+pub fn connection_limits(server: &ServerConfig) -> ConnectionLimits {
+    ConnectionLimits {
+        max_connections: 64,
+        // One uid (a user that can reach the socket but has no role, say) cannot take
+        // every slot from root and the agent; when all are taken the idlest goes.
+        max_connections_per_address: 16,
+        tls_handshake_timeout: server.tls_handshake_timeout,
+        header_read_timeout: server.header_read_timeout,
+        idle_timeout: server.idle_timeout,
+        max_connection_age: Duration::from_secs(24 * 3600),
+        request_timeout: Duration::from_secs(24 * 3600),
+    }
+}
+
+/// The admin socket's opening step: reads the peer's credentials and serves the
+/// router with the [`Peer`] on every request (`check_peer` refuses one without a role).
+#[derive(Clone)]
+struct PeerCheck {
+    app: Router,
     policy: PeerPolicy,
-    shutdown: impl Future<Output = ()>,
-) {
-    let app = router(state);
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin socket accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+}
+
+impl Open<UnixStream> for PeerCheck {
+    type Io = UnixStream;
+
+    async fn open(&self, stream: UnixStream, _app: &Router) -> Option<(UnixStream, Router)> {
         let peer = match stream.peer_cred() {
             Ok(cred) => Peer {
-                role: policy.role(cred.uid(), cred.gid()),
+                role: self.policy.role(cred.uid(), cred.gid()),
                 uid: cred.uid(),
             },
             Err(_) => Peer {
@@ -241,16 +249,31 @@ pub async fn serve(
         if peer.role.is_none() {
             tracing::warn!(uid = peer.uid, "admin socket: peer refused");
         }
-        let app = app.clone().layer(axum::Extension(peer));
-        let service = TowerToHyperService::new(app);
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(error = %e, "admin connection closed with an error");
-            }
-        });
+        Some((stream, self.app.clone().layer(axum::Extension(peer))))
     }
-    graceful.shutdown().await;
+}
+
+/// Serves the admin API until `shutdown` resolves, then drains within the server's
+/// `shutdown_grace`, on the accept loop the API port uses (bounds in
+/// [`connection_limits`]).
+pub fn serve<F: Future<Output = ()>>(
+    listener: UnixListener,
+    state: Arc<AdminState>,
+    policy: PeerPolicy,
+    server: &ServerConfig,
+    metrics: ConnectionMetrics,
+    shutdown: F,
+) -> impl Future<Output = Drain> + use<F> {
+    let app = router(state);
+    let opener = PeerCheck {
+        app: app.clone(),
+        policy,
+    };
+    let config = ServeConfig {
+        app,
+        limits: connection_limits(server),
+        metrics,
+        grace: server.shutdown_grace,
+    };
+    crate::server::serve(listener, opener, config, shutdown)
 }

@@ -147,8 +147,13 @@ impl ApiError {
         let kind = match &e {
             ServeError::GpuShedding { .. } => ErrorKind::GpuShedding { retry_after },
             ServeError::GpuUnavailable { .. } => ErrorKind::GpuUnavailable { retry_after },
+            ServeError::AtCapacity { .. } => ErrorKind::Overloaded { retry_after },
             ServeError::VariantMissing { .. } => {
                 tracing::error!(error = %e, "GPU fallback cannot be served");
+                return Self::new(ErrorKind::Internal, "", family);
+            }
+            ServeError::EngineGone => {
+                tracing::error!(error = %e, "engine failed");
                 return Self::new(ErrorKind::Internal, "", family);
             }
         };

@@ -13,8 +13,9 @@ use super::AppState;
 use super::body::too_large;
 use super::error::{ApiError, ErrorKind, Family};
 use crate::admission::AdmissionError;
-use crate::keys::{KeyRecord, Scope};
+use crate::keys::Scope;
 use crate::metrics::Rejection;
+use crate::serving::RequestContext;
 
 /// The guard's configuration for one route group.
 #[derive(Debug, Clone)]
@@ -22,14 +23,6 @@ pub struct Guard {
     pub state: Arc<AppState>,
     pub scope: Option<Scope>,
 }
-
-/// The key a request authenticated with, for handlers.
-#[derive(Debug, Clone)]
-pub struct Authenticated(pub Arc<KeyRecord>);
-
-/// The public id of the key that made a request, put on the response for the log line.
-#[derive(Debug, Clone)]
-pub struct KeyId(pub String);
 
 fn bearer(req: &Request) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -46,7 +39,7 @@ fn declared_length(req: &Request) -> Option<usize> {
         .ok()
 }
 
-pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
+pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
     let family = Family::for_path(req.uri().path());
     let state = &g.state;
     let reject = |reason: Rejection, error: ApiError| {
@@ -63,39 +56,35 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
             ),
         );
     };
-    let key_id = KeyId(key.id.clone());
-    let with_key = |mut r: Response| {
-        r.extensions_mut().insert(key_id.clone());
-        r
-    };
+    RequestContext::of(&req).set_key_id(&key.id);
     if let Some(scope) = g.scope {
         if !key.allows(scope) {
-            return with_key(reject(
+            return reject(
                 Rejection::Forbidden,
                 ApiError::new(
                     ErrorKind::Forbidden,
                     format!("this API key lacks the '{scope}' scope this route needs"),
                     family,
                 ),
-            ));
+            );
         }
     }
     if declared_length(&req).is_some_and(|n| n > state.limits.max_body_bytes) {
-        return with_key(reject(
+        return reject(
             Rejection::TooLarge,
             too_large(state.limits.max_body_bytes, family),
-        ));
+        );
     }
     let rate = key.rate.or(state.limits.default_key_rate);
     if let Err(wait) = state.limiter.check(&key.id, rate) {
-        return with_key(reject(
+        return reject(
             Rejection::RateLimited,
             ApiError::new(
                 ErrorKind::RateLimited { retry_after: wait },
                 "this API key's request rate is exceeded; retry after the time in Retry-After",
                 family,
             ),
-        ));
+        );
     }
     let admitted = match state.admission.admit(&key.id).await {
         Ok(a) => a,
@@ -108,7 +97,7 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
                     "the server stayed at capacity while this request waited; retry later"
                 }
             };
-            return with_key(reject(
+            return reject(
                 Rejection::Overloaded,
                 ApiError::new(
                     ErrorKind::Overloaded {
@@ -117,10 +106,9 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
                     message,
                     family,
                 ),
-            ));
+            );
         }
     };
-    req.extensions_mut().insert(Authenticated(key));
     let response = next.run(req).await;
     // A response whose body is all there (its size is known) frees the slot now: a client
     // that reads it slowly, or never, holds its connection, not the server's capacity. A
@@ -130,9 +118,9 @@ pub async fn guard(State(g): State<Guard>, mut req: Request, next: Next) -> Resp
         .is_some()
     {
         drop(admitted);
-        return with_key(response);
+        return response;
     }
     let stall = state.limits.stream_stall_timeout;
     let stalled = state.metrics.streams_stalled.clone();
-    with_key(response.map(|body| super::stall::guard(body, admitted, stall, stalled)))
+    response.map(|body| super::stall::guard(body, admitted, stall, stalled))
 }

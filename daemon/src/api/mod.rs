@@ -32,8 +32,6 @@ use axum::routing::get;
 
 pub use body::read_limited;
 pub use error::{ApiError, ErrorKind, Family};
-pub use guard::{Authenticated, KeyId};
-pub use observe::{OutcomeDeferred, RequestId, ServedModel, resolve_model};
 
 use crate::admission::Admission;
 use crate::keys::{KeyStore, RateLimiter, Scope};
@@ -63,18 +61,12 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub limits: Limits,
-    /// The served scoring versions, swapped atomically on activation.
-    pub scoring: Arc<crate::served::Live<crate::score::LoadedModel>>,
-    pub chat: Arc<crate::served::Live<crate::chat::LoadedChat>>,
-    /// Candidate scoring versions in shadow, by model name.
-    pub shadows: Arc<crate::shadow::ShadowSet>,
+    /// Which version answers a request, and the work handed to it.
+    pub serving: crate::serving::Serving,
     /// Turns `response_format` schemas into grammars off the async workers.
     pub grammars: crate::chat::grammar::GrammarCompiler,
     /// SSE keep-alive interval of chat streams.
     pub chat_keep_alive: Duration,
-    /// Fallback decisions for GPU models while a GPU is failed.
-    pub gpu: Arc<crate::gpu::fallback::GpuFallback>,
-    pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// The audit log when per-request records are on.
     pub audit: Option<Arc<crate::audit::AuditLog>>,
 }

@@ -58,8 +58,8 @@ pub fn readiness(state: &AppState) -> (bool, serde_json::Value) {
 /// `name@version` of every served version whose engine is failing.
 fn failing_engines(state: &AppState) -> Vec<String> {
     let mut out = Vec::new();
-    failing_in(&state.scoring.load(), &mut out);
-    failing_in(&state.chat.load(), &mut out);
+    failing_in(&state.serving.scoring.load(), &mut out);
+    failing_in(&state.serving.chat.load(), &mut out);
     out
 }
 

@@ -1,4 +1,4 @@
-//! One accepted connection, from TLS handshake to close, with a watchdog that holds it to
+//! One accepted connection, from its handshake (TLS on the API port) to close, with a watchdog that holds it to
 //! time bounds whatever protocol it speaks: the first request must begin within
 //! `header_read_timeout` of the handshake (hyper's own header timer starts only once it
 //! has chosen HTTP/1, and an HTTP/2 connection has none), a connection with no request in
@@ -13,11 +13,10 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use super::activity::{Activity, Tracked};
+use super::listen::Open;
 use super::open_conns::Registered;
 use super::{ConnectionLimits, ConnectionMetrics};
 
@@ -32,7 +31,7 @@ pub enum CloseReason {
     MaxAge,
     /// The daemon is draining.
     Drain,
-    /// The TLS handshake failed or timed out.
+    /// The TLS handshake (or the admin socket's opening step) failed or timed out.
     Handshake,
     /// Its client address already had `max_connections_per_address` open.
     PerAddressLimit,
@@ -55,8 +54,9 @@ impl CloseReason {
 }
 
 /// What one connection task needs.
-pub struct Conn {
-    pub acceptor: TlsAcceptor,
+pub struct Conn<O> {
+    /// Readies the stream for HTTP (the TLS handshake).
+    pub opener: O,
     pub builder: auto::Builder<TokioExecutor>,
     pub app: axum::Router,
     pub limits: ConnectionLimits,
@@ -85,12 +85,14 @@ fn due(activity: &Activity, limits: &ConnectionLimits) -> Option<CloseReason> {
     }
 }
 
-impl Conn {
-    pub async fn run(mut self, stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
+impl<O> Conn<O> {
+    pub async fn run<S>(mut self, stream: S)
+    where
+        O: Open<S>,
+    {
         let handshake = tokio::time::timeout(
             self.limits.tls_handshake_timeout,
-            self.acceptor.accept(stream),
+            self.opener.open(stream, &self.app),
         );
         let evict = Arc::clone(&self.registered.evict);
         let handshake = tokio::select! {
@@ -100,24 +102,21 @@ impl Conn {
                 return;
             }
         };
-        let tls = match handshake {
-            Ok(Ok(s)) => s,
-            // Handshake failures are the client's business; keep them out of the default
-            // log so that garbage on the port cannot flood it.
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "TLS handshake failed");
+        let (io, app) = match handshake {
+            Ok(Some(opened)) => opened,
+            Ok(None) => {
                 self.metrics.closed(CloseReason::Handshake);
                 return;
             }
             Err(_) => {
-                tracing::debug!("TLS handshake timed out");
+                tracing::debug!("handshake timed out");
                 self.metrics.closed(CloseReason::Handshake);
                 return;
             }
         };
         let activity = Arc::clone(&self.registered.activity);
-        let service = TowerToHyperService::new(Tracked::new(self.app, Arc::clone(&activity)));
-        let connection = self.builder.serve_connection(TokioIo::new(tls), service);
+        let service = TowerToHyperService::new(Tracked::new(app, Arc::clone(&activity)));
+        let connection = self.builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(connection);
         let mut ticker = tokio::time::interval(tick(&self.limits));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

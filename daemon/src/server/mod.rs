@@ -1,6 +1,7 @@
-//! The TLS accept loop: bounded connections (in all and per client address; a full server
+//! The accept loop, one for every socket cofferd serves HTTP on (the TLS API port, the
+//! admin Unix socket; `listen`): bounded connections (in all and per client address; a full server
 //! evicts the connection idle the longest for a new one), HTTP/1.1 and
-//! HTTP/2 on the same port (ALPN), and per-connection time bounds (`connection`: TLS
+//! HTTP/2 on the same port (ALPN on the API port), and per-connection time bounds (`connection`: TLS
 //! handshake, first request, idle, age; hyper's header-read deadline against slowloris),
 //! and a graceful drain: once `shutdown` resolves the listener is closed (new connections
 //! are refused), open connections are asked to close and finish their in-flight requests,
@@ -8,6 +9,7 @@
 
 mod activity;
 mod connection;
+mod listen;
 mod open_conns;
 
 use std::future::Future;
@@ -20,14 +22,13 @@ use hyper_util::server::conn::auto;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 pub use connection::CloseReason;
+pub use listen::{Listen, Open, TlsOpen};
 
 use crate::counted::Counted;
 use crate::metrics::{Metrics, ReasonLabel};
-use crate::tls::ReloadableTls;
 use open_conns::OpenConns;
 
 /// Per-connection bounds.
@@ -51,19 +52,33 @@ pub struct ConnectionMetrics {
 }
 
 impl ConnectionMetrics {
+    /// The API port's: `coffer_connections_open`, `coffer_connections_closed_total`.
     pub fn register(metrics: &Metrics) -> Self {
+        Self::register_as(
+            metrics,
+            "connections",
+            "TLS connections open on the API port",
+        )
+    }
+
+    /// The admin socket's: `coffer_admin_connections_*`.
+    pub fn register_admin(metrics: &Metrics) -> Self {
+        Self::register_as(
+            metrics,
+            "admin_connections",
+            "Connections open on the admin socket",
+        )
+    }
+
+    fn register_as(metrics: &Metrics, prefix: &str, open_help: &str) -> Self {
         let m = ConnectionMetrics {
             open: Gauge::default(),
             closed: Family::default(),
         };
         metrics.with_registry(|r| {
+            r.register(format!("{prefix}_open"), open_help, m.open.clone());
             r.register(
-                "connections_open",
-                "TLS connections open on the API port",
-                m.open.clone(),
-            );
-            r.register(
-                "connections_closed",
+                format!("{prefix}_closed"),
                 "Connections the server ended, by reason (no_request, idle, max_age, drain, handshake, per_address_limit, evicted)",
                 m.closed.clone(),
             );
@@ -106,7 +121,7 @@ fn http_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
 
 /// What `serve` runs: the app and how its connections are bounded and counted.
 #[derive(Debug)]
-pub struct Serving {
+pub struct ServeConfig {
     pub app: Router,
     pub limits: ConnectionLimits,
     pub metrics: ConnectionMetrics,
@@ -114,19 +129,24 @@ pub struct Serving {
     pub grace: Duration,
 }
 
-/// Serves `app` over TLS on `listener` until `shutdown` resolves, then drains.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<ReloadableTls>,
-    serving: Serving,
+/// Serves `app` on `listener` until `shutdown` resolves, then drains. `opener` readies
+/// each accepted stream (the TLS handshake).
+pub async fn serve<L, O>(
+    listener: L,
+    opener: O,
+    config: ServeConfig,
     shutdown: impl Future<Output = ()>,
-) -> Drain {
-    let Serving {
+) -> Drain
+where
+    L: Listen,
+    O: Open<L::Stream>,
+{
+    let ServeConfig {
         app,
         limits,
         metrics,
         grace,
-    } = serving;
+    } = config;
     let builder = http_builder(&limits);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let per_address = Counted::new(limits.max_connections_per_address);
@@ -147,7 +167,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         // One address may hold at most its share; the rest are closed before any TLS.
-        let Some(address_slot) = Counted::take(&per_address, &peer.ip()) else {
+        let Some(address_slot) = Counted::take(&per_address, &peer) else {
             metrics.closed(CloseReason::PerAddressLimit);
             drop(stream);
             continue;
@@ -165,7 +185,7 @@ pub async fn serve(
             }
         };
         let conn = connection::Conn {
-            acceptor: tls.acceptor(),
+            opener: opener.clone(),
             builder: builder.clone(),
             app: app.clone(),
             limits: limits.clone(),

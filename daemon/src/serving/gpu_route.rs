@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::ServeError;
 use crate::gpu::fallback::{GpuFallback, Route};
 
 /// The response header that names the fallback policy in force, when one applied.
@@ -22,23 +23,6 @@ pub struct Routed<T> {
     pub fallback: Option<&'static str>,
     /// Held while the answer is produced (policy `shed`).
     pub permit: Option<OwnedSemaphorePermit>,
-}
-
-/// Why a request was not served: one message per case, whichever API asked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ServeError {
-    /// Policy `shed`, and its lower concurrency is taken.
-    #[error(
-        "model '{model}' runs on the CPU at reduced concurrency while its GPU is unavailable ({reason}); retry after the time in Retry-After"
-    )]
-    GpuShedding { model: String, reason: String },
-    /// Policy `fail`.
-    #[error("model '{model}' needs a GPU and none is healthy ({reason})")]
-    GpuUnavailable { model: String, reason: String },
-    /// Policy `cpu-variant`, and the variant is not served (start-up checks make this
-    /// an internal error: the variant was removed under a running policy).
-    #[error("model '{model}' falls back to '{variant}', which is not served")]
-    VariantMissing { model: String, variant: String },
 }
 
 /// Routes a request for `model` (whose served version is `loaded`): `variant` resolves

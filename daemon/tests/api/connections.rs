@@ -166,3 +166,60 @@ async fn one_address_gets_at_most_its_share_of_connections() {
     drop(held);
     d.stop();
 }
+
+/// The admin socket is served by the same accept loop: one uid holds at most its share
+/// of connections (16; the rest are closed at once), a connection that sends nothing is
+/// closed after `header_read_timeout`, a call gets through afterwards, and each close
+/// is counted under `coffer_admin_connections_closed_total`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_hold_the_admin_socket() {
+    let s = setup();
+    let d = s.start().await;
+    let key = s.create_key("ops", "metrics", None);
+    let started = Instant::now();
+    let mut waiting = Vec::new();
+    for _ in 0..20 {
+        let mut conn = tokio::net::UnixStream::connect(s.socket()).await.unwrap();
+        waiting.push(tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            match tokio::time::timeout(HEADER_READ * 4, conn.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => Some(started.elapsed()),
+                _ => None,
+            }
+        }));
+    }
+    let mut closed_after = Vec::new();
+    for w in waiting {
+        closed_after.push(
+            w.await
+                .unwrap()
+                .expect("an idle admin connection stayed open"),
+        );
+    }
+    eprintln!("admin connections closed after {closed_after:?}");
+    let at_once = closed_after
+        .iter()
+        .filter(|t| **t < Duration::from_secs(1))
+        .count();
+    assert_eq!(at_once, 4, "{closed_after:?}");
+    assert!(
+        closed_after
+            .iter()
+            .filter(|t| **t >= Duration::from_secs(1))
+            .all(|t| *t >= HEADER_READ),
+        "{closed_after:?}"
+    );
+    let listed = s.ctl(&["keys", "list"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let c = s.client(d.addr);
+    let text = String::from_utf8_lossy(&c.get("/metrics", Some(&key)).await.body).to_string();
+    let closed = |reason: &str| {
+        metric(
+            &text,
+            &format!("coffer_admin_connections_closed_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(closed("per_address_limit"), Some(4.0), "{text}");
+    assert!(closed("no_request") >= Some(16.0), "{text}");
+    d.stop();
+}

@@ -26,16 +26,11 @@ use futures_util::stream::{self, StreamExt as _};
 use serde_json::json;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-use super::{
-    ApiError, AppState, ErrorKind, Family, OutcomeDeferred, RequestId, ServedModel, read_limited,
-    resolve_model,
-};
-use crate::chat::SubmitError;
+use super::{ApiError, AppState, ErrorKind, Family, read_limited};
 use crate::chat::grammar::GrammarError;
 use crate::chat::job::{ChatEvent, ChatFailure, ChatJob};
 use crate::metrics::{Outcome, VersionRequests};
-use crate::served::Versioned as _;
-use crate::serving::{self, Routed};
+use crate::serving::{self, RequestContext, Routed};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -46,6 +41,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// OpenAI's model list: the chat models served now.
 async fn list_models(State(state): State<Arc<AppState>>) -> Response {
     let data: Vec<_> = state
+        .serving
         .chat
         .load()
         .list()
@@ -116,38 +112,35 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
     // The request layer ends a request whose response has not begun by then; a stream's
     // body is held to the same deadline here, so streaming never outlives it.
     let deadline = tokio::time::Instant::now() + state.limits.request_timeout;
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map_or_else(|| "0".to_string(), |r| r.0.clone());
+    let ctx = RequestContext::of(&req);
     let body = read_limited(req.into_body(), state.limits.max_body_bytes, Family::OpenAi).await?;
     let mut chat = request::parse(&body)?;
-    let loaded = state.chat.load().resolve_chat(&chat.model).ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::NotFound,
-            format!(
-                "the model '{}' does not exist; GET /v1/models lists the served ones",
-                chat.model
-            ),
-            Family::OpenAi,
-        )
-        .with_code("model_not_found")
-        .with_param("model")
-    })?;
-    // From here on the request counts under this version, whichever answers it.
-    let counters = loaded
-        .request_counters(&state.metrics.model_requests)
-        .clone();
-    resolve_model(&counters);
-    let name = loaded.manifest.name.clone();
+    let loaded = state
+        .serving
+        .chat
+        .load()
+        .resolve_chat(&chat.model)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "the model '{}' does not exist; GET /v1/models lists the served ones",
+                    chat.model
+                ),
+                Family::OpenAi,
+            )
+            .with_code("model_not_found")
+            .with_param("model")
+        })?;
+    let serve_error = |e| ApiError::serving(e, state.limits.retry_after, Family::OpenAi);
     let Routed {
         loaded,
         fallback,
         permit,
-    } = serving::route(&state.gpu, &name, loaded, |variant| {
-        state.chat.load().resolve_chat(variant)
-    })
-    .map_err(|e| ApiError::serving(e, state.limits.retry_after, Family::OpenAi))?;
+    } = state
+        .serving
+        .route_chat(&ctx, loaded)
+        .map_err(serve_error)?;
     if let Some(schema) = chat.response_schema.take() {
         let grammar = state
             .grammars
@@ -165,27 +158,19 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         .map_err(|_| gone())?
         .map_err(failure)?;
     let (tx, mut rx) = unbounded_channel();
-    loaded
-        .engine
-        .submit(ChatJob {
-            prompt,
-            params: chat.params,
-            events: tx,
-            enqueued: Instant::now(),
-        })
-        .map_err(|e| match e {
-            SubmitError::QueueFull => ApiError::new(
-                ErrorKind::Overloaded {
-                    retry_after: state.limits.retry_after,
-                },
-                format!(
-                    "model '{}' is at capacity; retry after the time in Retry-After",
-                    chat.model
-                ),
-                Family::OpenAi,
-            ),
-            SubmitError::Stopped => gone(),
-        })?;
+    state
+        .serving
+        .submit_chat(
+            &loaded,
+            &chat.model,
+            ChatJob {
+                prompt,
+                params: chat.params,
+                events: tx,
+                enqueued: Instant::now(),
+            },
+        )
+        .map_err(serve_error)?;
     // The engine answers Started or Failed before any token: refusals stay plain 4xx.
     let prompt_tokens = match rx.recv().await {
         Some(ChatEvent::Started { prompt_tokens, .. }) => prompt_tokens,
@@ -193,23 +178,21 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         _ => return Err(gone()),
     };
     let header = response::Header {
-        id: format!("chatcmpl-{request_id}"),
+        id: format!("chatcmpl-{}", ctx.id()),
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         model: chat.model.clone(),
     };
-    let served = ServedModel(loaded.manifest.id());
     let mut response = if chat.stream {
         let held = Held {
             _permit: permit,
-            counters,
+            counters: ctx.version().cloned(),
             deadline,
             timeout: state.limits.request_timeout,
         };
-        let mut r = stream_response(header, rx, chat.include_usage, state.chat_keep_alive, held);
-        r.extensions_mut().insert(OutcomeDeferred);
-        r
+        ctx.defer_outcome();
+        stream_response(header, rx, chat.include_usage, state.chat_keep_alive, held)
     } else {
         let mut content = String::new();
         loop {
@@ -238,7 +221,10 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
             }
         }
     };
-    if let Ok(v) = http::HeaderValue::from_str(&served.0) {
+    if let Some(v) = ctx
+        .answered_by()
+        .and_then(|id| http::HeaderValue::from_str(id).ok())
+    {
         response.headers_mut().insert("x-coffer-served-by", v);
     }
     if let Some(policy) = fallback {
@@ -247,7 +233,6 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
             http::HeaderValue::from_static(policy),
         );
     }
-    response.extensions_mut().insert(served);
     Ok(response)
 }
 
@@ -267,9 +252,17 @@ fn data(v: &serde_json::Value) -> Result<Event, Infallible> {
 /// outcome goes to, and the request's deadline.
 struct Held {
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    counters: VersionRequests,
+    counters: Option<VersionRequests>,
     deadline: tokio::time::Instant,
     timeout: std::time::Duration,
+}
+
+impl Held {
+    fn record(&self, outcome: Outcome) {
+        if let Some(counters) = &self.counters {
+            counters.record(outcome);
+        }
+    }
 }
 
 fn stream_response(
@@ -300,7 +293,7 @@ fn stream_response(
                         cached_tokens,
                         completion_tokens,
                     })) => {
-                        hp.1.counters.record(Outcome::Ok);
+                        hp.1.record(Outcome::Ok);
                         let next = if include_usage {
                             Phase::Usage(response::Usage {
                                 prompt: prompt_tokens,
@@ -319,19 +312,19 @@ fn stream_response(
                     // as OpenAI's streams do, and no [DONE].
                     Ok(Some(ChatEvent::Failed(f))) => {
                         tracing::warn!(error = %f, "chat stream failed");
-                        hp.1.counters.record(Outcome::ServerError);
+                        hp.1.record(Outcome::ServerError);
                         let err = json!({ "error": { "message": "generation failed", "type": "server_error", "code": "internal_error" } });
                         Some((data(&err), (Phase::End, rx, hp)))
                     }
                     Ok(Some(ChatEvent::Started { .. }) | None) => {
-                        hp.1.counters.record(Outcome::ServerError);
+                        hp.1.record(Outcome::ServerError);
                         let err = json!({ "error": { "message": "generation ended unexpectedly", "type": "server_error", "code": "internal_error" } });
                         Some((data(&err), (Phase::End, rx, hp)))
                     }
                     // Past the deadline the same way; dropping the receiver frees the
                     // slot before the next decode step.
                     Err(_elapsed) => {
-                        hp.1.counters.record(Outcome::ServerError);
+                        hp.1.record(Outcome::ServerError);
                         let message = format!(
                             "the completion did not finish within the server's deadline of {}",
                             humantime::format_duration(hp.1.timeout)

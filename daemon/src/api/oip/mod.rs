@@ -18,10 +18,9 @@ use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, AppState, ErrorKind, Family, ServedModel, read_limited, resolve_model};
-use crate::score::{BatchError, LoadedModel};
-use crate::served::Versioned as _;
-use crate::serving::{self, Routed};
+use super::{ApiError, AppState, ErrorKind, Family, read_limited};
+use crate::score::LoadedModel;
+use crate::serving::{self, RequestContext, Routed};
 use request::bad;
 
 /// The scoring routes.
@@ -74,7 +73,7 @@ fn find(
     model: &str,
     version: Option<&str>,
 ) -> Result<Arc<LoadedModel>, ApiError> {
-    let served = state.scoring.load();
+    let served = state.serving.scoring.load();
     let versions = served.get(model).ok_or_else(|| not_found(model, None))?;
     versions
         .versions
@@ -102,6 +101,7 @@ async fn model_metadata(State(state): State<Arc<AppState>>, Path(model): Path<St
     match find(&state, &model, None) {
         Ok(loaded) => {
             let versions = state
+                .serving
                 .scoring
                 .load()
                 .get(&model)
@@ -189,18 +189,16 @@ async fn run_infer(
     version: Option<String>,
     req: Request<Body>,
 ) -> Result<Response, ApiError> {
+    let ctx = RequestContext::of(&req);
     let requested = find(&state, &model, version.as_deref())?;
-    // From here on the request counts under this version, whichever answers it.
-    resolve_model(requested.request_counters(&state.metrics.model_requests));
-    let name = requested.manifest.name.clone();
     let Routed {
         loaded,
         fallback,
         permit: _shed_permit,
-    } = serving::route(&state.gpu, &name, requested, |variant| {
-        state.scoring.load().resolve(variant, None)
-    })
-    .map_err(|e| ApiError::serving(e, state.limits.retry_after, Family::InferenceProtocol))?;
+    } = state
+        .serving
+        .route_scoring(&ctx, requested)
+        .map_err(|e| serve_error(&state, e))?;
     let header_length = match req.headers().get("inference-header-content-length") {
         Some(v) => Some(
             v.to_str()
@@ -243,33 +241,11 @@ async fn run_infer(
             ));
         }
     }
-    // A candidate in shadow sees a sample of the requests, after this answer.
-    let sampled = state.shadows.sample(&loaded.manifest.name, &inputs, rows);
-    let outputs = match loaded.batcher.submit(inputs, rows).await {
-        Ok(outputs) => outputs,
-        Err(BatchError::QueueFull) => {
-            loaded.metrics.queue_full.inc();
-            return Err(ApiError::new(
-                ErrorKind::Overloaded {
-                    retry_after: state.limits.retry_after,
-                },
-                format!("model '{model}' is at capacity; retry after the time in Retry-After"),
-                Family::InferenceProtocol,
-            ));
-        }
-        Err(e) => {
-            tracing::error!(model = %loaded.manifest.id(), error = %e, "scoring failed");
-            return Err(ApiError::new(
-                ErrorKind::Internal,
-                "",
-                Family::InferenceProtocol,
-            ));
-        }
-    };
-    observe_scores(&state, &loaded, &outputs, rows);
-    if let Some(sampled) = sampled {
-        sampled.compare_after(&outputs);
-    }
+    let outputs = state
+        .serving
+        .score(&loaded, &model, inputs, rows)
+        .await
+        .map_err(|e| serve_error(&state, e))?;
     let selected: Vec<_> = match &wanted {
         Some(names) => outputs
             .into_iter()
@@ -286,46 +262,11 @@ async fn run_infer(
             .headers_mut()
             .insert(serving::FALLBACK_HEADER, HeaderValue::from_static(policy));
     }
-    response
-        .extensions_mut()
-        .insert(ServedModel(loaded.id.clone()));
     Ok(response)
 }
 
-/// Counts the rows for telemetry, and which side of the manifest's decision threshold
-/// each score fell on (column `score_column` of the eval gate's score output).
-fn observe_scores(
-    state: &AppState,
-    loaded: &LoadedModel,
-    outputs: &[crate::tensor::Tensor],
-    rows: usize,
-) {
-    let manifest = &loaded.manifest;
-    let above = manifest
-        .eval
-        .as_ref()
-        .and_then(|gate| {
-            let t = outputs.iter().find(|t| t.name == gate.score_output)?;
-            let width = t.data.len() / rows.max(1);
-            let column = gate.score_column.min(width.saturating_sub(1));
-            let score = |i: usize| -> Option<f64> {
-                match &t.data {
-                    crate::tensor::TensorData::F32(v) => v.get(i).map(|x| f64::from(*x)),
-                    crate::tensor::TensorData::F64(v) => v.get(i).copied(),
-                    _ => None,
-                }
-            };
-            Some(
-                (0..rows)
-                    .filter_map(|r| score(r * width + column))
-                    .filter(|s| *s >= gate.decision_threshold)
-                    .count() as u64,
-            )
-        })
-        .unwrap_or(0);
-    state
-        .telemetry
-        .observe_scores(&manifest.name, &manifest.version, rows as u64, above);
+fn serve_error(state: &AppState, e: serving::ServeError) -> ApiError {
+    ApiError::serving(e, state.limits.retry_after, Family::InferenceProtocol)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -356,7 +297,7 @@ async fn repository_index(State(state): State<Arc<AppState>>, req: Request<Body>
             }
         }
     };
-    let served = state.scoring.load();
+    let served = state.serving.scoring.load();
     let index: Vec<_> = served
         .iter()
         .flat_map(|(name, versions)| versions.versions.keys().map(move |v| (name, v, "READY")))
