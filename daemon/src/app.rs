@@ -8,21 +8,21 @@ use std::sync::Arc;
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
 
+use crate::access::admission::Admission;
+use crate::access::keys::{KeyStore, RateLimiter};
 use crate::admin::{self, AdminState, PeerPolicy};
-use crate::admission::Admission;
 use crate::api::{self, AppState, Limits};
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::Config;
 use crate::devmode::{self, DevLayout};
-use crate::drift::monitor::{self as drift_monitor, DriftMetrics, DriftStore};
-use crate::keys::{KeyStore, RateLimiter};
-use crate::lifecycle;
-use crate::manager::startup::{self, Parts};
-use crate::manager::{LifecycleMetrics, LoadContext, ModelManager};
+use crate::lifecycle::startup::{self, Parts};
+use crate::lifecycle::{LifecycleMetrics, LoadContext, ModelManager};
 use crate::metrics::Metrics;
-use crate::readiness::Readiness;
+use crate::monitoring::drift::monitor::{self as drift_monitor, DriftMetrics, DriftStore};
+use crate::monitoring::readiness::Readiness;
 use crate::score::ScoreMetrics;
 use crate::server::{self, ConnectionLimits, ConnectionMetrics, Drain, ServeConfig, TlsOpen};
+use crate::systemd;
 use crate::telemetry::{Spool, Telemetry, spawn_flush};
 use crate::tls::{ReloadableTls, TlsError};
 use coffer_privacy::telemetry::EventKind;
@@ -38,7 +38,7 @@ pub enum StartError {
     #[error("cannot open the state database: {0}")]
     State(#[from] sled::Error),
     #[error("cannot load API keys: {0}")]
-    Keys(#[from] crate::keys::KeyError),
+    Keys(#[from] crate::access::keys::KeyError),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -59,9 +59,9 @@ pub enum StartError {
     #[error("telemetry: {0}")]
     Telemetry(#[from] crate::telemetry::SpoolError),
     #[error("GPU: {0}")]
-    Gpu(#[from] crate::gpu::GpuError),
+    Gpu(#[from] crate::monitoring::gpu::GpuError),
     #[error("{0}")]
-    GpuPolicy(#[from] crate::gpu::fallback::PolicyError),
+    GpuPolicy(#[from] crate::serving::gpu_fallback::PolicyError),
     #[error("admin socket policy: {0}")]
     Accounts(#[from] admin::accounts::AccountError),
 }
@@ -72,7 +72,7 @@ async fn start_models(
     config: &Config,
     db: &sled::Db,
     metrics: &Metrics,
-    gpu: Arc<crate::gpu::GpuHealth>,
+    gpu: Arc<crate::monitoring::gpu::GpuHealth>,
     audit: Option<Arc<AuditLog>>,
     telemetry: Arc<Telemetry>,
     readiness: Arc<Readiness>,
@@ -107,7 +107,7 @@ async fn start_models(
         .await
         .map_err(|e| {
             StartError::Models(startup::StartupError::Manage(
-                crate::manager::ManageError::Worker(e),
+                crate::lifecycle::ManageError::Worker(e),
             ))
         })?
         .map_err(StartError::Models)
@@ -130,7 +130,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
 
     let db = open_state(&config.state.dir)?;
     readiness.set("state", true, "open");
-    crate::statewatch::spawn(
+    crate::monitoring::state::spawn(
         config.state.dir.clone(),
         config.state.check_interval,
         config.state.min_free_bytes,
@@ -173,15 +173,15 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     };
     let telemetry = Arc::new(Telemetry::new(&config.telemetry, spool.clone()));
     telemetry.event(EventKind::Started, None, None);
-    let gpu_metrics = crate::gpu::GpuMetrics::register(&metrics);
-    let gpu_health = crate::gpu::start(
+    let gpu_metrics = crate::monitoring::gpu::GpuMetrics::register(&metrics);
+    let gpu_health = crate::monitoring::gpu::start(
         &config.gpu,
-        crate::gpu::Sinks {
+        crate::monitoring::gpu::Sinks {
             readiness: Arc::clone(&readiness),
             metrics: gpu_metrics.clone(),
             audit: audit.clone(),
             telemetry: Some(Arc::clone(&telemetry)),
-            fallbacks: crate::gpu::fallback::GpuFallback::summary(&config.gpu.models),
+            fallbacks: crate::serving::gpu_fallback::GpuFallback::summary(&config.gpu.models),
         },
     )?;
     let models = start_models(
@@ -207,8 +207,8 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
             .await;
         }
     }
-    crate::gpu::fallback::check(&config.gpu.models, &scoring, &chat)?;
-    let gpu_gate = Arc::new(crate::gpu::fallback::GpuFallback::new(
+    crate::serving::gpu_fallback::check(&config.gpu.models, &scoring, &chat)?;
+    let gpu_gate = Arc::new(crate::serving::gpu_fallback::GpuFallback::new(
         gpu_health,
         &config.gpu.models,
         gpu_metrics,
@@ -271,7 +271,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         source,
     })?;
     let admin_listener = admin::bind(&config.admin.socket)?;
-    let shutdown = lifecycle::install_signals(Arc::clone(&tls), Arc::clone(&metrics))
+    let shutdown = systemd::install_signals(Arc::clone(&tls), Arc::clone(&metrics))
         .map_err(StartError::Signals)?;
 
     if let Some(layout) = &dev {
@@ -325,8 +325,8 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     readiness.set("listener", true, format!("listening on {bound}"));
     tracing::info!(addr = %bound, admin_socket = %config.admin.socket.display(), "cofferd ready");
     let status = format!("listening on https://{bound}");
-    lifecycle::notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
-    lifecycle::spawn_watchdog();
+    systemd::notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    systemd::spawn_watchdog();
 
     let s = &config.server;
     let serve_config = ServeConfig {

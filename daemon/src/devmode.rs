@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 
+use crate::access::keys::{KeyStore, NewKey, Scope};
 use crate::config::{self, Config};
-use crate::keys::{KeyStore, NewKey, Scope};
 
 /// Why dev mode could not set itself up.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +26,7 @@ pub enum DevError {
     #[error("cannot make the dev certificates: {0}")]
     Certificate(#[from] rcgen::Error),
     #[error("cannot create the dev API key: {0}")]
-    Key(#[from] crate::keys::KeyError),
+    Key(#[from] crate::access::keys::KeyError),
 }
 
 /// Paths of the dev data directory.
@@ -228,7 +228,7 @@ pub fn finish(
         None => {
             let name = format!(
                 "dev-admin-{}",
-                crate::keys::Token::generate().expose()[7..15].to_lowercase()
+                crate::access::keys::Token::generate().expose()[7..15].to_lowercase()
             );
             let (_, token) = keys.create(NewKey {
                 name,

@@ -1,6 +1,6 @@
 //! The `20/s` rate notation: a sustained rate and its burst. The configuration's
 //! `admission.default_key_rate` and each API key's own rate are written in it; the token
-//! bucket that enforces it is [`crate::keys::TokenBucket`].
+//! bucket that enforces it is [`crate::access::keys::TokenBucket`].
 
 use serde::{Deserialize, Serialize};
 

@@ -9,10 +9,10 @@ use std::time::Duration;
 use coffer_hw_tests::nvidia_smi_gpus;
 use cofferd::config::GpuConfig;
 use cofferd::config::GpuThresholds;
-use cofferd::gpu::metrics::GpuMetrics;
-use cofferd::gpu::{self, Sinks};
 use cofferd::metrics::Metrics;
-use cofferd::readiness::Readiness;
+use cofferd::monitoring::gpu::metrics::GpuMetrics;
+use cofferd::monitoring::gpu::{self, Sinks};
+use cofferd::monitoring::readiness::Readiness;
 
 /// The value of the metric `name` whose labels include `uuid`, from the text exposition.
 fn gauge(text: &str, name: &str, uuid: &str) -> Option<f64> {

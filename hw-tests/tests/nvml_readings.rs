@@ -4,9 +4,9 @@
 
 use coffer_hw_tests::nvidia_smi_gpus;
 use cofferd::config::GpuThresholds;
-use cofferd::gpu::health::{Level, assess};
-use cofferd::gpu::nvml::NvmlProbe;
-use cofferd::gpu::probe::GpuProbe as _;
+use cofferd::monitoring::gpu::health::{Level, assess};
+use cofferd::monitoring::gpu::nvml::NvmlProbe;
+use cofferd::monitoring::gpu::probe::GpuProbe as _;
 
 #[test]
 fn nvml_probe_agrees_with_nvidia_smi() {

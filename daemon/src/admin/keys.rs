@@ -10,7 +10,7 @@ use coffer_admin_api::keys::{CreateKey, CreatedKey, KeyView, Rate};
 use http::StatusCode;
 
 use super::{AdminFailure, AdminState};
-use crate::keys::{KeyError, KeyRecord, NewKey, RateSpec, Scope};
+use crate::access::keys::{KeyError, KeyRecord, NewKey, RateSpec, Scope};
 
 /// A key as the admin API shows it: no hash, no secret.
 fn view(r: &KeyRecord) -> KeyView {

@@ -1,6 +1,6 @@
 //! The admin API on a Unix socket (mode 0660): key management, the telemetry spool,
 //! models, the audit log's signed checkpoints and the health report for the fleet
-//! agent. Only peers that pass the credential check ([`peer::PeerPolicy`]) are served;
+//! agent. Only peers that pass the credential check ([`PeerPolicy`]) are served;
 //! the rest get a 403 that says why. JSON in, JSON out; `cofferctl` is its client.
 
 pub mod accounts;
@@ -9,12 +9,12 @@ mod caller;
 mod health;
 mod keys;
 mod models;
-pub mod peer;
+
 mod server;
 mod sync_events;
 mod telemetry;
 
-pub use peer::{PeerIds, PeerPolicy, Role};
+pub use crate::access::peers::{PeerIds, PeerPolicy, Role};
 pub use server::{AdminError, bind, serve};
 
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
-use crate::keys::{KeyStore, RateLimiter};
+use crate::access::keys::{KeyStore, RateLimiter};
 
 /// What admin handlers share.
 #[derive(Debug)]
@@ -35,9 +35,9 @@ pub struct AdminState {
     /// The audit log; `None` when audit is off.
     pub audit: Option<Arc<crate::audit::AuditLog>>,
     /// The model lifecycle.
-    pub models: Arc<crate::manager::ModelManager>,
+    pub models: Arc<crate::lifecycle::ModelManager>,
     /// Readiness and request outcomes per model version, for `GET /admin/health`.
-    pub readiness: Arc<crate::readiness::Readiness>,
+    pub readiness: Arc<crate::monitoring::readiness::Readiness>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 

@@ -27,8 +27,8 @@ use tokio::sync::mpsc;
 
 use super::caller::Peer;
 use super::{AdminFailure, AdminState};
-use crate::manager::ManageError;
-use crate::registry::RegistryError;
+use crate::lifecycle::ManageError;
+use crate::lifecycle::registry::RegistryError;
 use coffer_models::store::StoreError;
 
 /// The longest manifest accepted in an import body.

@@ -12,8 +12,8 @@ use http::header;
 use super::AppState;
 use super::body::too_large;
 use super::error::{ApiError, ErrorKind, Family};
-use crate::admission::AdmissionError;
-use crate::keys::Scope;
+use crate::access::admission::AdmissionError;
+use crate::access::keys::Scope;
 use crate::metrics::Rejection;
 use crate::serving::RequestContext;
 

@@ -33,11 +33,11 @@ use axum::routing::get;
 pub use body::read_limited;
 pub use error::{ApiError, ErrorKind, Family};
 
-use crate::admission::Admission;
-use crate::keys::{KeyStore, RateLimiter, Scope};
+use crate::access::admission::Admission;
+use crate::access::keys::{KeyStore, RateLimiter, Scope};
 use crate::metrics::Metrics;
+use crate::monitoring::readiness::Readiness;
 use crate::rate_spec::RateSpec;
-use crate::readiness::Readiness;
 
 /// Bounds that apply to every request.
 #[derive(Debug, Clone)]

@@ -46,7 +46,7 @@ pub fn readiness(state: &AppState) -> (bool, serde_json::Value) {
     };
     components.insert(
         "engines",
-        crate::readiness::ComponentState {
+        crate::monitoring::readiness::ComponentState {
             ready: engines_ready,
             detail,
         },

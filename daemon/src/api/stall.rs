@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use prometheus_client::metrics::counter::Counter;
 
-use crate::admission::Admitted;
+use crate::access::admission::Admitted;
 
 /// A stream's shared state, between its body and its watchdog.
 struct Shared {
@@ -125,7 +125,7 @@ mod tests {
     use http_body_util::BodyExt as _;
 
     use super::*;
-    use crate::admission::Admission;
+    use crate::access::admission::Admission;
     use crate::config::AdmissionConfig;
     use crate::metrics::Metrics;
 

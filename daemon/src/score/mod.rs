@@ -27,7 +27,7 @@ pub struct LoadedModel {
     pub batcher: Batcher,
     pub metrics: ModelMetrics,
     /// Drift against the manifest's `[drift]` reference, when it has one.
-    pub drift: Option<Arc<crate::drift::DriftTracker>>,
+    pub drift: Option<Arc<crate::monitoring::drift::DriftTracker>>,
     /// Panics contained on its batching thread; failing ones make it unready.
     pub faults: Arc<crate::engine_faults::EngineFaults>,
     /// Its `coffer_model_requests_total` counters, once it has served a request.
@@ -62,7 +62,7 @@ pub fn start_version(
     variant: Option<&str>,
     metrics: &ScoreMetrics,
     queue_capacity: usize,
-    drift: Option<&crate::drift::monitor::DriftStore>,
+    drift: Option<&crate::monitoring::drift::monitor::DriftStore>,
     faults: &crate::engine_faults::FaultWatch,
 ) -> Result<LoadedModel, LoadError> {
     if version.manifest.kind != Kind::Score {
@@ -84,7 +84,7 @@ pub fn start_version(
     };
     let tracker = drift.and_then(|store| {
         let saved = store.load(&manifest.name, &manifest.version);
-        crate::drift::DriftTracker::new(&manifest, saved, store.min_rows).map(Arc::new)
+        crate::monitoring::drift::DriftTracker::new(&manifest, saved, store.min_rows).map(Arc::new)
     });
     let faults = faults.for_version(&manifest.name, &manifest.version);
     let batcher = Batcher::spawn(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::ServeError;
-use crate::gpu::fallback::{GpuFallback, Route};
+use crate::serving::gpu_fallback::{GpuFallback, Route};
 
 /// The response header that names the fallback policy in force, when one applied.
 pub const FALLBACK_HEADER: http::HeaderName =

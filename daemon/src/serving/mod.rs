@@ -2,8 +2,8 @@
 //! applies the same way lives here once, so the Open Inference Protocol and the OpenAI
 //! handlers cannot drift apart. A handler parses and validates its API's request, then
 //! asks [`Serving`] which loaded version answers ([`Serving::route_scoring`],
-//! [`Serving::route_chat`]: the request's outcome counters, the GPU fallback with one
-//! table of refusals, the version that answered) and hands the work to it
+//! [`Serving::route_chat`]: the request's outcome counters, the GPU fallback policies
+//! ([`gpu_fallback`], [`gpu_route`]), the version that answered) and hands the work to it
 //! ([`Serving::score`]: shadow sampling, the batcher, telemetry; [`Serving::submit_chat`]).
 //! Everything it learns about the request goes into the request's
 //! [`RequestContext`]; every refusal is a [`ServeError`], which the API layer maps to
@@ -11,6 +11,7 @@
 
 pub mod context;
 mod error;
+pub mod gpu_fallback;
 pub mod gpu_route;
 mod scoring;
 
@@ -22,11 +23,11 @@ pub use gpu_route::{FALLBACK_HEADER, Routed};
 
 use crate::chat::job::ChatJob;
 use crate::chat::{LoadedChat, SubmitError};
-use crate::gpu::fallback::GpuFallback;
+use crate::lifecycle::shadow::ShadowSet;
 use crate::metrics::Metrics;
 use crate::score::LoadedModel;
 use crate::served::{Live, Versioned};
-use crate::shadow::ShadowSet;
+use crate::serving::gpu_fallback::GpuFallback;
 use crate::telemetry::Telemetry;
 
 /// What the serving layer routes over: the served versions of each engine kind, the

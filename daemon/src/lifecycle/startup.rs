@@ -14,9 +14,9 @@ use coffer_models::VersionDir;
 
 use super::{LifecycleMetrics, LoadContext, ManageError, ModelManager};
 use crate::audit::AuditLog;
-use crate::gpu::GpuHealth;
-use crate::readiness::Readiness;
-use crate::registry::{Registry, State};
+use crate::lifecycle::registry::{Registry, State};
+use crate::monitoring::gpu::GpuHealth;
+use crate::monitoring::readiness::Readiness;
 use crate::served::{Live, Served};
 use crate::telemetry::Telemetry;
 
@@ -81,7 +81,7 @@ pub fn start(parts: Parts, seeds: &[PathBuf]) -> Result<Arc<ModelManager>, Start
         telemetry: parts.telemetry,
         readiness: parts.readiness,
         metrics: parts.metrics,
-        shadows: Arc::new(crate::shadow::ShadowSet::default()),
+        shadows: Arc::new(crate::lifecycle::shadow::ShadowSet::default()),
         ops: Arc::new(tokio::sync::Mutex::new(())),
         store_use: Arc::new(tokio::sync::RwLock::new(())),
     });
@@ -139,10 +139,10 @@ fn reconcile(m: &ModelManager, installed: &[(String, String)]) -> Result<(), Man
     Ok(())
 }
 
-fn orphan_record(dir: &VersionDir) -> crate::registry::VersionRecord {
+fn orphan_record(dir: &VersionDir) -> crate::lifecycle::registry::VersionRecord {
     let text = std::fs::read(dir.dir.join("manifest.toml")).unwrap_or_default();
     let bytes = dir.manifest.files.iter().map(|f| f.size).sum();
-    crate::registry::VersionRecord {
+    crate::lifecycle::registry::VersionRecord {
         name: dir.manifest.name.clone(),
         version: dir.manifest.version.clone(),
         kind: dir.manifest.kind,
@@ -152,8 +152,8 @@ fn orphan_record(dir: &VersionDir) -> crate::registry::VersionRecord {
         variant: None,
         manifest_sha256: sha256_hex(&text),
         bytes,
-        installed_at: crate::registry::now_ms(),
-        updated_at: crate::registry::now_ms(),
+        installed_at: crate::lifecycle::registry::now_ms(),
+        updated_at: crate::lifecycle::registry::now_ms(),
         allow_schema_change: false,
     }
 }

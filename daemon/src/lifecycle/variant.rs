@@ -4,7 +4,7 @@
 
 use coffer_models::Manifest;
 
-use crate::gpu::{Presence, health::Level};
+use crate::monitoring::gpu::{Presence, health::Level};
 
 /// The hardware a variant is chosen for.
 #[derive(Debug, Clone, Copy, Default)]

@@ -53,7 +53,7 @@ impl Shadow {
             candidate,
             active_version,
             fraction: fraction.clamp(0.0, 1.0),
-            started_at_ms: crate::registry::now_ms(),
+            started_at_ms: crate::lifecycle::registry::now_ms(),
             score_output,
             score_column,
             threshold,

@@ -1,12 +1,14 @@
 //! The model lifecycle on a running daemon: import into the content-addressed store
 //! (`coffer_models::store`), the evaluation gate, activation by an atomic swap of the
 //! served snapshot, rollback, pins, removal and garbage collection, with the registry
-//! (`crate::registry`) recording every state and change. The admin socket
+//! (`crate::lifecycle::registry`) recording every state and change. The admin socket
 //! (`admin::models`) and start-up ([`startup`]) drive it. `docs/models.md` describes it.
 
 pub mod gate;
 mod metrics;
+pub mod registry;
 pub mod schema;
+pub mod shadow;
 mod shadowing;
 pub mod startup;
 pub mod variant;
@@ -21,9 +23,11 @@ use coffer_privacy::telemetry::EventKind;
 use crate::audit::{AuditEvent, AuditLog};
 use crate::chat::{ChatMetrics, LoadedChat};
 use crate::config::ChatSettings;
-use crate::gpu::GpuHealth;
-use crate::readiness::Readiness;
-use crate::registry::{HistoryEntry, Registry, RegistryError, State, VersionRecord, now_ms};
+use crate::lifecycle::registry::{
+    HistoryEntry, Registry, RegistryError, State, VersionRecord, now_ms,
+};
+use crate::monitoring::gpu::GpuHealth;
+use crate::monitoring::readiness::Readiness;
 use crate::score::{LoadedModel, ScoreMetrics};
 use crate::served::Live;
 use crate::telemetry::Telemetry;
@@ -84,7 +88,7 @@ pub struct LoadContext {
     pub chat_settings: ChatSettings,
     pub score_queue_capacity: usize,
     /// Drift counts of scoring versions (sled tree `drift`).
-    pub drift: Option<crate::drift::monitor::DriftStore>,
+    pub drift: Option<crate::monitoring::drift::monitor::DriftStore>,
     /// A shadow pass: at least this many compared rows with at least this agreement.
     pub shadow_pass: (u64, f64),
     /// Contained engine panics, per loaded version.
@@ -113,7 +117,7 @@ pub struct ModelManager {
     readiness: Arc<Readiness>,
     metrics: LifecycleMetrics,
     /// Candidates in shadow (shared with the request path).
-    pub shadows: Arc<crate::shadow::ShadowSet>,
+    pub shadows: Arc<crate::lifecycle::shadow::ShadowSet>,
     /// One activation, rollback, pin, removal at a time.
     ops: Arc<tokio::sync::Mutex<()>>,
     /// Imports share the store; gc (which empties staging) excludes them.
@@ -583,7 +587,7 @@ impl ModelManager {
     }
 
     /// The drift trackers of the served scoring versions.
-    pub fn drift_trackers(&self) -> Vec<Arc<crate::drift::DriftTracker>> {
+    pub fn drift_trackers(&self) -> Vec<Arc<crate::monitoring::drift::DriftTracker>> {
         let mut out = Vec::new();
         for (_, versions) in self.scoring.load().iter() {
             out.extend(versions.versions.values().filter_map(|m| m.drift.clone()));

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use coffer_models::Kind;
 
 use super::{ManageError, ModelManager, schema};
-use crate::registry::{RegistryError, State};
-use crate::shadow::{Shadow, ShadowReport};
+use crate::lifecycle::registry::{RegistryError, State};
+use crate::lifecycle::shadow::{Shadow, ShadowReport};
 
 impl ModelManager {
     /// Loads `version` as a shadow of the active version of `name`: it then scores

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::readiness::Readiness;
+use crate::monitoring::readiness::Readiness;
 
 /// Size of the probe write: enough to need a real block.
 const PROBE_BYTES: usize = 4096;

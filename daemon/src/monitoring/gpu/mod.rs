@@ -3,10 +3,9 @@
 //! ([`health`]), and publishes it: the `gpu` readiness component (false while a GPU is
 //! failed), dcgm-exporter-named metrics ([`metrics`]), a log line and an audit record
 //! per transition, and the shared [`GpuHealth`] that the request path consults for each
-//! GPU model's fallback policy ([`fallback`]). A host without NVIDIA driver or GPU is
+//! GPU model's fallback policy (`serving::gpu_fallback`). A host without NVIDIA driver or GPU is
 //! the "no GPU" state: one log line, CPU serving, no thread, no retries.
 
-pub mod fallback;
 pub mod health;
 pub mod metrics;
 pub mod nvml;
@@ -20,7 +19,7 @@ use probe::{DeviceInfo, GpuProbe, ProbeError, Sample};
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::config::GpuConfig;
-use crate::readiness::Readiness;
+use crate::monitoring::readiness::Readiness;
 
 pub use metrics::GpuMetrics;
 

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::GpuHealth;
-use super::metrics::{FallbackLabels, GpuMetrics};
 use crate::config::FallbackPolicy;
+use crate::monitoring::gpu::GpuHealth;
+use crate::monitoring::gpu::metrics::{FallbackLabels, GpuMetrics};
 use crate::score::ScoringModels;
 
 /// How to serve one request.
@@ -211,10 +211,10 @@ impl GpuFallback {
 
 #[cfg(test)]
 mod tests {
-    use super::super::health::Level;
-    use super::super::probe::DeviceInfo;
-    use super::super::{GpuStatus, Presence};
     use super::*;
+    use crate::monitoring::gpu::health::Level;
+    use crate::monitoring::gpu::probe::DeviceInfo;
+    use crate::monitoring::gpu::{GpuStatus, Presence};
 
     fn health(level: Level) -> Arc<GpuHealth> {
         GpuHealth::new(Presence::Present(vec![GpuStatus {
