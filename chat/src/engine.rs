@@ -10,8 +10,10 @@ use crate::job::{ChatFailure, ChatJob, Message, Prompt};
 pub enum LoadError {
     #[error("{0}")]
     Verify(#[from] coffer_models::verify::VerifyError),
-    #[error("{0} is not a chat model (kind = \"score\")")]
+    #[error("{0} is not a chat model")]
     NotChat(String),
+    #[error("{0} is not an embedding model")]
+    NotEmbedding(String),
     #[error("model file {0} is missing")]
     Missing(PathBuf),
     #[error("llama.cpp backend: {0}")]

@@ -1,5 +1,6 @@
-//! `coffer-chat` owns Coffer's chat engine: GGUF models through llama.cpp (`llama-cpp-2`,
-//! a dependency of this crate only) behind the [`ChatEngine`] trait. A [`ChatEngine`]
+//! `coffer-chat` owns Coffer's llama.cpp engines: GGUF models through llama.cpp
+//! (`llama-cpp-2`, a dependency of this crate only), for chat behind the [`ChatEngine`]
+//! trait and for sentence embeddings ([`embed`]). A [`ChatEngine`]
 //! takes [`ChatJob`]s and streams [`ChatEvent`]s back; the llama.cpp implementation
 //! ([`llama::LlamaEngine`]) runs one thread per model version with continuous batching
 //! over `slots` sequences and reuses prompt prefixes exactly ([`prefix`],
@@ -13,6 +14,7 @@
 //! versions, request counters, readiness, the HTTP API): cofferd's `chat` module does.
 
 mod backend;
+pub mod embed;
 mod engine;
 pub mod eval;
 pub mod grammar;

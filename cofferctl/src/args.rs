@@ -79,7 +79,7 @@ pub enum KeysCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// Comma-separated: chat, score, metrics, admin.
+        /// Comma-separated: chat, embed, score, metrics, admin.
         #[arg(long)]
         scopes: String,
         /// Sustained rate, such as 20/s or 600/m.

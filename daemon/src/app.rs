@@ -84,6 +84,7 @@ async fn start_models(
             score_metrics: metrics.with_registry(ScoreMetrics::register),
             chat_metrics: metrics.with_registry(crate::chat::ChatMetrics::register),
             chat_settings: config.chat.engine.clone(),
+            embedding_settings: config.embedding.engine.clone(),
             score_queue_capacity: config.scoring.queue_capacity,
             drift: Some(DriftStore::open(db, config.scoring.drift_min_rows)?),
             shadow_pass: (
@@ -103,6 +104,7 @@ async fn start_models(
     };
     let mut seeds = config.scoring.models.clone();
     seeds.extend(config.chat.models.iter().cloned());
+    seeds.extend(config.embedding.models.iter().cloned());
     tokio::task::spawn_blocking(move || startup::start(parts, &seeds))
         .await
         .map_err(|e| {
@@ -241,6 +243,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         serving: crate::serving::Serving {
             scoring: Arc::clone(&models.scoring),
             chat: Arc::clone(&models.chat),
+            embedding: Arc::clone(&models.embedding),
             shadows: Arc::clone(&models.shadows),
             gpu: gpu_gate,
             telemetry: Arc::clone(&telemetry),

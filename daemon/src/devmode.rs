@@ -63,12 +63,20 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), DevError> {
     })
 }
 
+/// The models dev mode serves: every scoring version under `scoring`, and the chat and
+/// embedding version directories found ([`fetched`]).
+#[derive(Debug, Clone)]
+pub struct DevModels {
+    pub scoring: PathBuf,
+    pub chat: Vec<String>,
+    pub embedding: Vec<String>,
+}
+
 /// Makes the directory, certificates and configuration; reuses what exists.
 pub fn prepare(
     dir: &Path,
     listen: SocketAddr,
-    fixtures: &Path,
-    chat_models: Vec<String>,
+    models: DevModels,
 ) -> Result<(DevLayout, Config), DevError> {
     if !listen.ip().is_loopback() {
         return Err(DevError::NotLoopback(listen));
@@ -95,8 +103,9 @@ pub fn prepare(
     raw.tls.key = Some(layout.key().display().to_string());
     raw.state.dir = dir.join("state").display().to_string();
     raw.admin.socket = layout.admin_socket().display().to_string();
-    raw.scoring.models = scoring_fixtures(fixtures);
-    raw.chat.models = chat_models;
+    raw.scoring.models = scoring_fixtures(&models.scoring);
+    raw.chat.models = models.chat;
+    raw.embedding.models = models.embedding;
     // Dev mode has one key, which every benchmark and demo uses: it may take the whole
     // pool (a served appliance keeps each key to half of it by default).
     raw.admission.max_in_flight_per_key = Some(raw.admission.max_in_flight);
@@ -110,29 +119,27 @@ pub fn prepare(
     Ok((layout, config))
 }
 
-/// Every chat model version under `chat` (`NAME/VERSION/manifest.toml`). When there is
-/// none and `fetch` (the repository's `models/fetch-smollm2`) exists, it is run first, so
-/// a fresh checkout's dev mode serves SmolLM2-135M-Instruct; a failed fetch only means
-/// no chat model.
-pub fn chat_fixtures(chat: &Path, fetch: &Path) -> Vec<String> {
-    if fixtures_of_kind(chat, coffer_models::Kind::Chat).is_empty() && fetch.is_file() {
-        eprintln!(
-            "cofferd: fetching the dev chat model with {}",
-            fetch.display()
-        );
+/// Every model version of `kind` under `dir` (`NAME/VERSION/manifest.toml`). When there
+/// is none and `fetch` (a repository script: `models/fetch-smollm2`,
+/// `models/fetch-minilm`) exists, it is run first, so a fresh checkout's dev mode serves
+/// the dev chat and embedding models; a failed fetch only means no model of that kind.
+pub fn fetched(dir: &Path, kind: coffer_models::Kind, fetch: &str) -> Vec<String> {
+    let fetch = Path::new(fetch);
+    if fixtures_of_kind(dir, kind).is_empty() && fetch.is_file() {
+        eprintln!("cofferd: fetching a dev model with {}", fetch.display());
         match std::process::Command::new(fetch).status() {
             Ok(s) if s.success() => {}
             Ok(s) => eprintln!(
-                "cofferd: {} failed ({s}); serving without chat",
+                "cofferd: {} failed ({s}); serving without it",
                 fetch.display()
             ),
             Err(e) => eprintln!(
-                "cofferd: cannot run {}: {e}; serving without chat",
+                "cofferd: cannot run {}: {e}; serving without it",
                 fetch.display()
             ),
         }
     }
-    fixtures_of_kind(chat, coffer_models::Kind::Chat)
+    fixtures_of_kind(dir, kind)
 }
 
 /// Every scoring model version under `fixtures` (`NAME/VERSION/manifest.toml`).

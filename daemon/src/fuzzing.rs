@@ -1,6 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/` (cargo-fuzz, nightly) and for the
 //! stable-toolchain run of the same entry points in this crate's tests: the Open
-//! Inference Protocol request parser and validator, the chat completions request parser,
+//! Inference Protocol request parser and validator, the chat completions and embeddings
+//! request parsers,
 //! the manifest parser, the config parser and validator, the PII redaction, and the
 //! audit verifier's record parser.
 //! Each must return on any input; a panic or a broken invariant is a bug. Not part of
@@ -60,6 +61,17 @@ pub fn chat_request(data: &[u8]) {
         assert!((0.0..=2.0).contains(&r.params.temperature));
         assert!(r.params.top_p > 0.0 && r.params.top_p <= 1.0);
         assert!(r.messages.iter().all(|m| !m.content.contains('\0')));
+    }
+}
+
+/// An embeddings request: what the parser accepts has between 1 and 2,048 inputs.
+pub fn embeddings_request(data: &[u8]) {
+    if let Ok(r) = crate::api::embeddings_fuzzing::parse_request(data) {
+        assert!(
+            (1..=2048).contains(&r.inputs.len()),
+            "{} inputs",
+            r.inputs.len()
+        );
     }
 }
 
@@ -150,9 +162,10 @@ pub fn audit_line(data: &[u8]) {
 pub type Target = fn(&[u8]);
 
 /// Every target by name, for the test runner and the regression corpus.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("infer_request", infer_request),
     ("chat_request", chat_request),
+    ("embeddings_request", embeddings_request),
     ("chat_schema", chat_schema),
     ("manifest", manifest),
     ("config", config),
@@ -178,6 +191,10 @@ mod tests {
 
 "],"stream":true,"stream_options":{"include_usage":true},"presence_penalty":0.1,"frequency_penalty":-0.1,"n":1,"user":"u"}"#.to_vec(),
                 br#"{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"p","schema":{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"array","items":{"type":"string"}}},"required":["a"]}}}}"#.to_vec(),
+            ],
+            "embeddings_request" => vec![
+                br#"{"model":"all-minilm-l6-v2","input":["Where is my branch?","Opening hours"],"encoding_format":"base64","dimensions":384,"user":"u"}"#.to_vec(),
+                br#"{"model":"m@1.0.0","input":[[101,2054,102],[101,102]]}"#.to_vec(),
             ],
             "chat_schema" => {
                 // llama.cpp's own converter test schemas, and the pathological ones.

@@ -15,6 +15,7 @@ pub mod chat;
 pub mod config;
 pub mod counted;
 pub mod devmode;
+pub mod embedding;
 pub mod engine_faults;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -151,6 +151,31 @@ impl<T: Versioned> Served<T> {
             .cloned()
     }
 
+    /// A request's `model` as the OpenAI APIs name it: `name` (its default version) or
+    /// `name@version`.
+    pub fn resolve_model(&self, model: &str) -> Option<Arc<T>> {
+        match model.split_once('@') {
+            Some((name, version)) => self.resolve(name, Some(version)),
+            None => self.resolve(model, None),
+        }
+    }
+
+    /// Every served version, default versions as `name`, the others as `name@version`.
+    pub fn list_models(&self) -> Vec<(String, Arc<T>)> {
+        let mut out = Vec::new();
+        for (name, entry) in self.iter() {
+            for (version, loaded) in &entry.versions {
+                let id = if *version == entry.default {
+                    name.clone()
+                } else {
+                    format!("{name}@{version}")
+                };
+                out.push((id, Arc::clone(loaded)));
+            }
+        }
+        out
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&String, &ModelVersions<T>)> {
         self.models.iter()
     }

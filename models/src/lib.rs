@@ -15,6 +15,7 @@ pub mod drift;
 pub mod evalset;
 pub mod import_body;
 pub mod manifest;
+pub use manifest::embedding;
 pub mod store;
 pub mod verify;
 

@@ -272,6 +272,7 @@ impl Repo {
             kind: match m.kind {
                 coffer_models::Kind::Score => "score",
                 coffer_models::Kind::Chat => "chat",
+                coffer_models::Kind::Embedding => "embedding",
             }
             .to_string(),
             ring,

@@ -1,9 +1,13 @@
 """The unmodified `openai` package against cofferd's chat completions: models.list, a
 completion, a streamed completion (with the prefix cache's cached_tokens), a json_schema response that parses, and the error it
-raises on a bad key. Prints "openai compatibility: OK" when every check passes."""
+raises on a bad key; and its embeddings.create (the package's default base64 encoding and
+floats) against the reference vectors. Prints "openai compatibility: OK" when every check
+passes."""
 
 import json
+import math
 import os
+import struct
 import openai
 
 url = os.environ["COFFER_URL"] + "/v1"
@@ -67,5 +71,30 @@ try:
     raise SystemExit("a bad key was accepted")
 except openai.AuthenticationError as e:
     assert e.status_code == 401, e
+
+# Embeddings: the package asks for base64 unless told otherwise and decodes it itself.
+sentences = open(os.environ["COFFER_EMBED_REFERENCE"] + "/sentences.txt", encoding="utf-8").read().splitlines()[:3]
+raw = open(os.environ["COFFER_EMBED_REFERENCE"] + "/vectors.f32", "rb").read()
+reference = [struct.unpack_from("<384f", raw, i * 384 * 4) for i in range(3)]
+
+
+def cosine(a, b):
+    dot = sum(x * y for x, y in zip(a, b))
+    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+
+assert "all-minilm-l6-v2" in models, models
+for fmt in (openai.NOT_GIVEN, "float"):
+    got = client.embeddings.create(model="all-minilm-l6-v2", input=sentences, encoding_format=fmt)
+    assert [d.index for d in got.data] == [0, 1, 2], got.data
+    for d, ref in zip(got.data, reference):
+        assert len(d.embedding) == 384
+        assert cosine(d.embedding, ref) >= 0.999, cosine(d.embedding, ref)
+    assert got.usage.prompt_tokens == got.usage.total_tokens > 3, got.usage
+try:
+    client.embeddings.create(model="all-minilm-l6-v2", input="x", dimensions=64)
+    raise SystemExit("dimensions the model does not have were accepted")
+except openai.BadRequestError as e:
+    assert e.code == "unsupported_dimensions", e
 
 print("openai compatibility: OK")

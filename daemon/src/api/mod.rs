@@ -5,6 +5,7 @@
 
 mod body;
 mod chat;
+mod embeddings;
 mod error;
 mod guard;
 mod observe;
@@ -14,6 +15,12 @@ mod oip;
 #[doc(hidden)]
 pub mod oip_fuzzing {
     pub use super::oip::parse_and_validate;
+}
+
+/// The embeddings request parser, for the fuzz targets (`crate::fuzzing`).
+#[doc(hidden)]
+pub mod embeddings_fuzzing {
+    pub use super::embeddings::parse_request;
 }
 
 /// The chat completions request parser, for the fuzz targets (`crate::fuzzing`).
@@ -94,6 +101,7 @@ pub fn base_routes() -> ApiRoutes {
             Router::new().route("/metrics", get(routes::metrics)),
         )
         .add(Some(Scope::Chat), chat::routes())
+        .add(Some(Scope::Embed), embeddings::routes())
         .add(
             Some(Scope::Score),
             Router::new()

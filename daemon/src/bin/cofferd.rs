@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use coffer_models::Kind;
 use cofferd::config::{self, LogFormat};
 use cofferd::server::Drain;
 use cofferd::{app, devmode, logging, native_stderr};
@@ -46,6 +47,10 @@ enum Command {
         /// models/fetch-smollm2 when there is none).
         #[arg(long, default_value = "models/chat", requires = "dev")]
         chat: PathBuf,
+        /// Dev mode serves every embedding model version found here (fetching
+        /// all-MiniLM-L6-v2 with models/fetch-minilm when there is none).
+        #[arg(long, default_value = "models/embedding", requires = "dev")]
+        embedding: PathBuf,
     },
     /// Check a configuration file: one line per problem, non-zero exit if any.
     CheckConfig {
@@ -103,12 +108,16 @@ fn main() -> ExitCode {
             listen,
             fixtures,
             chat,
+            embedding,
             ..
         } => {
             let prepared = dev_listen(&listen).and_then(|addr| {
-                let chat_models =
-                    devmode::chat_fixtures(&chat, std::path::Path::new("models/fetch-smollm2"));
-                devmode::prepare(&data_dir, addr, &fixtures, chat_models).map_err(|e| e.to_string())
+                let models = devmode::DevModels {
+                    scoring: fixtures,
+                    chat: devmode::fetched(&chat, Kind::Chat, "models/fetch-smollm2"),
+                    embedding: devmode::fetched(&embedding, Kind::Embedding, "models/fetch-minilm"),
+                };
+                devmode::prepare(&data_dir, addr, models).map_err(|e| e.to_string())
             });
             match prepared {
                 Ok((layout, config)) => (config, Some(layout)),

@@ -115,29 +115,3 @@ impl crate::served::Versioned for LoadedChat {
 
 /// The chat model versions being served.
 pub type ChatModels = crate::served::Served<LoadedChat>;
-
-impl ChatModels {
-    /// A chat request's `model`: `name` or `name@version`.
-    pub fn resolve_chat(&self, model: &str) -> Option<Arc<LoadedChat>> {
-        match model.split_once('@') {
-            Some((name, version)) => self.resolve(name, Some(version)),
-            None => self.resolve(model, None),
-        }
-    }
-
-    /// Every served model, default versions as `name`, the others as `name@version`.
-    pub fn list(&self) -> Vec<(String, Arc<LoadedChat>)> {
-        let mut out = Vec::new();
-        for (name, entry) in self.iter() {
-            for (version, loaded) in &entry.versions {
-                let id = if *version == entry.default {
-                    name.clone()
-                } else {
-                    format!("{name}@{version}")
-                };
-                out.push((id, Arc::clone(loaded)));
-            }
-        }
-        out
-    }
-}

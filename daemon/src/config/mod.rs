@@ -89,6 +89,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub gpu: GpuConfig,
     pub chat: ChatConfig,
+    pub embedding: EmbeddingConfig,
 }
 
 /// Chat models and their engine (docs/chat.md).
@@ -99,6 +100,14 @@ pub struct ChatConfig {
     pub engine: ChatSettings,
     /// SSE comment sent on an idle stream this often.
     pub keep_alive: Duration,
+}
+
+/// The `[embedding]` section: embedding model version directories and the engine's
+/// settings.
+#[derive(Debug, Clone)]
+pub struct EmbeddingConfig {
+    pub models: Vec<PathBuf>,
+    pub engine: coffer_chat::embed::EmbedSettings,
 }
 
 /// Engine settings from the `[chat]` configuration section: the chat engine's own type,

@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub audit: RawAudit,
     pub gpu: RawGpu,
     pub chat: RawChat,
+    pub embedding: RawEmbedding,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +49,30 @@ impl Default for RawChat {
             keep_alive: "10s".into(),
             prefix_reuse: true,
             prefix_cache_bytes: 256 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEmbedding {
+    pub models: Vec<String>,
+    pub threads: Option<usize>,
+    pub batch_tokens: usize,
+    pub max_sequences: usize,
+    pub max_queue: usize,
+    pub n_gpu_layers: u32,
+}
+
+impl Default for RawEmbedding {
+    fn default() -> Self {
+        Self {
+            models: Vec::new(),
+            threads: None,
+            batch_tokens: 2048,
+            max_sequences: 64,
+            max_queue: 64,
+            n_gpu_layers: 0,
         }
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::raw::RawConfig;
 use super::{
     AdminConfig, AdmissionConfig, AuditConfig, ChatConfig, ChatSettings, ClientAuth, Config,
-    FallbackPolicy, GpuConfig, GpuThresholds, LogConfig, LogFormat, Problem, ScoringConfig,
-    ServerConfig, StateConfig, TelemetryConfig, TlsConfig, parse_log_filter,
+    EmbeddingConfig, FallbackPolicy, GpuConfig, GpuThresholds, LogConfig, LogFormat, Problem,
+    ScoringConfig, ServerConfig, StateConfig, TelemetryConfig, TlsConfig, parse_log_filter,
 };
 use crate::audit::{AuditSettings, FsyncPolicy};
 
@@ -235,6 +235,38 @@ fn gpu(c: &mut Checker, raw: &RawConfig) -> GpuConfig {
     }
 }
 
+fn embedding(c: &mut Checker, raw: &RawConfig) -> EmbeddingConfig {
+    let e = &raw.embedding;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    if e.batch_tokens < 16 {
+        c.problem(
+            "embedding.batch_tokens",
+            format!("{} is too small", e.batch_tokens),
+            "set at least the longest input a model takes, e.g. 2048",
+        );
+    }
+    if !(1..=256).contains(&e.max_sequences) {
+        c.problem(
+            "embedding.max_sequences",
+            format!("{} is outside 1..=256", e.max_sequences),
+            "set e.g. 64",
+        );
+    }
+    EmbeddingConfig {
+        models: e.models.iter().map(PathBuf::from).collect(),
+        engine: coffer_chat::embed::EmbedSettings {
+            threads: c.positive(
+                "embedding.threads",
+                e.threads.unwrap_or((cores.saturating_sub(1)).max(1)),
+            ),
+            batch_tokens: e.batch_tokens,
+            max_sequences: e.max_sequences,
+            max_queue: c.positive("embedding.max_queue", e.max_queue),
+            n_gpu_layers: e.n_gpu_layers,
+        },
+    }
+}
+
 fn chat(c: &mut Checker, raw: &RawConfig) -> ChatConfig {
     let ch = &raw.chat;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -362,6 +394,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     let audit = audit(&mut c, raw, &state.dir);
     let gpu = gpu(&mut c, raw);
     let chat = chat(&mut c, raw);
+    let embedding = embedding(&mut c, raw);
     if c.problems.is_empty() {
         Ok(Config {
             server,
@@ -375,6 +408,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             audit,
             gpu,
             chat,
+            embedding,
         })
     } else {
         Err(c.problems)

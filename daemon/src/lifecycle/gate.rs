@@ -2,7 +2,8 @@
 //! in a separate engine instance (not the serving one). Scoring: AUC at least the
 //! manifest's floor, outputs within `max_abs_diff` of the reference outputs, and for
 //! distilled students decision agreement with the teacher at the manifest's threshold.
-//! Chat: perplexity and golden answers ([`crate::chat::eval`]).
+//! Chat: perplexity and golden answers ([`crate::chat::eval`]). Embeddings: cosine to
+//! reference vectors and recall@k (`coffer_chat::embed::eval`).
 
 use std::path::Path;
 
@@ -38,6 +39,26 @@ pub fn run(dir: &Path, manifest: &Manifest, model_file: &Path, chat_threads: usi
                 };
             }
             match crate::chat::eval::evaluate(dir, manifest, model_file, chat_threads) {
+                Ok(report) => GateReport {
+                    passed: report.passed(),
+                    summary: report.summary(),
+                },
+                Err(e) => fail(format!("evaluation could not run: {e}")),
+            }
+        }
+        Kind::Embedding => {
+            if manifest
+                .embedding
+                .as_ref()
+                .and_then(|e| e.eval.as_ref())
+                .is_none()
+            {
+                return GateReport {
+                    passed: true,
+                    summary: "no evaluation gate in the manifest".into(),
+                };
+            }
+            match coffer_chat::embed::eval::evaluate(dir, manifest, model_file, chat_threads) {
                 Ok(report) => GateReport {
                     passed: report.passed(),
                     summary: report.summary(),

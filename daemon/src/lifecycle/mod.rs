@@ -5,6 +5,7 @@
 //! (`admin::models`) and start-up ([`startup`]) drive it. `docs/models.md` describes it.
 
 pub mod gate;
+mod loading;
 mod metrics;
 pub mod registry;
 pub mod schema;
@@ -17,7 +18,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use coffer_models::store::{GcReport, Progress, Store, StoreError, StoredVersion};
-use coffer_models::{Kind, Manifest, VersionDir};
+use coffer_models::{Kind, Manifest};
 use coffer_privacy::telemetry::EventKind;
 
 use crate::audit::{AuditEvent, AuditLog};
@@ -75,8 +76,9 @@ pub enum ManageError {
 pub enum EngineLoadError {
     #[error(transparent)]
     Score(#[from] crate::score::LoadError),
+    /// The llama.cpp engines: chat and embeddings.
     #[error(transparent)]
-    Chat(#[from] crate::chat::LoadError),
+    Llama(#[from] crate::chat::LoadError),
 }
 
 /// What loading a version needs from the rest of the daemon: engine settings, the
@@ -86,6 +88,7 @@ pub struct LoadContext {
     pub score_metrics: ScoreMetrics,
     pub chat_metrics: ChatMetrics,
     pub chat_settings: ChatSettings,
+    pub embedding_settings: crate::embedding::EmbedSettings,
     pub score_queue_capacity: usize,
     /// Drift counts of scoring versions (sled tree `drift`).
     pub drift: Option<crate::monitoring::drift::monitor::DriftStore>,
@@ -97,12 +100,6 @@ pub struct LoadContext {
 
 pub use coffer_admin_api::models::Activation;
 
-/// One loaded engine of either kind, before it is swapped in.
-enum Loaded {
-    Score(LoadedModel),
-    Chat(LoadedChat),
-}
-
 /// Owns the store, the registry and the served snapshots.
 #[derive(Debug)]
 pub struct ModelManager {
@@ -110,6 +107,7 @@ pub struct ModelManager {
     registry: Registry,
     pub scoring: Arc<Live<LoadedModel>>,
     pub chat: Arc<Live<LoadedChat>>,
+    pub embedding: Arc<Live<crate::embedding::LoadedEmbedding>>,
     load_context: LoadContext,
     gpu: Arc<GpuHealth>,
     audit: Option<Arc<AuditLog>>,
@@ -473,62 +471,6 @@ impl ModelManager {
         })
     }
 
-    fn is_serving(&self, name: &str, version: &str) -> bool {
-        self.scoring.load().resolve(name, Some(version)).is_some()
-            || self.chat.load().resolve(name, Some(version)).is_some()
-    }
-
-    /// Loads a version's engine (the chosen variant), off the async runtime.
-    fn load_blocking(&self, dir: VersionDir, variant: Option<&str>) -> Result<Loaded, ManageError> {
-        let id = dir.manifest.id();
-        let load_err = |source: EngineLoadError| ManageError::Load {
-            id: id.clone(),
-            source: Box::new(source),
-        };
-        match dir.manifest.kind {
-            Kind::Score => crate::score::start_version(
-                dir,
-                variant,
-                &self.load_context.score_metrics,
-                self.load_context.score_queue_capacity,
-                self.load_context.drift.as_ref(),
-                &self.load_context.faults,
-            )
-            .map(Loaded::Score)
-            .map_err(|e| load_err(e.into())),
-            Kind::Chat => crate::chat::start_version(
-                &dir,
-                variant,
-                &self.load_context.chat_settings,
-                &self.load_context.chat_metrics,
-                &self.load_context.faults,
-            )
-            .map(Loaded::Chat)
-            .map_err(|e| load_err(e.into())),
-        }
-    }
-
-    fn swap_in(&self, loaded: Loaded) {
-        match loaded {
-            Loaded::Score(m) => {
-                // Clients that pin the replaced version keep being answered by it
-                // until the next switch (a scoring model is small).
-                let previous = self.scoring.swap_in(Arc::new(m), true);
-                // The old version's last counts are saved now, not lost with it.
-                if let (Some(store), Some(tracker)) = (
-                    &self.load_context.drift,
-                    previous.as_ref().and_then(|p| p.drift.clone()),
-                ) {
-                    store.save_all(&[tracker]);
-                }
-            }
-            Loaded::Chat(m) => {
-                self.chat.swap_in(Arc::new(m), false);
-            }
-        }
-        self.publish_readiness();
-    }
-
     fn announce(
         &self,
         name: &str,
@@ -564,56 +506,6 @@ impl ModelManager {
                 actor: actor.into(),
             });
         }
-    }
-
-    /// Every served (model, version, engine) now.
-    pub fn served(&self) -> Vec<(String, String, String)> {
-        let mut out: Vec<(String, String, String)> = Vec::new();
-        for (name, versions) in self.scoring.load().iter() {
-            for (version, m) in &versions.versions {
-                out.push((
-                    name.clone(),
-                    version.clone(),
-                    m.engine.platform().to_string(),
-                ));
-            }
-        }
-        for (name, versions) in self.chat.load().iter() {
-            for version in versions.versions.keys() {
-                out.push((name.clone(), version.clone(), "llama.cpp".to_string()));
-            }
-        }
-        out
-    }
-
-    /// The drift trackers of the served scoring versions.
-    pub fn drift_trackers(&self) -> Vec<Arc<crate::monitoring::drift::DriftTracker>> {
-        let mut out = Vec::new();
-        for (_, versions) in self.scoring.load().iter() {
-            out.extend(versions.versions.values().filter_map(|m| m.drift.clone()));
-        }
-        out
-    }
-
-    /// The `models` readiness line: every served version and its variant.
-    pub fn publish_readiness(&self) {
-        let mut served: Vec<String> = Vec::new();
-        for (_, versions) in self.scoring.load().iter() {
-            for m in versions.versions.values() {
-                served.push(describe(&m.manifest, m.variant.as_deref()));
-            }
-        }
-        for (_, versions) in self.chat.load().iter() {
-            for m in versions.versions.values() {
-                served.push(describe(&m.manifest, m.variant.as_deref()));
-            }
-        }
-        let detail = if served.is_empty() {
-            "no model version active".to_string()
-        } else {
-            format!("serving {}", served.join(", "))
-        };
-        self.readiness.set("models", true, detail);
     }
 
     pub async fn pin(
@@ -783,6 +675,7 @@ fn kind_str(kind: Kind) -> &'static str {
     match kind {
         Kind::Score => "scoring",
         Kind::Chat => "chat",
+        Kind::Embedding => "embedding",
     }
 }
 

@@ -75,6 +75,7 @@ pub fn start(parts: Parts, seeds: &[PathBuf]) -> Result<Arc<ModelManager>, Start
         registry,
         scoring: Arc::new(Live::new(Served::default())),
         chat: Arc::new(Live::new(Served::default())),
+        embedding: Arc::new(Live::new(Served::default())),
         load_context: parts.load_context,
         gpu: parts.gpu,
         audit: parts.audit,

@@ -64,9 +64,9 @@ pub fn check(
             model: name.clone(),
             detail,
         };
-        if chat.resolve_chat(name).is_some() {
+        if chat.resolve_model(name).is_some() {
             match policy {
-                FallbackPolicy::CpuVariant(variant) if chat.resolve_chat(variant).is_none() => {
+                FallbackPolicy::CpuVariant(variant) if chat.resolve_model(variant).is_none() => {
                     return Err(err(format!(
                         "cpu_variant {variant:?} is not a loaded chat model"
                     )));

@@ -23,6 +23,7 @@ pub use gpu_route::{FALLBACK_HEADER, Routed};
 
 use crate::chat::job::ChatJob;
 use crate::chat::{LoadedChat, SubmitError};
+use crate::embedding::{EmbedJob, LoadedEmbedding};
 use crate::lifecycle::shadow::ShadowSet;
 use crate::metrics::Metrics;
 use crate::score::LoadedModel;
@@ -37,6 +38,7 @@ pub struct Serving {
     /// The served scoring versions, swapped atomically on activation.
     pub scoring: Arc<Live<LoadedModel>>,
     pub chat: Arc<Live<LoadedChat>>,
+    pub embedding: Arc<Live<LoadedEmbedding>>,
     /// Candidate scoring versions in shadow, by model name.
     pub shadows: Arc<ShadowSet>,
     /// Fallback decisions for GPU models while a GPU is failed.
@@ -66,7 +68,18 @@ impl Serving {
         requested: Arc<LoadedChat>,
     ) -> Result<Routed<LoadedChat>, ServeError> {
         self.route(ctx, requested, |variant| {
-            self.chat.load().resolve_chat(variant)
+            self.chat.load().resolve_model(variant)
+        })
+    }
+
+    /// Which version answers an embeddings request for `requested`.
+    pub fn route_embedding(
+        &self,
+        ctx: &RequestContext,
+        requested: Arc<LoadedEmbedding>,
+    ) -> Result<Routed<LoadedEmbedding>, ServeError> {
+        self.route(ctx, requested, |variant| {
+            self.embedding.load().resolve_model(variant)
         })
     }
 
@@ -91,11 +104,47 @@ impl Serving {
         model: &str,
         job: ChatJob,
     ) -> Result<(), ServeError> {
-        loaded.engine.submit(job).map_err(|e| match e {
-            SubmitError::QueueFull => ServeError::AtCapacity {
-                model: model.to_string(),
-            },
-            SubmitError::Stopped => ServeError::EngineGone,
-        })
+        loaded.engine.submit(job).map_err(|e| refused(e, model))
+    }
+
+    /// Queues an embedding job on the version that answers, as [`Self::submit_chat`].
+    pub fn submit_embedding(
+        &self,
+        loaded: &LoadedEmbedding,
+        model: &str,
+        job: EmbedJob,
+    ) -> Result<(), ServeError> {
+        loaded.engine.submit(job).map_err(|e| refused(e, model))
     }
 }
+
+/// A queue's refusal, in the serving layer's terms.
+fn refused(e: SubmitError, model: &str) -> ServeError {
+    match e {
+        SubmitError::QueueFull => ServeError::AtCapacity {
+            model: model.to_string(),
+        },
+        SubmitError::Stopped => ServeError::EngineGone,
+    }
+}
+
+/// Marks an answer with the version that gave it (`x-coffer-served-by`) and the GPU
+/// fallback policy in force, if one applied.
+pub fn mark_answer(
+    headers: &mut http::HeaderMap,
+    ctx: &RequestContext,
+    fallback: Option<&'static str>,
+) {
+    if let Some(v) = ctx
+        .answered_by()
+        .and_then(|id| http::HeaderValue::from_str(id).ok())
+    {
+        headers.insert(SERVED_BY, v);
+    }
+    if let Some(policy) = fallback {
+        headers.insert(FALLBACK_HEADER, http::HeaderValue::from_static(policy));
+    }
+}
+
+/// The response header that names the model version that answered (`name@version`).
+pub const SERVED_BY: http::HeaderName = http::HeaderName::from_static("x-coffer-served-by");

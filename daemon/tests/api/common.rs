@@ -204,6 +204,8 @@ pub struct Setup {
     pub gpu_extra: String,
     /// Lines of the `[chat]` section.
     pub chat_extra: String,
+    /// Lines of the `[embedding]` section.
+    pub embedding_extra: String,
     pub scoring_models: Vec<PathBuf>,
     /// Lines of the `[scoring]` section after `models`.
     pub scoring_extra: String,
@@ -225,6 +227,7 @@ impl Setup {
             telemetry_extra: String::new(),
             gpu_extra: String::new(),
             chat_extra: String::new(),
+            embedding_extra: String::new(),
             scoring_models: Vec::new(),
             scoring_extra: String::new(),
             audit_extra: String::new(),
@@ -251,6 +254,7 @@ impl Setup {
              [scoring]\nmodels = [{models}]\n{scoring}\n\
              [telemetry]\n{telemetry}\n\
              [chat]\n{chat}\n\
+             [embedding]\n{embedding}\n\
              [gpu]\n{gpu}\n\
              [audit]\n{audit}\n",
             server = self.server_extra,
@@ -261,6 +265,7 @@ impl Setup {
             telemetry = self.telemetry_extra,
             gpu = self.gpu_extra,
             chat = self.chat_extra,
+            embedding = self.embedding_extra,
             scoring = self.scoring_extra,
             audit = self.audit_extra,
             state = d.join("state").display(),

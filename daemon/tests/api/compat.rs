@@ -38,6 +38,10 @@ async fn run_check(
             .env("COFFER_CA", s.pki.ca_path("server"))
             .env("COFFER_API_KEY", &key)
             .env("COFFER_FIXTURES", root.join("models/fixtures"))
+            .env(
+                "COFFER_EMBED_REFERENCE",
+                root.join("models/embed/reference"),
+            )
             .output()
             .unwrap();
         drop(d);
@@ -74,20 +78,23 @@ async fn unmodified_tritonclient_scores_both_model_families() {
 }
 
 #[tokio::test]
-async fn unmodified_openai_package_lists_completes_streams_and_shapes_json() {
+async fn unmodified_openai_package_lists_completes_streams_shapes_json_and_embeds() {
     let Some(python) = compat_python() else {
         return;
     };
     let Some(dir) = crate::chat::model_dir() else {
         return;
     };
-    let mut s = Setup::new();
+    let Some(embedding) = crate::embeddings::model_dir() else {
+        return;
+    };
+    let mut s = crate::embeddings::setup(&embedding);
     s.chat_extra = format!(
         "models = [\"{}\"]\nthreads = 1\ncontext = 512\nslots = 2\n",
         dir.display()
     );
     let d = s.start().await;
-    let key = s.create_key("openai-client", "chat", None);
+    let key = s.create_key("openai-client", "chat,embed", None);
     run_check(
         python,
         "openai_check.py",

@@ -16,6 +16,7 @@ mod connections;
 mod devmode;
 mod drift;
 mod drip_host;
+mod embeddings;
 mod engine_faults;
 mod faults;
 mod fleet;

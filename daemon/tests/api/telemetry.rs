@@ -187,6 +187,43 @@ fn files_contain(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     hits
 }
 
+/// Identifiers in texts to embed, in one that is embedded, one too long, and as a
+/// model name: none may reach a log, a state file or the telemetry.
+async fn embedding_traffic(setup: &Setup, addr: std::net::SocketAddr, key: &str) {
+    let client = setup.client(addr);
+    let texts: Vec<String> = PII
+        .iter()
+        .map(|p| format!("customer {p} asked about the savings rate"))
+        .collect();
+    let embed = |body: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            client
+                .request(
+                    Method::POST,
+                    "/v1/embeddings",
+                    Some(key),
+                    body.to_string().as_bytes(),
+                )
+                .await
+                .status
+        }
+    };
+    assert_eq!(
+        embed(serde_json::json!({"model": "all-minilm-l6-v2", "input": texts})).await,
+        200
+    );
+    let long = format!("{} {}", PII[0], "word ".repeat(300));
+    assert_eq!(
+        embed(serde_json::json!({"model": "all-minilm-l6-v2", "input": long})).await,
+        400
+    );
+    assert_eq!(
+        embed(serde_json::json!({"model": PII[3], "input": PII[1]})).await,
+        404
+    );
+}
+
 async fn traffic(setup: &Setup, addr: std::net::SocketAddr, key: &str) {
     let client = setup.client(addr);
     let row = vec![0.1f32; 61];
@@ -270,9 +307,17 @@ async fn telemetry_reaches_prometheus_and_otlp_survives_an_outage_and_leaks_noth
     let mut setup = Setup::new();
     setup.scoring_models = vec![fixture("credit-lr")];
     setup.telemetry_extra = "interval = \"200ms\"\ndecisions_epsilon = 0.5\n".into();
+    let embedding = crate::embeddings::model_dir();
+    if let Some(dir) = &embedding {
+        setup.embedding_extra = format!("models = [\"{}\"]\nthreads = 1\n", dir.display());
+    }
     let daemon = setup.start().await;
     let key = setup.create_key("scorer", "score", None);
     traffic(&setup, daemon.addr, &key).await;
+    if embedding.is_some() {
+        let embedder = setup.create_key("embedder", "embed", None);
+        embedding_traffic(&setup, daemon.addr, &embedder).await;
+    }
     tokio::time::sleep(Duration::from_millis(600)).await;
 
     let prom_dir = setup.dir().join("prom");

@@ -1,4 +1,4 @@
-//! What an API key may do: the scopes `chat`, `score`, `metrics` and `admin`.
+//! What an API key may do: the scopes `chat`, `embed`, `score`, `metrics` and `admin`.
 
 use serde::{Deserialize, Serialize};
 
@@ -7,17 +7,25 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Chat,
+    Embed,
     Score,
     Metrics,
     Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Chat, Scope::Score, Scope::Metrics, Scope::Admin];
+    pub const ALL: [Scope; 5] = [
+        Scope::Chat,
+        Scope::Embed,
+        Scope::Score,
+        Scope::Metrics,
+        Scope::Admin,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Chat => "chat",
+            Scope::Embed => "embed",
             Scope::Score => "score",
             Scope::Metrics => "metrics",
             Scope::Admin => "admin",
@@ -33,7 +41,7 @@ impl std::fmt::Display for Scope {
 
 /// A scope name that is not one of ours.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scope {0:?}: use chat, score, metrics or admin")]
+#[error("unknown scope {0:?}: use chat, embed, score, metrics or admin")]
 pub struct UnknownScope(pub String);
 
 impl std::str::FromStr for Scope {

@@ -38,18 +38,26 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/models", get(list_models))
 }
 
-/// OpenAI's model list: the chat models served now.
+/// OpenAI's model list: the chat and embedding models served now.
 async fn list_models(State(state): State<Arc<AppState>>) -> Response {
-    let data: Vec<_> = state
+    let model = |id: String, created: u64| json!({ "id": id, "object": "model", "created": created, "owned_by": "coffer" });
+    let mut data: Vec<_> = state
         .serving
         .chat
         .load()
-        .list()
+        .list_models()
         .into_iter()
-        .map(|(id, loaded)| {
-            json!({ "id": id, "object": "model", "created": loaded.created, "owned_by": "coffer" })
-        })
+        .map(|(id, loaded)| model(id, loaded.created))
         .collect();
+    data.extend(
+        state
+            .serving
+            .embedding
+            .load()
+            .list_models()
+            .into_iter()
+            .map(|(id, loaded)| model(id, loaded.created)),
+    );
     Json(json!({ "object": "list", "data": data })).into_response()
 }
 
@@ -119,7 +127,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         .serving
         .chat
         .load()
-        .resolve_chat(&chat.model)
+        .resolve_model(&chat.model)
         .ok_or_else(|| {
             ApiError::new(
                 ErrorKind::NotFound,
@@ -221,18 +229,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
             }
         }
     };
-    if let Some(v) = ctx
-        .answered_by()
-        .and_then(|id| http::HeaderValue::from_str(id).ok())
-    {
-        response.headers_mut().insert("x-coffer-served-by", v);
-    }
-    if let Some(policy) = fallback {
-        response.headers_mut().insert(
-            serving::FALLBACK_HEADER,
-            http::HeaderValue::from_static(policy),
-        );
-    }
+    serving::mark_answer(response.headers_mut(), &ctx, fallback);
     Ok(response)
 }
 

@@ -180,9 +180,6 @@ async fn infer_version(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-/// The model version that answered (`name@version`), on every infer response.
-const SERVED_BY: http::HeaderName = http::HeaderName::from_static("x-coffer-served-by");
-
 async fn run_infer(
     state: Arc<AppState>,
     model: String,
@@ -255,7 +252,7 @@ async fn run_infer(
     };
     let mut response = response::infer(&loaded, &request, &selected);
     if let Some(v) = &loaded.served_by {
-        response.headers_mut().insert(SERVED_BY, v.clone());
+        response.headers_mut().insert(serving::SERVED_BY, v.clone());
     }
     if let Some(policy) = fallback {
         response

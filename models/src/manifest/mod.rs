@@ -2,6 +2,8 @@
 //! refused, and the checks that need no file system (names, shapes, references between
 //! sections).
 
+pub mod embedding;
+
 use std::path::{Component, Path};
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub enum Kind {
     Score,
     Chat,
+    Embedding,
 }
 
 /// The file format of the model.
@@ -184,6 +187,9 @@ pub struct Manifest {
     pub eval: Option<EvalGate>,
     #[serde(default)]
     pub chat: Option<ChatSpec>,
+    /// Embedding models: limits and the evaluation gate (`crate::embedding`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<embedding::EmbeddingSpec>,
     /// Alternative model files of this version for different hardware, in order of
     /// preference; empty: the one file with role `model` serves everywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -336,7 +342,7 @@ pub enum ManifestError {
     Invalid { field: String, problem: String },
 }
 
-fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ManifestError {
+pub(crate) fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ManifestError {
     ManifestError::Invalid {
         field: field.into(),
         problem: problem.into(),
@@ -423,14 +429,21 @@ impl Manifest {
         if !self.files.iter().any(|f| f.role == FileRole::Model) {
             return Err(invalid("files", "no file has role \"model\""));
         }
+        if self.kind != Kind::Embedding && self.embedding.is_some() {
+            return Err(invalid(
+                "embedding",
+                "only embedding models (kind = \"embedding\") have an [embedding] section",
+            ));
+        }
         match self.kind {
             Kind::Score => self.check_scoring()?,
             Kind::Chat => self.check_chat()?,
+            Kind::Embedding => embedding::check(self)?,
         }
         self.check_variants()
     }
 
-    fn has_file(&self, path: &str, role: FileRole) -> bool {
+    pub(crate) fn has_file(&self, path: &str, role: FileRole) -> bool {
         self.files.iter().any(|f| f.path == path && f.role == role)
     }
 
