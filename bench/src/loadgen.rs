@@ -23,8 +23,11 @@ pub struct Args {
     #[arg(long, default_value = "/v2")]
     pub path: String,
     /// PEM CA that signed the server certificate (for name `localhost`).
+    #[arg(long, required_unless_present = "plain")]
+    pub ca: Option<PathBuf>,
+    /// Plain HTTP instead of TLS (for peers that serve no TLS; `--ca` is then unused).
     #[arg(long)]
-    pub ca: PathBuf,
+    pub plain: bool,
     /// Bearer token; none by default.
     #[arg(long, env = "LOADGEN_KEY")]
     pub key: Option<String>,
@@ -59,18 +62,30 @@ pub struct ConnResult {
 pub async fn connection(
     args: Args,
     body: Bytes,
-    connector: TlsConnector,
+    connector: Option<TlsConnector>,
     start: Instant,
     end: Instant,
 ) -> anyhow::Result<ConnResult> {
     let open = || async {
         let tcp = TcpStream::connect(args.addr).await?;
         tcp.set_nodelay(true)?;
-        let tls = connector
-            .connect(ServerName::try_from("localhost")?, tcp)
-            .await?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-        tokio::spawn(conn);
+        let sender = match &connector {
+            None => {
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+                tokio::spawn(conn);
+                sender
+            }
+            Some(connector) => {
+                let tls = connector
+                    .connect(ServerName::try_from("localhost")?, tcp)
+                    .await?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+                tokio::spawn(conn);
+                sender
+            }
+        };
         anyhow::Ok(sender)
     };
     let mut sender = open().await?;

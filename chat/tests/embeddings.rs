@@ -197,3 +197,29 @@ fn the_gate_passes_the_shipped_version_and_fails_a_tampered_reference() {
     eprintln!("{}", report.summary());
     assert!(!report.passed());
 }
+
+#[test]
+fn a_request_whose_client_left_stops_taking_passes() {
+    let Some(dir) = model_dir() else { return };
+    let (_, engine) = engine(&dir, 1);
+    let sentence = "The customer asked how the interest on a fixed term savings account is paid.";
+    let big = engine.tokenize(&vec![sentence.to_string(); 1024]).unwrap();
+    // Measured: how long the small request takes alone.
+    let small = vec!["opening hours".to_string()];
+    let started = std::time::Instant::now();
+    embed_all(&engine, &small).unwrap();
+    let alone = started.elapsed();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    engine
+        .submit(coffer_chat::embed::EmbedJob { inputs: big, reply })
+        .unwrap();
+    // The engine has taken it and is in its first passes when the client goes.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(answer);
+    let started = std::time::Instant::now();
+    embed_all(&engine, &small).unwrap();
+    let after = started.elapsed();
+    eprintln!("small request alone {alone:?}, behind an abandoned 1,024-sentence one {after:?}");
+    // The abandoned request's 1,024 sentences take seconds; at most its first pass runs.
+    assert!(after < std::time::Duration::from_secs(2), "{after:?}");
+}

@@ -1,4 +1,4 @@
-//! A closed-loop HTTPS load generator: N keep-alive HTTP/1.1 connections, each sending
+//! A closed-loop HTTPS (or, with `--plain`, HTTP) load generator: N keep-alive HTTP/1.1 connections, each sending
 //! the next request as soon as the previous answer arrives, for a fixed time after a
 //! warm-up. Prints one JSON line: requests/s, latency percentiles, status counts.
 
@@ -17,7 +17,10 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let connector = TlsConnector::from(coffer_bench::client_config(&args.ca)?);
+        let connector = match (&args.ca, args.plain) {
+            (Some(ca), false) => Some(TlsConnector::from(coffer_bench::client_config(ca)?)),
+            _ => None,
+        };
         let body = match &args.body {
             Some(path) => Bytes::from(std::fs::read(path).context("reading --body")?),
             None => Bytes::new(),

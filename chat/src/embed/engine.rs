@@ -226,6 +226,11 @@ impl Engine<'_> {
                 lengths.iter().map(|l| vec![None; l.len()]).collect();
             let mut failed: Vec<Option<EmbedFailure>> = vec![None; jobs.len()];
             for pass in pack::passes(&lengths, self.batch_tokens, self.sequences) {
+                // A request whose client went away (or whose deadline passed) while its
+                // earlier passes ran needs no more of them.
+                if pass.iter().all(|&(j, _)| jobs[j].reply.is_closed()) {
+                    continue;
+                }
                 let faults = Arc::clone(&self.faults);
                 let result = faults
                     .contain("embedding pass", || self.encode(&mut batch, &jobs, &pass))

@@ -59,7 +59,7 @@ impl Default for EmbedSettings {
     fn default() -> Self {
         EmbedSettings {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            batch_tokens: 2048,
+            batch_tokens: 512,
             max_sequences: 64,
             max_queue: 256,
             n_gpu_layers: 0,

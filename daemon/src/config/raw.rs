@@ -69,7 +69,7 @@ impl Default for RawEmbedding {
         Self {
             models: Vec::new(),
             threads: None,
-            batch_tokens: 2048,
+            batch_tokens: 512,
             max_sequences: 64,
             max_queue: 64,
             n_gpu_layers: 0,
