@@ -427,3 +427,44 @@ async fn an_embedding_release_is_gated_activated_and_rolled_back_like_any_model(
     );
     d.stop();
 }
+
+/// An embedding model travels the fleet channel like any other: published with
+/// coffer-release, fetched through nginx by the agent, gated and activated by cofferd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedding_release_reaches_cofferd_through_the_fleet_channel() {
+    let Some(dir) = model_dir() else { return };
+    let Some(f) = crate::fleet::Fleet::start(None, "").await else {
+        return;
+    };
+    let key = f.s.create_key("retrieval", "embed", None);
+    let c = f.s.client(f.d.addr);
+    let release = derived(&dir, &f.s.dir().join("embedding-releases"), "1.0.0", 0);
+    f.add(&release, coffer_release::layout::Ring::Broad);
+    f.publish().await;
+    let steps = f.sync(&f.agent("broad", "")).await.unwrap();
+    let step = steps
+        .iter()
+        .find(|s| s.model == "all-minilm-l6-v2")
+        .unwrap_or_else(|| panic!("{steps:?}"));
+    assert_eq!(
+        (step.version.as_str(), step.kind),
+        ("1.0.0", coffer_agent::sync::state::OutcomeKind::Active),
+        "{step:?}"
+    );
+    let r = embed(
+        &c,
+        &key,
+        json!({"model": "all-minilm-l6-v2", "input": "opening hours"}),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(
+        r.headers.get("x-coffer-served-by").unwrap(),
+        "all-minilm-l6-v2@1.0.0"
+    );
+}
