@@ -78,6 +78,17 @@ fn floats(item: &Value) -> Vec<f32> {
         .collect()
 }
 
+/// The request succeeded and `version` answered it.
+fn assert_answered_by(r: &crate::common::Resp, version: &str) {
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.headers.get("x-coffer-served-by").unwrap(), version);
+}
+
 async fn embed(c: &Client, key: &str, body: Value) -> crate::common::Resp {
     c.request(
         Method::POST,
@@ -104,16 +115,7 @@ async fn embeddings_answer_in_openai_shape_with_the_reference_vectors() {
         json!({"model": "all-minilm-l6-v2", "input": refs[0].0}),
     )
     .await;
-    assert_eq!(
-        r.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-    assert_eq!(
-        r.headers.get("x-coffer-served-by").unwrap(),
-        "all-minilm-l6-v2@1.0.0"
-    );
+    assert_answered_by(&r, "all-minilm-l6-v2@1.0.0");
     let v = r.json();
     assert_eq!(v["object"], "list");
     assert_eq!(v["model"], "all-minilm-l6-v2");
@@ -457,14 +459,5 @@ async fn an_embedding_release_reaches_cofferd_through_the_fleet_channel() {
         json!({"model": "all-minilm-l6-v2", "input": "opening hours"}),
     )
     .await;
-    assert_eq!(
-        r.status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-    assert_eq!(
-        r.headers.get("x-coffer-served-by").unwrap(),
-        "all-minilm-l6-v2@1.0.0"
-    );
+    assert_answered_by(&r, "all-minilm-l6-v2@1.0.0");
 }
