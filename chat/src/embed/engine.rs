@@ -129,10 +129,6 @@ impl LlamaEmbedder {
         self.dimensions
     }
 
-    pub fn max_tokens(&self) -> usize {
-        self.max_tokens
-    }
-
     /// Tokenizes texts as the model's tokenizer does (special tokens added, none parsed
     /// from the text) and checks their lengths. Blocking: call it off the async workers.
     pub fn tokenize(&self, texts: &[String]) -> Result<Vec<Vec<i32>>, EmbedFailure> {

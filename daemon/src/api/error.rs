@@ -170,6 +170,18 @@ impl ApiError {
         }
     }
 
+    /// An OpenAI-API request for a model that is not served (404 `model_not_found`,
+    /// param `model`); `what` says which kind ("model", "embedding model").
+    pub fn model_not_found(what: &str, model: &str) -> Self {
+        Self::new(
+            ErrorKind::NotFound,
+            format!("the {what} '{model}' does not exist; GET /v1/models lists the served ones"),
+            Family::OpenAi,
+        )
+        .with_code("model_not_found")
+        .with_param("model")
+    }
+
     /// A more specific stable code than the kind's default (e.g. `context_length_exceeded`).
     pub fn with_code(mut self, code: &'static str) -> Self {
         self.code_override = Some(code);

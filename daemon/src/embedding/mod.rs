@@ -8,9 +8,7 @@ use std::sync::Arc;
 use coffer_models::{Kind, Manifest};
 
 pub use coffer_chat::LoadError;
-pub use coffer_chat::embed::{
-    EmbedFailure, EmbedJob, EmbedSettings, EmbedSpec, LlamaEmbedder, cosine, normalize,
-};
+pub use coffer_chat::embed::{EmbedFailure, EmbedJob, EmbedSettings, EmbedSpec, LlamaEmbedder};
 
 /// One loaded embedding model version.
 #[derive(Debug)]

@@ -78,8 +78,8 @@ impl RequestContext {
     }
 
     /// The version that answers (`name@version`), for the audit record.
-    pub fn set_answered_by(&self, id: &str) {
-        let _ = self.0.answered_by.set(id.to_string());
+    pub fn set_answered_by(&self, id: String) {
+        let _ = self.0.answered_by.set(id);
     }
 
     pub fn answered_by(&self) -> Option<&str> {
@@ -121,8 +121,8 @@ mod tests {
         let seen_by_handler = ctx.clone();
         seen_by_handler.set_key_id("k1");
         seen_by_handler.set_key_id("k2");
-        seen_by_handler.set_answered_by("credit@1");
-        seen_by_handler.set_answered_by("credit@2");
+        seen_by_handler.set_answered_by("credit@1".into());
+        seen_by_handler.set_answered_by("credit@2".into());
         assert_eq!(ctx.key_id(), Some("k1"));
         assert_eq!(ctx.answered_by(), Some("credit@1"));
         assert!(!ctx.outcome_deferred());

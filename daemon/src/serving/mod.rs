@@ -92,7 +92,7 @@ impl Serving {
         ctx.set_version(requested.request_counters(&self.metrics.model_requests));
         let name = requested.manifest().name.clone();
         let routed = gpu_route::route(&self.gpu, &name, requested, variant)?;
-        ctx.set_answered_by(&routed.loaded.manifest().id());
+        ctx.set_answered_by(routed.loaded.manifest().id());
         Ok(routed)
     }
 

@@ -128,18 +128,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         .chat
         .load()
         .resolve_model(&chat.model)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::NotFound,
-                format!(
-                    "the model '{}' does not exist; GET /v1/models lists the served ones",
-                    chat.model
-                ),
-                Family::OpenAi,
-            )
-            .with_code("model_not_found")
-            .with_param("model")
-        })?;
+        .ok_or_else(|| ApiError::model_not_found("model", &chat.model))?;
     let serve_error = |e| ApiError::serving(e, state.limits.retry_after, Family::OpenAi);
     let Routed {
         loaded,

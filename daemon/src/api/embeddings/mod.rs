@@ -16,7 +16,8 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 
 use super::{ApiError, AppState, ErrorKind, Family, read_limited};
 use crate::embedding::{EmbedFailure, EmbedJob};
@@ -31,6 +32,22 @@ async fn embeddings(State(state): State<Arc<AppState>>, req: Request) -> Respons
     run(state, req)
         .await
         .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// One vector of the answer, serialized straight from the engine's floats (shortest
+/// f32 text), not through a JSON value per number.
+#[derive(Serialize)]
+struct Item<'a> {
+    object: &'static str,
+    index: usize,
+    embedding: Vector<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Vector<'a> {
+    Floats(&'a [f32]),
+    Base64(String),
 }
 
 fn internal() -> ApiError {
@@ -59,18 +76,7 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         .embedding
         .load()
         .resolve_model(&request.model)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::NotFound,
-                format!(
-                    "the embedding model '{}' does not exist; GET /v1/models lists the served ones",
-                    request.model
-                ),
-                Family::OpenAi,
-            )
-            .with_code("model_not_found")
-            .with_param("model")
-        })?;
+        .ok_or_else(|| ApiError::model_not_found("embedding model", &request.model))?;
     let serve_error = |e| ApiError::serving(e, state.limits.retry_after, Family::OpenAi);
     let Routed {
         loaded,
@@ -116,17 +122,18 @@ async fn run(state: Arc<AppState>, req: Request) -> Result<Response, ApiError> {
         )
         .map_err(serve_error)?;
     let vectors = answer.await.map_err(|_| internal())?.map_err(failure)?;
-    let data: Vec<Value> = vectors
+    let data: Vec<Item<'_>> = vectors
         .iter()
         .enumerate()
-        .map(|(index, v)| {
-            let embedding = if request.base64 {
+        .map(|(index, v)| Item {
+            object: "embedding",
+            index,
+            embedding: if request.base64 {
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+                Vector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
             } else {
-                json!(v)
-            };
-            json!({ "object": "embedding", "index": index, "embedding": embedding })
+                Vector::Floats(v)
+            },
         })
         .collect();
     let mut response = Json(json!({
