@@ -24,6 +24,26 @@ pub struct EvalSet {
     #[serde(default)]
     pub teacher: Option<TeacherScores>,
     pub auc: f64,
+    /// The same rows as raw attributes (models with `[[attributes]]`), one column per
+    /// attribute, `null` for a missing value: encoding them must give `rows` exactly.
+    #[serde(default)]
+    pub attributes: Option<BTreeMap<String, Vec<Option<crate::manifest::attributes::RawDefault>>>>,
+    /// The reference explanation of every row (models with `[explain]`), made by the
+    /// training pipeline with the `shap` package.
+    #[serde(default)]
+    pub explanations: Option<ExplanationReference>,
+}
+
+/// Reference explanations: the base value and each row's contribution per attribute (in
+/// the order of `[[attributes]]`), in log-odds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplanationReference {
+    pub base_value: f64,
+    pub contributions: Vec<Vec<f64>>,
+    /// The version of `shap` that made them.
+    #[serde(default)]
+    pub shap: Option<String>,
 }
 
 /// Why an evaluation set is unusable.
@@ -43,6 +63,16 @@ impl EvalSet {
                 "{} rows but {} labels",
                 set.rows.len(),
                 set.labels.len()
+            )));
+        }
+        if let Some((name, _)) = set
+            .attributes
+            .iter()
+            .flatten()
+            .find(|(_, column)| column.len() != set.rows.len())
+        {
+            return Err(EvalSetError::Inconsistent(format!(
+                "attribute column {name:?} does not have one value per row"
             )));
         }
         if let Some(width) = set.rows.first().map(Vec::len) {

@@ -69,7 +69,11 @@ THRESHOLD = 0.5
 DRIFT_QUANTILES = [k / 10 for k in range(1, 10)]  # up to 10 quantile bins
 PSI_WATCH = 0.1
 PSI_ACT = 0.25
-PSI_EPSILON = 1e-4  # proportions floored before the log, as models/src/drift.rs does
+PSI_EPSILON = 1e-4
+EXPLAIN_TOLERANCE = 1e-4  # the gate: |contribution - shap's| for the exact methods
+# credit-mlp's sampled KernelSHAP (2,048 of 2^20 - 2 coalitions) against shap's (32,768):
+# the largest difference measured on the 300 holdout rows, rounded up (see README)
+KERNEL_CREDIT_TOLERANCE = 0.05  # proportions floored before the log, as models/src/drift.rs does
 
 # ----------------------------------------------------------------------------------------
 # German Credit
@@ -113,6 +117,198 @@ def fit_encoding(X_train: pd.DataFrame):
         else:
             names.extend(f"{col}={c}" for c in p)
     return spec, names
+
+
+# The adverse-action text of each German Credit attribute (the manifest's [reasons]).
+CREDIT_REASONS = {
+    "status_of_existing_checking_account": "Status of existing checking account",
+    "duration_in_month": "Length of the requested credit term",
+    "credit_history": "Credit history",
+    "purpose": "Purpose of the credit",
+    "credit_amount": "Amount of credit requested",
+    "savings_account_and_bonds": "Level of savings and bonds",
+    "present_employment_since": "Length of present employment",
+    "installment_rate_in_percentage_of_disposable_income": "Installments too high relative to disposable income",
+    "personal_status_and_sex": "Personal status",
+    "other_debtors_or_guarantors": "Other debtors or guarantors",
+    "present_residence_since": "Length of residence at present address",
+    "property": "Property held",
+    "age_in_years": "Age",
+    "other_installment_plans": "Other installment plans",
+    "housing": "Housing situation",
+    "number_of_existing_credits_at_this_bank": "Number of existing credits at this bank",
+    "job": "Type of employment",
+    "number_of_people_being_liable_to_provide_maintenance_for": "Number of dependants",
+    "telephone": "No telephone registered",
+    "foreign_worker": "Foreign worker status",
+}
+
+# ... and of each AML feature (the [reasons] of aml-risk: why a transaction looks suspicious).
+AML_REASONS = {
+    "log_amount": "Transaction amount",
+    "is_round": "Round amount",
+    "just_below_threshold": "Amount just below the reporting threshold",
+    "is_cash": "Cash transaction",
+    "is_cross_border": "Cross-border counterparty",
+    "is_incoming": "Direction of the transfer",
+    "new_counterparty": "New counterparty",
+    "log_count_24h": "Number of transactions in the last 24 hours",
+    "log_sum_24h": "Total amount moved in the last 24 hours",
+    "log_minutes_since_prev": "Time since the previous transaction",
+    "flow_through_48h": "Money passed through the account within 48 hours",
+    "log_new_cp_7d": "New counterparties in the last 7 days",
+}
+
+
+def credit_attributes(spec, X_all: pd.DataFrame) -> list:
+    """The manifest's [[attributes]]: the encoding above, as cofferd applies it. A category
+    of the data's dtype (or, for a plain string column, of the whole data) without a
+    column (not in the training split) is valid and encodes as all zeros."""
+    out = []
+    for kind, col, p in spec:
+        if kind == "num":
+            mu, sd = p
+            out.append({"name": col, "type": "number", "encoding": "standardize",
+                        "mean": mu, "scale": sd})
+        else:
+            s = X_all[col]
+            every = ([str(c) for c in s.dtype.categories]
+                     if isinstance(s.dtype, pd.CategoricalDtype) else sorted(set(s.astype(str))))
+            a = {"name": col, "type": "category", "encoding": "one_hot", "categories": p}
+            zero = [c for c in every if c not in p]
+            if zero:
+                a["zero_categories"] = zero
+            out.append(a)
+    return out
+
+
+def raw_columns(X: pd.DataFrame, attributes: list) -> dict:
+    """The eval set's `attributes`: each raw attribute's values on the eval rows."""
+    cols = {}
+    for a in attributes:
+        v = X[a["name"]]
+        cols[a["name"]] = ([int(x) for x in v] if a["type"] == "number"
+                           else [str(x) for x in v])
+    return cols
+
+
+def encode_attributes(attributes: list, raw: dict, n: int) -> np.ndarray:
+    """cofferd's encoding (coffer_score::attributes), written again to check the manifest:
+    float64 arithmetic, rounded once to float32."""
+    cols = []
+    for a in attributes:
+        v = raw[a["name"]]
+        if a["encoding"] == "standardize":
+            cols.append(((np.asarray(v, dtype=np.float64) - a["mean"]) / a["scale"])[:, None])
+        elif a["encoding"] == "identity":
+            cols.append(np.asarray(v, dtype=np.float64)[:, None])
+        elif a["encoding"] == "one_hot":
+            cols.append(np.stack([[1.0 if x == c else 0.0 for x in v] for c in a["categories"]],
+                                 axis=1))
+        else:
+            raise ValueError(a["encoding"])
+    out = np.concatenate(cols, axis=1).astype(np.float32)
+    assert out.shape[0] == n
+    return out
+
+
+def group_by_attribute(values: np.ndarray, attributes: list) -> np.ndarray:
+    """Per-column contributions summed back to each raw attribute (columns in order)."""
+    out, col = [], 0
+    for a in attributes:
+        width = len(a["categories"]) if a["encoding"] == "one_hot" else 1
+        out.append(values[:, col:col + width].sum(axis=1))
+        col += width
+    assert col == values.shape[1]
+    return np.stack(out, axis=1)
+
+
+def explanation_reference(base: float, per_column: np.ndarray, attributes: list) -> dict:
+    """The eval set's `explanations`: shap's values on the eval rows, by attribute."""
+    grouped = group_by_attribute(np.asarray(per_column, dtype=np.float64), attributes)
+    return {"base_value": float(base), "contributions": grouped.tolist(),
+            "shap": pkg_version("shap")}
+
+
+def shap_linear(lr: LogisticRegression, X_background: np.ndarray, X: np.ndarray):
+    """shap's exact linear explanation (interventional, against the training mean) of the
+    log-odds."""
+    import shap
+    # every training row in the mean (shap's default masker samples 100 of them)
+    background = X_background.astype(np.float64)
+    ex = shap.LinearExplainer(lr, shap.maskers.Independent(background, max_samples=len(background)))
+    assert np.allclose(np.ravel(ex.mean), background.mean(axis=0), rtol=0, atol=1e-12)
+    return float(np.ravel(ex.expected_value)[0]), ex.shap_values(X.astype(np.float64))
+
+
+def shap_tree(gb: GradientBoostingClassifier, X: np.ndarray):
+    """shap's TreeSHAP (path-dependent: node covers of the training rows) of the log-odds."""
+    import shap
+    ex = shap.TreeExplainer(gb, feature_perturbation="tree_path_dependent")
+    return float(np.ravel(ex.expected_value)[0]), ex.shap_values(X.astype(np.float32))
+
+
+KERNEL_BACKGROUND = 20  # k-means centroids of the training rows: the kernel background
+KERNEL_SAMPLES = 2048  # coalitions cofferd evaluates per row (credit: of 2^20 - 2)
+KERNEL_REFERENCE_SAMPLES = 32768  # shap's, for the reference (aml-risk: all 4094)
+
+
+def kernel_background(X_train: np.ndarray) -> dict:
+    """The kernel method's background: weighted k-means centroids of the training rows
+    (shap.kmeans, values rounded to the nearest training value per column), so the release
+    ships no applicant's or customer's row."""
+    import shap
+    km = shap.kmeans(X_train.astype(np.float64), KERNEL_BACKGROUND)
+    return {"rows": np.asarray(km.data, dtype=np.float64).tolist(),
+            "weights": np.asarray(km.weights, dtype=np.float64).tolist()}
+
+
+def column_groups(attributes: list) -> list:
+    groups, col = [], 0
+    for a in attributes:
+        width = len(a["categories"]) if a["encoding"] == "one_hot" else 1
+        groups.append(np.arange(col, col + width))
+        col += width
+    return groups
+
+
+def shap_kernel(layers, attributes: list, background: dict, X: np.ndarray):
+    """shap's KernelSHAP over the raw attributes (each one group of encoded columns), of the
+    network's margin in float64, against the same weighted background; every coalition when
+    they fit in KERNEL_REFERENCE_SAMPLES, no L1 selection."""
+    import shap
+    from shap.utils._legacy import DenseData
+
+    def margin(Z):
+        h = np.asarray(Z, dtype=np.float64)
+        for i, (W, b) in enumerate(layers):
+            h = h @ W.astype(np.float64) + b.astype(np.float64)
+            if i < len(layers) - 1:
+                h = np.maximum(h, 0.0)
+        return h[:, 0]
+
+    data = DenseData(np.asarray(background["rows"]), [a["name"] for a in attributes],
+                     column_groups(attributes), np.asarray(background["weights"]))
+    ex = shap.KernelExplainer(margin, data)
+    m = len(attributes)
+    nsamples = min(KERNEL_REFERENCE_SAMPLES, 2 ** m - 2)
+    sv = np.asarray(ex.shap_values(X.astype(np.float64), nsamples=nsamples, l1_reg=False,
+                                   silent=True))
+    assert sv.shape == (len(X), m), sv.shape
+    return float(np.ravel(ex.expected_value)[0]), sv, nsamples
+
+
+def kernel_reference(layers, attributes: list, background: dict, X: np.ndarray) -> dict:
+    base, sv, nsamples = shap_kernel(layers, attributes, background, X)
+    return {"base_value": base, "contributions": np.asarray(sv, dtype=np.float64).tolist(),
+            "shap": f"{pkg_version('shap')}, KernelExplainer nsamples={nsamples}"}
+
+
+def tree_covers(gb: GradientBoostingClassifier) -> dict:
+    """Training rows through each node of each tree, by sklearn node id (= the ONNX
+    node id skl2onnx writes), trees in the ONNX file's order."""
+    return {"trees": [est.tree_.weighted_n_node_samples.astype(np.float64).tolist()
+                      for est in gb.estimators_[:, 0]]}
 
 
 def encode(X: pd.DataFrame, spec) -> np.ndarray:
@@ -559,7 +755,11 @@ def toml_value(v) -> str:
 
 MANIFEST_KEYS = {
     "": {"name", "version", "kind", "format", "description", "files", "lineage", "io",
-         "serving", "eval", "drift"},
+         "serving", "eval", "drift", "attributes", "reasons", "explain"},
+    "explain": {"method", "background_mean", "covers", "background", "samples", "seed",
+                "reasons_max", "tolerance"},
+    "attributes": {"name", "type", "encoding", "mean", "scale", "categories",
+                   "zero_categories", "edges", "missing"},
     "files": {"path", "sha256", "size", "role"},
     "lineage": {"base", "quantization", "distilled_from", "training_data"},
     "io": {"inputs", "outputs"},
@@ -575,7 +775,8 @@ MANIFEST_KEYS = {
 
 def write_version(out_root: Path, name: str, model: onnx.ModelProto, description: str,
                   lineage: dict, inputs: list, outputs: list, eval_doc: dict, eval_cfg: dict,
-                  drift: dict):
+                  drift: dict, attributes: list, reasons: dict, explain: dict,
+                  explain_files: dict):
     d = out_root / name / VERSION
     if d.exists():
         shutil.rmtree(d)
@@ -583,9 +784,13 @@ def write_version(out_root: Path, name: str, model: onnx.ModelProto, description
     (d / "model.onnx").write_bytes(model.SerializeToString())
     (d / "eval" / "holdout.json").write_text(
         json.dumps(eval_doc, separators=(",", ":"), allow_nan=False) + "\n")
+    for rel, doc in explain_files.items():
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_text(json.dumps(doc, separators=(",", ":"), allow_nan=False) + "\n")
 
     files = []
-    for rel, role in (("model.onnx", "model"), ("eval/holdout.json", "eval")):
+    for rel, role in ((("model.onnx", "model"), ("eval/holdout.json", "eval"))
+                      + tuple((rel, "explain") for rel in explain_files)):
         data = (d / rel).read_bytes()
         files.append({"path": rel, "sha256": hashlib.sha256(data).hexdigest(),
                       "size": len(data), "role": role})
@@ -606,6 +811,12 @@ def write_version(out_root: Path, name: str, model: onnx.ModelProto, description
     L += ["", "[serving]"] + [f"{k} = {toml_value(v)}" for k, v in SERVING.items()]
     L += ["", "[eval]"] + [f"{k} = {toml_value(v)}" for k, v in eval_cfg.items()]
     L += drift_toml(drift)
+    for a in attributes:
+        L += ["", "[[attributes]]"] + [f"{k} = {toml_value(v)}" for k, v in a.items()]
+    L += ["", "[reasons]"] + [f"{toml_str(a['name'])} = {toml_str(reasons[a['name']])}"
+                              for a in attributes]
+    if explain:
+        L += ["", "[explain]"] + [f"{k} = {toml_value(v)}" for k, v in explain.items()]
     text = "\n".join(L) + "\n"
     (d / "manifest.toml").write_text(text)
     check_manifest(d)
@@ -620,7 +831,8 @@ def check_manifest(d: Path):
         assert set(f) <= MANIFEST_KEYS["files"]
         data = (d / f["path"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == f["sha256"] and len(data) == f["size"]
-    assert sorted(f["role"] for f in m["files"]) == ["eval", "model"]
+    assert sorted(f["role"] for f in m["files"] if f["role"] != "explain") == ["eval", "model"]
+    assert set(m.get("explain", {})) <= MANIFEST_KEYS["explain"]
     assert set(m["lineage"]) <= MANIFEST_KEYS["lineage"]
     assert set(m["io"]) <= MANIFEST_KEYS["io"]
     for t in m["io"]["inputs"] + m["io"]["outputs"]:
@@ -642,6 +854,24 @@ def check_manifest(d: Path):
     for k, v in ev["reference"].items():
         assert np.array_equal(np.asarray(got[k]).astype(np.float64), np.asarray(v, dtype=np.float64)), k
     check_drift(m)
+    check_attributes(m, ev, rows)
+
+
+def check_attributes(m: dict, ev: dict, rows: np.ndarray):
+    """[[attributes]] fill the input's columns in order (named as its `features`), every
+    attribute has a reason text, and encoding the eval set's raw attributes gives its rows
+    bit for bit."""
+    attrs = m["attributes"]
+    for a in attrs:
+        assert set(a) <= MANIFEST_KEYS["attributes"], set(a) - MANIFEST_KEYS["attributes"]
+    names = []
+    for a in attrs:
+        names += ([f"{a['name']}={c}" for c in a["categories"]] if a["encoding"] == "one_hot"
+                  else [a["name"]])
+    assert names == m["io"]["inputs"][0]["features"], "attributes must fill the input in order"
+    assert set(m["reasons"]) == {a["name"] for a in attrs}
+    got = encode_attributes(attrs, ev["attributes"], len(rows))
+    assert np.array_equal(got.astype(np.float64), rows), "attributes do not reproduce the rows"
 
 
 def check_bins(edges, proportions):
@@ -720,6 +950,8 @@ def main():
                     "features": feat_names}]
     rows_te = f32list(Xte)
     labels_te = [int(v) for v in yte]
+    credit_attrs = credit_attributes(spec, X_df)
+    raw_te = raw_columns(Xte_df, credit_attrs)
 
     # credit-lr
     lr = fit_lr(Xtr, ytr)
@@ -740,8 +972,11 @@ def main():
         {"base": "german-credit-scorecard", "quantization": "none", "training_data": credit_data},
         features_in, [{"name": "probability", "datatype": "FP32", "shape": [-1, 1]}],
         {"input": "features", "rows": rows_te, "labels": labels_te,
-         "reference": {"probability": f32list(p_lr)}, "auc": auc_lr},
-        eval_block("probability", 0, auc_lr), drift_lr)
+         "reference": {"probability": f32list(p_lr)}, "auc": auc_lr, "attributes": raw_te,
+         "explanations": explanation_reference(*shap_linear(lr, Xtr, Xte), credit_attrs)},
+        eval_block("probability", 0, auc_lr), drift_lr, credit_attrs, CREDIT_REASONS,
+        {"method": "linear", "background_mean": Xtr.astype(np.float64).mean(axis=0).tolist(),
+         "reasons_max": 4, "tolerance": EXPLAIN_TOLERANCE}, {})
     summary.append(["credit-lr", auc_lr, len(labels_te), None, "MatMul, Add, Sigmoid"])
 
     # credit-gbdt (teacher)
@@ -777,8 +1012,12 @@ def main():
         {"input": "features", "rows": rows_te, "labels": labels_te,
          "reference": {"label": [int(v) for v in folded["label"]],
                        "probabilities": f32list(p_gb)},
-         "auc": auc_gb},
-        eval_block("probabilities", 1, auc_gb), drift_gb)
+         "auc": auc_gb, "attributes": raw_te,
+         "explanations": explanation_reference(*shap_tree(gb, Xte), credit_attrs)},
+        eval_block("probabilities", 1, auc_gb), drift_gb, credit_attrs, CREDIT_REASONS,
+        {"method": "tree_path_dependent", "covers": "explain/tree_covers.json",
+         "reasons_max": 4, "tolerance": EXPLAIN_TOLERANCE},
+        {"explain/tree_covers.json": tree_covers(gb)})
     summary.append(["credit-gbdt", auc_gb, len(labels_te), None,
                     f"1 node: {gb_onnx.graph.node[0].op_type}"])
 
@@ -807,6 +1046,7 @@ def main():
                        Xtr[va])["probability"][:, 0]
 
     oof_st = oof_scores(folds, len(Xtr), fold_student)
+    st_background = kernel_background(Xtr)
     drift_st = drift_reference(Xtr, oof_st, "features", feat_names, "probability", 0)
     drift_report.append(("credit-mlp", drift_st, Xte, p_st[:, 0], ytr,
                          run_ort(st_onnx, Xtr)["probability"][:, 0], oof_st))
@@ -819,10 +1059,15 @@ def main():
         {"input": "features", "rows": rows_te, "labels": labels_te,
          "reference": {"probability": f32list(p_st)},
          "teacher": {"model": f"credit-gbdt@{VERSION}", "scores": f32list(p_t)},
-         "auc": auc_st},
+         "auc": auc_st, "attributes": raw_te,
+         "explanations": kernel_reference(st_layers, credit_attrs, st_background, Xte)},
         eval_block("probability", 0, auc_st,
                    {"teacher_agreement_min": math.floor((agreement - 0.02) * 100) / 100}),
-        drift_st)
+        drift_st, credit_attrs, CREDIT_REASONS,
+        {"method": "kernel", "background": "explain/background.json",
+         "samples": KERNEL_SAMPLES, "seed": 0, "reasons_max": 4,
+         "tolerance": KERNEL_CREDIT_TOLERANCE},
+        {"explain/background.json": st_background})
     summary.append(["credit-mlp", auc_st, len(labels_te), None, "MatMul, Add, Relu, Sigmoid"])
 
     # ---- AML (synthetic) -----------------------------------------------------------------
@@ -851,6 +1096,8 @@ def main():
     # out of fold by customer (aml_folds); each refit standardizes on its own rows
     oof_aml = oof_scores(aml_folds(cust_tr, suspicious), len(Xa_tr), lambda k, tr, va: run_ort(
         export_aml(fit_aml(Xa_tr[tr], ya_tr[tr])[0]), Xa_tr[va])["risk"][:, 0])
+    aml_attrs = [{"name": f, "type": "number", "encoding": "identity"} for f in aml_synth.FEATURES]
+    aml_background = kernel_background(Xa_tr)
     drift_aml = drift_reference(Xa_tr, oof_aml, "transaction", aml_synth.FEATURES, "risk", 0)
     drift_report.append(("aml-risk", drift_aml, Xa_te, p_aml[:, 0], ya_tr,
                          run_ort(aml_onnx, Xa_tr)["risk"][:, 0], oof_aml))
@@ -866,8 +1113,14 @@ def main():
           "features": aml_synth.FEATURES}],
         [{"name": "risk", "datatype": "FP32", "shape": [-1, 1]}],
         {"input": "transaction", "rows": f32list(Xa_te), "labels": [int(v) for v in ya_te],
-         "reference": {"risk": f32list(p_aml)}, "auc": auc_aml},
-        eval_block("risk", 0, auc_aml), drift_aml)
+         "reference": {"risk": f32list(p_aml)}, "auc": auc_aml,
+         "attributes": {f: f32list(Xa_te[:, j]) for j, f in enumerate(aml_synth.FEATURES)},
+         "explanations": kernel_reference(aml_layers, aml_attrs, aml_background, Xa_te)},
+        eval_block("risk", 0, auc_aml), drift_aml, aml_attrs, AML_REASONS,
+        {"method": "kernel", "background": "explain/background.json",
+         "samples": 2 ** len(aml_attrs), "seed": 0, "reasons_max": 4,
+         "tolerance": EXPLAIN_TOLERANCE},
+        {"explain/background.json": aml_background})
     summary.append(["aml-risk", auc_aml, len(ya_te), None, "MatMul, Add, Relu, Sigmoid"])
 
     # ---- report --------------------------------------------------------------------------

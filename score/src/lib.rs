@@ -1,4 +1,6 @@
-//! `coffer-score` owns Coffer's scoring engines: ONNX credit-risk and AML models behind
+//! `coffer-score` owns Coffer's scoring engines and what runs beside them (the
+//! [`attributes`] encoder that turns raw attributes into a model's input, and the
+//! [`explain`]ers that turn a score into per-attribute contributions and reason codes): ONNX credit-risk and AML models behind
 //! the [`ScoreEngine`] trait ([`TractEngine`], tract's general runtime; [`TreesEngine`],
 //! `coffer-trees`' native evaluator for a lone tree-ensemble graph), chosen per model file
 //! by [`load_engine_file`]; the dynamic [`Batcher`] that gives each model version a thread
@@ -10,8 +12,10 @@
 //! ties an engine to the daemon (the served versions, drift tracking, request counters,
 //! the HTTP API): cofferd's `score` module does, over these types.
 
+pub mod attributes;
 mod batcher;
 mod engine;
+pub mod explain;
 mod metrics;
 pub mod tensor;
 mod tract_engine;
@@ -22,8 +26,10 @@ use std::sync::Arc;
 
 use coffer_models::{Manifest, VersionDir};
 
+pub use attributes::{AttributeEncoder, EncodeError, RawValue};
 pub use batcher::{BatchError, BatchLimits, Batcher};
 pub use engine::{EngineError, ScoreEngine};
+pub use explain::{ExplainError, Explainer, Explanation};
 pub use metrics::{ModelMetrics, ScoreMetrics};
 pub use tensor::{BatchObserver, Tensor, TensorData};
 pub use tract_engine::TractEngine;
@@ -44,6 +50,31 @@ pub enum LoadError {
     Duplicate(String),
     #[error("{0} has no variant {1:?}")]
     NoVariant(String, String),
+    #[error("{id}: {source}")]
+    Explain { id: String, source: ExplainError },
+}
+
+/// The explainer of a version's model file (`None` when the manifest has no
+/// `[explain]`); the covers and other files are read from the version's directory.
+pub fn load_explainer(
+    manifest: &Manifest,
+    dir: &Path,
+    model_file: &Path,
+) -> Result<Option<Explainer>, LoadError> {
+    if manifest.explain.is_none() {
+        return Ok(None);
+    }
+    let err = |source| LoadError::Explain {
+        id: manifest.id(),
+        source,
+    };
+    let bytes = std::fs::read(model_file).map_err(|e| {
+        err(ExplainError::File {
+            path: model_file.display().to_string(),
+            detail: e.to_string(),
+        })
+    })?;
+    Explainer::load(manifest, &bytes, |rel| std::fs::read(dir.join(rel))).map_err(err)
 }
 
 /// Loads the engine for a verified version directory (its default model file).

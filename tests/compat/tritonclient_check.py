@@ -47,7 +47,31 @@ def main() -> int:
                 assert got.shape == want.shape, (name, out["name"], got.shape, want.shape)
                 diff = float(np.max(np.abs(got.astype(np.float64) - want)))
                 assert diff <= 1e-5, f"{name}/{out['name']} binary={binary}: max abs diff {diff}"
-        print(f"{name}: metadata, ready, infer (binary and JSON) match the reference")
+        # The same rows as raw attributes (names, types and categories from the metadata).
+        attrs = meta["attributes"]
+        raw = evalset["attributes"]
+        for binary in (True, False):
+            tensors = []
+            for a in attrs:
+                values = raw[a["name"]][:64]
+                if a["datatype"] == "BYTES":
+                    assert all(v in a["categories"] for v in values), a["name"]
+                    data = np.array(values, dtype=np.object_)
+                elif all(float(v).is_integer() for v in values):
+                    data = np.array(values, dtype=np.int64)
+                else:
+                    data = np.array(values, dtype=np.float32)
+                dtype = {"BYTES": "BYTES"}.get(a["datatype"], str(data.dtype).upper().replace("FLOAT", "FP"))
+                t = httpclient.InferInput(a["name"], [len(values)], dtype)
+                t.set_data_from_numpy(data, binary_data=binary)
+                tensors.append(t)
+            result = client.infer(name, tensors, headers=dict(headers))
+            for out in meta["outputs"]:
+                got = result.as_numpy(out["name"])
+                want = np.array(evalset["reference"][out["name"]])[:64]
+                diff = float(np.max(np.abs(got.astype(np.float64) - want)))
+                assert diff <= 1e-6, f"{name}/{out['name']} raw attributes binary={binary}: {diff}"
+        print(f"{name}: metadata, ready, infer (encoded and raw attributes, binary and JSON) match the reference")
 
     try:
         client.get_model_metadata("credit-lr", headers={"Authorization": "Bearer coffer_wrong"})

@@ -646,15 +646,7 @@ mod tests {
             for &t in &thresholds {
                 let (thr, swapped, kind) = normal_form(mode, t);
                 for &x in &values {
-                    let want = match mode {
-                        NodeMode::BranchLeq => x <= t,
-                        NodeMode::BranchLt => x < t,
-                        NodeMode::BranchGte => x >= t,
-                        NodeMode::BranchGt => x > t,
-                        NodeMode::BranchEq => x == t,
-                        NodeMode::BranchNeq => x != t,
-                        NodeMode::Leaf => unreachable!(),
-                    };
+                    let want = mode.holds(x, t);
                     let cmp = match kind {
                         KIND_LEQ => x <= thr,
                         KIND_EQ => x == thr,

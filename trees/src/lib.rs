@@ -31,15 +31,19 @@
 //! ```
 
 mod build;
+mod dense;
 mod error;
 mod eval;
 mod finalize;
 mod parse;
 mod proto;
+mod shap;
 
 use std::path::Path;
 
+pub use dense::{DenseLayer, DenseNetwork};
 pub use error::TreeError;
+pub use shap::TreeShap;
 
 /// How a regressor combines the trees' values (`aggregate_function`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

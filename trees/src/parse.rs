@@ -25,6 +25,22 @@ pub(crate) enum NodeMode {
     Leaf,
 }
 
+impl NodeMode {
+    /// Whether `x` takes the true branch of a node comparing with threshold `t` (the
+    /// operator's definition, NaN aside; `Leaf` never does).
+    pub(crate) fn holds(self, x: f32, t: f32) -> bool {
+        match self {
+            NodeMode::BranchLeq => x <= t,
+            NodeMode::BranchLt => x < t,
+            NodeMode::BranchGte => x >= t,
+            NodeMode::BranchGt => x > t,
+            NodeMode::BranchEq => x == t,
+            NodeMode::BranchNeq => x != t,
+            NodeMode::Leaf => false,
+        }
+    }
+}
+
 /// Classifier- or regressor-specific attributes.
 #[derive(Clone, Debug)]
 pub(crate) enum RawKind {

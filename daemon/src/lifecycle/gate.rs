@@ -117,6 +117,10 @@ fn score_gate(dir: &Path, manifest: &Manifest, model_file: &Path) -> GateReport 
             input.name
         ));
     }
+    let encoding = match attributes_check(manifest, &set) {
+        Ok(text) => text,
+        Err(problem) => return fail(format!("{}: {problem}", gate.set)),
+    };
     let engine = match crate::score::load_engine_file(manifest, model_file) {
         Ok(e) => e,
         Err(e) => return fail(format!("the model does not load: {e}")),
@@ -192,6 +196,15 @@ fn score_gate(dir: &Path, manifest: &Manifest, model_file: &Path) -> GateReport 
             gate.max_abs_diff
         ));
     }
+    let all_rows = rows_tensor(&input.name, input.datatype, &set.rows);
+    let explained =
+        match super::explain_gate::check(manifest, dir, model_file, &set, &all_rows, &scores) {
+            Ok(text) => text,
+            Err(found) => {
+                problems.extend(found);
+                String::new()
+            }
+        };
     let mut agreement_text = String::new();
     if let Some(min) = gate.teacher_agreement_min {
         match &set.teacher {
@@ -224,7 +237,7 @@ fn score_gate(dir: &Path, manifest: &Manifest, model_file: &Path) -> GateReport 
         }
     }
     let summary = format!(
-        "AUC {} (floor {}); max abs diff {worst:.1e}{agreement_text}; {} rows",
+        "AUC {} (floor {}); max abs diff {worst:.1e}{agreement_text}; {} rows{encoding}{explained}",
         measured_auc.map_or("n/a".to_string(), |a| format!("{a:.4}")),
         gate.auc_min,
         scores.len()
@@ -236,5 +249,129 @@ fn score_gate(dir: &Path, manifest: &Manifest, model_file: &Path) -> GateReport 
         }
     } else {
         fail(format!("{}; measured: {summary}", problems.join("; ")))
+    }
+}
+
+/// A model with `[[attributes]]` ships its eval rows as raw attributes too: encoding them
+/// must give the eval rows bit for bit (as the input's type), so a specification that
+/// does not match the training pipeline's transform never activates.
+fn attributes_check(manifest: &Manifest, set: &EvalSet) -> Result<String, String> {
+    let Some(encoder) = coffer_score::AttributeEncoder::new(manifest) else {
+        return Ok(String::new());
+    };
+    let Some(columns) = &set.attributes else {
+        return Err("the model has [[attributes]] but the set has no raw `attributes`".into());
+    };
+    let encoded = encoder
+        .encode_columns(columns, set.rows.len())
+        .map_err(|(row, e)| format!("raw attributes of row {row}: {e}"))?;
+    // Compared as the input's type: the set's f32 values read as f64 may be an ulp off.
+    let as_input = |x: f64| match manifest.io.inputs[0].datatype {
+        Datatype::Fp64 => x,
+        _ => f64::from(x as f32),
+    };
+    let width = encoder.width();
+    for (r, (row, got)) in set.rows.iter().zip(encoded.chunks_exact(width)).enumerate() {
+        let differs = |c: usize| as_input(got[c]).to_bits() != as_input(row[c]).to_bits();
+        if let Some(c) = (0..width).find(|&c| differs(c)) {
+            return Err(format!(
+                "the attributes encode row {r} column {c} as {} but the set has {}",
+                as_input(got[c]),
+                row[c]
+            ));
+        }
+    }
+    Ok(format!(
+        "; {} attributes encode all rows exactly",
+        encoder.attributes().len()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> (std::path::PathBuf, Manifest) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models/fixtures")
+            .join(name)
+            .join("1.0.0");
+        let text = std::fs::read_to_string(dir.join("manifest.toml")).unwrap();
+        (dir, Manifest::parse(&text).unwrap())
+    }
+
+    #[test]
+    fn the_fixtures_attributes_reproduce_their_eval_rows() {
+        for name in ["credit-gbdt", "credit-lr", "credit-mlp", "aml-risk"] {
+            let (dir, manifest) = fixture(name);
+            let report = run(&dir, &manifest, &dir.join("model.onnx"), 1);
+            eprintln!("{name}: {}", report.summary);
+            assert!(report.passed, "{name}: {}", report.summary);
+            assert!(
+                report
+                    .summary
+                    .contains("attributes encode all rows exactly"),
+                "{name}: {}",
+                report.summary
+            );
+        }
+    }
+
+    #[test]
+    fn a_specification_that_differs_from_the_training_transform_fails_the_gate() {
+        let (dir, mut manifest) = fixture("credit-lr");
+        // The training mean of the first attribute, a millionth off.
+        let mean = manifest.attributes[0].mean.unwrap();
+        manifest.attributes[0].mean = Some(mean * (1.0 + 1e-6));
+        let report = run(&dir, &manifest, &dir.join("model.onnx"), 1);
+        assert!(!report.passed);
+        assert!(
+            report.summary.contains("encode row") && report.summary.contains("column 0"),
+            "{}",
+            report.summary
+        );
+
+        let (dir, mut manifest) = fixture("credit-lr");
+        let purpose = manifest
+            .attributes
+            .iter_mut()
+            .find(|a| a.name == "purpose")
+            .unwrap();
+        purpose.categories.swap(0, 1);
+        let report = run(&dir, &manifest, &dir.join("model.onnx"), 1);
+        assert!(!report.passed, "{}", report.summary);
+    }
+
+    #[test]
+    fn explanations_that_do_not_match_the_reference_fail_the_gate() {
+        let (dir, mut manifest) = fixture("credit-lr");
+        let spec = manifest.explain.as_mut().unwrap();
+        spec.background_mean[0] += 0.01;
+        let report = run(&dir, &manifest, &dir.join("model.onnx"), 1);
+        assert!(!report.passed);
+        assert!(
+            report
+                .summary
+                .contains("explanations differ from the reference"),
+            "{}",
+            report.summary
+        );
+        // Covers that do not add up are refused before any row is explained.
+        let (dir, manifest) = fixture("credit-gbdt");
+        let tmp = tempfile::tempdir().unwrap();
+        for entry in ["model.onnx", "eval", "explain"] {
+            let status = std::process::Command::new("cp")
+                .args(["-r", &dir.join(entry).display().to_string()])
+                .arg(tmp.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let covers = tmp.path().join("explain/tree_covers.json");
+        let text = std::fs::read_to_string(&covers).unwrap();
+        std::fs::write(&covers, text.replacen("[700.0,424.0", "[700.0,425.0", 1)).unwrap();
+        let report = run(tmp.path(), &manifest, &tmp.path().join("model.onnx"), 1);
+        assert!(!report.passed);
+        assert!(report.summary.contains("cover"), "{}", report.summary);
     }
 }

@@ -4,6 +4,7 @@
 //! (`crate::lifecycle::registry`) recording every state and change. The admin socket
 //! (`admin::models`) and start-up ([`startup`]) drive it. `docs/models.md` describes it.
 
+mod explain_gate;
 pub mod gate;
 mod loading;
 mod metrics;

@@ -36,6 +36,11 @@ pub struct LoadedModel {
     /// audit record.
     pub id: String,
     pub served_by: Option<http::HeaderValue>,
+    /// The feature specification, when the manifest has `[[attributes]]`: clients may
+    /// send raw attributes instead of the encoded input.
+    pub attributes: Option<Box<coffer_score::AttributeEncoder>>,
+    /// Explains its scores, when the manifest has `[explain]`.
+    pub explainer: Option<Arc<coffer_score::Explainer>>,
 }
 
 /// Verifies and loads one version directory and starts its batcher.
@@ -74,6 +79,8 @@ pub fn start_version(
         .map(|f| version.path(&f.path))
         .ok_or_else(|| LoadError::NoVariant(version.manifest.id(), variant.unwrap_or("").into()))?;
     let engine = load_engine_file(&version.manifest, &model_file)?;
+    let explainer =
+        coffer_score::load_explainer(&version.manifest, &version.dir, &model_file)?.map(Arc::new);
     let dir = version.dir;
     let manifest = version.manifest;
     let model_metrics = metrics.for_model(&manifest.name, &manifest.version);
@@ -99,7 +106,10 @@ pub fn start_version(
     )
     .map_err(|e| LoadError::Thread(manifest.id(), e))?;
     let id = manifest.id();
+    let attributes = coffer_score::AttributeEncoder::new(&manifest).map(Box::new);
     Ok(LoadedModel {
+        attributes,
+        explainer,
         served_by: http::HeaderValue::from_str(&id).ok(),
         id,
         manifest,

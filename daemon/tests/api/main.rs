@@ -5,6 +5,7 @@ mod common;
 
 mod admin_roles;
 mod admission;
+mod attributes;
 mod audit;
 mod auth;
 mod chat;
@@ -18,6 +19,7 @@ mod drift;
 mod drip_host;
 mod embeddings;
 mod engine_faults;
+mod explain;
 mod faults;
 mod fleet;
 mod fleet_attacks;

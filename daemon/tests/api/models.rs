@@ -14,13 +14,15 @@ use crate::common::{Setup, eval_set, fixture};
 pub fn derived_version(root: &Path, from: &str, name: &str, version: &str) -> PathBuf {
     let src = fixture(from);
     let dst = root.join(name).join(version);
-    std::fs::create_dir_all(dst.join("eval")).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
     let mut manifest = coffer_models::Manifest::parse(
         &std::fs::read_to_string(src.join("manifest.toml")).unwrap(),
     )
     .unwrap();
     for f in &manifest.files {
-        std::fs::copy(src.join(&f.path), dst.join(&f.path)).unwrap();
+        let to = dst.join(&f.path);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(src.join(&f.path), to).unwrap();
     }
     manifest.name = name.into();
     manifest.version = version.into();
@@ -243,7 +245,10 @@ async fn import_gate_activate_rollback_pin_remove_and_gc() {
     );
     let (code, gc) = ctl_json(&s, &["models", "gc"]);
     assert_eq!(code, 0);
-    assert_eq!(gc["blobs_removed"], 2, "the MLP and its eval set: {gc}");
+    assert_eq!(
+        gc["blobs_removed"], 3,
+        "the MLP, its eval set and its explanation background: {gc}"
+    );
     let (_, list) = ctl_json(&s, &["models", "list"]);
     assert!(record(&list, "credit-lr", "2.0.0").is_null());
 

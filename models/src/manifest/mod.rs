@@ -2,7 +2,9 @@
 //! refused, and the checks that need no file system (names, shapes, references between
 //! sections).
 
+pub mod attributes;
 pub mod embedding;
+pub mod explain;
 
 use std::path::{Component, Path};
 
@@ -76,6 +78,8 @@ impl std::fmt::Display for Datatype {
 pub enum FileRole {
     Model,
     Eval,
+    /// What an explanation method needs beside the model file (`explain`).
+    Explain,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +201,16 @@ pub struct Manifest {
     /// Reference distributions for drift monitoring (scoring models).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftReference>,
+    /// The raw attributes a client may send instead of the encoded input (scoring
+    /// models; `attributes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<attributes::AttributeSpec>,
+    /// The adverse-action text of each attribute, for reason codes.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub reasons: std::collections::BTreeMap<String, String>,
+    /// How scores are explained (`explain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<explain::ExplainSpec>,
 }
 
 /// Binned reference distributions of a scoring model's inputs and score, computed from
@@ -440,6 +454,14 @@ impl Manifest {
             Kind::Chat => self.check_chat()?,
             Kind::Embedding => embedding::check(self)?,
         }
+        if self.kind != Kind::Score
+            && !(self.attributes.is_empty() && self.reasons.is_empty() && self.explain.is_none())
+        {
+            return Err(invalid(
+                "attributes",
+                "only scoring models have [[attributes]], [reasons] and [explain]",
+            ));
+        }
         self.check_variants()
     }
 
@@ -600,6 +622,8 @@ impl Manifest {
         if let Some(drift) = &self.drift {
             self.check_drift(drift)?;
         }
+        attributes::check(self)?;
+        explain::check(self)?;
         if let Some(gate) = &self.eval {
             let unit = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
             let valid = unit(gate.auc_min)

@@ -1,7 +1,8 @@
 //! The `data` field of an infer request input, read straight from the JSON text into one
 //! flat buffer of scalars (nested row-major arrays are flattened as they are read), with
-//! no intermediate `serde_json::Value` tree. Elements that cannot be a tensor value
-//! (strings, objects, null) are kept as such so that validation can name the element.
+//! no intermediate `serde_json::Value` tree. Strings are kept (BYTES attributes read
+//! them); elements that cannot be a tensor value (objects, null) are kept as such so
+//! that validation can name the element.
 
 use std::fmt;
 
@@ -21,7 +22,11 @@ pub enum Scalar {
     Bool(bool),
     /// A bare `NaN`/`Infinity` token (see [`super::json`]).
     NonFinite,
-    /// A string, object or null.
+    /// A string: its index in [`FlatData::strings`].
+    Text(u32),
+    /// `null`.
+    Null,
+    /// An object.
     NotAValue,
 }
 
@@ -55,6 +60,8 @@ impl Scalar {
 #[derive(Debug, Default)]
 pub struct FlatData {
     pub values: Vec<Scalar>,
+    /// The strings that [`Scalar::Text`] points into.
+    pub strings: Vec<Box<str>>,
     /// Nesting went deeper than [`MAX_DEPTH`]; `values` is incomplete.
     pub too_deep: bool,
 }
@@ -112,16 +119,18 @@ impl<'de> Visitor<'de> for Element<'_> {
     }
 
     fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        self.out.values.push(if v == NON_FINITE_MARKER {
-            Scalar::NonFinite
+        if v == NON_FINITE_MARKER {
+            self.out.values.push(Scalar::NonFinite);
         } else {
-            Scalar::NotAValue
-        });
+            let index = u32::try_from(self.out.strings.len()).unwrap_or(u32::MAX);
+            self.out.strings.push(v.into());
+            self.out.values.push(Scalar::Text(index));
+        }
         Ok(())
     }
 
     fn visit_unit<E>(self) -> Result<(), E> {
-        self.out.values.push(Scalar::NotAValue);
+        self.out.values.push(Scalar::Null);
         Ok(())
     }
 
@@ -179,18 +188,21 @@ mod tests {
     }
 
     #[test]
-    fn keeps_non_values_for_validation() {
-        let d = read(r#"[1, "x", null, {"a": [1]}, "\u0001non-finite"]"#);
+    fn keeps_strings_and_non_values_for_validation() {
+        let d = read(r#"[1, "x", null, {"a": [1]}, "\u0001non-finite", "y"]"#);
         assert_eq!(
             d.values,
             vec![
                 Scalar::UInt(1),
+                Scalar::Text(0),
+                Scalar::Null,
                 Scalar::NotAValue,
-                Scalar::NotAValue,
-                Scalar::NotAValue,
-                Scalar::NonFinite
+                Scalar::NonFinite,
+                Scalar::Text(1)
             ]
         );
+        assert_eq!(d.strings, vec!["x".into(), "y".into()]);
+        assert_eq!(d.values[1].as_f64(), None);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The Open Inference Protocol (KServe v2) routes for scoring: health, model metadata and
-//! readiness, infer, and Triton's repository index. All need the `score` scope.
+//! readiness, infer (with the encoded input, or the raw attributes of a model with a
+//! feature specification), and Triton's repository index. All need the `score` scope.
 
+mod attributes;
 mod data;
 mod json;
 mod request;
@@ -31,6 +33,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v2/models/{model}", get(model_metadata))
         .route("/v2/models/{model}/ready", get(model_ready))
         .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/explain", post(explain))
         .route(
             "/v2/models/{model}/versions/{version}",
             get(version_metadata),
@@ -42,6 +45,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(
             "/v2/models/{model}/versions/{version}/infer",
             post(infer_version),
+        )
+        .route(
+            "/v2/models/{model}/versions/{version}/explain",
+            post(explain_version),
         )
         .route("/v2/repository/index", post(repository_index))
 }
@@ -165,7 +172,7 @@ async fn infer(
     Path(model): Path<String>,
     req: Request<Body>,
 ) -> Response {
-    run_infer(state, model, None, req)
+    run_infer(state, model, None, req, false)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -175,9 +182,42 @@ async fn infer_version(
     Path((model, version)): Path<(String, String)>,
     req: Request<Body>,
 ) -> Response {
-    run_infer(state, model, Some(version), req)
+    run_infer(state, model, Some(version), req, false)
         .await
         .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// KServe's explain verb: an infer request whose answer always carries the explanation.
+async fn explain(
+    State(state): State<Arc<AppState>>,
+    Path(model): Path<String>,
+    req: Request<Body>,
+) -> Response {
+    run_infer(state, model, None, req, true)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn explain_version(
+    State(state): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+    req: Request<Body>,
+) -> Response {
+    run_infer(state, model, Some(version), req, true)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Whether the request asks for an explanation (`parameters: {"explain": true}`).
+fn asks_explanation(request: &request::InferRequest) -> Result<bool, ApiError> {
+    match request.parameters.as_ref().and_then(|p| p.get("explain")) {
+        None => Ok(false),
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(bad(
+            "invalid_request",
+            "parameters.explain must be true or false",
+        )),
+    }
 }
 
 async fn run_infer(
@@ -185,6 +225,7 @@ async fn run_infer(
     model: String,
     version: Option<String>,
     req: Request<Body>,
+    force_explain: bool,
 ) -> Result<Response, ApiError> {
     let ctx = RequestContext::of(&req);
     let requested = find(&state, &model, version.as_deref())?;
@@ -217,12 +258,27 @@ async fn run_infer(
     )
     .await?;
     let (request, binary) = request::parse(&body, header_length)?;
-    let (inputs, rows) = request::validate(
-        &request,
-        &binary,
-        loaded.engine.inputs(),
-        loaded.manifest.serving.max_batch,
-    )?;
+    let max_batch = loaded.manifest.serving.max_batch;
+    let (inputs, rows) = match &loaded.attributes {
+        Some(encoder) if attributes::requested(&request, loaded.engine.inputs()) => {
+            attributes::encode(&request, &binary, encoder, max_batch)?
+        }
+        _ => request::validate(&request, &binary, loaded.engine.inputs(), max_batch)?,
+    };
+    let explainer = if force_explain || asks_explanation(&request)? {
+        Some(loaded.explainer.clone().ok_or_else(|| {
+            bad(
+                "explain_unsupported",
+                format!(
+                    "{} has no explanation method ([explain] in its manifest)",
+                    loaded.id
+                ),
+            )
+        })?)
+    } else {
+        None
+    };
+    let explain_input = explainer.as_ref().and_then(|_| inputs.first().cloned());
     let wanted: Option<Vec<&str>> = request
         .outputs
         .as_ref()
@@ -250,7 +306,28 @@ async fn run_infer(
             .collect(),
         None => outputs,
     };
-    let mut response = response::infer(&loaded, &request, &selected);
+    let explained = match (explainer, explain_input) {
+        (Some(explainer), Some(input)) => {
+            let e = Arc::clone(&explainer);
+            let rows = tokio::task::spawn_blocking(move || e.explain(&input))
+                .await
+                .map_err(|_| internal())?
+                .map_err(|e| {
+                    tracing::error!(error = %e, "explanation failed");
+                    internal()
+                })?;
+            Some((explainer, rows))
+        }
+        _ => None,
+    };
+    let mut response = response::infer(
+        &loaded,
+        &request,
+        &selected,
+        explained
+            .as_ref()
+            .map(|(e, rows)| (e.as_ref(), rows.as_slice())),
+    );
     if let Some(v) = &loaded.served_by {
         response.headers_mut().insert(serving::SERVED_BY, v.clone());
     }
@@ -260,6 +337,10 @@ async fn run_infer(
             .insert(serving::FALLBACK_HEADER, HeaderValue::from_static(policy));
     }
     Ok(response)
+}
+
+fn internal() -> ApiError {
+    ApiError::new(ErrorKind::Internal, "", Family::InferenceProtocol)
 }
 
 fn serve_error(state: &AppState, e: serving::ServeError) -> ApiError {

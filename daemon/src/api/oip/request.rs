@@ -73,7 +73,7 @@ pub fn parse(
     Ok((request, binary))
 }
 
-fn binary_size(input: &RequestInput) -> Option<u64> {
+pub(super) fn binary_size(input: &RequestInput) -> Option<u64> {
     input.parameters.as_ref()?.get("binary_data_size")?.as_u64()
 }
 
@@ -226,7 +226,7 @@ fn decode_input(
     })
 }
 
-fn decode_binary(
+pub(super) fn decode_binary(
     name: &str,
     datatype: Datatype,
     binary: &Bytes,

@@ -43,13 +43,60 @@ struct OutputEntry<'a> {
     data: Option<DataJson<'a>>,
 }
 
+/// An output: a model tensor, or one of the explanation's (always JSON).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Output<'a> {
+    Tensor(OutputEntry<'a>),
+    Explanation(Value),
+}
+
 #[derive(Serialize)]
 struct InferBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
     model_name: &'a str,
     model_version: &'a str,
-    outputs: Vec<OutputEntry<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<Value>,
+    outputs: Vec<Output<'a>>,
+}
+
+/// The explanation outputs of `rows` explained rows, and the response parameters that
+/// say how to read them.
+fn explanation_outputs(
+    explainer: &coffer_score::Explainer,
+    rows: &[coffer_score::Explanation],
+) -> (Value, Vec<Value>) {
+    let n = rows.len();
+    let attributes = explainer.attributes();
+    let k = rows.iter().map(|r| r.reasons.len()).max().unwrap_or(0);
+    let contributions: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| r.contributions.iter().copied())
+        .collect();
+    let base: Vec<f64> = rows.iter().map(|r| r.base_value).collect();
+    let margin: Vec<f64> = rows.iter().map(|r| r.margin).collect();
+    let padded = |f: &dyn Fn(usize) -> String| -> Vec<String> {
+        rows.iter()
+            .flat_map(|r| (0..k).map(|i| r.reasons.get(i).map_or(String::new(), |&a| f(a))))
+            .collect()
+    };
+    let codes = padded(&|a| attributes[a].clone());
+    let texts = padded(&|a| explainer.reason_text(a).to_string());
+    let parameters = json!({
+        "explanation_method": explainer.method(),
+        "explanation_space": "log_odds",
+        "explanation_attributes": attributes.join(","),
+    });
+    let outputs = vec![
+        json!({"name": "explain_contributions", "datatype": "FP64", "shape": [n, attributes.len()], "data": contributions}),
+        json!({"name": "explain_base_value", "datatype": "FP64", "shape": [n], "data": base}),
+        json!({"name": "explain_margin", "datatype": "FP64", "shape": [n], "data": margin}),
+        json!({"name": "explain_reason_codes", "datatype": "BYTES", "shape": [n, k], "data": codes}),
+        json!({"name": "explain_reasons", "datatype": "BYTES", "shape": [n, k], "data": texts}),
+    ];
+    (parameters, outputs)
 }
 
 fn data_bytes(data: &TensorData, out: &mut BytesMut) {
@@ -75,10 +122,16 @@ fn wants_binary(request: &InferRequest, name: &str) -> bool {
     per_output.unwrap_or_else(|| flag(&request.parameters, "binary_data_output").unwrap_or(false))
 }
 
-/// The infer response for `outputs` (already filtered to the requested ones).
-pub fn infer(model: &LoadedModel, request: &InferRequest, outputs: &[Tensor]) -> Response {
+/// The infer response for `outputs` (already filtered to the requested ones), and the
+/// rows' explanations when the request asked for them.
+pub fn infer(
+    model: &LoadedModel,
+    request: &InferRequest,
+    outputs: &[Tensor],
+    explained: Option<(&coffer_score::Explainer, &[coffer_score::Explanation])>,
+) -> Response {
     let mut binary = BytesMut::new();
-    let entries: Vec<OutputEntry> = outputs
+    let mut entries: Vec<Output> = outputs
         .iter()
         .map(|t| {
             let mut entry = OutputEntry {
@@ -97,13 +150,19 @@ pub fn infer(model: &LoadedModel, request: &InferRequest, outputs: &[Tensor]) ->
             } else {
                 entry.data = Some(DataJson(&t.data));
             }
-            entry
+            Output::Tensor(entry)
         })
         .collect();
+    let parameters = explained.map(|(explainer, rows)| {
+        let (parameters, extra) = explanation_outputs(explainer, rows);
+        entries.extend(extra.into_iter().map(Output::Explanation));
+        parameters
+    });
     let body = InferBody {
         id: request.id.as_deref(),
         model_name: &model.manifest.name,
         model_version: &model.manifest.version,
+        parameters,
         outputs: entries,
     };
     let json_bytes = match serde_json::to_vec(&body) {
@@ -138,13 +197,35 @@ fn tensor_meta(spec: &coffer_models::TensorSpec) -> Value {
     json!({ "name": spec.name, "datatype": spec.datatype.as_str(), "shape": spec.shape })
 }
 
-/// Model metadata: `versions` lists what this answer covers.
+/// A raw attribute as a client sends it: one value per row, its datatype, and for a
+/// category the values it takes.
+fn attribute_meta(a: &coffer_models::manifest::attributes::AttributeSpec) -> Value {
+    use coffer_models::manifest::attributes::ValueType;
+    let mut v = json!({
+        "name": a.name,
+        "datatype": match a.value_type { ValueType::Number => "FP64", ValueType::Category => "BYTES" },
+        "shape": [-1],
+        "required": a.missing.is_none(),
+    });
+    if a.value_type == ValueType::Category {
+        v["categories"] = json!(a.allowed().collect::<Vec<_>>());
+    }
+    v
+}
+
+/// Model metadata: `versions` lists what this answer covers. A model with a feature
+/// specification lists its raw `attributes` too (an extension of the protocol's
+/// metadata; clients that do not know it ignore it).
 pub fn metadata(model: &LoadedModel, versions: Vec<String>) -> Value {
-    json!({
+    let mut v = json!({
         "name": model.manifest.name,
         "versions": versions,
         "platform": model.engine.platform(),
         "inputs": model.engine.inputs().iter().map(tensor_meta).collect::<Vec<_>>(),
         "outputs": model.engine.outputs().iter().map(tensor_meta).collect::<Vec<_>>(),
-    })
+    });
+    if let Some(encoder) = &model.attributes {
+        v["attributes"] = encoder.attributes().map(attribute_meta).collect();
+    }
+    v
 }
