@@ -24,6 +24,45 @@ pub mod route {
     pub const VERSION: &str = "/admin/models/{name}/versions/{version}";
     pub const ACTIVATE: &str = "/admin/models/{name}/versions/{version}/activate";
     pub const VERIFY: &str = "/admin/models/{name}/versions/{version}/verify";
+    pub const DECISIONS: &str = "/admin/decisions";
+    pub const DECISION: &str = "/admin/decisions/{request_id}";
+    pub const DECISIONS_REPLAY: &str = "/admin/decisions-replay";
+    pub const DECISIONS_EXPORT: &str = "/admin/decisions-export";
+    pub const DECISION_KEYS: &str = "/admin/decision-keys";
+}
+
+/// `GET /admin/decisions/{request_id}`.
+pub fn decision(request_id: &str) -> String {
+    format!("/admin/decisions/{}", segment(request_id))
+}
+
+fn decision_query(model: Option<&str>, since_ms: u64, limit: usize) -> String {
+    let mut q = format!("since_ms={since_ms}&limit={limit}");
+    if let Some(m) = model {
+        q.push_str(&format!("&model={}", segment(m)));
+    }
+    q
+}
+
+/// `GET /admin/decisions?since_ms=T&limit=N[&model=M]`.
+pub fn decisions(model: Option<&str>, since_ms: u64, limit: usize) -> String {
+    format!(
+        "/admin/decisions?{}",
+        decision_query(model, since_ms, limit)
+    )
+}
+
+/// `GET /admin/decisions-export?since_ms=T&limit=N[&model=M]&redacted=B`.
+pub fn decisions_export(
+    model: Option<&str>,
+    since_ms: u64,
+    limit: usize,
+    redacted: bool,
+) -> String {
+    format!(
+        "/admin/decisions-export?{}&redacted={redacted}",
+        decision_query(model, since_ms, limit)
+    )
 }
 
 /// `s` as one URL path segment (or query value): everything but unreserved characters

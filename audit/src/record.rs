@@ -74,6 +74,20 @@ pub enum AuditEvent {
         response_bytes: u64,
         latency_us: u64,
     },
+    /// A scoring decision kept in the decision store (docs/decisions.md): the SHA-256 of
+    /// its sealed plaintext, so that a stored decision cannot be altered unnoticed.
+    Decision {
+        request_id: String,
+        model: String,
+        version: String,
+        sha256: String,
+    },
+    /// The decision store removed the decisions older than its retention: every decision
+    /// recorded before `before_ms` is gone on purpose.
+    DecisionsPruned {
+        removed: u64,
+        before_ms: u64,
+    },
     /// Requests that carried no valid key (401s, `/healthz`, unknown routes) since the
     /// previous such record: counted, not recorded one by one, so that anonymous traffic
     /// cannot fill the log and push admin records out through retention.
@@ -116,6 +130,7 @@ impl AuditEvent {
         !matches!(
             self,
             AuditEvent::Request { .. }
+                | AuditEvent::Decision { .. }
                 | AuditEvent::Unauthenticated { .. }
                 | AuditEvent::Checkpoint { .. }
                 | AuditEvent::Rotated { .. }

@@ -41,6 +41,50 @@ pub enum Command {
     /// of the served versions; shadow evaluation of a candidate.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Scoring decisions kept on the box: show, list, replay, export, rotate the key.
+    /// Every call is recorded in the audit log.
+    #[command(subcommand)]
+    Decisions(DecisionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DecisionsCommand {
+    /// One decision (inputs, outputs, explanation, version) by its request id.
+    Show { request_id: String },
+    /// Decisions by time, oldest first.
+    List {
+        #[arg(long)]
+        model: Option<String>,
+        /// How far back: a duration such as `7days` or `24h` (default: everything kept).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Re-score recorded decisions with the recorded version and report any output
+    /// that is not the recorded one bit for bit (exit 1 then).
+    Replay {
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+    },
+    /// The decisions as JSON; `--redacted` withholds attribute values and inputs (a
+    /// dispute file: scores, reasons, versions and hashes).
+    Export {
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[arg(long)]
+        redacted: bool,
+    },
+    /// Add a new sealing key; older keys stay to open the decisions they sealed.
+    RotateKey,
 }
 
 #[derive(Debug, Subcommand)]

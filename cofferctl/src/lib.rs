@@ -27,7 +27,7 @@ pub fn run(cli: Cli) -> ExitCode {
             return commands::offline::audit_verify(&cli, dir.as_deref());
         }
         Command::Tls(command) => return commands::offline::tls_host_cert(command),
-        Command::Keys(_) | Command::Models(_) => {}
+        Command::Keys(_) | Command::Models(_) | Command::Decisions(_) => {}
     }
     // One worker besides this thread: the import's file reader finishes only after the
     // connection task, run by the worker, has dropped the request body (when cofferd
@@ -55,6 +55,9 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Keys(command) => commands::keys::run(&client, cli.json, command).await,
             Command::Models(command) => commands::models::run(&client, cli.json, command).await,
+            Command::Decisions(command) => {
+                commands::decisions::run(&client, cli.json, command).await
+            }
             Command::Redact | Command::Audit(_) | Command::Tls(_) => ExitCode::SUCCESS,
         }
     })

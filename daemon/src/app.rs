@@ -64,6 +64,10 @@ pub enum StartError {
     GpuPolicy(#[from] crate::serving::gpu_fallback::PolicyError),
     #[error("admin socket policy: {0}")]
     Accounts(#[from] admin::accounts::AccountError),
+    #[error(transparent)]
+    DecisionKeys(#[from] crate::decisions::KeyError),
+    #[error(transparent)]
+    Decisions(#[from] crate::decisions::StoreError),
 }
 
 /// Starts the model lifecycle (store, registry, seeds from the configuration) and
@@ -226,6 +230,18 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         audit.clone(),
         Arc::clone(&telemetry),
     );
+    let decision_store = Arc::new(crate::decisions::DecisionStore::open(
+        &db,
+        crate::decisions::Keyring::open_or_create(&config.decisions.keys_dir)?,
+        config.decisions.retention,
+    )?);
+    models.keep_decided_versions(Arc::clone(&decision_store));
+    let decisions = Arc::new(crate::decisions::Decisions::new(
+        Arc::clone(&decision_store),
+        config.decisions.models.clone(),
+        audit.clone(),
+    ));
+    let prune_task = crate::decisions::retention::spawn(Arc::clone(&decision_store), audit.clone());
     let served = Arc::clone(&models);
     let flush_task = spawn_flush(
         Arc::clone(&telemetry),
@@ -252,6 +268,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         grammars: crate::chat::grammar::GrammarCompiler::default(),
         chat_keep_alive: config.chat.keep_alive,
         audit: audit.clone().filter(|_| config.audit.requests),
+        decisions: Some(Arc::clone(&decisions)),
         limits: Limits {
             max_body_bytes: config.server.max_body_bytes,
             request_timeout: config.server.request_timeout,
@@ -289,6 +306,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         models: Arc::clone(&models),
         readiness: Arc::clone(&readiness),
         metrics: Arc::clone(&metrics),
+        decisions: Arc::clone(&decision_store),
     });
     let a = &config.admin;
     let ids = |uids: &[u32], users, users_key, gids: &[u32], groups, groups_key| {
@@ -351,6 +369,8 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     admin_task.abort();
     flush_task.abort();
     drift_task.abort();
+    prune_task.abort();
+    let _ = decision_store.flush();
     let trackers = models.drift_trackers();
     let _ = tokio::task::spawn_blocking(move || drift_store.save_all(&trackers)).await;
     let final_flush = Arc::clone(&telemetry);

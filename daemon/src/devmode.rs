@@ -68,6 +68,8 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), DevError> {
 #[derive(Debug, Clone)]
 pub struct DevModels {
     pub scoring: PathBuf,
+    /// Scoring model names whose decisions are kept.
+    pub record_decisions: Vec<String>,
     pub chat: Vec<String>,
     pub embedding: Vec<String>,
 }
@@ -106,6 +108,7 @@ pub fn prepare(
     raw.scoring.models = scoring_fixtures(&models.scoring);
     raw.chat.models = models.chat;
     raw.embedding.models = models.embedding;
+    raw.decisions.models = models.record_decisions;
     // Dev mode has one key, which every benchmark and demo uses: it may take the whole
     // pool (a served appliance keeps each key to half of it by default).
     raw.admission.max_in_flight_per_key = Some(raw.admission.max_in_flight);

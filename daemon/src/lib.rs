@@ -14,6 +14,7 @@ pub use coffer_hostcert::atomic_write;
 pub mod chat;
 pub mod config;
 pub mod counted;
+pub mod decisions;
 pub mod devmode;
 pub mod embedding;
 pub mod engine_faults;

@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
+use crate::decisions::{DecisionList, DecisionRecords, KeyRotated, ReplayReport, ReplayRequest};
 use crate::health::HealthReport;
 use crate::keys::{CreateKey, CreatedKey, KeyView};
 use crate::models::{
@@ -306,6 +307,45 @@ impl AdminClient {
 
     pub async fn stop_shadow(&self, name: &str) -> Result<ShadowReport, ClientError> {
         self.call(Method::DELETE, &path::shadow(name), None::<&()>)
+            .await
+    }
+
+    // Decisions kept on the box.
+
+    pub async fn decision(&self, request_id: &str) -> Result<DecisionRecords, ClientError> {
+        self.get(&path::decision(request_id)).await
+    }
+
+    pub async fn decisions(
+        &self,
+        model: Option<&str>,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<DecisionList, ClientError> {
+        self.get(&path::decisions(model, since_ms, limit)).await
+    }
+
+    pub async fn replay_decisions(
+        &self,
+        request: &ReplayRequest,
+    ) -> Result<ReplayReport, ClientError> {
+        self.call(Method::POST, path::route::DECISIONS_REPLAY, Some(request))
+            .await
+    }
+
+    pub async fn export_decisions(
+        &self,
+        model: Option<&str>,
+        since_ms: u64,
+        limit: usize,
+        redacted: bool,
+    ) -> Result<DecisionRecords, ClientError> {
+        self.get(&path::decisions_export(model, since_ms, limit, redacted))
+            .await
+    }
+
+    pub async fn rotate_decision_key(&self) -> Result<KeyRotated, ClientError> {
+        self.call(Method::POST, path::route::DECISION_KEYS, None::<&()>)
             .await
     }
 

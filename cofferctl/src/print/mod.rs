@@ -1,6 +1,7 @@
 //! The human form of every answer, as text: one function per answer type, tested
 //! against typed values. `--json` prints the answer itself instead.
 
+pub mod decisions;
 pub mod keys;
 pub mod models;
 pub mod reports;

@@ -1,11 +1,12 @@
 //! The admin API on a Unix socket (mode 0660): key management, the telemetry spool,
-//! models, the audit log's signed checkpoints and the health report for the fleet
-//! agent. Only peers that pass the credential check ([`PeerPolicy`]) are served;
+//! models, decisions kept on the box, the audit log's signed checkpoints and the health
+//! report for the fleet agent. Only peers that pass the credential check ([`PeerPolicy`]) are served;
 //! the rest get a 403 that says why. JSON in, JSON out; `cofferctl` is its client.
 
 pub mod accounts;
 mod audit;
 mod caller;
+mod decisions;
 mod health;
 mod keys;
 mod models;
@@ -39,6 +40,8 @@ pub struct AdminState {
     /// Readiness and request outcomes per model version, for `GET /admin/health`.
     pub readiness: Arc<crate::monitoring::readiness::Readiness>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Decisions kept on the box (`cofferctl decisions`).
+    pub decisions: Arc<crate::decisions::DecisionStore>,
 }
 
 /// An admin API error: status, stable code and message.

@@ -74,6 +74,7 @@ fn failure(e: &ManageError) -> AdminFailure {
         ManageError::Shadow(_) => (S::CONFLICT, "shadow_refused"),
         ManageError::NoShadow(_) => (S::NOT_FOUND, "no_shadow"),
         ManageError::BadRequest(_) => (S::BAD_REQUEST, "invalid_request"),
+        ManageError::Decided(_) => (S::CONFLICT, "version_has_decisions"),
     };
     if status.is_server_error() {
         tracing::error!(error = %e, "model lifecycle operation failed");

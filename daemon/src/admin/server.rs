@@ -133,6 +133,11 @@ fn router(state: Arc<AdminState>) -> Router {
         )
         .route(route::ACTIVATE, post(models::activate))
         .route(route::VERIFY, post(models::verify))
+        .route(route::DECISIONS, get(super::decisions::list))
+        .route(route::DECISION, get(super::decisions::show))
+        .route(route::DECISIONS_REPLAY, post(super::decisions::replay))
+        .route(route::DECISIONS_EXPORT, get(super::decisions::export))
+        .route(route::DECISION_KEYS, post(super::decisions::rotate_key))
         .layer(axum::middleware::from_fn(check_peer))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -141,9 +146,9 @@ fn router(state: Arc<AdminState>) -> Router {
         .with_state(state)
 }
 
-/// Every admin call that changes something (any method but GET), refused or not, and
-/// every refused call, goes into the audit log with the caller's uid and role and the
-/// answer's status. Key tokens never appear: they are in response bodies, which are not
+/// Every admin call that changes something (any method but GET), refused or not, every
+/// read of the decision store, and every refused call, goes into the audit log with the
+/// caller's uid and role and the answer's status. Key tokens never appear: they are in response bodies, which are not
 /// recorded; nor does a path the caller made up (an unknown route is `unknown`).
 async fn audit_change(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<Peer>().copied();
@@ -151,7 +156,8 @@ async fn audit_change(State(state): State<Arc<AdminState>>, req: Request, next: 
     let path = req.uri().path().to_string();
     let response = next.run(req).await;
     let refused = response.status() == StatusCode::FORBIDDEN;
-    if method != http::Method::GET || refused {
+    let reads_decisions = path.starts_with("/admin/decision");
+    if method != http::Method::GET || refused || reads_decisions {
         if let Some(audit) = &state.audit {
             let (action, mut target) = audit_action(method.as_str(), &path);
             if let Some(t) = response.extensions().get::<AuditTarget>() {
@@ -198,6 +204,11 @@ fn audit_action(method: &str, path: &str) -> (String, String) {
             (format!("models.{action}"), format!("{name}@{version}"))
         }
         ("GET", ["admin", "keys"]) => ("keys.list".into(), String::new()),
+        ("GET", ["admin", "decisions"]) => ("decisions.list".into(), String::new()),
+        ("GET", ["admin", "decisions", id]) => ("decisions.show".into(), (*id).into()),
+        ("GET", ["admin", "decisions-export"]) => ("decisions.export".into(), String::new()),
+        ("POST", ["admin", "decisions-replay"]) => ("decisions.replay".into(), String::new()),
+        ("POST", ["admin", "decision-keys"]) => ("decisions.rotate_key".into(), String::new()),
         ("GET", ["admin", rest @ ..]) => (
             format!("read.{}", rest.first().copied().unwrap_or("")),
             String::new(),

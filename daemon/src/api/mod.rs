@@ -76,6 +76,8 @@ pub struct AppState {
     pub chat_keep_alive: Duration,
     /// The audit log when per-request records are on.
     pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// The decision store and which models' decisions are kept.
+    pub decisions: Option<Arc<crate::decisions::Decisions>>,
 }
 
 /// Routes grouped by the scope they require.

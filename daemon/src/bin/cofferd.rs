@@ -47,6 +47,10 @@ enum Command {
         /// models/fetch-smollm2 when there is none).
         #[arg(long, default_value = "models/chat", requires = "dev")]
         chat: PathBuf,
+        /// Dev mode keeps every decision of these scoring models (docs/decisions.md);
+        /// repeatable.
+        #[arg(long = "record-decisions", requires = "dev")]
+        record_decisions: Vec<String>,
         /// Dev mode serves every embedding model version found here (fetching
         /// all-MiniLM-L6-v2 with models/fetch-minilm when there is none).
         #[arg(long, default_value = "models/embedding", requires = "dev")]
@@ -109,11 +113,13 @@ fn main() -> ExitCode {
             fixtures,
             chat,
             embedding,
+            record_decisions,
             ..
         } => {
             let prepared = dev_listen(&listen).and_then(|addr| {
                 let models = devmode::DevModels {
                     scoring: fixtures,
+                    record_decisions,
                     chat: devmode::fetched(&chat, Kind::Chat, "models/fetch-smollm2"),
                     embedding: devmode::fetched(&embedding, Kind::Embedding, "models/fetch-minilm"),
                 };

@@ -90,6 +90,18 @@ pub struct Config {
     pub gpu: GpuConfig,
     pub chat: ChatConfig,
     pub embedding: EmbeddingConfig,
+    pub decisions: DecisionsConfig,
+}
+
+/// Decisions kept on the box (docs/decisions.md).
+#[derive(Debug, Clone)]
+pub struct DecisionsConfig {
+    /// Scoring model names whose every request is recorded.
+    pub models: std::collections::BTreeSet<String>,
+    /// How long a decision is kept.
+    pub retention: Duration,
+    /// The directory of the sealing keys (0700; keys 0600).
+    pub keys_dir: PathBuf,
 }
 
 /// Chat models and their engine (docs/chat.md).

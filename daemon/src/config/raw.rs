@@ -19,6 +19,26 @@ pub struct RawConfig {
     pub gpu: RawGpu,
     pub chat: RawChat,
     pub embedding: RawEmbedding,
+    pub decisions: RawDecisions,
+}
+
+/// `[decisions]`: which scoring models' decisions are kept (docs/decisions.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDecisions {
+    pub models: Vec<String>,
+    pub retention: String,
+    pub keys_dir: String,
+}
+
+impl Default for RawDecisions {
+    fn default() -> Self {
+        Self {
+            models: Vec::new(),
+            retention: "25months".into(),
+            keys_dir: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

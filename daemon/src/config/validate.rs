@@ -395,6 +395,7 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
     let gpu = gpu(&mut c, raw);
     let chat = chat(&mut c, raw);
     let embedding = embedding(&mut c, raw);
+    let decisions = decisions(&mut c, raw, &state.dir, &audit);
     if c.problems.is_empty() {
         Ok(Config {
             server,
@@ -409,9 +410,46 @@ pub fn validate(raw: &RawConfig) -> Result<Config, Vec<Problem>> {
             gpu,
             chat,
             embedding,
+            decisions,
         })
     } else {
         Err(c.problems)
+    }
+}
+
+fn decisions(
+    c: &mut Checker,
+    raw: &RawConfig,
+    state_dir: &std::path::Path,
+    audit: &crate::config::AuditConfig,
+) -> crate::config::DecisionsConfig {
+    let d = &raw.decisions;
+    let retention = c.duration("decisions.retention", &d.retention, Duration::from_secs(1));
+    for name in &d.models {
+        if !coffer_models::manifest::valid_name(name) {
+            c.problem(
+                "decisions.models",
+                format!("{name:?} is not a model name"),
+                "list scoring model names, e.g. [\"credit-lr\"]",
+            );
+        }
+    }
+    let audited = audit.enabled && audit.requests;
+    if !d.models.is_empty() && !audited {
+        c.problem(
+            "decisions.models",
+            "recording decisions needs the audit log with per-request records (each decision's hash is chained there)",
+            "set [audit] enabled = true and requests = true, or leave decisions.models empty",
+        );
+    }
+    crate::config::DecisionsConfig {
+        models: d.models.iter().cloned().collect(),
+        retention,
+        keys_dir: if d.keys_dir.is_empty() {
+            state_dir.join("decision-keys")
+        } else {
+            std::path::PathBuf::from(&d.keys_dir)
+        },
     }
 }
 

@@ -70,6 +70,10 @@ pub enum ManageError {
     NoShadow(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error(
+        "{0} decided scoring requests whose records have not expired: it is kept so that `cofferctl decisions replay` can re-score them (docs/decisions.md)"
+    )]
+    Decided(String),
 }
 
 /// Why a version's engine did not load, from the engine that said so.
@@ -121,6 +125,8 @@ pub struct ModelManager {
     ops: Arc<tokio::sync::Mutex<()>>,
     /// Imports share the store; gc (which empties staging) excludes them.
     store_use: Arc<tokio::sync::RwLock<()>>,
+    /// The decision store: a version its unexpired decisions name is not removed.
+    decided: std::sync::OnceLock<Arc<crate::decisions::DecisionStore>>,
 }
 
 pub(crate) fn worker(e: tokio::task::JoinError) -> ManageError {
@@ -130,6 +136,11 @@ pub(crate) fn worker(e: tokio::task::JoinError) -> ManageError {
 impl ModelManager {
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Keeps every version that unexpired decisions of `store` name from removal.
+    pub fn keep_decided_versions(&self, store: Arc<crate::decisions::DecisionStore>) {
+        let _ = self.decided.set(store);
     }
 
     pub fn registry(&self) -> &Registry {
@@ -556,6 +567,11 @@ impl ModelManager {
         let (n, v, a) = (name.to_string(), version.to_string(), actor.to_string());
         tokio::task::spawn_blocking(move || {
             let (_op, _shared) = (op, shared);
+            if let Some(decided) = me.decided.get() {
+                if decided.references(&n, &v).unwrap_or(true) {
+                    return Err(ManageError::Decided(format!("{n}@{v}")));
+                }
+            }
             let record = me.registry.remove(&n, &v, &a)?;
             me.end_shadow_of(&n, &v, &a);
             me.scoring.drop_version(&n, &v);

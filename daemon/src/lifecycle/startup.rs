@@ -85,6 +85,7 @@ pub fn start(parts: Parts, seeds: &[PathBuf]) -> Result<Arc<ModelManager>, Start
         shadows: Arc::new(crate::lifecycle::shadow::ShadowSet::default()),
         ops: Arc::new(tokio::sync::Mutex::new(())),
         store_use: Arc::new(tokio::sync::RwLock::new(())),
+        decided: std::sync::OnceLock::new(),
     });
     let records = manager
         .registry

@@ -211,6 +211,8 @@ pub struct Setup {
     pub scoring_extra: String,
     /// Lines of the `[audit]` section.
     pub audit_extra: String,
+    /// Lines of the `[decisions]` table.
+    pub decisions_extra: String,
 }
 
 impl Setup {
@@ -231,6 +233,7 @@ impl Setup {
             scoring_models: Vec::new(),
             scoring_extra: String::new(),
             audit_extra: String::new(),
+            decisions_extra: String::new(),
         }
     }
 
@@ -256,7 +259,8 @@ impl Setup {
              [chat]\n{chat}\n\
              [embedding]\n{embedding}\n\
              [gpu]\n{gpu}\n\
-             [audit]\n{audit}\n",
+             [audit]\n{audit}\n\
+             [decisions]\n{decisions}\n",
             server = self.server_extra,
             cert = self.pki.path("server").display(),
             key = self.pki.path("server-key").display(),
@@ -268,6 +272,7 @@ impl Setup {
             embedding = self.embedding_extra,
             scoring = self.scoring_extra,
             audit = self.audit_extra,
+            decisions = self.decisions_extra,
             state = d.join("state").display(),
             sock = self.socket().display(),
             models = self

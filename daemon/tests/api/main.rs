@@ -14,6 +14,7 @@ mod chat_prefix;
 mod compat;
 mod config;
 mod connections;
+mod decisions;
 mod devmode;
 mod drift;
 mod drip_host;

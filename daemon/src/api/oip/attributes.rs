@@ -29,14 +29,18 @@ fn attribute_list(encoder: &AttributeEncoder) -> String {
     names.join(", ")
 }
 
-/// Reads the request's attributes and encodes them: the model's one input tensor and
-/// the batch size.
+/// The raw attributes as sent, one JSON array per attribute (for the decision record).
+pub type RawColumns = serde_json::Map<String, serde_json::Value>;
+
+/// Reads the request's attributes and encodes them: the model's one input tensor, the
+/// batch size, and (when `keep`) the values as sent.
 pub fn encode(
     request: &InferRequest,
     binary: &Bytes,
     encoder: &AttributeEncoder,
     max_batch: usize,
-) -> Result<(Vec<Tensor>, usize), ApiError> {
+    keep: bool,
+) -> Result<(Vec<Tensor>, usize, Option<RawColumns>), ApiError> {
     let mut columns: Vec<Option<Vec<RawValue>>> = vec![None; encoder.attributes().len()];
     let mut offset = 0usize;
     let mut rows: Option<usize> = None;
@@ -118,7 +122,21 @@ pub fn encode(
                 .map_err(|e| refusal(e, r, rows))?;
         }
     }
-    Ok((vec![encoder.tensor(&encoded, rows)], rows))
+    let kept = keep.then(|| {
+        encoder
+            .attributes()
+            .zip(&columns)
+            .filter_map(|(a, c)| {
+                let values = c.as_ref()?.iter().map(|v| match v {
+                    RawValue::Number(x) => serde_json::json!(x),
+                    RawValue::Text(t) => serde_json::json!(t),
+                    RawValue::Missing => serde_json::Value::Null,
+                });
+                Some((a.name.clone(), serde_json::Value::Array(values.collect())))
+            })
+            .collect()
+    });
+    Ok((vec![encoder.tensor(&encoded, rows)], rows, kept))
 }
 
 fn batch_too_large(rows: usize, max_batch: usize) -> ApiError {

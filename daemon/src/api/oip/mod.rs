@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState, ErrorKind, Family, read_limited};
+use crate::decisions as decide;
 use crate::score::LoadedModel;
 use crate::serving::{self, RequestContext, Routed};
 use request::bad;
@@ -259,11 +260,19 @@ async fn run_infer(
     .await?;
     let (request, binary) = request::parse(&body, header_length)?;
     let max_batch = loaded.manifest.serving.max_batch;
-    let (inputs, rows) = match &loaded.attributes {
+    let decisions = state
+        .decisions
+        .clone()
+        .filter(|d| d.records(&loaded.manifest.name));
+    let (inputs, rows, raw) = match &loaded.attributes {
         Some(encoder) if attributes::requested(&request, loaded.engine.inputs()) => {
-            attributes::encode(&request, &binary, encoder, max_batch)?
+            attributes::encode(&request, &binary, encoder, max_batch, decisions.is_some())?
         }
-        _ => request::validate(&request, &binary, loaded.engine.inputs(), max_batch)?,
+        _ => {
+            let (inputs, rows) =
+                request::validate(&request, &binary, loaded.engine.inputs(), max_batch)?;
+            (inputs, rows, None)
+        }
     };
     let explainer = if force_explain || asks_explanation(&request)? {
         Some(loaded.explainer.clone().ok_or_else(|| {
@@ -279,6 +288,9 @@ async fn run_infer(
         None
     };
     let explain_input = explainer.as_ref().and_then(|_| inputs.first().cloned());
+    let recorded_inputs: Option<Vec<decide::RecordedTensor>> = decisions
+        .as_ref()
+        .map(|_| inputs.iter().map(decide::RecordedTensor::of).collect());
     let wanted: Option<Vec<&str>> = request
         .outputs
         .as_ref()
@@ -299,6 +311,9 @@ async fn run_infer(
         .score(&loaded, &model, inputs, rows)
         .await
         .map_err(|e| serve_error(&state, e))?;
+    let recorded_outputs: Option<Vec<decide::RecordedTensor>> = decisions
+        .as_ref()
+        .map(|_| outputs.iter().map(decide::RecordedTensor::of).collect());
     let selected: Vec<_> = match &wanted {
         Some(names) => outputs
             .into_iter()
@@ -320,6 +335,30 @@ async fn run_infer(
         }
         _ => None,
     };
+    if let (Some(d), Some(inputs), Some(outputs)) = (&decisions, recorded_inputs, recorded_outputs)
+    {
+        let record = decide::DecisionRecord {
+            request_id: ctx.id().to_string(),
+            at_ms: crate::decisions::retention::now_ms(),
+            model: loaded.manifest.name.clone(),
+            version: loaded.manifest.version.clone(),
+            attributes: raw,
+            inputs,
+            outputs,
+            explanation: explained
+                .as_ref()
+                .map(|(e, rows)| decide::explanation(e, rows)),
+        };
+        d.record(record).await.map_err(|e| {
+            tracing::error!(error = %e, model = %loaded.id, "a decision was not recorded; the request is refused");
+            ApiError::new(
+                ErrorKind::Internal,
+                "the decision could not be recorded, so it is not answered; try again",
+                Family::InferenceProtocol,
+            )
+            .with_code("decision_not_recorded")
+        })?;
+    }
     let mut response = response::infer(
         &loaded,
         &request,

@@ -1,0 +1,163 @@
+//! One recorded decision (what a scoring request sent, what the model saw and answered,
+//! the explanation, and which version decided) and its sealed form in the store: a
+//! cleartext header with nothing personal in it (time, model, version, key id, the
+//! plaintext's SHA-256) before the nonce and the AES-256-GCM ciphertext.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::tensor::{Tensor, TensorData};
+
+/// A tensor as the engine saw or gave it: its bytes little-endian, so a replay feeds the
+/// model exactly the same bits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedTensor {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<usize>,
+    /// The elements, little-endian, hex.
+    pub data: String,
+}
+
+impl RecordedTensor {
+    pub fn of(t: &Tensor) -> RecordedTensor {
+        let mut bytes = Vec::with_capacity(t.data.len() * 8);
+        match &t.data {
+            TensorData::F32(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
+            TensorData::F64(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
+            TensorData::I32(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
+            TensorData::I64(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
+            TensorData::Bool(v) => v.iter().for_each(|x| bytes.push(u8::from(*x))),
+        }
+        RecordedTensor {
+            name: t.name.clone(),
+            datatype: t.data.datatype().as_str().to_string(),
+            shape: t.shape.clone(),
+            data: hex::encode(bytes),
+        }
+    }
+
+    /// The tensor again; `None` when the record is malformed.
+    pub fn tensor(&self) -> Option<Tensor> {
+        let bytes = hex::decode(&self.data).ok()?;
+        let datatype = coffer_models::Datatype::parse(&self.datatype)?;
+        let data = match datatype {
+            coffer_models::Datatype::Fp32 => TensorData::F32(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default()))
+                    .collect(),
+            ),
+            coffer_models::Datatype::Fp64 => TensorData::F64(
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()))
+                    .collect(),
+            ),
+            coffer_models::Datatype::Int32 => TensorData::I32(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default()))
+                    .collect(),
+            ),
+            coffer_models::Datatype::Int64 => TensorData::I64(
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()))
+                    .collect(),
+            ),
+            coffer_models::Datatype::Bool => {
+                TensorData::Bool(bytes.iter().map(|b| *b != 0).collect())
+            }
+        };
+        (data.len() == self.shape.iter().product::<usize>()).then(|| Tensor {
+            name: self.name.clone(),
+            shape: self.shape.clone(),
+            data,
+        })
+    }
+}
+
+/// The explanation given with the decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedExplanation {
+    pub method: String,
+    pub attributes: Vec<String>,
+    pub base_value: f64,
+    pub margin: Vec<f64>,
+    pub contributions: Vec<Vec<f64>>,
+    pub reason_codes: Vec<Vec<String>>,
+}
+
+/// The explanation of a request's rows, as recorded.
+pub fn explanation(
+    explainer: &coffer_score::Explainer,
+    rows: &[coffer_score::Explanation],
+) -> RecordedExplanation {
+    let names = explainer.attributes();
+    RecordedExplanation {
+        method: explainer.method().to_string(),
+        attributes: names.to_vec(),
+        base_value: explainer.base_value(),
+        margin: rows.iter().map(|r| r.margin).collect(),
+        contributions: rows.iter().map(|r| r.contributions.clone()).collect(),
+        reason_codes: rows
+            .iter()
+            .map(|r| r.reasons.iter().map(|&a| names[a].clone()).collect())
+            .collect(),
+    }
+}
+
+/// A decision, in the clear (only ever in memory or in an export).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    pub request_id: String,
+    pub at_ms: u64,
+    pub model: String,
+    pub version: String,
+    /// The raw attributes as the client sent them (one array per attribute), when it
+    /// sent attributes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
+    /// What the model saw.
+    pub inputs: Vec<RecordedTensor>,
+    /// What it answered (every output).
+    pub outputs: Vec<RecordedTensor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<RecordedExplanation>,
+}
+
+impl DecisionRecord {
+    /// The bytes that are sealed and hashed.
+    pub fn plaintext(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// The cleartext header of a sealed record: the admin API's summary of a decision,
+/// stored as it is answered (the plaintext's SHA-256 is the one the audit log's
+/// `decision` record carries).
+pub use coffer_admin_api::decisions::DecisionSummary as Header;
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// `[u32 header length][header JSON][12-byte nonce][ciphertext]`.
+pub fn encode_sealed(header: &Header, nonce: &[u8; 12], sealed: &[u8]) -> Vec<u8> {
+    let h = serde_json::to_vec(header).unwrap_or_default();
+    let mut out = Vec::with_capacity(4 + h.len() + 12 + sealed.len());
+    out.extend((h.len() as u32).to_le_bytes());
+    out.extend(&h);
+    out.extend(nonce);
+    out.extend(sealed);
+    out
+}
+
+/// Splits a stored value; `None` when it is not one.
+pub fn decode_sealed(value: &[u8]) -> Option<(Header, [u8; 12], &[u8])> {
+    let len = u32::from_le_bytes(value.get(..4)?.try_into().ok()?) as usize;
+    let header: Header = serde_json::from_slice(value.get(4..4 + len)?).ok()?;
+    let nonce: [u8; 12] = value.get(4 + len..16 + len)?.try_into().ok()?;
+    Some((header, nonce, value.get(16 + len..)?))
+}
