@@ -73,14 +73,11 @@ pub enum AuditEvent {
         request_bytes: u64,
         response_bytes: u64,
         latency_us: u64,
-    },
-    /// A scoring decision kept in the decision store (docs/decisions.md): the SHA-256 of
-    /// its sealed plaintext, so that a stored decision cannot be altered unnoticed.
-    Decision {
-        request_id: String,
-        model: String,
-        version: String,
-        sha256: String,
+        /// A scoring decision kept in the decision store (docs/decisions.md): the SHA-256
+        /// of its sealed plaintext, so that a stored decision cannot be altered
+        /// unnoticed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decision_sha256: Option<String>,
     },
     /// The decision store removed the decisions older than its retention: every decision
     /// recorded before `before_ms` is gone on purpose.
@@ -130,7 +127,6 @@ impl AuditEvent {
         !matches!(
             self,
             AuditEvent::Request { .. }
-                | AuditEvent::Decision { .. }
                 | AuditEvent::Unauthenticated { .. }
                 | AuditEvent::Checkpoint { .. }
                 | AuditEvent::Rotated { .. }
@@ -219,6 +215,7 @@ mod tests {
                 request_bytes: 1311,
                 response_bytes: 118,
                 latency_us: 412,
+                decision_sha256: Some("ab".repeat(32)),
             },
         ];
         for event in events {

@@ -239,7 +239,6 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     let decisions = Arc::new(crate::decisions::Decisions::new(
         Arc::clone(&decision_store),
         config.decisions.models.clone(),
-        audit.clone(),
     ));
     let prune_task = crate::decisions::retention::spawn(Arc::clone(&decision_store), audit.clone());
     let served = Arc::clone(&models);

@@ -39,6 +39,21 @@ impl Node {
     }
 }
 
+/// The depth of a tree whose nodes are in breadth-first order (children after parents).
+fn depth_of(nodes: &[Node]) -> usize {
+    let mut depth = vec![0usize; nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        if !n.is_leaf() {
+            depth[n.yes] = depth[i] + 1;
+            depth[n.no] = depth[i] + 1;
+        }
+    }
+    depth.into_iter().max().unwrap_or(0)
+}
+
+/// Deepest tree explained: the recursion and its path buffer grow with the depth.
+const MAX_DEPTH: usize = 64;
+
 /// One element of the path of unique features (the paper's `m`).
 #[derive(Clone, Copy, Debug)]
 struct PathElement {
@@ -58,6 +73,8 @@ pub struct TreeShap {
     /// The class's base value (added to every row's score; credited to no feature).
     base: f64,
     expected: f64,
+    /// The deepest tree's depth (root to deepest leaf, in edges).
+    max_depth: usize,
 }
 
 fn invalid(detail: impl Into<String>) -> TreeError {
@@ -211,11 +228,18 @@ impl TreeShap {
                         .sum::<f64>()
                 })
                 .sum::<f64>();
+        let max_depth = trees.iter().map(|t| depth_of(t)).max().unwrap_or(0);
+        if max_depth > MAX_DEPTH {
+            return Err(invalid(format!(
+                "a tree is {max_depth} deep; explanations take trees up to {MAX_DEPTH}"
+            )));
+        }
         Ok(TreeShap {
             trees,
             n_features,
             base,
             expected,
+            max_depth,
         })
     }
 
@@ -241,8 +265,15 @@ impl TreeShap {
             });
         }
         let mut score = self.base;
+        let empty = PathElement {
+            feature: usize::MAX,
+            zero: 0.0,
+            one: 0.0,
+            weight: 0.0,
+        };
+        let mut buf = vec![empty; buffer_len(self.max_depth)];
         for nodes in &self.trees {
-            recurse(nodes, x, phi, 0, &[], 1.0, 1.0, usize::MAX);
+            recurse(nodes, x, phi, 0, &mut buf, 0, 0, 1.0, 1.0, usize::MAX);
             let mut n = 0;
             while !nodes[n].is_leaf() {
                 n = if nodes[n].goes_true(x[nodes[n].feature]) {
@@ -257,14 +288,21 @@ impl TreeShap {
     }
 }
 
-fn extend(path: &mut Vec<PathElement>, zero: f64, one: f64, feature: usize) {
-    let depth = path.len();
-    path.push(PathElement {
+/// The paths of one explanation live in one buffer: each level of the recursion copies
+/// its parent's path right after the parent's elements (as shap's C++ does), so nothing
+/// is allocated per node. A tree of depth `d` needs `(d + 2)(d + 3) / 2` elements.
+fn buffer_len(depth: usize) -> usize {
+    (depth + 2) * (depth + 3) / 2
+}
+
+/// Appends an element to the path `path[..depth]` (now `depth + 1` long).
+fn extend(path: &mut [PathElement], depth: usize, zero: f64, one: f64, feature: usize) {
+    path[depth] = PathElement {
         feature,
         zero,
         one,
         weight: if depth == 0 { 1.0 } else { 0.0 },
-    });
+    };
     let d = depth as f64;
     for i in (0..depth).rev() {
         path[i + 1].weight += one * path[i].weight * (i as f64 + 1.0) / (d + 1.0);
@@ -272,8 +310,8 @@ fn extend(path: &mut Vec<PathElement>, zero: f64, one: f64, feature: usize) {
     }
 }
 
-fn unwind(path: &mut Vec<PathElement>, index: usize) {
-    let depth = path.len() - 1;
+/// Removes element `index` from the path `path[..=depth]`.
+fn unwind(path: &mut [PathElement], depth: usize, index: usize) {
     let d = depth as f64;
     let (one, zero) = (path[index].one, path[index].zero);
     let mut next = path[depth].weight;
@@ -291,11 +329,9 @@ fn unwind(path: &mut Vec<PathElement>, index: usize) {
         path[i].zero = path[i + 1].zero;
         path[i].one = path[i + 1].one;
     }
-    path.pop();
 }
 
-fn unwound_sum(path: &[PathElement], index: usize) -> f64 {
-    let depth = path.len() - 1;
+fn unwound_sum(path: &[PathElement], depth: usize, index: usize) -> f64 {
     let d = depth as f64;
     let (one, zero) = (path[index].one, path[index].zero);
     let mut next = path[depth].weight;
@@ -312,23 +348,30 @@ fn unwound_sum(path: &[PathElement], index: usize) -> f64 {
     total * (d + 1.0)
 }
 
+/// One step of Algorithm 2 at node `n`: the parent's path is `buf[parent..parent +
+/// parent_len]`; this node's path goes right after it.
 #[allow(clippy::too_many_arguments)]
 fn recurse(
     nodes: &[Node],
     x: &[f32],
     phi: &mut [f64],
     n: usize,
-    parent_path: &[PathElement],
+    buf: &mut [PathElement],
+    parent: usize,
+    parent_len: usize,
     zero: f64,
     one: f64,
     feature: usize,
 ) {
-    let mut path = parent_path.to_vec();
-    extend(&mut path, zero, one, feature);
+    let start = parent + parent_len;
+    buf.copy_within(parent..start, start);
+    let mut depth = parent_len;
+    extend(&mut buf[start..], depth, zero, one, feature);
     let node = nodes[n];
     if node.is_leaf() {
-        for i in 1..path.len() {
-            let w = unwound_sum(&path, i);
+        let path = &buf[start..=start + depth];
+        for i in 1..=depth {
+            let w = unwound_sum(path, depth, i);
             let el = path[i];
             phi[el.feature] += w * (el.one - el.zero) * node.value;
         }
@@ -340,19 +383,26 @@ fn recurse(
         (node.no, node.yes)
     };
     let (mut in_zero, mut in_one) = (1.0, 1.0);
-    if let Some(k) = path.iter().position(|p| p.feature == node.feature) {
-        in_zero = path[k].zero;
-        in_one = path[k].one;
-        unwind(&mut path, k);
+    if let Some(k) = buf[start..=start + depth]
+        .iter()
+        .position(|p| p.feature == node.feature)
+    {
+        in_zero = buf[start + k].zero;
+        in_one = buf[start + k].one;
+        unwind(&mut buf[start..], depth, k);
+        depth -= 1;
     }
     let hot_zero = nodes[hot].cover / node.cover;
     let cold_zero = nodes[cold].cover / node.cover;
+    let len = depth + 1;
     recurse(
         nodes,
         x,
         phi,
         hot,
-        &path,
+        buf,
+        start,
+        len,
         hot_zero * in_zero,
         in_one,
         node.feature,
@@ -362,7 +412,9 @@ fn recurse(
         x,
         phi,
         cold,
-        &path,
+        buf,
+        start,
+        len,
         cold_zero * in_zero,
         0.0,
         node.feature,

@@ -140,6 +140,7 @@ pub async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next:
                 request_bytes,
                 response_bytes: response.body().size_hint().exact().unwrap_or(0),
                 latency_us,
+                decision_sha256: ctx.decision().map(str::to_string),
             })
             .await;
     }

@@ -1,31 +1,22 @@
-//! What the scoring API calls: whether a model's decisions are kept, and keeping one
-//! (sealed into the store off the async threads, then its hash into the audit chain).
+//! What the scoring API calls: whether a model's decisions are kept, and keeping one.
+//! The decision's SHA-256 goes into the request's own audit record (the caller puts it
+//! on the request context), so a decision costs no second audit record.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::record::DecisionRecord;
 use super::store::{DecisionStore, StoreError};
-use crate::audit::{AuditEvent, AuditLog};
 
 #[derive(Debug)]
 pub struct Decisions {
     pub store: Arc<DecisionStore>,
     models: BTreeSet<String>,
-    audit: Option<Arc<AuditLog>>,
 }
 
 impl Decisions {
-    pub fn new(
-        store: Arc<DecisionStore>,
-        models: BTreeSet<String>,
-        audit: Option<Arc<AuditLog>>,
-    ) -> Decisions {
-        Decisions {
-            store,
-            models,
-            audit,
-        }
+    pub fn new(store: Arc<DecisionStore>, models: BTreeSet<String>) -> Decisions {
+        Decisions { store, models }
     }
 
     /// Whether every scoring request of `model` is recorded.
@@ -33,27 +24,10 @@ impl Decisions {
         self.models.contains(model)
     }
 
-    /// Keeps a decision; an error means it was not kept (and must not be answered).
-    pub async fn record(&self, rec: DecisionRecord) -> Result<(), StoreError> {
-        let store = Arc::clone(&self.store);
-        let (request_id, model, version) = (
-            rec.request_id.clone(),
-            rec.model.clone(),
-            rec.version.clone(),
-        );
-        let sha256 = tokio::task::spawn_blocking(move || store.record(&rec))
-            .await
-            .map_err(|e| StoreError::Malformed(format!("recording stopped: {e}")))??;
-        if let Some(audit) = &self.audit {
-            audit
-                .record(AuditEvent::Decision {
-                    request_id,
-                    model,
-                    version,
-                    sha256,
-                })
-                .await;
-        }
-        Ok(())
+    /// Keeps a decision and returns its SHA-256; an error means it was not kept (and
+    /// must not be answered). sled writes into its page cache and flushes in the
+    /// background, so this does not wait on the disk.
+    pub fn record(&self, rec: &DecisionRecord) -> Result<String, StoreError> {
+        self.store.record(rec)
     }
 }

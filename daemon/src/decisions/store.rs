@@ -28,7 +28,13 @@ pub struct DecisionStore {
     versions: sled::Tree,
     keyring: Mutex<Keyring>,
     retention: Duration,
+    /// The newest decision time written to `decisions_versions`, per version: it is
+    /// rewritten only when a minute newer, so the hot path rarely touches that key.
+    newest: Mutex<std::collections::HashMap<Vec<u8>, u64>>,
 }
+
+/// How stale `decisions_versions` may be: a version is kept a minute longer at most.
+const NEWEST_STEP_MS: u64 = 60_000;
 
 impl std::fmt::Debug for DecisionStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,6 +74,7 @@ impl DecisionStore {
             versions: db.open_tree("decisions_versions")?,
             keyring: Mutex::new(keyring),
             retention,
+            newest: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -96,11 +103,25 @@ impl DecisionStore {
         self.by_id
             .insert(id_key(&rec.request_id, rec.at_ms), key.as_slice())?;
         let vkey = version_key(&rec.model, &rec.version);
+        {
+            let mut newest = self
+                .newest
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let last = newest.entry(vkey.clone()).or_insert(0);
+            if rec.at_ms <= *last {
+                return Ok(sha256);
+            }
+            *last = rec.at_ms + NEWEST_STEP_MS;
+        }
+        // Written a minute ahead, so a version stays referenced at least as long as the
+        // decisions skipped above.
+        let at = rec.at_ms + NEWEST_STEP_MS;
         self.versions.fetch_and_update(&vkey, |old| {
             let newest = old
                 .and_then(|o| o.try_into().ok())
                 .map_or(0, u64::from_be_bytes)
-                .max(rec.at_ms);
+                .max(at);
             Some(newest.to_be_bytes().to_vec())
         })?;
         Ok(sha256)
@@ -296,8 +317,9 @@ mod tests {
         assert_eq!(lr, vec!["req-a", "req-c"]);
         assert_eq!(s.list(None, 40_000, 10).unwrap().len(), 2);
         assert!(s.references("credit-gbdt", "1.0.0").unwrap());
-        // Retention 100 s at t = 160 s: everything before 60 s goes.
-        assert_eq!(s.prune(160_000).unwrap(), (2, 60_000));
+        // Retention 100 s at t = 215 s: everything before 115 s goes (a version is kept
+        // up to a minute past its newest decision).
+        assert_eq!(s.prune(215_000).unwrap(), (2, 115_000));
         assert!(s.get("req-a").unwrap().is_empty());
         assert!(!s.references("credit-gbdt", "1.0.0").unwrap());
         assert!(s.references("credit-lr", "1.0.0").unwrap());

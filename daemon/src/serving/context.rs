@@ -26,6 +26,7 @@ struct Inner {
     key_id: OnceLock<String>,
     counters: OnceLock<VersionRequests>,
     answered_by: OnceLock<String>,
+    decision_sha256: OnceLock<String>,
     outcome_deferred: AtomicBool,
 }
 
@@ -39,6 +40,7 @@ impl RequestContext {
             key_id: OnceLock::new(),
             counters: OnceLock::new(),
             answered_by: OnceLock::new(),
+            decision_sha256: OnceLock::new(),
             outcome_deferred: AtomicBool::new(false),
         }))
     }
@@ -50,6 +52,16 @@ impl RequestContext {
             .get::<RequestContext>()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The SHA-256 of the decision this request's answer was recorded as (docs/decisions.md),
+    /// for its audit record.
+    pub fn set_decision(&self, sha256: String) {
+        let _ = self.0.decision_sha256.set(sha256);
+    }
+
+    pub fn decision(&self) -> Option<&str> {
+        self.0.decision_sha256.get().map(String::as_str)
     }
 
     /// The request's id (returned in `x-request-id`).

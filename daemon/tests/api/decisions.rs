@@ -1,5 +1,5 @@
 //! Decisions kept on the box: every scoring request of a recorded model is sealed in the
-//! decision store with its explanation and hashed into the audit log; `cofferctl
+//! decision store with its explanation, its hash in the request's audit record; `cofferctl
 //! decisions` shows, lists, replays (bit for bit) and exports (redacted) them, each read
 //! audited; nothing personal is in the clear anywhere in the state directory; and a
 //! version that decided is kept from removal.
@@ -193,14 +193,16 @@ async fn decisions_are_sealed_audited_replayed_exported_and_keep_their_version()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let decision = records
+    let request = records
         .iter()
-        .find(|r| r["event"]["kind"] == "decision" && r["event"]["request_id"] == ids[1].as_str())
-        .expect("a decision record");
-    assert_eq!(decision["event"]["sha256"], sha.as_str());
-    assert!(!records.iter().any(
-        |r| r["event"]["kind"] == "decision" && r["event"]["request_id"] == unrecorded.as_str()
-    ));
+        .find(|r| r["event"]["kind"] == "request" && r["event"]["request_id"] == ids[1].as_str())
+        .expect("the decision's request record");
+    assert_eq!(request["event"]["decision_sha256"], sha.as_str());
+    let unrecorded_request = records
+        .iter()
+        .find(|r| r["event"]["request_id"] == unrecorded.as_str())
+        .expect("the unrecorded request's record");
+    assert!(unrecorded_request["event"].get("decision_sha256").is_none());
     let actions: Vec<&str> = records
         .iter()
         .filter(|r| r["event"]["kind"] == "admin")

@@ -35,6 +35,9 @@ pub(super) struct KernelShap {
     parts: Vec<Vec<Vec<f64>>>,
     /// Coalitions (attribute masks) and their regression weights.
     coalitions: Vec<(Vec<bool>, f64)>,
+    /// Per coalition, the smaller side: its members (true) or its non-members (false),
+    /// as attribute indices; a row's value is built from whichever is fewer.
+    sides: Vec<(bool, Vec<usize>)>,
     /// The inverse of the (M-1)x(M-1) normal matrix.
     inverse: Vec<Vec<f64>>,
     /// Mean margin over the background: the base value.
@@ -257,7 +260,19 @@ impl KernelShap {
             }
         }
         let inverse = invert(normal).ok_or_else(|| bad("too few coalitions to solve"))?;
+        let sides = coalitions
+            .iter()
+            .map(|(mask, _)| {
+                let members: Vec<usize> = (0..m).filter(|&a| mask[a]).collect();
+                if members.len() * 2 <= m {
+                    (true, members)
+                } else {
+                    (false, (0..m).filter(|&a| !mask[a]).collect())
+                }
+            })
+            .collect();
         let mut k = KernelShap {
+            sides,
             net,
             groups,
             weights,
@@ -280,6 +295,22 @@ impl KernelShap {
     /// Coalitions evaluated per row.
     pub(super) fn coalitions(&self) -> usize {
         self.coalitions.len()
+    }
+
+    /// [`KernelShap::finish`] from an f32 pre-activation, in f32 for one hidden layer.
+    fn finish_f32(&self, z: &[f32]) -> f64 {
+        let layers = &self.net.layers;
+        if layers.len() == 2 {
+            let out = &layers[1];
+            let s: f32 = z
+                .iter()
+                .zip(&out.weights)
+                .map(|(&zi, &w)| zi.max(0.0) * w)
+                .sum();
+            return f64::from(out.bias[0] + s);
+        }
+        let wide: Vec<f64> = z.iter().map(|&v| f64::from(v)).collect();
+        self.finish(&wide)
     }
 
     /// The rest of the network from the first layer's pre-activation to the margin.
@@ -339,36 +370,47 @@ impl KernelShap {
             })
             .collect();
         let total = margin - self.base;
-        // Per background row and attribute: what taking the attribute from this row
-        // instead of the background row adds to the first layer's pre-activation.
-        let delta: Vec<Vec<Vec<f64>>> = self
-            .parts
-            .iter()
-            .map(|p| {
-                own.iter()
-                    .zip(p)
-                    .map(|(mine, theirs)| mine.iter().zip(theirs).map(|(a, b)| a - b).collect())
-                    .collect()
-            })
-            .collect();
-        let mut r = vec![0.0; m - 1];
-        let mut z = vec![0.0; h];
-        let mut members = Vec::with_capacity(m);
-        for (mask, w) in &self.coalitions {
-            members.clear();
-            members.extend(
-                mask.iter()
-                    .enumerate()
-                    .filter(|(_, on)| **on)
-                    .map(|(a, _)| a),
-            );
-            let mut value = 0.0;
-            for (bi, bw) in self.weights.iter().enumerate() {
-                z.copy_from_slice(&self.full[bi]);
-                for &a in &members {
-                    z.iter_mut().zip(&delta[bi][a]).for_each(|(z, d)| *z += d);
+        // In f32 (the model's own precision; the regression stays in f64): per background
+        // row and attribute, what taking the attribute from this row instead of the
+        // background row adds to the first layer's pre-activation, flat [b][a][h].
+        let nb = self.weights.len();
+        let mut delta = vec![0f32; nb * m * h];
+        for (bi, p) in self.parts.iter().enumerate() {
+            for (a, (mine, theirs)) in own.iter().zip(p).enumerate() {
+                let d = &mut delta[(bi * m + a) * h..(bi * m + a + 1) * h];
+                for ((d, x), y) in d.iter_mut().zip(mine).zip(theirs) {
+                    *d = (x - y) as f32;
                 }
-                value += bw * self.finish(&z);
+            }
+        }
+        let full: Vec<f32> = self.full.iter().flatten().map(|&v| v as f32).collect();
+        // The row's own pre-activation: every attribute from the row.
+        let mut row_full: Vec<f64> = first.bias.iter().map(|&b| f64::from(b)).collect();
+        for a in &own {
+            row_full.iter_mut().zip(a).for_each(|(z, x)| *z += x);
+        }
+        let row_full: Vec<f32> = row_full.iter().map(|&v| v as f32).collect();
+        let mut r = vec![0.0; m - 1];
+        let mut z = vec![0f32; h];
+        for ((mask, w), (members, side)) in self.coalitions.iter().zip(&self.sides) {
+            let mut value = 0.0f64;
+            for (bi, bw) in self.weights.iter().enumerate() {
+                if *members {
+                    // the background row, plus this row's members
+                    z.copy_from_slice(&full[bi * h..(bi + 1) * h]);
+                    for &a in side {
+                        let d = &delta[(bi * m + a) * h..(bi * m + a + 1) * h];
+                        z.iter_mut().zip(d).for_each(|(z, d)| *z += d);
+                    }
+                } else {
+                    // this row, less what its non-members would have brought
+                    z.copy_from_slice(&row_full);
+                    for &a in side {
+                        let d = &delta[(bi * m + a) * h..(bi * m + a + 1) * h];
+                        z.iter_mut().zip(d).for_each(|(z, d)| *z -= d);
+                    }
+                }
+                value += bw * self.finish_f32(&z);
             }
             let last = f64::from(u8::from(mask[m - 1]));
             let y = value - self.base - last * total;
@@ -446,8 +488,9 @@ mod tests {
             -(0.0 - mean[1]) + 2.0 * (1.0 - mean[2]),
             0.25 * (4.0 - mean[3]),
         ];
+        // Exact up to the f32 arithmetic of the coalition values.
         for (a, b) in phi.iter().zip(want) {
-            assert!((a - b).abs() < 1e-12, "{phi:?} vs {want:?}");
+            assert!((a - b).abs() < 1e-5, "{phi:?} vs {want:?}");
         }
         assert!((k.base() + phi.iter().sum::<f64>() - margin).abs() < 1e-12);
     }

@@ -19,6 +19,9 @@ pub use reasons::{adverse, clearly_decided, reasons_agree};
 
 use crate::tensor::{Tensor, TensorData};
 
+/// Most rows a `kernel` explanation covers per request.
+pub const KERNEL_MAX_ROWS: usize = 32;
+
 /// Why a version's explainer cannot be built or used.
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
@@ -254,6 +257,16 @@ impl Explainer {
             margin,
             reasons: adverse(&contributions, self.reasons_max),
             contributions,
+        }
+    }
+
+    /// Most rows one request may have explained: a `kernel` explanation costs
+    /// milliseconds per row, so a batch of them is bounded; the exact methods cost
+    /// microseconds and take any batch the model does.
+    pub fn max_rows(&self) -> Option<usize> {
+        match &self.method {
+            Method::Kernel(_) => Some(KERNEL_MAX_ROWS),
+            _ => None,
         }
     }
 

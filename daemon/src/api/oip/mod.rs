@@ -287,6 +287,18 @@ async fn run_infer(
     } else {
         None
     };
+    if let Some(max) = explainer.as_ref().and_then(|e| e.max_rows()) {
+        if rows > max {
+            return Err(bad(
+                "explain_batch_too_large",
+                format!(
+                    "{} explains at most {max} rows per request ({} method); this one has {rows}",
+                    loaded.id,
+                    explainer.as_ref().map_or("", |e| e.method())
+                ),
+            ));
+        }
+    }
     let explain_input = explainer.as_ref().and_then(|_| inputs.first().cloned());
     let recorded_inputs: Option<Vec<decide::RecordedTensor>> = decisions
         .as_ref()
@@ -323,14 +335,21 @@ async fn run_infer(
     };
     let explained = match (explainer, explain_input) {
         (Some(explainer), Some(input)) => {
-            let e = Arc::clone(&explainer);
-            let rows = tokio::task::spawn_blocking(move || e.explain(&input))
-                .await
-                .map_err(|_| internal())?
-                .map_err(|e| {
-                    tracing::error!(error = %e, "explanation failed");
-                    internal()
-                })?;
+            // The exact methods take microseconds a row: a few rows are explained here;
+            // anything longer goes to a blocking thread.
+            let inline = explainer.max_rows().is_none() && rows <= INLINE_EXPLAINED_ROWS;
+            let result = if inline {
+                explainer.explain(&input)
+            } else {
+                let e = Arc::clone(&explainer);
+                tokio::task::spawn_blocking(move || e.explain(&input))
+                    .await
+                    .map_err(|_| internal())?
+            };
+            let rows = result.map_err(|e| {
+                tracing::error!(error = %e, "explanation failed");
+                internal()
+            })?;
             Some((explainer, rows))
         }
         _ => None,
@@ -349,7 +368,7 @@ async fn run_infer(
                 .as_ref()
                 .map(|(e, rows)| decide::explanation(e, rows)),
         };
-        d.record(record).await.map_err(|e| {
+        let sha256 = d.record(&record).map_err(|e| {
             tracing::error!(error = %e, model = %loaded.id, "a decision was not recorded; the request is refused");
             ApiError::new(
                 ErrorKind::Internal,
@@ -358,6 +377,7 @@ async fn run_infer(
             )
             .with_code("decision_not_recorded")
         })?;
+        ctx.set_decision(sha256);
     }
     let mut response = response::infer(
         &loaded,
@@ -377,6 +397,9 @@ async fn run_infer(
     }
     Ok(response)
 }
+
+/// Rows of an exact explanation computed on the request's own task.
+const INLINE_EXPLAINED_ROWS: usize = 8;
 
 fn internal() -> ApiError {
     ApiError::new(ErrorKind::Internal, "", Family::InferenceProtocol)
