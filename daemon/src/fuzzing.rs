@@ -1,6 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/` (cargo-fuzz, nightly) and for the
 //! stable-toolchain run of the same entry points in this crate's tests: the Open
-//! Inference Protocol request parser and validator, the chat completions and embeddings
+//! Inference Protocol request parser and validator (encoded tensors and raw attributes),
+//! the chat completions and embeddings
 //! request parsers,
 //! the manifest parser, the config parser and validator, the PII redaction, and the
 //! audit verifier's record parser.
@@ -49,6 +50,41 @@ pub fn infer_request(data: &[u8]) {
                 t.name
             );
         }
+    }
+}
+
+/// credit-lr's feature specification, for [`attributes_request`].
+fn credit_encoder() -> &'static coffer_score::AttributeEncoder {
+    static ENCODER: std::sync::OnceLock<coffer_score::AttributeEncoder> =
+        std::sync::OnceLock::new();
+    ENCODER.get_or_init(|| {
+        let text = include_str!("../../models/fixtures/credit-lr/1.0.0/manifest.toml");
+        let manifest = coffer_models::Manifest::parse(text).expect("the fixture's manifest parses");
+        coffer_score::AttributeEncoder::new(&manifest).expect("the fixture has attributes")
+    })
+}
+
+/// An infer request with raw attributes (credit-lr's 20), JSON or binary as for
+/// [`infer_request`]; what it accepts is a finite encoded batch of 61-wide rows.
+pub fn attributes_request(data: &[u8]) {
+    let Some((&first, body)) = data.split_first() else {
+        return;
+    };
+    let header_length = (first & 1 == 1).then(|| usize::from(first >> 1).min(body.len()));
+    let body = Bytes::copy_from_slice(body);
+    let encoder = credit_encoder();
+    if let Ok((tensors, rows)) =
+        oip_fuzzing::parse_and_encode_attributes(&body, header_length, encoder, 64)
+    {
+        assert!((1..=64).contains(&rows), "encoded batch of {rows} rows");
+        let [t] = tensors.as_slice() else {
+            panic!("one input tensor")
+        };
+        assert_eq!(t.shape, vec![rows, encoder.width()]);
+        assert!(
+            t.data.to_f64().iter().all(|x| x.is_finite()),
+            "finite encoding"
+        );
     }
 }
 
@@ -162,8 +198,9 @@ pub fn audit_line(data: &[u8]) {
 pub type Target = fn(&[u8]);
 
 /// Every target by name, for the test runner and the regression corpus.
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 9] = [
     ("infer_request", infer_request),
+    ("attributes_request", attributes_request),
     ("chat_request", chat_request),
     ("embeddings_request", embeddings_request),
     ("chat_schema", chat_schema),
@@ -186,6 +223,25 @@ mod tests {
             "infer_request" => vec![
                 [b"\x00".as_slice(), br#"{"id":"a","inputs":[{"name":"features","shape":[2,4],"datatype":"FP32","data":[[1,2,3,4],[5,6,7,8]]},{"name":"counts","shape":[2,2],"datatype":"INT64","data":[1,2,3,4]},{"name":"flags","shape":[2,1],"datatype":"BOOL","data":[true,false]},{"name":"amount","shape":[2,1],"datatype":"FP64","data":[1.5,NaN]},{"name":"code","shape":[2,1],"datatype":"INT32","data":[7,8]}],"outputs":[{"name":"p"}]}"#.as_slice()].concat(),
             ],
+            "attributes_request" => {
+                // credit-lr's first holdout applicant as raw attributes, in JSON.
+                let set: serde_json::Value = serde_json::from_slice(
+                    &std::fs::read(root.join("models/fixtures/credit-lr/1.0.0/eval/holdout.json")).unwrap_or_default(),
+                )
+                .unwrap_or_default();
+                let inputs: Vec<serde_json::Value> = set["attributes"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, values)| {
+                        let v = &values[0];
+                        let datatype = if v.is_string() { "BYTES" } else { "INT64" };
+                        serde_json::json!({"name": name, "shape": [1], "datatype": datatype, "data": [v]})
+                    })
+                    .collect();
+                let body = serde_json::json!({"inputs": inputs}).to_string();
+                vec![[b"\x00".as_slice(), body.as_bytes()].concat()]
+            }
             "chat_request" => vec![
                 br#"{"model":"smollm2-135m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi"}]}],"max_tokens":8,"temperature":0.5,"top_p":0.9,"seed":7,"stop":["END","
 
@@ -222,6 +278,15 @@ mod tests {
             out.push(std::fs::read(entry.path()).unwrap_or_default());
         }
         out
+    }
+
+    #[test]
+    fn the_attributes_seed_is_a_request_the_encoder_takes() {
+        let seed = &seeds("attributes_request")[0];
+        let body = Bytes::copy_from_slice(&seed[1..]);
+        let (tensors, rows) =
+            oip_fuzzing::parse_and_encode_attributes(&body, None, credit_encoder(), 64).unwrap();
+        assert_eq!((rows, tensors[0].shape.clone()), (1, vec![1, 61]));
     }
 
     fn mutate(rng: &mut StdRng, input: &mut Vec<u8>) {

@@ -14,7 +14,7 @@ mod oip;
 /// The infer request parser, for the fuzz targets (`crate::fuzzing`).
 #[doc(hidden)]
 pub mod oip_fuzzing {
-    pub use super::oip::parse_and_validate;
+    pub use super::oip::{parse_and_encode_attributes, parse_and_validate};
 }
 
 /// The embeddings request parser, for the fuzz targets (`crate::fuzzing`).

@@ -65,6 +65,18 @@ pub fn parse_and_validate(
     request::validate(&request, &binary, specs, max_batch)
 }
 
+/// Parses a request and reads it as raw attributes for `encoder` (for fuzzing).
+pub fn parse_and_encode_attributes(
+    body: &bytes::Bytes,
+    header_length: Option<usize>,
+    encoder: &coffer_score::AttributeEncoder,
+    max_batch: usize,
+) -> Result<(Vec<crate::tensor::Tensor>, usize), ApiError> {
+    let (request, binary) = request::parse(body, header_length)?;
+    let (tensors, rows, _) = attributes::encode(&request, &binary, encoder, max_batch, true)?;
+    Ok((tensors, rows))
+}
+
 fn not_found(model: &str, version: Option<&str>) -> ApiError {
     let (code, message) = match version {
         Some(v) => (
