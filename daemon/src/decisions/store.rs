@@ -4,7 +4,7 @@
 //! decisions name from being removed. Nothing in the clear but the headers.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use super::keyring::{KeyError, Keyring};
@@ -26,7 +26,8 @@ pub struct DecisionStore {
     records: sled::Tree,
     by_id: sled::Tree,
     versions: sled::Tree,
-    keyring: Mutex<Keyring>,
+    /// Read-locked to seal and open (both take `&self`); written only to rotate.
+    keyring: RwLock<Keyring>,
     retention: Duration,
     /// The newest decision time written to `decisions_versions`, per version: it is
     /// rewritten only when a minute newer, so the hot path rarely touches that key.
@@ -72,15 +73,15 @@ impl DecisionStore {
             records: db.open_tree("decisions")?,
             by_id: db.open_tree("decisions_by_id")?,
             versions: db.open_tree("decisions_versions")?,
-            keyring: Mutex::new(keyring),
+            keyring: RwLock::new(keyring),
             retention,
             newest: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
-    fn ring(&self) -> std::sync::MutexGuard<'_, Keyring> {
+    fn ring(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
         self.keyring
-            .lock()
+            .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -245,7 +246,11 @@ impl DecisionStore {
 
     /// Adds a key that seals new records; returns its id.
     pub fn rotate_key(&self) -> Result<String, StoreError> {
-        Ok(self.ring().rotate()?)
+        let mut ring = self
+            .keyring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(ring.rotate()?)
     }
 
     /// The key ids, the current last.

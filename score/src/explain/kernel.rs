@@ -32,6 +32,8 @@ pub(super) struct KernelShap {
     /// Per background row: the first layer's pre-activation with every attribute from
     /// the background (bias included), and each attribute's share of it.
     full: Vec<Vec<f64>>,
+    /// `full` in f32, flat `[b][h]`: what each coalition's pre-activation starts from.
+    full_f32: Vec<f32>,
     parts: Vec<Vec<Vec<f64>>>,
     /// Coalitions (attribute masks) and their regression weights.
     coalitions: Vec<(Vec<bool>, f64)>,
@@ -271,7 +273,9 @@ impl KernelShap {
                 }
             })
             .collect();
+        let full_f32 = full.iter().flatten().map(|&v| v as f32).collect();
         let mut k = KernelShap {
+            full_f32,
             sides,
             net,
             groups,
@@ -383,7 +387,7 @@ impl KernelShap {
                 }
             }
         }
-        let full: Vec<f32> = self.full.iter().flatten().map(|&v| v as f32).collect();
+        let full = &self.full_f32;
         // The row's own pre-activation: every attribute from the row.
         let mut row_full: Vec<f64> = first.bias.iter().map(|&b| f64::from(b)).collect();
         for a in &own {

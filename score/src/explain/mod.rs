@@ -208,8 +208,8 @@ impl Explainer {
                 expected: width,
             });
         }
-        let rows: Vec<f32> = match &input.data {
-            TensorData::F32(v) => v.clone(),
+        let rows: std::borrow::Cow<[f32]> = match &input.data {
+            TensorData::F32(v) => std::borrow::Cow::Borrowed(v),
             other => other.to_f64().into_iter().map(|x| x as f32).collect(),
         };
         let mut out = Vec::with_capacity(input.rows());
