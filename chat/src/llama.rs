@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::Instant;
 
-use coffer_engine::EngineFaults;
+use coffer_engine::{CoreShare, EngineFaults};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -155,6 +155,9 @@ impl LlamaEngine {
                     seen: HashMap::new(),
                     metrics,
                     faults,
+                    threads: (settings.threads, settings.threads_beside_scoring),
+                    decoding_threads: threads,
+                    cores: Arc::clone(&settings.cores),
                 };
                 engine.load_saved_prefixes();
                 engine.run();
@@ -214,6 +217,11 @@ struct Engine<'m> {
     seen: HashMap<u64, u32>,
     metrics: ChatModelMetrics,
     faults: Arc<EngineFaults>,
+    /// Threads: all, and beside scoring.
+    threads: (usize, usize),
+    /// The threads the context decodes with now.
+    decoding_threads: i32,
+    cores: Arc<CoreShare>,
 }
 
 impl Engine<'_> {
@@ -258,6 +266,7 @@ impl Engine<'_> {
     /// Decodes `batch` and samples every sequence that has logits in it; on a decode
     /// error, those sequences and `chunk_of` (whose prompt chunk was in it) fail.
     fn decode_and_sample(&mut self, batch: &mut LlamaBatch, chunk_of: Option<usize>) {
+        self.share_cores();
         if let Err(e) = self.ctx.decode(batch) {
             let failure = ChatFailure::Engine(e.to_string());
             for seq in 0..self.slots.len() {
@@ -272,6 +281,19 @@ impl Engine<'_> {
             return;
         }
         self.sample_all();
+    }
+
+    /// Decodes the next step on fewer threads while scoring requests come in, on all of
+    /// them otherwise ([`CoreShare`]). The thread count changes no result: llama.cpp's
+    /// CPU kernels split rows between threads, each row computed whole by one.
+    fn share_cores(&mut self) {
+        let (all, beside) = self.threads;
+        let want = i32::try_from(self.cores.chat_threads(all, beside)).unwrap_or(1);
+        if self.decoding_threads != want {
+            self.ctx.set_n_threads(want, want);
+            self.decoding_threads = want;
+        }
+        self.metrics.threads.set(i64::from(want));
     }
 
     /// Takes queued jobs into free slots. Blocks while nothing is active. False when the

@@ -51,6 +51,7 @@ pub struct ChatMetrics {
     prefix_queried: Family<ModelLabels, Counter>,
     prefix_hit: Family<ModelLabels, Counter>,
     prefix_saved_bytes: Family<ModelLabels, Gauge>,
+    threads: Family<ModelLabels, Gauge>,
 }
 
 /// Generated tokens per completion: 1, 2, 4, … 16384 (past any context served).
@@ -83,6 +84,7 @@ impl ChatMetrics {
             prefix_queried: Family::default(),
             prefix_hit: Family::default(),
             prefix_saved_bytes: Family::default(),
+            threads: Family::default(),
         };
         r.register(
             "chat_prompt_tokens",
@@ -159,6 +161,11 @@ impl ChatMetrics {
             "Bytes of prefix KV state saved in the state directory for this version",
             m.prefix_saved_bytes.clone(),
         );
+        r.register(
+            "chat_threads",
+            "llama.cpp threads of the last decode step: fewer while scoring requests come in (chat.threads_beside_scoring)",
+            m.threads.clone(),
+        );
         m
     }
 
@@ -186,6 +193,7 @@ impl ChatMetrics {
             prefix_queried: self.prefix_queried.get_or_create(&l).clone(),
             prefix_hit: self.prefix_hit.get_or_create(&l).clone(),
             prefix_saved_bytes: self.prefix_saved_bytes.get_or_create(&l).clone(),
+            threads: self.threads.get_or_create(&l).clone(),
         }
     }
 
@@ -219,6 +227,8 @@ pub struct ChatModelMetrics {
     pub prefix_queried: Counter,
     pub prefix_hit: Counter,
     pub prefix_saved_bytes: Gauge,
+    /// llama.cpp threads of the last decode step.
+    pub threads: Gauge,
 }
 
 /// A finished completion as the quality signals see it.

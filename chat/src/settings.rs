@@ -12,7 +12,13 @@ pub struct ChatSettings {
     pub context: usize,
     /// Tokens per decode step (generation tokens first, then prompt chunks).
     pub n_batch: u32,
+    /// llama.cpp threads while no scoring request came in lately.
     pub threads: usize,
+    /// llama.cpp threads while scoring requests come in (`chat.threads_beside_scoring`):
+    /// the rest are left to scoring ([`coffer_engine::CoreShare`]).
+    pub threads_beside_scoring: usize,
+    /// The signal scoring requests give; shared with the scoring path.
+    pub cores: std::sync::Arc<coffer_engine::CoreShare>,
     /// Jobs that may wait for a slot; past it: 503 with Retry-After.
     pub max_queue: usize,
     /// Layers offloaded to the GPU (builds with the `cuda` feature); 0 on CPU.

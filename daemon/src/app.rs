@@ -263,6 +263,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
             gpu: gpu_gate,
             telemetry: Arc::clone(&telemetry),
             metrics: Arc::clone(&metrics),
+            cores: Arc::clone(&config.chat.engine.cores),
         },
         grammars: crate::chat::grammar::GrammarCompiler::default(),
         chat_keep_alive: config.chat.keep_alive,

@@ -270,16 +270,36 @@ fn embedding(c: &mut Checker, raw: &RawConfig) -> EmbeddingConfig {
 fn chat(c: &mut Checker, raw: &RawConfig) -> ChatConfig {
     let ch = &raw.chat;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    // llama.cpp's threads spin: more threads than free cores slows generation sharply,
-    // so leave one core to the HTTP side by default.
-    let threads = ch.threads.unwrap_or((cores.saturating_sub(1)).max(1));
-    if threads == 0 {
+    // Every core by default: while scoring requests come in, chat gives one back
+    // (threads_beside_scoring), so a credit decision does not wait behind llama.cpp's
+    // spinning threads (docs/chat.md, "Chat beside scoring").
+    let threads = ch.threads.unwrap_or(cores).max(1);
+    if ch.threads == Some(0) {
         c.problem(
             "chat.threads",
             "must be at least 1",
-            "set a number of threads below the core count",
+            "set a number of threads up to the core count",
         );
     }
+    let beside = ch
+        .threads_beside_scoring
+        .unwrap_or(threads.saturating_sub(1))
+        .max(1);
+    if ch.threads_beside_scoring == Some(0) {
+        c.problem(
+            "chat.threads_beside_scoring",
+            "must be at least 1",
+            "set fewer threads than chat.threads, e.g. one fewer",
+        );
+    }
+    if beside > threads {
+        c.problem(
+            "chat.threads_beside_scoring",
+            format!("{beside} is more than chat.threads ({threads})"),
+            "set at most chat.threads; fewer leaves cores to scoring",
+        );
+    }
+    let scoring_quiet = c.duration("chat.scoring_quiet", &ch.scoring_quiet, Duration::ZERO);
     if ch.context < 64 {
         c.problem(
             "chat.context",
@@ -307,7 +327,9 @@ fn chat(c: &mut Checker, raw: &RawConfig) -> ChatConfig {
             slots: c.positive("chat.slots", ch.slots),
             context: ch.context.max(64),
             n_batch: ch.n_batch.max(16),
-            threads: threads.max(1),
+            threads,
+            threads_beside_scoring: beside.min(threads),
+            cores: std::sync::Arc::new(coffer_engine::CoreShare::new(scoring_quiet)),
             max_queue: c.positive("chat.max_queue", ch.max_queue),
             n_gpu_layers: ch.n_gpu_layers,
             prefix_reuse: ch.prefix_reuse,

@@ -45,6 +45,9 @@ pub struct Serving {
     pub gpu: Arc<GpuFallback>,
     pub telemetry: Arc<Telemetry>,
     pub metrics: Arc<Metrics>,
+    /// Marked by every scoring and embedding request: chat decodes on fewer threads
+    /// meanwhile.
+    pub cores: Arc<coffer_engine::CoreShare>,
 }
 
 impl Serving {
@@ -114,6 +117,8 @@ impl Serving {
         model: &str,
         job: EmbedJob,
     ) -> Result<(), ServeError> {
+        // The encoder's threads and chat's would oversubscribe the cores.
+        self.cores.scoring();
         loaded.engine.submit(job).map_err(|e| refused(e, model))
     }
 }

@@ -17,6 +17,7 @@ impl Serving {
         inputs: Vec<Tensor>,
         rows: usize,
     ) -> Result<Vec<Tensor>, ServeError> {
+        self.cores.scoring();
         let sampled = self.shadows.sample(&loaded.manifest.name, &inputs, rows);
         let outputs = match loaded.batcher.submit(inputs, rows).await {
             Ok(outputs) => outputs,

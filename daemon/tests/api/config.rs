@@ -77,3 +77,18 @@ fn missing_cert_file_and_bad_values_are_each_named() {
         "{err}"
     );
 }
+
+#[test]
+fn chat_threads_beside_scoring_may_not_exceed_chat_threads() {
+    let mut s = Setup::new();
+    s.chat_extra = "threads = 2\nthreads_beside_scoring = 3\n".into();
+    let (code, _, err) = check(&s.write_config());
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("chat.threads_beside_scoring: 3 is more than chat.threads (2)"),
+        "{err}"
+    );
+    s.chat_extra = "threads = 2\nthreads_beside_scoring = 2\nscoring_quiet = \"0s\"\n".into();
+    let (code, _, err) = check(&s.write_config());
+    assert_eq!(code, Some(0), "{err}");
+}

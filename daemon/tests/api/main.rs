@@ -9,6 +9,7 @@ mod attributes;
 mod audit;
 mod auth;
 mod chat;
+mod chat_beside_scoring;
 mod chat_hostile;
 mod chat_prefix;
 mod compat;
