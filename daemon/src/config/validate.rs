@@ -464,6 +464,23 @@ fn decisions(
             "set [audit] enabled = true and requests = true, or leave decisions.models empty",
         );
     }
+    // A decision must not outlive the audit record that chains its hash.
+    if let Some(age) = audit
+        .settings
+        .retention
+        .max_age
+        .filter(|a| !d.models.is_empty() && *a < retention)
+    {
+        c.problem(
+            "decisions.retention",
+            format!(
+                "{} is longer than audit.max_age ({}): decisions would outlive the audit records that chain their hashes",
+                humantime::format_duration(retention),
+                humantime::format_duration(age)
+            ),
+            "set audit.max_age at least as long as decisions.retention, or leave it unset",
+        );
+    }
     crate::config::DecisionsConfig {
         models: d.models.iter().cloned().collect(),
         retention,

@@ -92,3 +92,19 @@ fn chat_threads_beside_scoring_may_not_exceed_chat_threads() {
     let (code, _, err) = check(&s.write_config());
     assert_eq!(code, Some(0), "{err}");
 }
+
+#[test]
+fn decisions_may_not_outlive_the_audit_records_that_chain_them() {
+    let mut s = Setup::new();
+    s.decisions_extra = "models = [\"credit-lr\"]\nretention = \"25months\"\n".into();
+    s.audit_extra = "max_age = \"365d\"\n".into();
+    let (code, _, err) = check(&s.write_config());
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("decisions.retention:") && err.contains("longer than audit.max_age"),
+        "{err}"
+    );
+    s.audit_extra = "max_age = \"800d\"\n".into();
+    let (code, _, err) = check(&s.write_config());
+    assert_eq!(code, Some(0), "{err}");
+}
