@@ -269,6 +269,10 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         chat_keep_alive: config.chat.keep_alive,
         audit: audit.clone().filter(|_| config.audit.requests),
         decisions: Some(Arc::clone(&decisions)),
+        explain_slots: Arc::new(tokio::sync::Semaphore::new(
+            // One more than the cores: a slot handed on leaves no core idle meanwhile.
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) + 1,
+        )),
         limits: Limits {
             max_body_bytes: config.server.max_body_bytes,
             request_timeout: config.server.request_timeout,

@@ -78,6 +78,12 @@ pub struct AppState {
     pub audit: Option<Arc<crate::audit::AuditLog>>,
     /// The decision store and which models' decisions are kept.
     pub decisions: Option<Arc<crate::decisions::Decisions>>,
+    /// Explanations that run off the async workers (KernelSHAP, long batches) run at
+    /// most one per core plus one, first come first served: each then finishes in about
+    /// its own compute time instead of sharing the cores by time slices with all the
+    /// others, which spread their latencies (credit-mlp at 16 clients: p99 41-44 ms
+    /// unbounded, 20-22 ms so, at 0.97x the req/s; docs/scoring.md).
+    pub explain_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Routes grouped by the scope they require.

@@ -353,6 +353,12 @@ async fn run_infer(
             let result = if inline {
                 explainer.explain(&input)
             } else {
+                // Fair (FIFO) and never closed: waiting is the only outcome.
+                let _slot = state
+                    .explain_slots
+                    .acquire()
+                    .await
+                    .map_err(|_| internal())?;
                 let e = Arc::clone(&explainer);
                 tokio::task::spawn_blocking(move || e.explain(&input))
                     .await
