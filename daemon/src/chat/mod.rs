@@ -43,6 +43,53 @@ pub fn load_version(
     start_version(&version, None, settings, metrics, &faults)
 }
 
+/// Where a version's variant keeps its saved prompt prefixes under `chat.prefix_dir`,
+/// less the chunk size (`-b<n_batch>`) that ends the directory's name: the model file's
+/// sha256 is in it, so a changed version never loads another's state.
+fn prefix_key(manifest: &Manifest, variant: Option<&str>) -> String {
+    format!(
+        "{}@{}{}-{}",
+        manifest.name,
+        manifest.version,
+        variant.map(|v| format!("+{v}")).unwrap_or_default(),
+        manifest
+            .variant_file(variant)
+            .map(|f| f.sha256.chars().take(16).collect::<String>())
+            .unwrap_or_default(),
+    )
+}
+
+/// Removes the saved prompt prefixes of a chat version that is being removed: every
+/// variant's, whatever chunk size saved them. Returns the bytes removed.
+pub fn forget_prefixes(prefix_dir: &Path, manifest: &Manifest) -> std::io::Result<u64> {
+    let keys: Vec<String> = std::iter::once(None)
+        .chain(manifest.variants.iter().map(|v| Some(v.name.as_str())))
+        .map(|variant| prefix_key(manifest, variant))
+        .collect();
+    let entries = match std::fs::read_dir(prefix_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = keys.iter().any(|k| {
+            name.strip_prefix(k.as_str())
+                .and_then(|rest| rest.strip_prefix("-b"))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if ours && entry.file_type()?.is_dir() {
+            for file in std::fs::read_dir(entry.path())?.flatten() {
+                removed += file.metadata().map_or(0, |m| m.len());
+            }
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(removed)
+}
+
 /// Starts the engine of a version: the named variant's GGUF, or the default one.
 pub fn start_version(
     version: &coffer_models::VersionDir,
@@ -62,17 +109,7 @@ pub fn start_version(
     let template = manifest.chat.as_ref().and_then(|c| c.template.clone());
     let faults = faults.for_version(&manifest.name, &manifest.version);
     // The chunk size is part of the key: saved KV is reused only as it was chunked.
-    let version_key = format!(
-        "{}@{}{}-{}-b{}",
-        manifest.name,
-        manifest.version,
-        variant.map(|v| format!("+{v}")).unwrap_or_default(),
-        manifest
-            .variant_file(variant)
-            .map(|f| f.sha256.chars().take(16).collect::<String>())
-            .unwrap_or_default(),
-        settings.n_batch,
-    );
+    let version_key = format!("{}-b{}", prefix_key(&manifest, variant), settings.n_batch);
     let prefixes = prefix_store::PrefixStore::new(
         &settings.prefix_dir,
         &version_key,
@@ -115,3 +152,50 @@ impl crate::served::Versioned for LoadedChat {
 
 /// The chat model versions being served.
 pub type ChatModels = crate::served::Served<LoadedChat>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(version: &str) -> Manifest {
+        Manifest::parse(&format!(
+            "name = \"assistant\"\nversion = \"{version}\"\nkind = \"chat\"\nformat = \"gguf\"\n\n\
+             [[files]]\npath = \"model.gguf\"\nsha256 = \"{}\"\nsize = 1\nrole = \"model\"\n",
+            "ab".repeat(32)
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_removed_version_takes_its_saved_prefixes_and_no_other() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("chat-prefix");
+        let sha = "abababababababab";
+        let ours = [
+            format!("assistant@1.0.0-{sha}-b512"),
+            format!("assistant@1.0.0-{sha}-b64"),
+        ];
+        let others = [
+            // Another version whose name starts alike, another model, not a chunk size.
+            format!("assistant@1.0.0-rc1-{sha}-b512"),
+            format!("helper@1.0.0-{sha}-b512"),
+            format!("assistant@1.0.0-{sha}-bx"),
+        ];
+        for d in ours.iter().chain(&others) {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+            std::fs::write(root.join(d).join("p.kv"), b"12345").unwrap();
+        }
+        assert_eq!(forget_prefixes(&root, &manifest("1.0.0")).unwrap(), 10);
+        for d in &ours {
+            assert!(!root.join(d).exists(), "{d} removed");
+        }
+        for d in &others {
+            assert!(root.join(d).exists(), "{d} kept");
+        }
+        // Nothing saved yet (no directory): nothing to do.
+        assert_eq!(
+            forget_prefixes(&tmp.path().join("none"), &manifest("2.0.0")).unwrap(),
+            0
+        );
+    }
+}

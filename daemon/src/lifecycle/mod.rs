@@ -578,6 +578,7 @@ impl ModelManager {
             if let Some(drift) = &me.load_context.drift {
                 drift.forget(&n, &v);
             }
+            me.forget_prefixes(&n, &v);
             // Registry first: a crash before the directory goes leaves an orphan that
             // the next start registers again, never a record without files.
             if me.store.contains(&n, &v) {
@@ -587,6 +588,31 @@ impl ModelManager {
         })
         .await
         .map_err(worker)?
+    }
+
+    /// Removes a chat version's saved prompt prefixes (the application's system
+    /// prompts' KV state), so they do not outlive it; a failure is logged, and least
+    /// recently used eviction removes them later.
+    fn forget_prefixes(&self, name: &str, version: &str) {
+        let Ok(dir) = self.store.open_version(name, version) else {
+            return;
+        };
+        if dir.manifest.kind != coffer_models::Kind::Chat {
+            return;
+        }
+        let prefix_dir = &self.load_context.chat_settings.prefix_dir;
+        match crate::chat::forget_prefixes(prefix_dir, &dir.manifest) {
+            Ok(0) => {}
+            Ok(bytes) => tracing::info!(
+                model = name,
+                version,
+                bytes,
+                "saved prompt prefixes removed"
+            ),
+            Err(e) => {
+                tracing::warn!(model = name, version, error = %e, "saved prompt prefixes not removed")
+            }
+        }
     }
 
     /// Re-hashes every file of a version. A version that no longer matches is marked
