@@ -189,7 +189,10 @@ fn report(
     }
     let mut bad = false;
     for s in &steps {
-        bad |= !matches!(s.kind, OutcomeKind::Active | OutcomeKind::Pinned);
+        bad |= !matches!(
+            s.kind,
+            OutcomeKind::Active | OutcomeKind::Pinned | OutcomeKind::AwaitingWindow
+        );
         println!(
             "{}@{}: {:?}: {} ({} bytes fetched)",
             s.model, s.version, s.kind, s.detail, s.bytes

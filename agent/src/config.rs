@@ -107,6 +107,8 @@ struct RawSync {
     min_requests: u64,
     import_timeout: String,
     bundle_expiry_grace: String,
+    change_window: Option<String>,
+    time_zone: Option<String>,
 }
 
 impl Default for RawSync {
@@ -130,6 +132,8 @@ impl Default for RawSync {
             min_requests: 20,
             import_timeout: "30m".into(),
             bundle_expiry_grace: "0s".into(),
+            change_window: None,
+            time_zone: None,
         }
     }
 }
@@ -189,6 +193,12 @@ pub struct SyncConfig {
     /// How long after its metadata expired a copied bundle is still accepted (0: not at
     /// all). Online sync always enforces expiry.
     pub bundle_expiry_grace: Duration,
+    /// When a release may be activated (downloads and imports happen any time);
+    /// `None`: any time.
+    pub change_window: Option<crate::sync::window::ChangeWindow>,
+    /// The site's time zone for `change_window` (`sync.time_zone`, an IANA name; the
+    /// system's by default).
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 #[derive(Debug, Clone)]
@@ -379,6 +389,22 @@ fn sync_config(s: &RawSync, allow_http: bool) -> Result<SyncConfig, ConfigError>
         min_requests: s.min_requests,
         import_timeout: duration("sync.import_timeout", &s.import_timeout)?,
         bundle_expiry_grace: duration("sync.bundle_expiry_grace", &s.bundle_expiry_grace)?,
+        change_window: s
+            .change_window
+            .as_deref()
+            .map(crate::sync::window::ChangeWindow::parse)
+            .transpose()
+            .map_err(|what| ConfigError::Invalid {
+                key: "sync.change_window",
+                what,
+            })?,
+        time_zone: match &s.time_zone {
+            None => jiff::tz::TimeZone::system(),
+            Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| ConfigError::Invalid {
+                key: "sync.time_zone",
+                what: format!("{name:?} is not a time zone this system knows (an IANA name such as \"Europe/Berlin\"): {e}"),
+            })?,
+        },
     };
     if c.poll_interval.is_zero() || c.health_interval.is_zero() || c.backoff_min.is_zero() {
         return Err(ConfigError::Invalid {

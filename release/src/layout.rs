@@ -97,6 +97,10 @@ pub struct ReleaseInfo {
     pub files: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub variants: Vec<ReleasedVariant>,
+    /// Sites activate it no earlier than this (RFC 3339, `coffer-release schedule`);
+    /// they may download and import it before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
 }
 
 /// The target name of a file of a model version.
@@ -142,6 +146,7 @@ mod tests {
             seq,
             files: vec!["manifest.toml".into()],
             variants: vec![],
+            not_before: None,
         }
     }
 

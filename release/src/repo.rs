@@ -288,6 +288,7 @@ impl Repo {
                     gpu_memory_mib: v.gpu_memory_mib,
                 })
                 .collect(),
+            not_before: None,
         };
         let mut copied_before = 0u64;
         for file in &files {
@@ -345,6 +346,28 @@ impl Repo {
         version: &str,
         ring: Ring,
     ) -> Result<ReleaseInfo, ReleaseError> {
+        self.change_info(model, version, |info| info.ring = ring)
+    }
+
+    /// Stages the earliest time sites may activate a released version (`None`: any
+    /// time). They still download and import it before.
+    pub fn schedule(
+        &self,
+        model: &str,
+        version: &str,
+        not_before: Option<jiff::Timestamp>,
+    ) -> Result<ReleaseInfo, ReleaseError> {
+        self.change_info(model, version, |info| {
+            info.not_before = not_before.map(|t| t.to_string());
+        })
+    }
+
+    fn change_info(
+        &self,
+        model: &str,
+        version: &str,
+        change: impl FnOnce(&mut ReleaseInfo),
+    ) -> Result<ReleaseInfo, ReleaseError> {
         let mut draft = self.draft()?;
         let name = layout::target_name(model, version, "manifest.toml");
         let target = draft.get_mut(&name).ok_or_else(|| {
@@ -352,7 +375,7 @@ impl Repo {
         })?;
         let mut info = release_info(target)
             .ok_or_else(|| ReleaseError::Usage(format!("{name} carries no release information")))?;
-        info.ring = ring;
+        change(&mut info);
         target.custom.insert(
             CUSTOM_KEY.to_string(),
             serde_json::to_value(&info).map_err(|e| ReleaseError::Usage(e.to_string()))?,

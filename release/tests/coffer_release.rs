@@ -175,3 +175,49 @@ fn rotate_key_replaces_one_lost_root_key() {
     ok(run(cwd, &["publish", "--keys", "keys"]));
     ok(run(cwd, &["check"]));
 }
+
+#[test]
+fn schedule_sets_and_clears_a_not_before_time() {
+    let dir = site(&[]);
+    let cwd = dir.path();
+    ok(run(cwd, &["add", "v1", "--ring", "broad"]));
+    let out = ok(run(
+        cwd,
+        &[
+            "schedule",
+            "credit-lr",
+            "1.0.0",
+            "--not-before",
+            "2026-12-10T19:00:00+01:00",
+        ],
+    ));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("no earlier than 2026-12-10T18:00:00Z"),
+        "{said}"
+    );
+    let draft = std::fs::read_to_string(cwd.join("repo/draft.json")).unwrap();
+    assert!(draft.contains("2026-12-10T18:00:00Z"), "staged: {draft}");
+    for bad in [
+        &["schedule", "credit-lr", "1.0.0", "--not-before", "tomorrow"][..],
+        &["schedule", "credit-lr", "1.0.0"],
+    ] {
+        let out = run(cwd, bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", says(&out));
+    }
+    let out = run(
+        cwd,
+        &[
+            "schedule",
+            "credit-lr",
+            "9.9.9",
+            "--not-before",
+            "2026-12-10T19:00:00Z",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", says(&out));
+    let out = ok(run(cwd, &["schedule", "credit-lr", "1.0.0", "--clear"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("as soon as sites have it"));
+    let draft = std::fs::read_to_string(cwd.join("repo/draft.json")).unwrap();
+    assert!(!draft.contains("not_before"), "cleared: {draft}");
+}

@@ -20,6 +20,7 @@ pub mod regular;
 pub mod state;
 pub mod trust;
 pub mod tuf;
+pub mod window;
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -309,6 +310,28 @@ async fn apply(
         let detail = impostor(info, held, &signed_manifest, "not activated");
         tracing::error!(model = %info.model, version = %info.version, "{detail}");
         return Ok(step(OutcomeKind::Impostor, detail, bytes));
+    }
+    // Imported any time; activated only when the site's window and the release allow.
+    let not_before = match info
+        .not_before
+        .as_deref()
+        .map(str::parse::<jiff::Timestamp>)
+    {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            let detail =
+                format!("the release's not-before time is unreadable ({e}); not activated");
+            return Ok(step(OutcomeKind::Refused, detail, bytes));
+        }
+    };
+    if let Some(why) = window::activation_waits(
+        config.sync.change_window.as_ref(),
+        &config.sync.time_zone,
+        not_before,
+        jiff::Timestamp::now(),
+    ) {
+        return Ok(step(OutcomeKind::AwaitingWindow, why, bytes));
     }
     let previous = status.and_then(|s| s.active.clone());
     match daemon::activate(

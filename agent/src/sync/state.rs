@@ -30,6 +30,9 @@ pub enum OutcomeKind {
     /// cofferd holds a version under this release's name whose manifest is not the
     /// signed one: not activated; looked at again each poll (an admin may remove it).
     Impostor,
+    /// Downloaded and imported, not yet activated: outside `sync.change_window` or
+    /// before the release's not-before time; looked at again each poll.
+    AwaitingWindow,
 }
 
 impl OutcomeKind {
@@ -37,7 +40,10 @@ impl OutcomeKind {
     pub fn retries(self) -> bool {
         matches!(
             self,
-            OutcomeKind::Pinned | OutcomeKind::Error | OutcomeKind::Impostor
+            OutcomeKind::Pinned
+                | OutcomeKind::Error
+                | OutcomeKind::Impostor
+                | OutcomeKind::AwaitingWindow
         )
     }
 }

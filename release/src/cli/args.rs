@@ -91,6 +91,18 @@ pub enum Command {
         #[arg(long, value_name = RINGS)]
         ring: Ring,
     },
+    /// Stage the earliest time sites may activate a released version (they download and
+    /// import it before): `--not-before 2026-12-10T19:00:00Z`, or `--clear`.
+    Schedule {
+        model: String,
+        version: String,
+        /// RFC 3339 time with an offset, e.g. 2026-12-10T19:00:00+01:00.
+        #[arg(long, value_name = "TIME", required_unless_present = "clear")]
+        not_before: Option<jiff::Timestamp>,
+        /// Activation at any time again.
+        #[arg(long, conflicts_with = "not_before")]
+        clear: bool,
+    },
     /// Stage the removal of a released version: sites return to the previous one.
     Withdraw { model: String, version: String },
     /// Sign and publish the staged changes (new targets, snapshot and timestamp).
@@ -141,8 +153,11 @@ impl Cli {
             | Command::Publish { keys, .. }
             | Command::RotateKey { keys, .. } => abs(&mut keys.keys)?,
             Command::Add { dir, .. } | Command::ExportBundle { dir } => abs(dir)?,
-            Command::Promote { .. } | Command::Withdraw { .. } | Command::List | Command::Check => {
-            }
+            Command::Promote { .. }
+            | Command::Schedule { .. }
+            | Command::Withdraw { .. }
+            | Command::List
+            | Command::Check => {}
         }
         Ok(self)
     }

@@ -34,6 +34,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             version,
             ring,
         } => promote(&repo, &model, &version, ring),
+        Command::Schedule {
+            model,
+            version,
+            not_before,
+            ..
+        } => schedule(&repo, &model, &version, not_before),
         Command::Withdraw { model, version } => withdraw(&repo, &model, &version),
         Command::Publish {
             keys,
@@ -121,6 +127,26 @@ fn promote(repo: &Repo, model: &str, version: &str, ring: Ring) -> anyhow::Resul
         "staged: {}@{} goes to ring {}",
         info.model, info.version, info.ring
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn schedule(
+    repo: &Repo,
+    model: &str,
+    version: &str,
+    not_before: Option<jiff::Timestamp>,
+) -> anyhow::Result<ExitCode> {
+    let info = repo.schedule(model, version, not_before)?;
+    match &info.not_before {
+        Some(t) => println!(
+            "staged: {}@{} is activated no earlier than {t}",
+            info.model, info.version
+        ),
+        None => println!(
+            "staged: {}@{} is activated as soon as sites have it",
+            info.model, info.version
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
