@@ -318,6 +318,7 @@ impl AgentConfig {
             timeout: duration("telemetry.timeout", &t.timeout)?,
         };
         let sync = sync_config(&raw.sync, raw.allow_insecure_http)?;
+        check_site_id(&raw.site_id)?;
         Ok(AgentConfig {
             site_id: raw.site_id,
             state_dir: PathBuf::from(raw.state_dir),
@@ -357,6 +358,27 @@ fn rate(key: &'static str, value: &str) -> Result<Option<u64>, ConfigError> {
         0 => None,
         r => Some(r),
     })
+}
+
+/// A site id names a site, never a person: letters, digits, `.`, `_` and `-`, up to 64,
+/// starting with a letter or digit (so no e-mail address, no name with spaces).
+fn check_site_id(id: &str) -> Result<(), ConfigError> {
+    let ok = id.is_empty()
+        || (id.len() <= 64
+            && id.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            key: "site_id",
+            what: format!(
+                "{id:?}: a site id names a site, not a person: letters, digits, '.', '_' and '-' (up to 64), e.g. \"branch-042\""
+            ),
+        })
+    }
 }
 
 fn sync_config(s: &RawSync, allow_http: bool) -> Result<SyncConfig, ConfigError> {
@@ -449,6 +471,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.site_id, "branch-042");
+        for bad in ["jane.doe@bank.example", "Jane Doe", "-x", &"a".repeat(65)] {
+            let err = AgentConfig::parse(&format!("site_id = {bad:?}\n")).unwrap_err();
+            assert!(err.to_string().starts_with("site_id: "), "{bad}: {err}");
+        }
         assert!(c.insecure_urls().is_empty());
         assert_eq!(c.telemetry.batch_size, 500);
         let e = AgentConfig::parse("[telemetry]\nremote_write_url = \"ftp://x\"\n").unwrap_err();

@@ -101,6 +101,46 @@ pub struct ReleaseInfo {
     /// they may download and import it before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<String>,
+    /// A paced rollout (`coffer-release pace`): the share of sites that may activate it
+    /// grows over time; each site knows from its `site_id` when its turn comes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pace: Option<Pace>,
+}
+
+/// An exponential ramp: `first_basis_points` (hundredths of a percent) of the sites
+/// from `start` (RFC 3339), doubling every `double_every_secs`, all of them once it
+/// reaches 100%.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pace {
+    pub start: String,
+    pub first_basis_points: u32,
+    pub double_every_secs: u64,
+}
+
+impl Pace {
+    /// The share of sites (0..=1) allowed `elapsed_secs` after the start (negative:
+    /// before it, none).
+    pub fn share(&self, elapsed_secs: f64) -> f64 {
+        if elapsed_secs < 0.0 || self.first_basis_points == 0 || self.double_every_secs == 0 {
+            return 0.0;
+        }
+        let doublings = elapsed_secs / self.double_every_secs as f64;
+        (self.first() * doublings.exp2()).min(1.0)
+    }
+
+    /// The share of sites at the start (0..=1).
+    pub fn first(&self) -> f64 {
+        f64::from(self.first_basis_points) / 10_000.0
+    }
+
+    /// Seconds after the start when the share reaches `position` (0..1).
+    pub fn turn_after_secs(&self, position: f64) -> f64 {
+        let first = self.first();
+        if position < first {
+            return 0.0;
+        }
+        (position / first).log2() * self.double_every_secs as f64
+    }
 }
 
 /// The target name of a file of a model version.
@@ -147,6 +187,7 @@ mod tests {
             files: vec!["manifest.toml".into()],
             variants: vec![],
             not_before: None,
+            pace: None,
         }
     }
 

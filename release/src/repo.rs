@@ -289,6 +289,7 @@ impl Repo {
                 })
                 .collect(),
             not_before: None,
+            pace: None,
         };
         let mut copied_before = 0u64;
         for file in &files {
@@ -360,6 +361,26 @@ impl Repo {
         self.change_info(model, version, |info| {
             info.not_before = not_before.map(|t| t.to_string());
         })
+    }
+
+    /// Stages a paced rollout of a released version (`None`: every site at once).
+    pub fn pace(
+        &self,
+        model: &str,
+        version: &str,
+        pace: Option<crate::layout::Pace>,
+    ) -> Result<ReleaseInfo, ReleaseError> {
+        if let Some(p) = &pace {
+            let bad = !(1..=10_000).contains(&p.first_basis_points)
+                || p.double_every_secs == 0
+                || p.start.parse::<jiff::Timestamp>().is_err();
+            if bad {
+                return Err(ReleaseError::Usage(
+                    "a pace starts at a time, with a first share of 0.01% to 100%, doubling every positive duration".into(),
+                ));
+            }
+        }
+        self.change_info(model, version, |info| info.pace = pace)
     }
 
     fn change_info(

@@ -221,3 +221,43 @@ fn schedule_sets_and_clears_a_not_before_time() {
     let draft = std::fs::read_to_string(cwd.join("repo/draft.json")).unwrap();
     assert!(!draft.contains("not_before"), "cleared: {draft}");
 }
+
+#[test]
+fn pace_stages_a_ramp_and_refuses_an_impossible_one() {
+    let dir = site(&[]);
+    let cwd = dir.path();
+    ok(run(cwd, &["add", "v1", "--ring", "broad"]));
+    let args = |first: &str| {
+        run(
+            cwd,
+            &[
+                "pace",
+                "credit-lr",
+                "1.0.0",
+                "--first",
+                first,
+                "--double-every",
+                "6h",
+                "--start",
+                "2026-12-10T19:00:00Z",
+            ],
+        )
+    };
+    let out = ok(args("1"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("reaches 1% of the sites from 2026-12-10T19:00:00Z, doubling every 6h"),
+        "{said}"
+    );
+    let draft = std::fs::read_to_string(cwd.join("repo/draft.json")).unwrap();
+    assert!(
+        draft.contains("\"first_basis_points\": 100"),
+        "staged: {draft}"
+    );
+    for first in ["0", "150"] {
+        let out = args(first);
+        assert_eq!(out.status.code(), Some(1), "{first}: {}", says(&out));
+    }
+    let out = ok(run(cwd, &["pace", "credit-lr", "1.0.0", "--clear"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("every site at once"));
+}

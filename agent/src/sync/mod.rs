@@ -325,10 +325,25 @@ async fn apply(
             return Ok(step(OutcomeKind::Refused, detail, bytes));
         }
     };
+    let paced = match &info.pace {
+        None => None,
+        Some(pace) => match pace.start.parse::<jiff::Timestamp>() {
+            Ok(start) => Some(window::Paced {
+                pace,
+                start,
+                position: window::pace_position(&config.site_id, &info.model, &info.version),
+            }),
+            Err(e) => {
+                let detail = format!("the release's pace start is unreadable ({e}); not activated");
+                return Ok(step(OutcomeKind::Refused, detail, bytes));
+            }
+        },
+    };
     if let Some(why) = window::activation_waits(
         config.sync.change_window.as_ref(),
         &config.sync.time_zone,
         not_before,
+        paced.as_ref(),
         jiff::Timestamp::now(),
     ) {
         return Ok(step(OutcomeKind::AwaitingWindow, why, bytes));

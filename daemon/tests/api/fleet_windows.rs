@@ -2,10 +2,12 @@
 //! `sync.change_window` a release is downloaded and imported but not activated, polls
 //! keep it waiting without downloading it again, and inside the window it goes live; a
 //! release scheduled with a not-before time waits for it even inside the window. The
-//! windows are set around the real time in the site's configured zone (UTC here).
+//! windows are set around the real time in the site's configured zone (UTC here). A
+//! paced release waits for the site's turn, which comes from its `site_id`.
 
 use coffer_agent::sync::state::{OutcomeKind, SyncState};
-use coffer_release::layout::Ring;
+use coffer_agent::sync::window::pace_position;
+use coffer_release::layout::{Pace, Ring};
 use jiff::{SignedDuration, Timestamp, tz::TimeZone};
 
 use crate::fleet::{Fleet, only, version_bytes};
@@ -85,4 +87,43 @@ async fn activation_waits_for_the_change_window_and_the_release_time() {
         ("3.0.0", OutcomeKind::Active)
     );
     assert_eq!(f.serving().await, "3.0.0");
+}
+
+#[tokio::test]
+async fn a_paced_release_waits_for_the_sites_turn() {
+    let Some(f) = Fleet::start(None, "").await else {
+        return;
+    };
+    let v2 = f.version("2.0.0");
+    f.add(&v2, Ring::Broad);
+    // A site whose place in line is past the first 2%.
+    let site = (0..)
+        .map(|i| format!("branch-{i:03}"))
+        .find(|s| pace_position(s, "credit-lr", "2.0.0") > 0.02)
+        .unwrap();
+    let pace = |first_basis_points| Pace {
+        start: Timestamp::now().to_string(),
+        first_basis_points,
+        double_every_secs: 1_000 * 3600,
+    };
+    f.repo.pace("credit-lr", "2.0.0", Some(pace(100))).unwrap();
+    f.publish().await;
+    let mut cfg = f.agent("broad", "");
+    cfg.site_id = site;
+    let steps = f.sync(&cfg).await.unwrap();
+    let step = only(&steps);
+    assert_eq!(step.kind, OutcomeKind::AwaitingWindow, "{step:?}");
+    assert!(
+        step.detail.contains("paced rollout at 1.00% of the sites"),
+        "{step:?}"
+    );
+    assert_eq!(f.serving().await, "1.0.0");
+    // The admin opens it to every site: the next poll activates it.
+    f.repo
+        .pace("credit-lr", "2.0.0", Some(pace(10_000)))
+        .unwrap();
+    f.publish().await;
+    let steps = f.sync(&cfg).await.unwrap();
+    assert_eq!(only(&steps).kind, OutcomeKind::Active, "{steps:?}");
+    assert_eq!(f.serving().await, "2.0.0");
 }

@@ -103,6 +103,24 @@ pub enum Command {
         #[arg(long, conflicts_with = "not_before")]
         clear: bool,
     },
+    /// Stage a paced rollout: `--first 1 --double-every 6h` lets 1% of the sites
+    /// activate the version at the start, then 2%, 4% … every 6 hours; `--clear`: all.
+    Pace {
+        model: String,
+        version: String,
+        /// Percent of the sites at the start (above 0, at most 100).
+        #[arg(long, value_name = "PERCENT", required_unless_present = "clear")]
+        first: Option<f64>,
+        /// How often the share doubles (e.g. 6h, 1d).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, required_unless_present = "clear")]
+        double_every: Option<std::time::Duration>,
+        /// When the ramp starts (RFC 3339 with an offset); now by default.
+        #[arg(long, value_name = "TIME")]
+        start: Option<jiff::Timestamp>,
+        /// Every site at once again.
+        #[arg(long, conflicts_with_all = ["first", "double_every", "start"])]
+        clear: bool,
+    },
     /// Stage the removal of a released version: sites return to the previous one.
     Withdraw { model: String, version: String },
     /// Sign and publish the staged changes (new targets, snapshot and timestamp).
@@ -155,6 +173,7 @@ impl Cli {
             Command::Add { dir, .. } | Command::ExportBundle { dir } => abs(dir)?,
             Command::Promote { .. }
             | Command::Schedule { .. }
+            | Command::Pace { .. }
             | Command::Withdraw { .. }
             | Command::List
             | Command::Check => {}

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use super::args::{Cli, Command, ExpiryArgs};
 use super::progress::Progress;
-use crate::layout::Ring;
+use crate::layout::{Pace, Ring};
 use crate::publish::{self, Published};
 use crate::repo::{Repo, releases};
 use crate::{bundle, init, keys, root};
@@ -40,6 +40,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             not_before,
             ..
         } => schedule(&repo, &model, &version, not_before),
+        Command::Pace {
+            model,
+            version,
+            first,
+            double_every,
+            start,
+            ..
+        } => {
+            let pace = first.zip(double_every).map(|(first, every)| Pace {
+                start: start.unwrap_or_else(jiff::Timestamp::now).to_string(),
+                // Hundredths of a percent; the repository refuses what is out of range.
+                first_basis_points: (first * 100.0).round().clamp(0.0, 1e6) as u32,
+                double_every_secs: every.as_secs(),
+            });
+            pace_rollout(&repo, &model, &version, pace)
+        }
         Command::Withdraw { model, version } => withdraw(&repo, &model, &version),
         Command::Publish {
             keys,
@@ -144,6 +160,30 @@ fn schedule(
         ),
         None => println!(
             "staged: {}@{} is activated as soon as sites have it",
+            info.model, info.version
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pace_rollout(
+    repo: &Repo,
+    model: &str,
+    version: &str,
+    pace: Option<Pace>,
+) -> anyhow::Result<ExitCode> {
+    let info = repo.pace(model, version, pace)?;
+    match &info.pace {
+        Some(p) => println!(
+            "staged: {}@{} reaches {}% of the sites from {}, doubling every {}",
+            info.model,
+            info.version,
+            p.first() * 100.0,
+            p.start,
+            humantime::format_duration(std::time::Duration::from_secs(p.double_every_secs))
+        ),
+        None => println!(
+            "staged: {}@{} is activated by every site at once",
             info.model, info.version
         ),
     }
