@@ -195,7 +195,7 @@ pub struct SyncConfig {
     pub bundle_expiry_grace: Duration,
     /// When a release may be activated (downloads and imports happen any time);
     /// `None`: any time.
-    pub change_window: Option<crate::sync::window::ChangeWindow>,
+    pub change_window: Option<crate::window::ChangeWindow>,
     /// The site's time zone for `change_window` (`sync.time_zone`, an IANA name; the
     /// system's by default).
     pub time_zone: jiff::tz::TimeZone,
@@ -414,7 +414,7 @@ fn sync_config(s: &RawSync, allow_http: bool) -> Result<SyncConfig, ConfigError>
         change_window: s
             .change_window
             .as_deref()
-            .map(crate::sync::window::ChangeWindow::parse)
+            .map(crate::window::ChangeWindow::parse)
             .transpose()
             .map_err(|what| ConfigError::Invalid {
                 key: "sync.change_window",

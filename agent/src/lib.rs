@@ -8,6 +8,8 @@
 //! - **model sync** ([`sync`]): TUF-signed releases from a static HTTPS host or a copied
 //!   bundle, resumable downloads, health-gated activation with rollback
 //!   (`docs/fleet.md`).
+//! - **when to activate** ([`window`]): change windows, release not-before times and
+//!   paced rollouts, which model sync and the configuration both use.
 
 pub mod checkpoints;
 pub mod config;
@@ -17,5 +19,6 @@ pub mod remote_write;
 pub mod sync;
 pub mod systemd;
 pub mod transport;
+pub mod window;
 
 pub use config::AgentConfig;

@@ -20,7 +20,6 @@ pub mod regular;
 pub mod state;
 pub mod trust;
 pub mod tuf;
-pub mod window;
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -328,10 +327,10 @@ async fn apply(
     let paced = match &info.pace {
         None => None,
         Some(pace) => match pace.start.parse::<jiff::Timestamp>() {
-            Ok(start) => Some(window::Paced {
+            Ok(start) => Some(crate::window::Paced {
                 pace,
                 start,
-                position: window::pace_position(&config.site_id, &info.model, &info.version),
+                position: crate::window::pace_position(&config.site_id, &info.model, &info.version),
             }),
             Err(e) => {
                 let detail = format!("the release's pace start is unreadable ({e}); not activated");
@@ -339,7 +338,7 @@ async fn apply(
             }
         },
     };
-    if let Some(why) = window::activation_waits(
+    if let Some(why) = crate::window::activation_waits(
         config.sync.change_window.as_ref(),
         &config.sync.time_zone,
         not_before,

@@ -6,7 +6,7 @@
 //! paced release waits for the site's turn, which comes from its `site_id`.
 
 use coffer_agent::sync::state::{OutcomeKind, SyncState};
-use coffer_agent::sync::window::pace_position;
+use coffer_agent::window::pace_position;
 use coffer_release::layout::{Pace, Ring};
 use jiff::{SignedDuration, Timestamp, tz::TimeZone};
 
