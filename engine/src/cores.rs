@@ -33,10 +33,13 @@ impl CoreShare {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
     }
 
-    /// A scoring (or embedding) request is being served.
+    /// A scoring (or embedding) request is being served. Written only when the
+    /// millisecond changed, so busy workers do not keep taking the line from each other.
     pub fn scoring(&self) {
-        self.last_scoring
-            .store(self.now_ms() + 1, Ordering::Relaxed);
+        let now = self.now_ms() + 1;
+        if self.last_scoring.load(Ordering::Relaxed) != now {
+            self.last_scoring.store(now, Ordering::Relaxed);
+        }
     }
 
     /// Whether a scoring request came in within the last `quiet`.

@@ -311,32 +311,37 @@ async fn apply(
         return Ok(step(OutcomeKind::Impostor, detail, bytes));
     }
     // Imported any time; activated only when the site's window and the release allow.
+    // A time the agent cannot read (a release made by another tool) is refused, not guessed.
+    let time = |what: &str, text: &str| {
+        text.parse::<jiff::Timestamp>().map_err(|e| {
+            step(
+                OutcomeKind::Refused,
+                format!("the release's {what} is unreadable ({e}); not activated"),
+                bytes,
+            )
+        })
+    };
     let not_before = match info
         .not_before
         .as_deref()
-        .map(str::parse::<jiff::Timestamp>)
+        .map(|t| time("not-before time", t))
     {
-        None => None,
+        Some(Err(refused)) => return Ok(refused),
         Some(Ok(t)) => Some(t),
-        Some(Err(e)) => {
-            let detail =
-                format!("the release's not-before time is unreadable ({e}); not activated");
-            return Ok(step(OutcomeKind::Refused, detail, bytes));
-        }
-    };
-    let paced = match &info.pace {
         None => None,
-        Some(pace) => match pace.start.parse::<jiff::Timestamp>() {
-            Ok(start) => Some(crate::window::Paced {
-                pace,
-                start,
-                position: crate::window::pace_position(&config.site_id, &info.model, &info.version),
-            }),
-            Err(e) => {
-                let detail = format!("the release's pace start is unreadable ({e}); not activated");
-                return Ok(step(OutcomeKind::Refused, detail, bytes));
-            }
-        },
+    };
+    let paced = match info
+        .pace
+        .as_ref()
+        .map(|p| (p, time("pace start", &p.start)))
+    {
+        Some((_, Err(refused))) => return Ok(refused),
+        Some((pace, Ok(start))) => Some(crate::window::Paced {
+            pace,
+            start,
+            position: crate::window::pace_position(&config.site_id, &info.model, &info.version),
+        }),
+        None => None,
     };
     if let Some(why) = crate::window::activation_waits(
         config.sync.change_window.as_ref(),
