@@ -38,4 +38,11 @@ pub struct HealthReport {
     #[serde(default)]
     pub components: BTreeMap<String, ComponentState>,
     pub models: Vec<VersionHealth>,
+    /// cofferd's version (absent from older daemons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The GPU's health in one word: `disabled`, `absent`, or the worst GPU's
+    /// `healthy`, `degraded`, `failed` (absent from older daemons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
 }

@@ -191,7 +191,10 @@ fn report(
     for s in &steps {
         bad |= !matches!(
             s.kind,
-            OutcomeKind::Active | OutcomeKind::Pinned | OutcomeKind::AwaitingWindow
+            OutcomeKind::Active
+                | OutcomeKind::Pinned
+                | OutcomeKind::AwaitingWindow
+                | OutcomeKind::Halted
         );
         println!(
             "{}@{}: {:?}: {} ({} bytes fetched)",
@@ -219,7 +222,7 @@ async fn sync_command(
     }
     coffer_agent::systemd::ready();
     coffer_agent::systemd::spawn_watchdog();
-    coffer_agent::sync::run(config, tls, stop_signal()).await;
+    coffer_agent::sync::run(config, tls, None, stop_signal()).await;
     coffer_agent::systemd::stopping();
     Ok(ExitCode::SUCCESS)
 }
@@ -255,11 +258,17 @@ async fn run_all(config: &AgentConfig, tls: Option<&Tls>, sync_tls: Option<&Tls>
             coffer_agent::egress::run(config, tls, stopped(rx.clone())).await;
         }
     };
-    let sync = coffer_agent::sync::run(config, sync_tls, stopped(rx.clone()));
+    let polled = tokio::sync::Notify::new();
+    let sync = coffer_agent::sync::run(config, sync_tls, Some(&polled), stopped(rx.clone()));
+    let site_report = async {
+        if config.telemetry.has_sink() {
+            coffer_agent::site_report::run(config, tls, &polled, stopped(rx.clone())).await;
+        }
+    };
     let signal = async {
         stop_signal().await;
         let _ = tx.send(true);
     };
-    tokio::join!(telemetry, sync, signal);
+    tokio::join!(telemetry, sync, site_report, signal);
     coffer_agent::systemd::stopping();
 }

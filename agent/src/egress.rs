@@ -58,7 +58,7 @@ fn daemon(config: &AgentConfig) -> AdminClient {
 }
 
 /// Sends to one sink; `Ok(false)` when the sink refused the batch for good.
-async fn send(
+pub(crate) async fn send(
     sink: &'static str,
     url: &http::Uri,
     tls: Option<&Tls>,
@@ -142,7 +142,7 @@ pub async fn deliver_once(
 }
 
 /// `d` with ±10% jitter, so that a fleet does not move in step.
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let f = rand::thread_rng().gen_range(0.9..1.1);
     d.mul_f64(f)
 }

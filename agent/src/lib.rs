@@ -8,6 +8,8 @@
 //! - **model sync** ([`sync`]): TUF-signed releases from a static HTTPS host or a copied
 //!   bundle, resumable downloads, health-gated activation with rollback
 //!   (`docs/fleet.md`).
+//! - **the site's report** ([`site_report`]): what this site runs and how its rollout
+//!   stands, as series and transition events for the fleet's monitoring.
 //! - **when to activate** ([`window`]): change windows, release not-before times and
 //!   paced rollouts, which model sync and the configuration both use.
 
@@ -16,9 +18,12 @@ pub mod config;
 pub mod egress;
 pub mod otlp;
 pub mod remote_write;
+pub mod site_report;
 pub mod sync;
 pub mod systemd;
-pub mod transport;
 pub mod window;
+
+/// The HTTPS client the agent shares with the fleet admin's tools.
+pub use coffer_fleet::transport;
 
 pub use config::AgentConfig;

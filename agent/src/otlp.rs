@@ -39,24 +39,34 @@ pub fn build(records: &[Record], site: &str) -> Option<Value> {
             if let Some(v) = version {
                 attributes.push(attr("coffer.version", v));
             }
-            Some(json!({
-                "timeUnixNano": nanos,
-                "observedTimeUnixNano": nanos,
-                "severityNumber": 9,
-                "severityText": "INFO",
-                "body": { "stringValue": event.as_str() },
-                "attributes": attributes,
-            }))
+            Some(record(&nanos, event.as_str(), attributes))
         })
         .collect();
     if logs.is_empty() {
         return None;
     }
-    let mut resource = vec![attr("service.name", "cofferd")];
+    Some(envelope("cofferd", site, logs))
+}
+
+/// One INFO log record at `nanos` (a decimal string).
+fn record(nanos: &str, body: &str, attributes: Vec<Value>) -> Value {
+    json!({
+        "timeUnixNano": nanos,
+        "observedTimeUnixNano": nanos,
+        "severityNumber": 9,
+        "severityText": "INFO",
+        "body": { "stringValue": body },
+        "attributes": attributes,
+    })
+}
+
+/// The request around `logs`, from `service` at `site`.
+fn envelope(service: &str, site: &str, logs: Vec<Value>) -> Value {
+    let mut resource = vec![attr("service.name", service)];
     if !site.is_empty() {
         resource.push(attr("coffer.site", site));
     }
-    Some(json!({
+    json!({
         "resourceLogs": [{
             "resource": { "attributes": resource },
             "scopeLogs": [{
@@ -64,5 +74,47 @@ pub fn build(records: &[Record], site: &str) -> Option<Value> {
                 "logRecords": logs,
             }],
         }],
-    }))
+    })
+}
+
+/// A change in a site's state that the fleet should see as an event: a release's state
+/// (`subject` = `release`, with model and version) or the sync's (`subject` = `sync`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub subject: &'static str,
+    pub model: Option<String>,
+    pub version: Option<String>,
+    /// `None` on the agent's first report since it started.
+    pub from: Option<String>,
+    pub to: String,
+}
+
+/// The `ExportLogsServiceRequest` for a site report's transitions (service
+/// `coffer-agent`), or `None` if there are none.
+pub fn transitions(changes: &[Transition], site: &str, at_ms: u64) -> Option<Value> {
+    if changes.is_empty() {
+        return None;
+    }
+    let nanos = (u128::from(at_ms) * 1_000_000).to_string();
+    let logs: Vec<Value> = changes
+        .iter()
+        .map(|t| {
+            let mut attributes = vec![
+                attr("coffer.event", "site_transition"),
+                attr("coffer.subject", t.subject),
+                attr("coffer.to", &t.to),
+            ];
+            if let Some(from) = &t.from {
+                attributes.push(attr("coffer.from", from));
+            }
+            if let Some(m) = &t.model {
+                attributes.push(attr("coffer.model", m));
+            }
+            if let Some(v) = &t.version {
+                attributes.push(attr("coffer.version", v));
+            }
+            record(&nanos, &format!("{} {}", t.subject, t.to), attributes)
+        })
+        .collect();
+    Some(envelope("coffer-agent", site, logs))
 }

@@ -46,7 +46,8 @@ pub const HEADERS: [(&str, &str); 4] = [
     ("user-agent", "coffer-agent"),
 ];
 
-type SeriesKey = Vec<(String, String)>;
+/// A series: its labels (`__name__` among them), sorted by name.
+pub type SeriesKey = Vec<(String, String)>;
 
 fn push(
     series: &mut BTreeMap<SeriesKey, Vec<Sample>>,
@@ -236,6 +237,56 @@ pub fn build(records: &[Record], site: &str) -> WriteRequest {
                         .collect(),
                     samples,
                 }
+            })
+            .collect(),
+    }
+}
+
+/// Prometheus's staleness marker: a sample with this value ends a series at once,
+/// instead of after the 5-minute lookback.
+pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+/// The labels of a site report's sample, `__name__` and `site` included, sorted.
+pub fn site_series(sample: &coffer_fleet::site::Sample, site: &str) -> SeriesKey {
+    let mut key: SeriesKey = sample
+        .labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    key.push(("__name__".into(), sample.name.into()));
+    key.push(("site".into(), site.into()));
+    key.sort();
+    key
+}
+
+/// A site report's samples at `at_ms`, and a staleness marker for each series in
+/// `ended` (series the previous report had and this one has not).
+pub fn build_site(
+    samples: &[coffer_fleet::site::Sample],
+    site: &str,
+    at_ms: u64,
+    ended: impl IntoIterator<Item = SeriesKey>,
+) -> WriteRequest {
+    let stamp = |value| Sample {
+        value,
+        timestamp: at_ms as i64,
+    };
+    let live = samples
+        .iter()
+        .map(|s| (site_series(s, site), stamp(s.value)));
+    let stale = ended
+        .into_iter()
+        .map(|k| (k, stamp(f64::from_bits(STALE_NAN))));
+    let series: BTreeMap<SeriesKey, Sample> = live.chain(stale).collect();
+    WriteRequest {
+        timeseries: series
+            .into_iter()
+            .map(|(labels, sample)| TimeSeries {
+                labels: labels
+                    .into_iter()
+                    .map(|(name, value)| Label { name, value })
+                    .collect(),
+                samples: vec![sample],
             })
             .collect(),
     }

@@ -214,6 +214,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         }
     }
     crate::serving::gpu_fallback::check(&config.gpu.models, &scoring, &chat)?;
+    let admin_gpu = Arc::clone(&gpu_health);
     let gpu_gate = Arc::new(crate::serving::gpu_fallback::GpuFallback::new(
         gpu_health,
         &config.gpu.models,
@@ -311,6 +312,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         readiness: Arc::clone(&readiness),
         metrics: Arc::clone(&metrics),
         decisions: Arc::clone(&decision_store),
+        gpu: admin_gpu,
     });
     let a = &config.admin;
     let ids = |uids: &[u32], users, users_key, gids: &[u32], groups, groups_key| {

@@ -261,3 +261,51 @@ fn pace_stages_a_ramp_and_refuses_an_impossible_one() {
     let out = ok(run(cwd, &["pace", "credit-lr", "1.0.0", "--clear"]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("every site at once"));
 }
+
+/// `fleet-status` needs no repository, only the fleet's Prometheus; one it cannot reach,
+/// a token file it cannot read or a URL that is not http(s) is a clear error (exit 1).
+/// (Against a real Prometheus: `daemon/tests/api/fleet_status.rs`.)
+#[test]
+fn fleet_status_says_why_it_cannot_read_the_fleet() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = run_in(dir.path(), &["fleet-status", "--prometheus", &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", says(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot connect to 127.0.0.1"),
+        "{}",
+        says(&out)
+    );
+    let out = run_in(
+        dir.path(),
+        &[
+            "fleet-status",
+            "--prometheus",
+            &url,
+            "--prometheus-token-file",
+            "missing-token",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", says(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bearer token file"),
+        "{}",
+        says(&out)
+    );
+    let out = run_in(dir.path(), &["fleet-status", "--prometheus", "ftp://x"]);
+    assert_eq!(out.status.code(), Some(1), "{}", says(&out));
+    // Every other command still needs the repository.
+    let out = run_in(dir.path(), &["list"]);
+    assert_eq!(out.status.code(), Some(1), "{}", says(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--repo"),
+        "{}",
+        says(&out)
+    );
+}

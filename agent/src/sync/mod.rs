@@ -70,6 +70,45 @@ impl SyncError {
     }
 }
 
+impl SyncError {
+    /// The poll's state and reason as the site report says them.
+    pub fn health(&self) -> state::PollHealth {
+        use coffer_fleet::site::{RefusalKind, SyncState as Poll, refusal_kind};
+        let (state, reason) = match self {
+            _ if self.stalled() => (
+                Poll::Stalled,
+                match self {
+                    SyncError::Download(_) => "download",
+                    _ => "host",
+                },
+            ),
+            SyncError::Metadata(MetadataError::Rejected(why)) => {
+                if why.contains("Failed to fetch") || why.contains("cannot connect") {
+                    (Poll::Failing, "host")
+                } else {
+                    (Poll::Refusing, refusal_kind(why).as_str())
+                }
+            }
+            SyncError::Metadata(MetadataError::BundleExpired { .. }) => {
+                (Poll::Refusing, RefusalKind::Expired.as_str())
+            }
+            SyncError::Metadata(MetadataError::Trust(trust::TrustError::OlderRoot { .. })) => {
+                (Poll::Refusing, RefusalKind::Rollback.as_str())
+            }
+            SyncError::Metadata(MetadataError::Url(_)) => (Poll::Failing, "host"),
+            SyncError::Metadata(MetadataError::BadRelease { .. })
+            | SyncError::BadRelease { .. } => (Poll::Failing, "release"),
+            SyncError::Metadata(_) | SyncError::State { .. } => (Poll::Failing, "state"),
+            SyncError::Download(_) => (Poll::Failing, "download"),
+            SyncError::Daemon(_) => (Poll::Failing, "cofferd"),
+        };
+        state::PollHealth {
+            state,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// What a cycle did with one model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
@@ -566,10 +605,12 @@ pub fn next_wait(config: &AgentConfig, failures: u32) -> Duration {
     doubled.min(s.backoff_max).mul_f64(rng.gen_range(0.9..1.1))
 }
 
-/// Polls the repository until `stop` resolves.
+/// Polls the repository until `stop` resolves; `polled` (the site report) is notified
+/// after each poll.
 pub async fn run(
     config: &AgentConfig,
     tls: Option<&crate::transport::Tls>,
+    polled: Option<&tokio::sync::Notify>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -590,10 +631,15 @@ pub async fn run(
             Ok(_) => {
                 state.consecutive_failures = 0;
                 state.last_success = Some(state::now());
+                state.last_poll = Some(state::PollHealth {
+                    state: coffer_fleet::site::SyncState::Ok,
+                    reason: String::new(),
+                });
             }
             Err(e) => {
                 state.consecutive_failures += 1;
                 state.last_error = Some(format!("{}: {e}", state::now()));
+                state.last_poll = Some(e.health());
             }
         }
         let wait = next_wait(config, state.consecutive_failures);
@@ -612,6 +658,9 @@ pub async fn run(
         }
         if let Err(e) = save(&state, &dir) {
             tracing::warn!(error = %e, "cannot save the sync state");
+        }
+        if let Some(p) = polled {
+            p.notify_one();
         }
         tokio::select! {
             () = &mut stop => return,

@@ -33,6 +33,9 @@ pub enum OutcomeKind {
     /// Downloaded and imported, not yet activated: outside `sync.change_window` or
     /// before the release's not-before time; looked at again each poll.
     AwaitingWindow,
+    /// The release is halted (`coffer-release halt`, or `watch` when its abort criteria
+    /// tripped): neither downloaded nor activated; looked at again each poll.
+    Halted,
 }
 
 impl OutcomeKind {
@@ -44,6 +47,7 @@ impl OutcomeKind {
                 | OutcomeKind::Error
                 | OutcomeKind::Impostor
                 | OutcomeKind::AwaitingWindow
+                | OutcomeKind::Halted
         )
     }
 }
@@ -77,6 +81,17 @@ pub struct SyncState {
     pub last_success: Option<String>,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// How the last poll went, as the site report names it.
+    #[serde(default)]
+    pub last_poll: Option<PollHealth>,
+}
+
+/// How a poll went: a state and, when it failed, a short reason from a closed set
+/// (what the site report sends; `last_error` keeps the whole message on the site).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollHealth {
+    pub state: coffer_fleet::site::SyncState,
+    pub reason: String,
 }
 
 pub fn now() -> String {

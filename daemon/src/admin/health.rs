@@ -37,6 +37,8 @@ pub async fn health(State(state): State<Arc<AdminState>>) -> Response {
             .map(|(name, c)| (name.to_string(), c))
             .collect(),
         models,
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        gpu: Some(state.gpu.summary().to_string()),
     })
     .into_response()
 }

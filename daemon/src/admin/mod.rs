@@ -42,6 +42,8 @@ pub struct AdminState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Decisions kept on the box (`cofferctl decisions`).
     pub decisions: Arc<crate::decisions::DecisionStore>,
+    /// The GPUs' health, summed up in `GET /admin/health`.
+    pub gpu: Arc<crate::monitoring::gpu::GpuHealth>,
 }
 
 /// An admin API error: status, stable code and message.

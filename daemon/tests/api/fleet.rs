@@ -550,7 +550,12 @@ async fn an_unreachable_host_makes_the_agent_back_off_while_cofferd_serves() {
     );
     cfg.sync.repository_url = Some(format!("https://localhost:{closed}/").parse().unwrap());
     let tls = f.tls();
-    let run = coffer_agent::sync::run(&cfg, Some(&tls), tokio::time::sleep(Duration::from_secs(4)));
+    let run = coffer_agent::sync::run(
+        &cfg,
+        Some(&tls),
+        None,
+        tokio::time::sleep(Duration::from_secs(4)),
+    );
     let serve = async {
         let mut ok = 0;
         let end = tokio::time::Instant::now() + Duration::from_secs(4);

@@ -177,7 +177,7 @@ async fn a_host_that_drips_bytes_is_cut_off_by_the_deadlines_while_cofferd_serve
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    coffer_agent::sync::run(&cfg, None, polled).await;
+    coffer_agent::sync::run(&cfg, None, None, polled).await;
     // The state is saved before the report is sent: wait for the report too.
     let mut events = Vec::new();
     for _ in 0..50 {

@@ -4,9 +4,7 @@
 //! back; no identifier sent in requests appears in anything written or sent.
 //! Without a `prometheus` binary the test says so and passes locally, but fails under CI.
 
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,107 +17,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
 use crate::common::{PII, Setup, fixture, spellings};
-
-fn prometheus_binary() -> Option<PathBuf> {
-    let candidates = [PathBuf::from("/usr/bin/prometheus")];
-    candidates.into_iter().find(|p| p.exists()).or_else(|| {
-        let out = Command::new("sh")
-            .args(["-c", "command -v prometheus"])
-            .output()
-            .ok()?;
-        let path = String::from_utf8(out.stdout).ok()?;
-        let path = PathBuf::from(path.trim());
-        path.exists().then_some(path)
-    })
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Prometheus {
-    child: Child,
-    port: u16,
-}
-
-impl Prometheus {
-    async fn start(binary: &Path, dir: &Path, port: u16) -> Prometheus {
-        let config = dir.join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-remote-write-receiver")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-            .spawn()
-            .expect("prometheus starts");
-        let p = Prometheus { child, port };
-        for _ in 0..300 {
-            if p.get("/-/ready").await.is_some_and(|(s, _)| s == 200) {
-                return p;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "prometheus did not become ready: {}",
-            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
-        );
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .ok()?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .ok()?;
-        tokio::spawn(conn);
-        let req = http::Request::builder()
-            .uri(path)
-            .header("host", "127.0.0.1")
-            .body(Full::new(Bytes::new()))
-            .ok()?;
-        let resp = sender.send_request(req).await.ok()?;
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.ok()?.to_bytes();
-        Some((status, String::from_utf8_lossy(&body).into_owned()))
-    }
-
-    /// The result vector of an instant query.
-    async fn query(&self, promql: &str) -> Vec<serde_json::Value> {
-        let q: String = promql
-            .bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let (status, body) = self
-            .get(&format!("/api/v1/query?query={q}"))
-            .await
-            .expect("query answered");
-        assert_eq!(status, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        v["data"]["result"].as_array().cloned().unwrap_or_default()
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::prometheus::{Prometheus, free_port, prometheus_binary};
 
 /// A minimal OTLP/HTTP logs receiver that keeps every body it accepts.
-async fn otlp_receiver() -> (u16, Arc<Mutex<Vec<Bytes>>>) {
+pub async fn otlp_receiver() -> (u16, Arc<Mutex<Vec<Bytes>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -18,9 +18,10 @@ use crate::publish::Expiries;
     about = "Build, sign and publish Coffer model releases (TUF)"
 )]
 pub struct Cli {
-    /// The release repository directory (`public/` inside it is what the host serves).
+    /// The release repository directory (`public/` inside it is what the host serves);
+    /// every command but `fleet-status` needs it.
     #[arg(long, short, env = "COFFER_RELEASE_REPO")]
-    pub repo: PathBuf,
+    pub repo: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -152,6 +153,48 @@ pub enum Command {
     Check,
     /// Copy the current release into DIR for an air-gapped site.
     ExportBundle { dir: PathBuf },
+    /// Where each release stands across the fleet, from the sites' reports in the
+    /// fleet's Prometheus: per release and ring the sites on it, on the previous
+    /// version, failed, pinned, waiting; silent sites, refused or expiring metadata.
+    FleetStatus {
+        #[command(flatten)]
+        prometheus: PrometheusArgs,
+        /// A site is silent after this many of its poll intervals without a report.
+        #[arg(long, default_value_t = 3.0, value_name = "POLLS")]
+        silent_after: f64,
+        /// Flag metadata that expires within this long.
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        expiring_within: Duration,
+        /// How far back sites are remembered (a PromQL duration).
+        #[arg(long, default_value = "7d")]
+        lookback: String,
+        /// Print JSON (every site named) instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Print again every DURATION until interrupted.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        watch: Option<Duration>,
+        /// Sites named per list in the tables.
+        #[arg(long, default_value_t = 20)]
+        list: usize,
+    },
+}
+
+/// Where the fleet's Prometheus is and how to reach it.
+#[derive(Debug, Args)]
+pub struct PrometheusArgs {
+    /// The fleet's Prometheus (its HTTP API base URL, e.g. https://prom.example:9090).
+    #[arg(long, env = "COFFER_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus: String,
+    /// CA bundle (PEM) to trust for an https Prometheus.
+    #[arg(long, value_name = "FILE")]
+    pub prometheus_ca: Option<PathBuf>,
+    /// File holding a bearer token for Prometheus (kept out of the command line).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus_token_file: Option<PathBuf>,
+    /// How long one query may take.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub query_timeout: Duration,
 }
 
 /// The rings, as the help shows them.
@@ -165,12 +208,25 @@ impl Cli {
                 .with_context(|| format!("{}: cannot make it absolute", path.display()))?;
             Ok(())
         }
-        abs(&mut self.repo)?;
+        if let Some(repo) = &mut self.repo {
+            abs(repo)?;
+        }
         match &mut self.command {
             Command::Init { keys, .. }
             | Command::Publish { keys, .. }
             | Command::RotateKey { keys, .. } => abs(&mut keys.keys)?,
             Command::Add { dir, .. } | Command::ExportBundle { dir } => abs(dir)?,
+            Command::FleetStatus { prometheus, .. } => {
+                for path in [
+                    &mut prometheus.prometheus_ca,
+                    &mut prometheus.prometheus_token_file,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    abs(path)?;
+                }
+            }
             Command::Promote { .. }
             | Command::Schedule { .. }
             | Command::Pace { .. }

@@ -20,7 +20,27 @@ pub const LIVE_BUT_UNFINISHED: u8 = 3;
 /// Runs one subcommand on the repository `cli.repo` (paths already absolute: see
 /// [`Cli::resolve`]). `Err` means it failed and nothing was published.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let repo = Repo::new(&cli.repo);
+    if let Command::FleetStatus {
+        prometheus,
+        silent_after,
+        expiring_within,
+        lookback,
+        json,
+        watch,
+        list,
+    } = cli.command
+    {
+        let opts = coffer_fleet::status::Options {
+            silent_after_polls: silent_after,
+            expiring_within_secs: expiring_within.as_secs_f64(),
+            lookback,
+        };
+        return super::fleet_status::run(&prometheus, &opts, json, watch, list).await;
+    }
+    let Some(dir) = &cli.repo else {
+        anyhow::bail!("--repo (or COFFER_RELEASE_REPO) is required for this command");
+    };
+    let repo = Repo::new(dir);
     match cli.command {
         Command::Init {
             keys,
@@ -71,6 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List => list(&repo),
         Command::Check => check(&repo).await,
         Command::ExportBundle { dir } => export_bundle(&repo, &dir).await,
+        Command::FleetStatus { .. } => unreachable!("answered above"),
     }
 }
 

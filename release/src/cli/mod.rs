@@ -8,7 +8,8 @@
 
 mod args;
 mod commands;
+mod fleet_status;
 mod progress;
 
-pub use args::{Cli, Command, ExpiryArgs, KeyDir};
+pub use args::{Cli, Command, ExpiryArgs, KeyDir, PrometheusArgs};
 pub use commands::{LIVE_BUT_UNFINISHED, run};

@@ -90,6 +90,20 @@ impl GpuHealth {
             .clone()
     }
 
+    /// The health in one word: `disabled`, `absent`, or the worst GPU's level.
+    pub fn summary(&self) -> &'static str {
+        match &*self.presence.read().unwrap_or_else(|e| e.into_inner()) {
+            Presence::Disabled => "disabled",
+            Presence::Absent(_) => "absent",
+            Presence::Present(gpus) => gpus
+                .iter()
+                .map(|g| g.level)
+                .max()
+                .unwrap_or(Level::Healthy)
+                .as_str(),
+        }
+    }
+
     /// Why GPU work cannot run now: the failed GPUs and their reasons; `None` while no
     /// GPU is failed (including hosts without a GPU, which serve on the CPU by design).
     pub fn failure(&self) -> Option<String> {

@@ -1,8 +1,9 @@
-//! One-request HTTP/1.1 exchanges with the sinks and the release host over TCP, with TLS
-//! (rustls, the configured CA bundle) for https URLs. (cofferd's admin socket is called
-//! through `coffer_admin_api::AdminClient`.) Each exchange has a timeout; a fresh
-//! connection per request keeps failure handling simple at telemetry's request rate.
-//! Answers come back whole, or as a head and a body read as it arrives
+//! One-request HTTP/1.1 exchanges over TCP, with TLS (rustls, a configured CA bundle) for
+//! https URLs: the agent's with its telemetry sinks and the release host, the fleet
+//! admin's tools' with the fleet's Prometheus. (cofferd's admin socket is called through
+//! `coffer_admin_api::AdminClient`.) Each exchange has a timeout; a fresh connection per
+//! request keeps failure handling simple at these request rates. Answers come back
+//! whole ([`post`], [`get`], bounded in size), or as a head and a body read as it arrives
 //! ([`get_streaming`], for large downloads).
 
 use std::path::Path;
@@ -38,6 +39,8 @@ pub enum HttpError {
     Timeout(Duration),
     #[error("CA bundle {path}: {what}")]
     CaBundle { path: String, what: String },
+    #[error("the answer is larger than {0} bytes")]
+    TooLarge(usize),
 }
 
 /// An answer.
@@ -152,6 +155,34 @@ pub async fn get_streaming(
         headers: head.headers,
         body,
     })
+}
+
+/// A GET whose answer comes back whole, refused past `max_bytes`; the timeout covers
+/// the whole exchange.
+pub async fn get(
+    url: &Uri,
+    tls: Option<&Tls>,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<Reply, HttpError> {
+    let run = async {
+        let request = request_to(url, Method::GET, headers).body(Full::new(Bytes::new()))?;
+        let response = send_tcp(url, tls, "https needs a CA bundle", request).await?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), max_bytes)
+            .collect()
+            .await
+            .map_err(|e| match e.downcast::<hyper::Error>() {
+                Ok(e) => HttpError::Protocol(*e),
+                Err(_) => HttpError::TooLarge(max_bytes),
+            })?
+            .to_bytes();
+        Ok(Reply { status, body })
+    };
+    tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| HttpError::Timeout(timeout))?
 }
 
 /// A request for `url`'s path and query, with `Host` and the extra headers.
