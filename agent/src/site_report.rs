@@ -123,21 +123,18 @@ pub fn release_states(state: &SyncState, downloads: &Path, now: i64) -> Vec<Rele
     out.into_values().collect()
 }
 
-/// The earliest expiry among the metadata files this site trusts (`sync/trusted/`).
+/// The earliest expiry among the root, targets and snapshot metadata this site trusts
+/// (`sync/trusted/`). The timestamp is left out: it is re-signed on a schedule and
+/// valid for a day or so by design; one that lapses shows as sync `refusing: expired`.
 pub fn metadata_expiry(sync_dir: &Path) -> Option<i64> {
-    [
-        "root.json",
-        "timestamp.json",
-        "snapshot.json",
-        "targets.json",
-    ]
-    .iter()
-    .filter_map(|name| {
-        let bytes = std::fs::read(sync_dir.join("trusted").join(name)).ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        unix(v["signed"]["expires"].as_str()?)
-    })
-    .min()
+    ["root.json", "snapshot.json", "targets.json"]
+        .iter()
+        .filter_map(|name| {
+            let bytes = std::fs::read(sync_dir.join("trusted").join(name)).ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+            unix(v["signed"]["expires"].as_str()?)
+        })
+        .min()
 }
 
 /// What this site says now.
@@ -388,7 +385,8 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("trusted")).unwrap();
         for (name, t) in [
             ("root.json", "2027-01-01T00:00:00Z"),
-            ("timestamp.json", "2026-12-08T00:00:00Z"),
+            ("snapshot.json", "2026-12-08T00:00:00Z"),
+            ("timestamp.json", "2026-12-07T00:00:00Z"),
             ("targets.json", "garbage"),
         ] {
             let v = serde_json::json!({"signed": {"expires": t}});

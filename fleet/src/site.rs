@@ -25,7 +25,8 @@ pub mod names {
     pub const SYNC: &str = "coffer_site_sync";
     /// Polls that failed in a row.
     pub const SYNC_FAILURES: &str = "coffer_site_sync_consecutive_failures";
-    /// The earliest expiry (unix seconds) of the release metadata the site trusts.
+    /// The earliest expiry (unix seconds) of the root, targets and snapshot metadata the
+    /// site trusts (the timestamp, re-signed on a schedule, is left out).
     pub const METADATA_EXPIRES: &str = "coffer_site_metadata_expires_timestamp_seconds";
     /// `{state}` = 1: the appliance's GPU health.
     pub const GPU: &str = "coffer_site_gpu";

@@ -90,6 +90,12 @@ pub async fn export(
         files += 1;
     }
     progress(done, total);
+    // The halt list goes along as it is (sites check its signature and expiry).
+    let halts = repo.public().join(crate::halts::LIST_FILE);
+    if halts.exists() {
+        copy_file(&halts, &out.join(crate::halts::LIST_FILE), &mut |_| {})?;
+        files += 1;
+    }
     let bundle = load_dir(out, ExpirationEnforcement::Safe).await?;
     Ok(Exported {
         files,

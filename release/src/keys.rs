@@ -52,6 +52,47 @@ pub fn parse_role(s: &str) -> Result<RoleType, ReleaseError> {
 
 /// Makes a new key for `role` in `dir` (created 0700 if missing).
 pub fn generate(dir: &Path, role: RoleType) -> Result<KeyFile, ReleaseError> {
+    let (path, key, id_hex) = generate_named(dir, role_name(role))?;
+    Ok(KeyFile {
+        path,
+        role,
+        key,
+        id_hex,
+    })
+}
+
+/// The file-name prefix of halt keys (`halt-<id>.pk8`): they sign only the halt list
+/// ([`crate::halts`]), never TUF metadata.
+pub const HALT_PREFIX: &str = "halt";
+
+/// A halt key file.
+#[derive(Debug, Clone)]
+pub struct HaltKey {
+    pub path: PathBuf,
+    pub key: Key,
+    pub id_hex: String,
+}
+
+/// Makes a new halt key in `dir` (created 0700 if missing).
+pub fn generate_halt(dir: &Path) -> Result<HaltKey, ReleaseError> {
+    let (path, key, id_hex) = generate_named(dir, HALT_PREFIX)?;
+    Ok(HaltKey { path, key, id_hex })
+}
+
+/// Every halt key file in `dir`.
+pub fn load_halt(dir: &Path) -> Result<Vec<HaltKey>, ReleaseError> {
+    let mut keys = Vec::new();
+    for (path, prefix) in key_files(dir)? {
+        if prefix != HALT_PREFIX {
+            continue;
+        }
+        let (key, id_hex) = read_public(&path)?;
+        keys.push(HaltKey { path, key, id_hex });
+    }
+    Ok(keys)
+}
+
+fn generate_named(dir: &Path, prefix: &str) -> Result<(PathBuf, Key, String), ReleaseError> {
     use std::io::Write as _;
     use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
     let io = |path: &Path, source| ReleaseError::Io {
@@ -68,7 +109,7 @@ pub fn generate(dir: &Path, role: RoleType) -> Result<KeyFile, ReleaseError> {
         .map_err(|_| ReleaseError::Key("the system's random source failed".into()))?;
     let key = public_key(pkcs8.as_ref())?;
     let id_hex = key_id_hex(&key)?;
-    let path = dir.join(format!("{}-{}.pk8", role_name(role), &id_hex[..8]));
+    let path = dir.join(format!("{prefix}-{}.pk8", &id_hex[..8]));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -77,12 +118,7 @@ pub fn generate(dir: &Path, role: RoleType) -> Result<KeyFile, ReleaseError> {
         .map_err(|e| io(&path, e))?;
     file.write_all(pkcs8.as_ref()).map_err(|e| io(&path, e))?;
     file.sync_all().map_err(|e| io(&path, e))?;
-    Ok(KeyFile {
-        path,
-        role,
-        key,
-        id_hex,
-    })
+    Ok((path, key, id_hex))
 }
 
 fn public_key(pkcs8: &[u8]) -> Result<Key, ReleaseError> {
@@ -98,13 +134,13 @@ pub fn key_id_hex(key: &Key) -> Result<String, ReleaseError> {
     Ok(hex::encode(id.as_ref() as &[u8]))
 }
 
-/// Every key file in `dir` (not `retired/`).
-pub fn load(dir: &Path) -> Result<Vec<KeyFile>, ReleaseError> {
+/// The `*.pk8` files in `dir` (not `retired/`) with their file-name prefix.
+fn key_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, ReleaseError> {
     let entries = std::fs::read_dir(dir).map_err(|source| ReleaseError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
-    let mut keys = Vec::new();
+    let mut files = Vec::new();
     for entry in entries {
         let path = entry
             .map_err(|source| ReleaseError::Io {
@@ -118,17 +154,36 @@ pub fn load(dir: &Path) -> Result<Vec<KeyFile>, ReleaseError> {
         let Some(stem) = name.strip_suffix(".pk8") else {
             continue;
         };
-        let Some((role, _)) = stem.split_once('-') else {
+        let Some((prefix, _)) = stem.split_once('-') else {
             continue;
         };
-        let role = parse_role(role)?;
-        let bytes = std::fs::read(&path).map_err(|source| ReleaseError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let key = public_key(&bytes)
-            .map_err(|e| ReleaseError::Key(format!("{}: {e}", path.display())))?;
-        let id_hex = key_id_hex(&key)?;
+        let prefix = prefix.to_string();
+        files.push((path, prefix));
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn read_public(path: &Path) -> Result<(Key, String), ReleaseError> {
+    let bytes = std::fs::read(path).map_err(|source| ReleaseError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let key =
+        public_key(&bytes).map_err(|e| ReleaseError::Key(format!("{}: {e}", path.display())))?;
+    let id_hex = key_id_hex(&key)?;
+    Ok((key, id_hex))
+}
+
+/// Every TUF role key file in `dir` (not `retired/`; halt keys are left out).
+pub fn load(dir: &Path) -> Result<Vec<KeyFile>, ReleaseError> {
+    let mut keys = Vec::new();
+    for (path, prefix) in key_files(dir)? {
+        if prefix == HALT_PREFIX {
+            continue;
+        }
+        let role = parse_role(&prefix)?;
+        let (key, id_hex) = read_public(&path)?;
         keys.push(KeyFile {
             path,
             role,
@@ -136,7 +191,6 @@ pub fn load(dir: &Path) -> Result<Vec<KeyFile>, ReleaseError> {
             id_hex,
         });
     }
-    keys.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(keys)
 }
 

@@ -7,6 +7,7 @@
 //! REPO/public/metadata/N.targets.json, N.snapshot.json  immutable, consistent snapshots
 //! REPO/public/metadata/timestamp.json                 the only file that changes in place
 //! REPO/public/targets/<sha256>.<model>/<version>/<path> every file of every version
+//! REPO/public/halts.json                              the halt list (crate::halts)
 //! ```
 //!
 //! Each file of a model version is the target `<model>/<version>/<path>`; the version's
@@ -23,6 +24,11 @@ pub const CUSTOM_KEY: &str = "coffer";
 pub const PUBLIC_DIR: &str = "public";
 pub const METADATA_DIR: &str = "metadata";
 pub const TARGETS_DIR: &str = "targets";
+/// The target that carries the halt keys ([`crate::halts`]), and its custom-metadata key.
+pub const HALT_KEYS_TARGET: &str = "coffer/halt-keys.json";
+pub const HALT_KEYS_CUSTOM: &str = "coffer_halt_keys";
+/// The halt list, beside `metadata/` and `targets/` in the published tree.
+pub const HALT_LIST_FILE: &str = "halts.json";
 
 /// Rollout rings, narrowest first. A version released to a ring reaches the sites of
 /// that ring and of every narrower one: `early` reaches `canary` and `early` sites.
@@ -105,6 +111,27 @@ pub struct ReleaseInfo {
     /// grows over time; each site knows from its `site_id` when its turn comes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pace: Option<Pace>,
+    /// When `coffer-release watch` halts it by itself (`coffer-release abort-when`).
+    /// Sites activate such a release only while they can read a current halt list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<Abort>,
+}
+
+/// Abort criteria: halt once more than `failed_above_basis_points` (hundredths of a
+/// percent) of the sites that tried the release failed it (its evaluation gate, or the
+/// health gate and a rollback), counted once at least `min_tried` sites tried it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Abort {
+    pub failed_above_basis_points: u32,
+    pub min_tried: u32,
+}
+
+impl Abort {
+    /// Whether `failed` of `tried` sites trip it.
+    pub fn tripped(&self, tried: usize, failed: usize) -> bool {
+        tried >= self.min_tried as usize
+            && failed as u64 * 10_000 > u64::from(self.failed_above_basis_points) * tried as u64
+    }
 }
 
 /// An exponential ramp: `first_basis_points` (hundredths of a percent) of the sites
@@ -115,6 +142,24 @@ pub struct Pace {
     pub start: String,
     pub first_basis_points: u32,
     pub double_every_secs: u64,
+}
+
+#[cfg(test)]
+mod abort_tests {
+    use super::Abort;
+
+    #[test]
+    fn trips_above_the_share_after_enough_sites() {
+        let a = Abort {
+            failed_above_basis_points: 1_000,
+            min_tried: 20,
+        };
+        assert!(!a.tripped(19, 19), "too few sites tried");
+        assert!(!a.tripped(20, 2), "10% is not above 10%");
+        assert!(a.tripped(20, 3));
+        assert!(!a.tripped(200, 20));
+        assert!(a.tripped(200, 21));
+    }
 }
 
 impl Pace {
@@ -188,6 +233,7 @@ mod tests {
             variants: vec![],
             not_before: None,
             pace: None,
+            abort: None,
         }
     }
 

@@ -14,6 +14,7 @@
 pub mod bundle;
 pub mod cli;
 mod common;
+pub mod halts;
 pub mod init;
 pub mod keys;
 pub mod layout;
@@ -21,6 +22,7 @@ pub mod publish;
 pub mod repo;
 pub mod root;
 mod stage;
+pub mod watch;
 
 use std::path::PathBuf;
 

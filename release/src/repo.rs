@@ -290,6 +290,7 @@ impl Repo {
                 .collect(),
             not_before: None,
             pace: None,
+            abort: None,
         };
         let mut copied_before = 0u64;
         for file in &files {
@@ -381,6 +382,31 @@ impl Repo {
             }
         }
         self.change_info(model, version, |info| info.pace = pace)
+    }
+
+    /// Stages abort criteria for a released version (`None`: none). The repository
+    /// must authorize halt keys (`coffer-release halt-keys`) first: sites activate a
+    /// release with criteria only while a current halt list signed by them is published.
+    pub fn abort_when(
+        &self,
+        model: &str,
+        version: &str,
+        abort: Option<crate::layout::Abort>,
+    ) -> Result<ReleaseInfo, ReleaseError> {
+        if let Some(a) = &abort {
+            if !(1..10_000).contains(&a.failed_above_basis_points) || a.min_tried == 0 {
+                return Err(ReleaseError::Usage(
+                    "abort criteria need a failure share above 0% and below 100%, after at least one site".into(),
+                ));
+            }
+            if !self.draft()?.contains_key(crate::layout::HALT_KEYS_TARGET) {
+                return Err(ReleaseError::Usage(
+                    "the repository authorizes no halt keys: run `coffer-release halt-keys` first"
+                        .into(),
+                ));
+            }
+        }
+        self.change_info(model, version, |info| info.abort = abort)
     }
 
     fn change_info(

@@ -309,3 +309,109 @@ fn fleet_status_says_why_it_cannot_read_the_fleet() {
         says(&out)
     );
 }
+
+/// Halts as the admin runs them: abort criteria need halt keys; `halt-keys` stages them
+/// for the targets key to publish; `halt` and `lift-halt` sign the list with the halt
+/// key alone and refuse a release that is not published; `list` and `check` are
+/// unchanged by the halt key beside the role keys.
+#[test]
+fn halts_are_signed_with_the_halt_key_alone() {
+    let dir = site(&[]);
+    let cwd = dir.path();
+    ok(run(cwd, &["add", "v1", "--ring", "broad"]));
+    let criteria = [
+        "abort-when",
+        "credit-lr",
+        "1.0.0",
+        "--failed-above",
+        "10",
+        "--after",
+        "20",
+    ];
+    let out = run(cwd, &criteria);
+    assert_eq!(out.status.code(), Some(1), "{}", says(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("halt-keys"));
+    let out = ok(run(cwd, &["halt-keys", "--halt-keys", "halt"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 halt key(s)"));
+    ok(run(cwd, &criteria));
+    for bad in [
+        &[
+            "abort-when",
+            "credit-lr",
+            "1.0.0",
+            "--failed-above",
+            "0",
+            "--after",
+            "20",
+        ][..],
+        &[
+            "abort-when",
+            "credit-lr",
+            "1.0.0",
+            "--failed-above",
+            "100",
+            "--after",
+            "20",
+        ],
+        &[
+            "abort-when",
+            "credit-lr",
+            "1.0.0",
+            "--failed-above",
+            "10",
+            "--after",
+            "0",
+        ],
+    ] {
+        let out = run(cwd, bad);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}: {}", says(&out));
+    }
+    // Halting before the keys are published is refused: sites would not take it.
+    let halt = |version: &str| {
+        run(
+            cwd,
+            &[
+                "halt",
+                "credit-lr",
+                version,
+                "--reason",
+                "gates failing",
+                "--halt-keys",
+                "halt",
+            ],
+        )
+    };
+    let out = halt("1.0.0");
+    assert_eq!(out.status.code(), Some(1), "{}", says(&out));
+    ok(run(cwd, &["publish", "--keys", "keys"]));
+    let out = ok(halt("1.0.0"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("credit-lr@1.0.0 since"),
+        "{}",
+        says(&out)
+    );
+    let list: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cwd.join("repo/public/halts.json")).unwrap())
+            .unwrap();
+    assert_eq!(list["signed"]["halts"][0]["reason"], "gates failing");
+    let out = halt("9.9.9");
+    assert_eq!(out.status.code(), Some(1), "{}", says(&out));
+    let out = ok(run(
+        cwd,
+        &["lift-halt", "credit-lr", "1.0.0", "--halt-keys", "halt"],
+    ));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 release(s) halted"));
+    // A halt key among the role keys is no role key: the repository still checks out.
+    std::fs::copy(
+        std::fs::read_dir(cwd.join("halt"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+        cwd.join("keys/halt-0000.pk8"),
+    )
+    .unwrap();
+    ok(run(cwd, &["check"]));
+    ok(run(cwd, &["publish", "--keys", "keys", "--timestamp-only"]));
+}

@@ -14,6 +14,7 @@
 
 pub mod daemon;
 pub mod download;
+pub mod halt_list;
 pub mod health_check;
 pub mod metadata_fetch;
 pub mod regular;
@@ -289,6 +290,7 @@ async fn apply(
     targets_base: &str,
     release: &Release,
     status: Option<&daemon::ModelStatus>,
+    halts: halt_list::Recheck<'_>,
 ) -> Result<Step, SyncError> {
     let info = &release.info;
     let socket = &config.admin_socket;
@@ -391,6 +393,10 @@ async fn apply(
     ) {
         return Ok(step(OutcomeKind::AwaitingWindow, why, bytes));
     }
+    // Halted while it downloaded or waited: not activated.
+    if let Some(why) = halts.stops(source, info).await {
+        return Ok(step(OutcomeKind::Halted, why, bytes));
+    }
     let previous = status.and_then(|s| s.active.clone());
     match daemon::activate(
         socket,
@@ -453,6 +459,18 @@ pub async fn cycle(config: &AgentConfig, source: &Source<'_>) -> Result<Vec<Step
     let desired = layout::desired(releases.iter().map(|r| &r.info), config.sync.ring);
     let models = daemon::models(&config.admin_socket, config.sync.timeout).await?;
     let mut state = SyncState::load(&dir);
+    let targets = &loaded.repo.targets().signed;
+    let halts = halt_list::view(source, targets, &mut state.halt_list_version).await;
+    if let halt_list::HaltView::Unavailable(why) = &halts {
+        tracing::warn!(
+            why,
+            "no current halt list: releases with abort criteria wait"
+        );
+    }
+    let recheck = halt_list::Recheck {
+        targets,
+        seen: state.halt_list_version,
+    };
     let mut steps = Vec::new();
     for want in desired {
         let Some(release) = releases
@@ -504,7 +522,20 @@ pub async fn cycle(config: &AgentConfig, source: &Source<'_>) -> Result<Vec<Step
         if state.gave_up_on(&want.model, want.seq) && !impostor_serving {
             continue;
         }
-        let applied = if impostor_serving {
+        let halted = if impostor_serving {
+            None
+        } else {
+            halts.stops(&release.info)
+        };
+        let applied = if let Some(detail) = halted {
+            Ok(Step {
+                model: want.model.clone(),
+                version: want.version.clone(),
+                kind: OutcomeKind::Halted,
+                detail,
+                bytes: 0,
+            })
+        } else if impostor_serving {
             Ok(Step {
                 model: want.model.clone(),
                 version: want.version.clone(),
@@ -513,7 +544,15 @@ pub async fn cycle(config: &AgentConfig, source: &Source<'_>) -> Result<Vec<Step
                 bytes: 0,
             })
         } else {
-            apply(config, source, &loaded.targets_base, release, status).await
+            apply(
+                config,
+                source,
+                &loaded.targets_base,
+                release,
+                status,
+                recheck,
+            )
+            .await
         };
         let step = match applied {
             Ok(step) => step,

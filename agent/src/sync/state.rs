@@ -81,6 +81,9 @@ pub struct SyncState {
     pub last_success: Option<String>,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The newest halt list version this site took: an older one is refused.
+    #[serde(default)]
+    pub halt_list_version: u64,
     /// How the last poll went, as the site report names it.
     #[serde(default)]
     pub last_poll: Option<PollHealth>,

@@ -247,10 +247,13 @@ pub struct Release {
 /// information is malformed or whose files are not all signed targets is an error: the
 /// admin's tool never writes one.
 pub fn releases(repo: &Repository) -> Result<Vec<Release>, MetadataError> {
+    // Only the top-level targets role releases: whatever a delegated role signs (none
+    // is delegated today) never becomes a release.
+    let top = &repo.targets().signed.targets;
     let by_name: std::collections::HashMap<&str, &tough::schema::Target> =
-        repo.all_targets().map(|(n, t)| (n.raw(), t)).collect();
+        top.iter().map(|(n, t)| (n.raw(), t)).collect();
     let mut out = Vec::new();
-    for (name, target) in repo.all_targets() {
+    for (name, target) in top {
         let Some(custom) = target.custom.get(CUSTOM_KEY) else {
             continue;
         };

@@ -58,7 +58,7 @@ fn site(root: &Path, i: usize, socket: &Path, prom: u16, otlp: u16) -> AgentConf
     let days = if i == 9 { 2 } else { 30 };
     let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * days);
     let ts = serde_json::json!({"signed": {"expires": expires.to_string()}});
-    std::fs::write(sync.join("trusted/timestamp.json"), ts.to_string()).unwrap();
+    std::fs::write(sync.join("trusted/snapshot.json"), ts.to_string()).unwrap();
     AgentConfig::parse(&format!(
         "site_id = \"branch-{i:03}\"\nallow_insecure_http = true\nstate_dir = \"{}\"\n\
          [daemon]\nadmin_socket = \"{}\"\n[sync]\nring = \"{}\"\npoll_interval = \"1m\"\n\

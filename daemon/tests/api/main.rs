@@ -25,6 +25,7 @@ mod explain;
 mod faults;
 mod fleet;
 mod fleet_attacks;
+mod fleet_halts;
 mod fleet_status;
 mod fleet_windows;
 mod gpu;

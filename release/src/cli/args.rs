@@ -122,6 +122,72 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["first", "double_every", "start"])]
         clear: bool,
     },
+    /// Stage abort criteria: `coffer-release watch` halts the version once more than
+    /// `--failed-above` percent of the sites that tried it failed its gates or rolled
+    /// it back, after at least `--after` sites tried it; `--clear`: none.
+    AbortWhen {
+        model: String,
+        version: String,
+        /// Percent of the sites that tried it (above 0, below 100).
+        #[arg(long, value_name = "PERCENT", required_unless_present = "clear")]
+        failed_above: Option<f64>,
+        /// Sites that must have tried it before the share counts.
+        #[arg(long, value_name = "SITES", required_unless_present = "clear")]
+        after: Option<u32>,
+        #[arg(long, conflicts_with_all = ["failed_above", "after"])]
+        clear: bool,
+    },
+    /// Stage the authorization of the halt keys in `--halt-keys` (one is made if there is
+    /// none, or with `--new`); `publish` with the targets key makes it live. A halt key
+    /// signs only the halt list: it can stop releases, never publish or change one.
+    HaltKeys {
+        #[command(flatten)]
+        halt_keys: HaltKeyDir,
+        /// Make a new halt key beside the ones there (then remove the old file to
+        /// rotate).
+        #[arg(long)]
+        new: bool,
+    },
+    /// Halt a release on every site that has not activated it yet (signed with a halt
+    /// key; no publish needed).
+    Halt {
+        model: String,
+        version: String,
+        /// Why (one line; every site shows it).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        halt_keys: HaltKeyDir,
+        /// How long the signed halt list stays valid.
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        valid_for: Duration,
+    },
+    /// Let a halted release roll out again.
+    LiftHalt {
+        model: String,
+        version: String,
+        #[command(flatten)]
+        halt_keys: HaltKeyDir,
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        valid_for: Duration,
+    },
+    /// Halt releases whose abort criteria trip, from the fleet's Prometheus, every
+    /// `--every`, and keep the halt list fresh; runs until interrupted.
+    Watch {
+        #[command(flatten)]
+        prometheus: PrometheusArgs,
+        #[command(flatten)]
+        halt_keys: HaltKeyDir,
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        every: Duration,
+        /// How long each signed halt list stays valid: sites stop activating releases
+        /// with abort criteria this long after the watch stops.
+        #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
+        valid_for: Duration,
+        /// One round, then exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Stage the removal of a released version: sites return to the previous one.
     Withdraw { model: String, version: String },
     /// Sign and publish the staged changes (new targets, snapshot and timestamp).
@@ -180,6 +246,14 @@ pub enum Command {
     },
 }
 
+/// The halt keys (kept online, apart from the role keys).
+#[derive(Debug, Args)]
+pub struct HaltKeyDir {
+    /// Directory of the halt keys (`halt-ID.pk8`).
+    #[arg(long, env = "COFFER_RELEASE_HALT_KEYS", value_name = "DIR")]
+    pub halt_keys: PathBuf,
+}
+
 /// Where the fleet's Prometheus is and how to reach it.
 #[derive(Debug, Args)]
 pub struct PrometheusArgs {
@@ -195,6 +269,19 @@ pub struct PrometheusArgs {
     /// How long one query may take.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub query_timeout: Duration,
+}
+
+impl PrometheusArgs {
+    fn resolve(&mut self) -> anyhow::Result<()> {
+        for path in [&mut self.prometheus_ca, &mut self.prometheus_token_file]
+            .into_iter()
+            .flatten()
+        {
+            *path = std::path::absolute(&*path)
+                .with_context(|| format!("{}: cannot make it absolute", path.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// The rings, as the help shows them.
@@ -216,20 +303,22 @@ impl Cli {
             | Command::Publish { keys, .. }
             | Command::RotateKey { keys, .. } => abs(&mut keys.keys)?,
             Command::Add { dir, .. } | Command::ExportBundle { dir } => abs(dir)?,
-            Command::FleetStatus { prometheus, .. } => {
-                for path in [
-                    &mut prometheus.prometheus_ca,
-                    &mut prometheus.prometheus_token_file,
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    abs(path)?;
-                }
+            Command::FleetStatus { prometheus, .. } => prometheus.resolve()?,
+            Command::Watch {
+                prometheus,
+                halt_keys,
+                ..
+            } => {
+                prometheus.resolve()?;
+                abs(&mut halt_keys.halt_keys)?;
             }
+            Command::HaltKeys { halt_keys, .. }
+            | Command::Halt { halt_keys, .. }
+            | Command::LiftHalt { halt_keys, .. } => abs(&mut halt_keys.halt_keys)?,
             Command::Promote { .. }
             | Command::Schedule { .. }
             | Command::Pace { .. }
+            | Command::AbortWhen { .. }
             | Command::Withdraw { .. }
             | Command::List
             | Command::Check => {}

@@ -92,6 +92,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check => check(&repo).await,
         Command::ExportBundle { dir } => export_bundle(&repo, &dir).await,
         Command::FleetStatus { .. } => unreachable!("answered above"),
+        Command::AbortWhen {
+            model,
+            version,
+            failed_above,
+            after,
+            ..
+        } => super::halting::abort_when(&repo, &model, &version, failed_above.zip(after)),
+        Command::HaltKeys { halt_keys, new } => {
+            super::halting::halt_keys(&repo, &halt_keys.halt_keys, new)
+        }
+        Command::Halt {
+            model,
+            version,
+            reason,
+            halt_keys,
+            valid_for,
+        } => {
+            super::halting::halt(
+                &repo,
+                &halt_keys.halt_keys,
+                &model,
+                &version,
+                &reason,
+                valid_for,
+            )
+            .await
+        }
+        Command::LiftHalt {
+            model,
+            version,
+            halt_keys,
+            valid_for,
+        } => super::halting::lift(&repo, &halt_keys.halt_keys, &model, &version, valid_for).await,
+        Command::Watch {
+            prometheus,
+            halt_keys,
+            every,
+            valid_for,
+            once,
+        } => {
+            let prom = super::fleet_status::prometheus(&prometheus)?;
+            super::halting::watch(&repo, &halt_keys.halt_keys, &prom, every, valid_for, once).await
+        }
     }
 }
 

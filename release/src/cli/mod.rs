@@ -9,7 +9,8 @@
 mod args;
 mod commands;
 mod fleet_status;
+mod halting;
 mod progress;
 
-pub use args::{Cli, Command, ExpiryArgs, KeyDir, PrometheusArgs};
+pub use args::{Cli, Command, ExpiryArgs, HaltKeyDir, KeyDir, PrometheusArgs};
 pub use commands::{LIVE_BUT_UNFINISHED, run};

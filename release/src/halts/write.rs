@@ -1,0 +1,240 @@
+//! Writing halts: staging the halt keys' authorization (published with the targets
+//! key), and signing the halt list with the halt keys (`halt`, `lift`, `refresh`),
+//! written atomically into the published tree after it was checked as an agent
+//! checks it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+use tough::key_source::{KeySource as _, LocalKeySource};
+use tough::schema::{Hashes, Signature, Target};
+
+use super::{
+    HaltKeys, HaltList, KEYS_CUSTOM, KEYS_TARGET, LIST_FILE, LIST_TYPE, SignedHaltList, authorized,
+    canonical, verify,
+};
+use crate::ReleaseError;
+use crate::keys::{self, HaltKey};
+use crate::layout;
+use crate::repo::{Repo, releases, write_atomic};
+
+/// Stages the authorization of every halt key in `halt_keys` (a new one made first when
+/// `new`, or when there is none): the next `publish`, with the targets key, makes it
+/// live and drops any halt key not in the directory.
+pub fn authorize_keys(repo: &Repo, halt_keys: &Path, new: bool) -> Result<HaltKeys, ReleaseError> {
+    let mut found = if halt_keys.exists() {
+        keys::load_halt(halt_keys)?
+    } else {
+        Vec::new()
+    };
+    if new || found.is_empty() {
+        found.push(keys::generate_halt(halt_keys)?);
+    }
+    let authorization = HaltKeys {
+        keys: found.iter().map(|k| k.key.clone()).collect(),
+        threshold: 1,
+    };
+    let bytes = serde_json::to_vec_pretty(&authorization)
+        .map_err(|e| ReleaseError::Usage(e.to_string()))?;
+    let sha = Sha256::digest(&bytes);
+    let dest = repo
+        .targets_dir()
+        .join(layout::target_file(&hex::encode(sha), KEYS_TARGET));
+    write_atomic(&dest, &bytes)?;
+    let mut custom = HashMap::new();
+    custom.insert(
+        KEYS_CUSTOM.to_string(),
+        serde_json::to_value(&authorization).map_err(|e| ReleaseError::Usage(e.to_string()))?,
+    );
+    let mut draft = repo.draft()?;
+    draft.insert(
+        KEYS_TARGET.to_string(),
+        Target {
+            length: bytes.len() as u64,
+            hashes: Hashes {
+                sha256: sha.to_vec().into(),
+                _extra: Default::default(),
+            },
+            custom,
+            _extra: Default::default(),
+        },
+    );
+    repo.save_draft(draft)?;
+    Ok(authorization)
+}
+
+/// The published halt list, as it is on disk (`None` before the first halt).
+pub fn published_list(repo: &Repo) -> Result<Option<SignedHaltList>, ReleaseError> {
+    let path = repo.public().join(LIST_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ReleaseError::Metadata {
+                path,
+                what: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ReleaseError::Io { path, source }),
+    }
+}
+
+/// Signs `list` (its version one above the published one, valid for `valid_for`) with
+/// the halt keys in `halt_keys` that the published targets authorize, checks it as an
+/// agent would, and publishes it.
+async fn sign_and_publish(
+    repo: &Repo,
+    halt_keys: &Path,
+    mut list: HaltList,
+    valid_for: Duration,
+) -> Result<SignedHaltList, ReleaseError> {
+    let current = repo
+        .published()?
+        .ok_or_else(|| ReleaseError::Usage("nothing is published yet".into()))?;
+    let authorization = authorized(&current.targets.signed).ok_or_else(|| {
+        ReleaseError::Usage(
+            "the published targets authorize no halt keys: run `coffer-release halt-keys`, then `publish` with the targets key".into(),
+        )
+    })?;
+    let usable: Vec<HaltKey> = keys::load_halt(halt_keys)?
+        .into_iter()
+        .filter(|k| authorization.keys.contains(&k.key))
+        .collect();
+    if usable.is_empty() {
+        return Err(ReleaseError::Key(format!(
+            "no halt key in {} is authorized by the published targets",
+            halt_keys.display()
+        )));
+    }
+    let now = jiff::Timestamp::now();
+    list.kind = LIST_TYPE.into();
+    // Above the last one, and never below the clock's milliseconds: a list file lost
+    // or restored from a backup cannot make the next version one that sites refuse.
+    let last = published_list(repo)?.map_or(0, |l| l.signed.version);
+    list.version = (last + 1).max(now.as_millisecond().max(0) as u64);
+    list.expires = crate::common::expiry(valid_for)?.to_string();
+    let msg = canonical(&list).map_err(|e| ReleaseError::Usage(e.to_string()))?;
+    let rng = crate::common::rng();
+    let mut signatures = Vec::new();
+    for k in &usable {
+        let source = LocalKeySource {
+            path: k.path.clone(),
+        };
+        let signer = source
+            .as_sign()
+            .await
+            .map_err(|e| ReleaseError::Key(format!("{}: {e}", k.path.display())))?;
+        let sig = signer
+            .sign(&msg, &rng)
+            .await
+            .map_err(|e| ReleaseError::Key(format!("signing with {}: {e}", k.path.display())))?;
+        let keyid = k
+            .key
+            .key_id()
+            .map_err(|e| ReleaseError::Key(format!("key id: {e}")))?;
+        signatures.push(Signature {
+            keyid,
+            sig: sig.into(),
+        });
+    }
+    let signed = SignedHaltList {
+        signed: list,
+        signatures,
+    };
+    let bytes =
+        serde_json::to_vec_pretty(&signed).map_err(|e| ReleaseError::Usage(e.to_string()))?;
+    verify(&bytes, &authorization, now, 0).map_err(|e| {
+        ReleaseError::Usage(format!("the halt list just signed does not verify: {e}"))
+    })?;
+    write_atomic(&repo.public().join(LIST_FILE), &bytes)?;
+    Ok(signed)
+}
+
+/// The published list's halts (none before the first).
+fn current_halts(repo: &Repo) -> Result<Vec<super::Halt>, ReleaseError> {
+    Ok(published_list(repo)?.map_or_else(Vec::new, |l| l.signed.halts))
+}
+
+fn unsigned(halts: Vec<super::Halt>) -> HaltList {
+    HaltList {
+        kind: LIST_TYPE.into(),
+        version: 0,
+        expires: String::new(),
+        halts,
+    }
+}
+
+/// Stops `model@version` on every site that has not activated it. `Ok(false)`: it was
+/// halted already (the list is re-signed all the same, fresh).
+pub async fn halt(
+    repo: &Repo,
+    halt_keys: &Path,
+    model: &str,
+    version: &str,
+    reason: &str,
+    valid_for: Duration,
+) -> Result<(SignedHaltList, bool), ReleaseError> {
+    let published = repo
+        .published()?
+        .ok_or_else(|| ReleaseError::Usage("nothing is published yet".into()))?;
+    let draft = crate::repo::draft_of(published.targets.signed);
+    if !releases(&draft)
+        .iter()
+        .any(|r| r.model == model && r.version == version)
+    {
+        return Err(ReleaseError::Usage(format!(
+            "{model}@{version} is not a published release"
+        )));
+    }
+    if reason.len() > 300 || reason.chars().any(char::is_control) {
+        return Err(ReleaseError::Usage(
+            "a halt's reason is one line of at most 300 characters".into(),
+        ));
+    }
+    let mut halts = current_halts(repo)?;
+    let new = !halts
+        .iter()
+        .any(|h| h.model == model && h.version == version);
+    if new {
+        halts.push(super::Halt {
+            model: model.into(),
+            version: version.into(),
+            reason: reason.into(),
+            at: jiff::Timestamp::now().to_string(),
+        });
+    }
+    Ok((
+        sign_and_publish(repo, halt_keys, unsigned(halts), valid_for).await?,
+        new,
+    ))
+}
+
+/// Lets `model@version` roll out again. `Ok(false)`: it was not halted.
+pub async fn lift(
+    repo: &Repo,
+    halt_keys: &Path,
+    model: &str,
+    version: &str,
+    valid_for: Duration,
+) -> Result<(SignedHaltList, bool), ReleaseError> {
+    let mut halts = current_halts(repo)?;
+    let before = halts.len();
+    halts.retain(|h| !(h.model == model && h.version == version));
+    let lifted = halts.len() < before;
+    Ok((
+        sign_and_publish(repo, halt_keys, unsigned(halts), valid_for).await?,
+        lifted,
+    ))
+}
+
+/// Re-signs the published halt list unchanged but for its version and expiry (what
+/// `watch` does while it runs, so the list never lapses).
+pub async fn refresh(
+    repo: &Repo,
+    halt_keys: &Path,
+    valid_for: Duration,
+) -> Result<SignedHaltList, ReleaseError> {
+    let halts = current_halts(repo)?;
+    sign_and_publish(repo, halt_keys, unsigned(halts), valid_for).await
+}
