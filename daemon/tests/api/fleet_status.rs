@@ -34,7 +34,7 @@ fn ring(i: usize) -> &'static str {
 
 /// Site `i`'s agent: its own state directory, with the outcome its sync recorded for
 /// credit-lr 2.0.0 and the metadata it trusts.
-fn site(root: &Path, i: usize, socket: &Path, prom: u16, otlp: u16) -> AgentConfig {
+pub(crate) fn site(root: &Path, i: usize, socket: &Path, prom: u16, otlp: u16) -> AgentConfig {
     let state_dir = root.join(format!("site-{i:03}"));
     let sync = state_dir.join("sync");
     std::fs::create_dir_all(sync.join("trusted")).unwrap();

@@ -15,6 +15,7 @@ mod chat_prefix;
 mod compat;
 mod config;
 mod connections;
+mod dashboards;
 mod decisions;
 mod devmode;
 mod drift;
