@@ -27,6 +27,7 @@ mod faults;
 mod fleet;
 mod fleet_attacks;
 mod fleet_halts;
+mod fleet_scale;
 mod fleet_status;
 mod fleet_windows;
 mod gpu;

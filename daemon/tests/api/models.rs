@@ -41,7 +41,7 @@ pub fn write_manifest(dir: &Path, manifest: &coffer_models::Manifest) {
     std::fs::write(dir.join("manifest.toml"), toml::to_string(&m).unwrap()).unwrap();
 }
 
-fn manifest_of(dir: &Path) -> coffer_models::Manifest {
+pub(crate) fn manifest_of(dir: &Path) -> coffer_models::Manifest {
     coffer_models::Manifest::parse(&std::fs::read_to_string(dir.join("manifest.toml")).unwrap())
         .unwrap()
 }
@@ -531,7 +531,7 @@ async fn a_full_disk_during_import_leaves_the_active_version_serving() {
 
 /// credit-lr under VERSION with two variants: `gpu` (needs 40 GiB of free GPU memory)
 /// and `cpu`, in that order of preference (same weights: the test is about the choice).
-fn with_variants(root: &Path, version: &str) -> PathBuf {
+pub(crate) fn with_variants(root: &Path, version: &str) -> PathBuf {
     let dir = derived_version(root, "credit-lr", "credit-lr", version);
     std::fs::copy(dir.join("model.onnx"), dir.join("model-cpu.onnx")).unwrap();
     let mut m = manifest_of(&dir);
