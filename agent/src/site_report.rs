@@ -137,14 +137,20 @@ pub fn metadata_expiry(sync_dir: &Path) -> Option<i64> {
         .min()
 }
 
-/// What this site says now.
+/// What this site says now. `active` is `None` when cofferd did not list its models
+/// (the caller decides what to say then: see [`Reporter::report_once`]).
 pub async fn collect(config: &AgentConfig) -> SiteReport {
+    collect_parts(config).await.0
+}
+
+async fn collect_parts(config: &AgentConfig) -> (SiteReport, bool) {
     let now = jiff::Timestamp::now();
     let dir = sync_dir(config);
     let state = SyncState::load(&dir);
     let daemon = AdminClient::new(&config.admin_socket).with_timeout(config.telemetry.timeout);
     let health = daemon.health().await.ok();
     let models = daemon.models().await.ok();
+    let listed = models.is_some();
     let active = models
         .map(|list| {
             list.models
@@ -173,7 +179,7 @@ pub async fn collect(config: &AgentConfig) -> SiteReport {
         Some(p) => (p.state, p.reason.clone()),
         None => (Poll::Ok, String::new()),
     };
-    SiteReport {
+    let report = SiteReport {
         at_ms: now.as_millisecond().max(0) as u64,
         ring: config.sync.ring.as_str().into(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
@@ -187,7 +193,8 @@ pub async fn collect(config: &AgentConfig) -> SiteReport {
         gpu,
         active,
         releases: release_states(&state, &dir.join("downloads"), now.as_second()),
-    }
+    };
+    (report, listed)
 }
 
 /// Each model's (version, state) in a report.
@@ -204,6 +211,8 @@ pub struct Reporter<'a> {
     /// Each model's (version, state) and the sync's state in the last report; `None`
     /// before the first.
     last: Option<(Releases, Poll)>,
+    /// What cofferd served at the last report that listed it.
+    last_active: Vec<ActiveModel>,
 }
 
 /// What one report did.
@@ -222,6 +231,7 @@ impl<'a> Reporter<'a> {
             site: coffer_privacy::redact(&config.site_id).into_owned(),
             sent: BTreeSet::new(),
             last: None,
+            last_active: Vec::new(),
         }
     }
 
@@ -303,9 +313,17 @@ impl<'a> Reporter<'a> {
         })
     }
 
-    /// Collects and sends one report.
+    /// Collects and sends one report. When cofferd does not list its models this time
+    /// (busy, restarting), the models it served at the last report stand: the report
+    /// says cofferd is unreachable or not ready through its own series, and what it
+    /// serves does not flap in the fleet's view.
     pub async fn report_once(&mut self) -> Result<Reported, EgressError> {
-        let report = collect(self.config).await;
+        let (mut report, listed) = collect_parts(self.config).await;
+        if listed {
+            self.last_active = report.active.clone();
+        } else {
+            report.active = self.last_active.clone();
+        }
         self.send(&report).await
     }
 }

@@ -13,13 +13,12 @@ use coffer_agent::AgentConfig;
 use coffer_agent::egress::deliver_once;
 use coffer_agent::site_report::Reporter;
 use coffer_agent::sync::state::{OutcomeKind, SyncState};
-use coffer_fleet::prom::Prometheus as PromClient;
 use http::Method;
 use serde_json::Value;
 
 use crate::common::{Setup, fixture};
 use crate::fleet_status::site;
-use crate::prometheus::{Prometheus, free_port, prometheus_binary};
+use crate::prometheus::{Prometheus, installed};
 use crate::telemetry::otlp_receiver;
 
 /// Every query target of a dashboard: (panel title, in the dcgm row, expr).
@@ -65,12 +64,7 @@ fn substitute(expr: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_returns_data() {
-    let Some(binary) = prometheus_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install prometheus (see .ci/run)"
-        );
-        eprintln!("prometheus not installed; skipping the dashboards test");
+    let Some(binary) = installed("the dashboards test") else {
         return;
     };
     let chat = crate::chat::model_dir();
@@ -101,9 +95,6 @@ async fn every_dashboard_query_returns_data() {
     let scorer = setup.create_key("scorer", "score,chat", None);
     let metrics_key = setup.create_key("prometheus", "metrics", None);
 
-    let prom_dir = setup.dir().join("prom");
-    std::fs::create_dir_all(&prom_dir).unwrap();
-    let port = free_port();
     let scrape = format!(
         "scrape_configs:\n  - job_name: cofferd\n    scrape_interval: 1s\n    scheme: https\n    \
          tls_config:\n      ca_file: {ca}\n      server_name: localhost\n    \
@@ -112,7 +103,8 @@ async fn every_dashboard_query_returns_data() {
         ca = setup.pki.ca_path("server").display(),
         cofferd = daemon.addr.port(),
     );
-    let prometheus = Prometheus::start_with(&binary, &prom_dir, port, &scrape).await;
+    let prometheus = Prometheus::under(&binary, setup.dir(), &scrape).await;
+    let port = prometheus.port;
 
     // Traffic: scoring, and chat (streamed, for time to first token) when installed.
     let client = setup.client(daemon.addr);
@@ -279,13 +271,7 @@ async fn every_dashboard_query_returns_data() {
         }
     }
 
-    let prom = PromClient::new(
-        &format!("http://127.0.0.1:{port}"),
-        None,
-        None,
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let prom = prometheus.client();
     // Two scrapes of cofferd at least, so that rates have two samples (Prometheus
     // starts scraping a few seconds after it starts).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -12,7 +12,6 @@ use std::time::Duration;
 use coffer_agent::AgentConfig;
 use coffer_agent::site_report::Reporter;
 use coffer_agent::sync::state::{OutcomeKind, SyncState};
-use coffer_fleet::prom::Prometheus as PromClient;
 use coffer_fleet::site::ReleaseState;
 use coffer_fleet::status::{FleetStatus, Options};
 use coffer_release::halts;
@@ -21,7 +20,7 @@ use coffer_release::publish::{self, Expiries};
 use coffer_release::watch;
 
 use crate::fleet::{Fleet, only};
-use crate::prometheus::{Prometheus, free_port, prometheus_binary};
+use crate::prometheus::{Prometheus, installed};
 
 /// A canary site that tried credit-lr 2.0.0 (`failed`: its gate refused it), as its
 /// agent reports it.
@@ -48,28 +47,15 @@ fn canary(f: &Fleet, i: usize, failed: bool, prom: u16) -> AgentConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tripped_release_is_halted_before_later_rings_take_it() {
-    let Some(binary) = prometheus_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install prometheus (see .ci/run)"
-        );
-        eprintln!("prometheus not installed; skipping the halt test");
+    let Some(binary) = installed("the halt test") else {
         return;
     };
     let Some(f) = Fleet::start(None, "").await else {
         return;
     };
-    let port = free_port();
-    let prom_dir = f.s.dir().join("prom");
-    std::fs::create_dir_all(&prom_dir).unwrap();
-    let prometheus = Prometheus::start(&binary, &prom_dir, port).await;
-    let prom = PromClient::new(
-        &format!("http://127.0.0.1:{port}"),
-        None,
-        None,
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let prometheus = Prometheus::under(&binary, f.s.dir(), "").await;
+    let port = prometheus.port;
+    let prom = prometheus.client();
     let halt_keys = f.s.dir().join("halt-keys");
     let valid = Duration::from_secs(3600);
 

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use coffer_agent::AgentConfig;
 use coffer_agent::sync::state::{OutcomeKind, SyncState};
-use coffer_fleet::prom::Prometheus as PromClient;
 use coffer_fleet::site::ReleaseState;
 use coffer_fleet::status::{FleetStatus, Options};
 use coffer_release::halts;
@@ -28,7 +27,7 @@ use coffer_release::watch;
 
 use crate::common::{Daemon, Setup, fixture};
 use crate::fleet::Fleet;
-use crate::prometheus::{Prometheus, free_port, prometheus_binary};
+use crate::prometheus::{Prometheus, installed};
 
 const CANARY: usize = 20;
 const LATER: usize = 180;
@@ -108,28 +107,15 @@ fn outcome(cfg: &AgentConfig) -> Option<OutcomeKind> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_agents_halt_a_failing_release_before_later_rings_take_it() {
-    let Some(binary) = prometheus_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install prometheus (see .ci/run)"
-        );
-        eprintln!("prometheus not installed; skipping the fleet scale test");
+    let Some(binary) = installed("the fleet scale test") else {
         return;
     };
     let Some(f) = Fleet::start(None, "").await else {
         return;
     };
-    let port = free_port();
-    let prom_dir = f.s.dir().join("prom");
-    std::fs::create_dir_all(&prom_dir).unwrap();
-    let prometheus = Prometheus::start(&binary, &prom_dir, port).await;
-    let prom = PromClient::new(
-        &format!("http://127.0.0.1:{port}"),
-        None,
-        None,
-        Duration::from_secs(20),
-    )
-    .unwrap();
+    let prometheus = Prometheus::under(&binary, f.s.dir(), "").await;
+    let port = prometheus.port;
+    let prom = prometheus.client();
     let halt_keys = f.s.dir().join("halt-keys");
     let valid = Duration::from_secs(3600);
     let opts = Options::default();

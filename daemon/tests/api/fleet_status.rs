@@ -6,18 +6,17 @@
 //! Without a `prometheus` binary the test says so and passes locally, but fails under CI.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use coffer_agent::AgentConfig;
 use coffer_agent::site_report::{Reporter, collect};
 use coffer_agent::sync::state::{OutcomeKind, PollHealth, SyncState};
-use coffer_fleet::prom::Prometheus as PromClient;
 use coffer_fleet::site::{ReleaseState, SyncState as Poll};
 use coffer_fleet::status::{FleetStatus, Options};
 use futures_util::StreamExt as _;
 
 use crate::common::{Setup, fixture};
-use crate::prometheus::{Prometheus, free_port, prometheus_binary};
+use crate::prometheus::{Prometheus, installed};
 use crate::telemetry::otlp_receiver;
 
 const SITES: usize = 200;
@@ -73,21 +72,14 @@ pub(crate) fn site(root: &Path, i: usize, socket: &Path, prom: u16, otlp: u16) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_sites_report_and_fleet_status_sees_each_one() {
-    let Some(binary) = prometheus_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install prometheus (see .ci/run)"
-        );
-        eprintln!("prometheus not installed; skipping the fleet-status test");
+    let Some(binary) = installed("the fleet-status test") else {
         return;
     };
     let mut setup = Setup::new();
     setup.scoring_models = vec![fixture("credit-lr")];
     let daemon = setup.start().await;
-    let prom_dir = setup.dir().join("prom");
-    std::fs::create_dir_all(&prom_dir).unwrap();
-    let port = free_port();
-    let prometheus = Prometheus::start(&binary, &prom_dir, port).await;
+    let prometheus = Prometheus::under(&binary, setup.dir(), "").await;
+    let port = prometheus.port;
     let (otlp_port, otlp_seen) = otlp_receiver().await;
     let root = setup.dir().join("sites");
     let configs: Vec<AgentConfig> = (0..SITES)
@@ -115,13 +107,7 @@ async fn two_hundred_sites_report_and_fleet_status_sees_each_one() {
         series as f64 / SITES as f64
     );
 
-    let client = PromClient::new(
-        &format!("http://127.0.0.1:{port}"),
-        None,
-        None,
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let client = prometheus.client();
     let per_site = client
         .query("count by (site) ({__name__=~\"coffer_site_.*\", site=\"branch-000\"})")
         .await

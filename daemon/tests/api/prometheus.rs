@@ -31,6 +31,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The prometheus binary, or `None` after saying that `test` is skipped; under CI a
+/// missing binary fails the test.
+pub fn installed(test: &str) -> Option<PathBuf> {
+    let binary = prometheus_binary();
+    if binary.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install prometheus (see .ci/run)"
+        );
+        eprintln!("prometheus not installed; skipping {test}");
+    }
+    binary
+}
+
 pub struct Prometheus {
     pub port: u16,
     child: Child,
@@ -39,6 +53,24 @@ pub struct Prometheus {
 impl Prometheus {
     pub async fn start(binary: &Path, dir: &Path, port: u16) -> Prometheus {
         Prometheus::start_with(binary, dir, port, "").await
+    }
+
+    /// Started in `parent/prom` on a free port, with `extra` configuration.
+    pub async fn under(binary: &Path, parent: &Path, extra: &str) -> Prometheus {
+        let dir = parent.join("prom");
+        std::fs::create_dir_all(&dir).unwrap();
+        Prometheus::start_with(binary, &dir, free_port(), extra).await
+    }
+
+    /// The fleet tools' client of this Prometheus.
+    pub fn client(&self) -> coffer_fleet::prom::Prometheus {
+        coffer_fleet::prom::Prometheus::new(
+            &format!("http://127.0.0.1:{}", self.port),
+            None,
+            None,
+            Duration::from_secs(20),
+        )
+        .unwrap()
     }
 
     /// [`Prometheus::start`] with more configuration (e.g. `scrape_configs:`).
