@@ -194,6 +194,7 @@ fn report(
             OutcomeKind::Active
                 | OutcomeKind::Pinned
                 | OutcomeKind::AwaitingWindow
+                | OutcomeKind::AwaitingHaltList
                 | OutcomeKind::Halted
         );
         println!(

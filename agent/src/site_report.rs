@@ -39,6 +39,7 @@ pub fn release_state(kind: OutcomeKind) -> ReleaseState {
         OutcomeKind::Error => ReleaseState::Error,
         OutcomeKind::Impostor => ReleaseState::Impostor,
         OutcomeKind::AwaitingWindow => ReleaseState::AwaitingWindow,
+        OutcomeKind::AwaitingHaltList => ReleaseState::AwaitingHaltList,
         OutcomeKind::Halted => ReleaseState::Halted,
     }
 }
@@ -66,9 +67,30 @@ fn bytes_under(dir: &Path) -> u64 {
     total
 }
 
+/// The newest modification time (unix seconds) of anything under `dir`.
+fn modified(dir: &Path) -> Option<i64> {
+    let mut newest = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = entry.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(entry.path());
+            }
+            let t = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64);
+            newest = newest.max(t);
+        }
+    }
+    newest
+}
+
 /// Each model's release state: the last outcome sync recorded, or a download under
-/// way (`downloads/<model>/<version>/` holding bytes) for a release it has no final
-/// outcome for.
+/// way (`downloads/<model>/<version>/` holding bytes, written to since that outcome)
+/// for a release it has no final outcome for.
 pub fn release_states(state: &SyncState, downloads: &Path, now: i64) -> Vec<ReleaseStatus> {
     let mut out: BTreeMap<String, ReleaseStatus> = state
         .models
@@ -101,7 +123,13 @@ pub fn release_states(state: &SyncState, downloads: &Path, now: i64) -> Vec<Rele
             let settled = out
                 .get(&model)
                 .is_some_and(|r| r.version == version && !matches!(r.state, ReleaseState::Error));
-            if settled {
+            // A directory left from before the last outcome (an abandoned download)
+            // does not hide that outcome.
+            let touched = modified(&version_dir.path());
+            let stale = out
+                .get(&model)
+                .is_some_and(|r| r.version != version && touched.is_some_and(|t| t < r.since));
+            if settled || stale {
                 continue;
             }
             let since = out
@@ -290,6 +318,9 @@ impl<'a> Reporter<'a> {
                 t.timeout,
             )
             .await?;
+            // Prometheus has these now: the next report ends what they do not carry on,
+            // whatever happens to the OTLP send below.
+            self.sent = now.clone();
         }
         if let Some(url) = &t.otlp_logs_url
             && let Some(logs) = otlp::transitions(&changes, &self.site, report.at_ms)
@@ -377,6 +408,16 @@ mod tests {
         std::fs::write(downloads.join("aml/1.1.0/eval/set.json"), [0u8; 24]).unwrap();
         std::fs::create_dir_all(downloads.join("credit-lr/3.0.0")).unwrap();
         let got = release_states(&state, &downloads, 42);
+        // A download abandoned before the last outcome does not hide it.
+        let mut later = state.clone();
+        later.record("aml", "1.0.0", 1, OutcomeKind::GateFailed, "x".into());
+        later.models.get_mut("aml").unwrap().at = "2999-01-01T00:00:00Z".into();
+        let stale = release_states(&later, &downloads, 42);
+        let aml = stale.iter().find(|r| r.model == "aml").unwrap();
+        assert_eq!(
+            (aml.version.as_str(), aml.state),
+            ("1.0.0", ReleaseState::GateFailed)
+        );
         assert_eq!(got.len(), 2);
         let aml = got.iter().find(|r| r.model == "aml").unwrap();
         assert_eq!(

@@ -93,6 +93,19 @@ impl Prometheus {
             Some("http" | "https") => {}
             _ => return Err(PromError::Url(url.into(), "not an http(s) URL".into())),
         }
+        let https = parsed.scheme_str() == Some("https");
+        if https && ca_bundle.is_none() {
+            return Err(PromError::Url(
+                url.into(),
+                "an https Prometheus needs its CA bundle (--prometheus-ca)".into(),
+            ));
+        }
+        if !https && bearer_token_file.is_some() {
+            return Err(PromError::Url(
+                url.into(),
+                "a bearer token is sent only over https, never in clear".into(),
+            ));
+        }
         let tls = ca_bundle
             .map(Tls::from_bundle)
             .transpose()
@@ -245,8 +258,12 @@ mod tests {
         assert!(Prometheus::new("ftp://x", None, None, t).is_err());
         assert!(Prometheus::new("http://127.0.0.1:9090/", None, None, t).is_ok());
         assert!(matches!(
+            Prometheus::new("https://x", None, None, t),
+            Err(PromError::Url(_, why)) if why.contains("--prometheus-ca")
+        ));
+        assert!(matches!(
             Prometheus::new("http://x", None, Some(Path::new("/nonexistent/token")), t),
-            Err(PromError::Token { .. })
+            Err(PromError::Url(_, why)) if why.contains("never in clear")
         ));
     }
 }

@@ -91,6 +91,8 @@ label_enum! {
         Impostor => "impostor",
         /// Imported; waits for the change window, the not-before time or its pace.
         AwaitingWindow => "awaiting_window",
+        /// Halts are in force and no current halt list can be read: nothing activates.
+        AwaitingHaltList => "awaiting_halt_list",
         /// The release is halted: not downloaded or activated here.
         Halted => "halted",
         /// Some of its files are downloaded.

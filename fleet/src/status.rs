@@ -111,7 +111,10 @@ pub struct FleetStatus {
 pub struct Inputs {
     pub now: f64,
     pub last_report: Vec<VectorSample>,
+    /// Each site's info series over the lookback, and the current ones (which win: a
+    /// site that changed rings is counted in its new one).
     pub info: Vec<VectorSample>,
+    pub info_now: Vec<VectorSample>,
     pub poll_interval: Vec<VectorSample>,
     pub releases: Vec<VectorSample>,
     pub active: Vec<VectorSample>,
@@ -143,6 +146,7 @@ impl FleetStatus {
             now,
             last_report: prom.query(&last(names::REPORT_TIME)).await?,
             info: prom.query(&last(names::INFO)).await?,
+            info_now: prom.query(names::INFO).await?,
             poll_interval: prom.query(&last(names::POLL_INTERVAL)).await?,
             releases: prom.query(names::RELEASE).await?,
             active: prom.query(names::MODEL_ACTIVE).await?,
@@ -163,7 +167,7 @@ impl FleetStatus {
         let poll = by_site(&inp.poll_interval);
         // A site's ring: its most recent info series.
         let mut ring: BTreeMap<String, String> = BTreeMap::new();
-        for s in &inp.info {
+        for s in inp.info.iter().chain(&inp.info_now) {
             ring.insert(s.label("site").into(), s.label("ring").into());
         }
         let sites: BTreeSet<String> = last_report.keys().chain(ring.keys()).cloned().collect();
@@ -243,7 +247,16 @@ impl FleetStatus {
         }
         let mut rows: BTreeMap<(String, String, (u8, String)), ReleaseRow> = BTreeMap::new();
         let mut failed = Vec::new();
+        // One state per site and model: the latest, should an ended series still show
+        // (a report lost, an agent restarted) beside its successor.
+        let mut latest: BTreeMap<(&str, &str), &VectorSample> = BTreeMap::new();
         for s in &inp.releases {
+            let key = (s.label("site"), s.label("model"));
+            if latest.get(&key).is_none_or(|kept| kept.value < s.value) {
+                latest.insert(key, s);
+            }
+        }
+        for s in latest.into_values() {
             let Ok(state) = s.label("state").parse::<ReleaseState>() else {
                 continue;
             };
@@ -345,7 +358,7 @@ impl FleetStatus {
                 r.count(ReleaseState::GateFailed),
                 r.count(ReleaseState::RolledBack),
                 r.count(ReleaseState::Pinned),
-                r.count(ReleaseState::AwaitingWindow),
+                r.count(ReleaseState::AwaitingWindow) + r.count(ReleaseState::AwaitingHaltList),
                 r.count(ReleaseState::Halted),
                 r.count(ReleaseState::Downloading),
                 r.count(ReleaseState::Error) + refused,
@@ -452,7 +465,10 @@ mod tests {
             let last = if n == 3 { now - 1_200.0 } else { now - 10.0 };
             inp.last_report.push(s(&[("site", &id)], last));
             inp.poll_interval.push(s(&[("site", &id)], 300.0));
-            inp.info.push(s(&[("site", &id), ("ring", ring)], 1.0));
+            // b4 was in canary before; its current info says broad.
+            let before = if n == 4 { "canary" } else { ring };
+            inp.info.push(s(&[("site", &id), ("ring", before)], 1.0));
+            inp.info_now.push(s(&[("site", &id), ("ring", ring)], 1.0));
         }
         let rel = |id: &str, state: &str| {
             s(
@@ -465,7 +481,10 @@ mod tests {
                 now,
             )
         };
+        let mut older = rel("b0", "awaiting_window");
+        older.value = now - 600.0;
         inp.releases = vec![
+            older,
             rel("b0", "active"),
             rel("b1", "gate_failed"),
             rel("b2", "rolled_back"),

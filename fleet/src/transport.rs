@@ -72,9 +72,19 @@ where
     Ok(sender.send_request(request).await?)
 }
 
-async fn collect(response: Response<Incoming>) -> Result<Reply, HttpError> {
+/// The most of a POST's answer that is read (sinks answer with a few bytes).
+const MAX_POST_ANSWER: usize = 64 << 10;
+
+async fn collect(response: Response<Incoming>, max_bytes: usize) -> Result<Reply, HttpError> {
     let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
+    let body = http_body_util::Limited::new(response.into_body(), max_bytes)
+        .collect()
+        .await
+        .map_err(|e| match e.downcast::<hyper::Error>() {
+            Ok(e) => HttpError::Protocol(*e),
+            Err(_) => HttpError::TooLarge(max_bytes),
+        })?
+        .to_bytes();
     Ok(Reply { status, body })
 }
 
@@ -127,7 +137,11 @@ pub async fn post(
 ) -> Result<Reply, HttpError> {
     let run = async {
         let request = request_to(url, Method::POST, headers).body(Full::new(body))?;
-        collect(send_tcp(url, tls, "https needs telemetry.ca_bundle", request).await?).await
+        collect(
+            send_tcp(url, tls, "https needs telemetry.ca_bundle", request).await?,
+            MAX_POST_ANSWER,
+        )
+        .await
     };
     tokio::time::timeout(timeout, run)
         .await
@@ -168,17 +182,11 @@ pub async fn get(
 ) -> Result<Reply, HttpError> {
     let run = async {
         let request = request_to(url, Method::GET, headers).body(Full::new(Bytes::new()))?;
-        let response = send_tcp(url, tls, "https needs a CA bundle", request).await?;
-        let status = response.status();
-        let body = http_body_util::Limited::new(response.into_body(), max_bytes)
-            .collect()
-            .await
-            .map_err(|e| match e.downcast::<hyper::Error>() {
-                Ok(e) => HttpError::Protocol(*e),
-                Err(_) => HttpError::TooLarge(max_bytes),
-            })?
-            .to_bytes();
-        Ok(Reply { status, body })
+        collect(
+            send_tcp(url, tls, "https needs a CA bundle", request).await?,
+            max_bytes,
+        )
+        .await
     };
     tokio::time::timeout(timeout, run)
         .await

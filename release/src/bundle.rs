@@ -47,6 +47,8 @@ pub async fn export(
     }
     // What the agents would trust now; refuses an expired or broken repository.
     let loaded = crate::publish::check(repo, ExpirationEnforcement::Safe).await?;
+    // Where halts are in force, the bundle needs a halt list that lasts as long as it.
+    crate::halts::require_for_bundle(repo, earliest_expiry(&loaded))?;
     let Some(crate::repo::Current {
         snapshot: snap,
         targets,

@@ -36,6 +36,8 @@ pub struct Checked {
     pub halted_now: bool,
     /// Halted before (by a round or by hand).
     pub halted_before: bool,
+    /// Its halt was lifted by hand: not halted again by its criteria.
+    pub lifted_by_hand: bool,
 }
 
 /// What a round did.
@@ -63,47 +65,67 @@ pub async fn round(
         .collect();
     let list = halts::published_list(repo)?;
     let mut round = Round::default();
-    let mut halted: Vec<(String, String)> = list
+    let halted: Vec<(String, String)> = list
         .as_ref()
         .map(|l| l.signed.halted().into_iter().collect())
         .unwrap_or_default();
-    if !watched.is_empty() {
-        let view = FleetStatus::fetch(prom, opts).await?;
-        for (info, abort) in &watched {
-            let rows = view.release(&info.model, &info.version);
-            let tried: usize = rows.iter().map(|r| r.tried()).sum();
-            let failed: usize = rows.iter().map(|r| r.failed()).sum();
-            let key = (info.model.clone(), info.version.clone());
-            let halted_before = halted.contains(&key);
-            let trip = !halted_before && abort.tripped(tried, failed);
-            if trip {
-                let reason = format!(
-                    "abort criteria: {failed} of {tried} sites failed it (above {}% after {} sites)",
-                    f64::from(abort.failed_above_basis_points) / 100.0,
-                    abort.min_tried
-                );
-                halts::halt(
-                    repo,
-                    halt_keys,
-                    &info.model,
-                    &info.version,
-                    &reason,
-                    valid_for,
-                )
-                .await?;
-                halted.push(key);
-                round.list_signed = true;
+    let lifted: Vec<(String, String)> = list
+        .as_ref()
+        .map(|l| {
+            l.signed
+                .lifted
+                .iter()
+                .map(|h| (h.model.clone(), h.version.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    // The fleet's state is read first; whatever comes of it, the list is kept fresh
+    // below (a Prometheus outage must not let the list lapse and stop every rollout).
+    let evaluated = if watched.is_empty() {
+        Ok(())
+    } else {
+        match FleetStatus::fetch(prom, opts).await {
+            Ok(view) => {
+                for (info, abort) in &watched {
+                    let rows = view.release(&info.model, &info.version);
+                    let tried: usize = rows.iter().map(|r| r.tried()).sum();
+                    let failed: usize = rows.iter().map(|r| r.failed()).sum();
+                    let key = (info.model.clone(), info.version.clone());
+                    let halted_before = halted.contains(&key);
+                    let lifted_by_hand = lifted.contains(&key);
+                    let trip = !halted_before && !lifted_by_hand && abort.tripped(tried, failed);
+                    if trip {
+                        let reason = format!(
+                            "abort criteria: {failed} of {tried} sites failed it (above {}% after {} sites)",
+                            f64::from(abort.failed_above_basis_points) / 100.0,
+                            abort.min_tried
+                        );
+                        halts::halt(
+                            repo,
+                            halt_keys,
+                            &info.model,
+                            &info.version,
+                            &reason,
+                            valid_for,
+                        )
+                        .await?;
+                        round.list_signed = true;
+                    }
+                    round.checked.push(Checked {
+                        model: info.model.clone(),
+                        version: info.version.clone(),
+                        tried,
+                        failed,
+                        halted_now: trip,
+                        halted_before,
+                        lifted_by_hand,
+                    });
+                }
+                Ok(())
             }
-            round.checked.push(Checked {
-                model: info.model.clone(),
-                version: info.version.clone(),
-                tried,
-                failed,
-                halted_now: trip,
-                halted_before,
-            });
+            Err(e) => Err(e),
         }
-    }
+    };
     if !round.list_signed {
         let stale = match &list {
             // Sites activate nothing without a current list once halt keys are live.
@@ -123,5 +145,6 @@ pub async fn round(
             round.list_signed = true;
         }
     }
+    evaluated?;
     Ok(round)
 }

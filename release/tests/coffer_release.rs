@@ -294,7 +294,7 @@ fn fleet_status_says_why_it_cannot_read_the_fleet() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", says(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("bearer token file"),
+        String::from_utf8_lossy(&out.stderr).contains("never in clear"),
         "{}",
         says(&out)
     );
@@ -401,6 +401,24 @@ fn halts_are_signed_with_the_halt_key_alone() {
         &["lift-halt", "credit-lr", "1.0.0", "--halt-keys", "halt"],
     ));
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 release(s) halted"));
+    // A bundle carries the halt list, and only one that lasts as long as the bundle.
+    ok(run(
+        cwd,
+        &["refresh-halts", "--halt-keys", "halt", "--valid-for", "1h"],
+    ));
+    let out = run(cwd, &["export-bundle", "usb"]);
+    assert_eq!(out.status.code(), Some(1), "{}", says(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refresh-halts"),
+        "{}",
+        says(&out)
+    );
+    ok(run(
+        cwd,
+        &["refresh-halts", "--halt-keys", "halt", "--valid-for", "2d"],
+    ));
+    ok(run(cwd, &["export-bundle", "usb2"]));
+    assert!(cwd.join("usb2/halts.json").is_file());
     // A halt key among the role keys is no role key: the repository still checks out.
     std::fs::copy(
         std::fs::read_dir(cwd.join("halt"))

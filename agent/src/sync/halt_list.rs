@@ -1,16 +1,20 @@
 //! The fleet's halt list as model sync reads it (`coffer_release::halts`): fetched
-//! beside the metadata (`BASE/halts.json`, or the bundle's copy), checked against the
-//! halt keys that the verified top-level targets authorize, its expiry and the newest
-//! version this site took before. A halted release is neither downloaded nor activated.
-//! Once the repository authorizes halt keys, nothing is activated while no current list
-//! can be read (a host that hides the list must not lift a halt); a release with abort
-//! criteria in a repository without halt keys is never activated.
+//! beside the metadata (`BASE/halts.json`, or the bundle's copy, accepted within
+//! `sync.bundle_expiry_grace` of its expiry like the bundle's metadata), checked against
+//! the halt keys that the verified top-level targets authorize, its expiry and the
+//! newest version this site took under those keys. A halted release is neither
+//! downloaded nor activated. Once the repository authorizes halt keys, nothing is
+//! activated while no current list can be read (a host that hides the list must not
+//! lift a halt): the poll records `awaiting_halt_list`, and the halts of the last list
+//! taken stay in force meanwhile.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use coffer_release::halts::{self, HaltKeys, HaltList, LIST_FILE, MAX_LIST_BYTES};
 use coffer_release::layout::ReleaseInfo;
 
+use super::state::{HaltSeen, OutcomeKind};
 use super::tuf::Source;
 
 /// What this poll knows of halts.
@@ -20,28 +24,45 @@ pub enum HaltView {
     NotUsed,
     /// A current list, verified.
     Current(HaltList),
-    /// Keys are authorized but no current list could be taken (why).
-    Unavailable(String),
+    /// Halts are in force but no current list could be taken (why), and the releases
+    /// the last list taken halted.
+    Unavailable {
+        why: String,
+        known: BTreeSet<(String, String)>,
+    },
 }
 
 impl HaltView {
-    /// Why `info` must not be downloaded or activated now, if it must not.
-    pub fn stops(&self, info: &ReleaseInfo) -> Option<String> {
+    /// Why `info` must not be downloaded or activated now, if it must not, as the
+    /// outcome to record.
+    pub fn stops(&self, info: &ReleaseInfo) -> Option<(OutcomeKind, String)> {
+        let key = (info.model.clone(), info.version.clone());
         match self {
             HaltView::Current(list) => list.find(&info.model, &info.version).map(|h| {
-                format!(
-                    "halted by the fleet since {}: {}; neither downloaded nor activated",
-                    h.at, h.reason
+                (
+                    OutcomeKind::Halted,
+                    format!(
+                        "halted by the fleet since {}: {}; neither downloaded nor activated",
+                        h.at, h.reason
+                    ),
                 )
             }),
-            // Whoever controls the host could otherwise lift a halt by hiding the list.
-            HaltView::Unavailable(why) => Some(format!(
-                "waiting for a current halt list ({why}): with halt keys authorized, nothing is activated while the list cannot be checked"
+            HaltView::Unavailable { known, .. } if known.contains(&key) => Some((
+                OutcomeKind::Halted,
+                "halted by the last halt list this site took (no current list can be read now)"
+                    .into(),
             )),
-            HaltView::NotUsed if info.abort.is_some() => Some(
+            HaltView::Unavailable { why, .. } => Some((
+                OutcomeKind::AwaitingHaltList,
+                format!(
+                    "waiting for a current halt list ({why}): with halt keys authorized, nothing is activated while the list cannot be checked"
+                ),
+            )),
+            HaltView::NotUsed if info.abort.is_some() => Some((
+                OutcomeKind::AwaitingHaltList,
                 "the release has abort criteria but the repository authorizes no halt keys: not activated".into(),
-            ),
-            _ => None,
+            )),
+            HaltView::NotUsed => None,
         }
     }
 }
@@ -65,64 +86,101 @@ async fn fetch(source: &Source<'_>) -> Result<Vec<u8>, String> {
                 .await
                 .map_err(|e| e.to_string())?;
             if !reply.status.is_success() {
-                return Err(format!("the host answered {}", reply.status));
+                return Err(format!(
+                    "the host answered {} for {LIST_FILE}",
+                    reply.status
+                ));
             }
             Ok(reply.body.to_vec())
         }
         Source::Bundle { dir, .. } => {
             let path = dir.join(LIST_FILE);
-            let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            if bytes.len() > MAX_LIST_BYTES {
-                return Err(format!(
-                    "{} is larger than {MAX_LIST_BYTES} bytes",
-                    path.display()
-                ));
-            }
+            let file =
+                super::regular::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut bytes = Vec::new();
+            use std::io::Read as _;
+            file.take(MAX_LIST_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             Ok(bytes)
         }
     }
 }
 
-/// The halt view for this poll; `seen` (the newest list version taken before) is
-/// raised to the version taken.
+/// The halt view for this poll; `seen` (what this site took last) is updated to the
+/// list taken.
 pub async fn view(
     source: &Source<'_>,
     targets: &tough::schema::Targets,
-    seen: &mut u64,
+    seen: &mut HaltSeen,
 ) -> HaltView {
-    let Some(keys) = halts::authorized(targets) else {
-        return HaltView::NotUsed;
+    let known = || seen.halted.iter().cloned().collect::<BTreeSet<_>>();
+    let keys = match halts::authorized(targets) {
+        Ok(Some(keys)) => keys,
+        Ok(None) => return HaltView::NotUsed,
+        Err(why) => {
+            return HaltView::Unavailable {
+                why,
+                known: known(),
+            };
+        }
     };
-    check(fetch(source).await, &keys, seen)
+    let grace = match source {
+        Source::Bundle { grace, .. } => *grace,
+        Source::Remote { .. } => Duration::ZERO,
+    };
+    check(fetch(source).await, &keys, grace, seen)
 }
 
-fn check(bytes: Result<Vec<u8>, String>, keys: &HaltKeys, seen: &mut u64) -> HaltView {
-    let bytes = match bytes {
-        Ok(b) => b,
-        Err(why) => return HaltView::Unavailable(why),
+fn check(
+    bytes: Result<Vec<u8>, String>,
+    keys: &HaltKeys,
+    grace: Duration,
+    seen: &mut HaltSeen,
+) -> HaltView {
+    let keys_id = halts::keys_id(keys);
+    // A new key set (a rotation) starts afresh: its lists are not older than anything.
+    let floor = if seen.keys == keys_id {
+        seen.version
+    } else {
+        0
     };
-    match halts::verify(&bytes, keys, jiff::Timestamp::now(), *seen) {
+    let taken = bytes.and_then(|b| {
+        halts::verify(&b, keys, jiff::Timestamp::now(), floor, grace).map_err(|e| e.to_string())
+    });
+    match taken {
         Ok(list) => {
-            *seen = list.version;
+            *seen = HaltSeen {
+                keys: keys_id,
+                version: list.version,
+                halted: list.halted().into_iter().collect(),
+            };
             HaltView::Current(list)
         }
-        Err(e) => HaltView::Unavailable(e.to_string()),
+        Err(why) => HaltView::Unavailable {
+            why,
+            known: seen.halted.iter().cloned().collect(),
+        },
     }
 }
 
 /// What activation needs to look at the halt list again just before it activates (a
 /// download can take long after the poll's first look).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Recheck<'a> {
     pub targets: &'a tough::schema::Targets,
-    /// The version the poll took.
-    pub seen: u64,
+    /// What the poll took.
+    pub seen: HaltSeen,
 }
 
 impl Recheck<'_> {
     /// Why `info` must not be activated now, if it must not.
-    pub async fn stops(&self, source: &Source<'_>, info: &ReleaseInfo) -> Option<String> {
-        let mut seen = self.seen;
+    pub async fn stops(
+        &self,
+        source: &Source<'_>,
+        info: &ReleaseInfo,
+    ) -> Option<(OutcomeKind, String)> {
+        let mut seen = self.seen.clone();
         view(source, self.targets, &mut seen).await.stops(info)
     }
 }
@@ -152,31 +210,41 @@ mod tests {
                 reason: "gates".into(),
                 at: "2026-12-07T10:00:00Z".into(),
             }],
+            lifted: vec![],
         };
         let current = HaltView::Current(list.clone());
-        assert!(
-            current
-                .stops(&info(false))
-                .unwrap()
-                .contains("halted by the fleet")
-        );
+        let (kind, why) = current.stops(&info(false)).unwrap();
+        assert_eq!(kind, OutcomeKind::Halted);
+        assert!(why.contains("halted by the fleet"), "{why}");
         let mut other = info(false);
         other.version = "3".into();
         assert_eq!(current.stops(&other), None);
-        let gone = HaltView::Unavailable("the host answered 404".into());
-        assert!(gone.stops(&info(false)).unwrap().contains("404"));
-        assert!(gone.stops(&info(true)).unwrap().contains("404"));
+        // No current list: the last list's halts stay; everything else waits.
+        let gone = HaltView::Unavailable {
+            why: "the host answered 404".into(),
+            known: [("m".to_string(), "2".to_string())].into(),
+        };
+        assert_eq!(gone.stops(&info(false)).unwrap().0, OutcomeKind::Halted);
+        let (kind, why) = gone.stops(&other).unwrap();
+        assert_eq!(kind, OutcomeKind::AwaitingHaltList);
+        assert!(why.contains("404"), "{why}");
         assert!(HaltView::NotUsed.stops(&info(true)).is_some());
         assert_eq!(HaltView::NotUsed.stops(&info(false)), None);
+        // A failed fetch leaves what was seen as it was.
         let keys = HaltKeys {
             keys: vec![],
             threshold: 1,
         };
-        let mut seen = 3;
+        let mut seen = HaltSeen {
+            keys: halts::keys_id(&keys),
+            version: 3,
+            halted: vec![],
+        };
+        let before = seen.clone();
         assert!(matches!(
-            check(Err("x".into()), &keys, &mut seen),
-            HaltView::Unavailable(_)
+            check(Err("x".into()), &keys, Duration::ZERO, &mut seen),
+            HaltView::Unavailable { .. }
         ));
-        assert_eq!(seen, 3);
+        assert_eq!(seen, before);
     }
 }

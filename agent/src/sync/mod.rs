@@ -394,8 +394,8 @@ async fn apply(
         return Ok(step(OutcomeKind::AwaitingWindow, why, bytes));
     }
     // Halted while it downloaded or waited: not activated.
-    if let Some(why) = halts.stops(source, info).await {
-        return Ok(step(OutcomeKind::Halted, why, bytes));
+    if let Some((kind, why)) = halts.stops(source, info).await {
+        return Ok(step(kind, why, bytes));
     }
     let previous = status.and_then(|s| s.active.clone());
     match daemon::activate(
@@ -460,16 +460,16 @@ pub async fn cycle(config: &AgentConfig, source: &Source<'_>) -> Result<Vec<Step
     let models = daemon::models(&config.admin_socket, config.sync.timeout).await?;
     let mut state = SyncState::load(&dir);
     let targets = &loaded.repo.targets().signed;
-    let halts = halt_list::view(source, targets, &mut state.halt_list_version).await;
-    if let halt_list::HaltView::Unavailable(why) = &halts {
+    let halts = halt_list::view(source, targets, &mut state.halt_list).await;
+    if let halt_list::HaltView::Unavailable { why, .. } = &halts {
         tracing::warn!(
             why,
-            "no current halt list: releases with abort criteria wait"
+            "no current halt list: no release is activated until one can be read"
         );
     }
     let recheck = halt_list::Recheck {
         targets,
-        seen: state.halt_list_version,
+        seen: state.halt_list.clone(),
     };
     let mut steps = Vec::new();
     for want in desired {
@@ -527,11 +527,11 @@ pub async fn cycle(config: &AgentConfig, source: &Source<'_>) -> Result<Vec<Step
         } else {
             halts.stops(&release.info)
         };
-        let applied = if let Some(detail) = halted {
+        let applied = if let Some((kind, detail)) = halted {
             Ok(Step {
                 model: want.model.clone(),
                 version: want.version.clone(),
-                kind: OutcomeKind::Halted,
+                kind,
                 detail,
                 bytes: 0,
             })
@@ -550,7 +550,7 @@ pub async fn cycle(config: &AgentConfig, source: &Source<'_>) -> Result<Vec<Step
                 &loaded.targets_base,
                 release,
                 status,
-                recheck,
+                recheck.clone(),
             )
             .await
         };

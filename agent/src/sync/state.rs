@@ -33,6 +33,9 @@ pub enum OutcomeKind {
     /// Downloaded and imported, not yet activated: outside `sync.change_window` or
     /// before the release's not-before time; looked at again each poll.
     AwaitingWindow,
+    /// Halt keys are authorized but no current halt list could be read: nothing is
+    /// activated until one can; looked at again each poll.
+    AwaitingHaltList,
     /// The release is halted (`coffer-release halt`, or `watch` when its abort criteria
     /// tripped): neither downloaded nor activated; looked at again each poll.
     Halted,
@@ -47,6 +50,7 @@ impl OutcomeKind {
                 | OutcomeKind::Error
                 | OutcomeKind::Impostor
                 | OutcomeKind::AwaitingWindow
+                | OutcomeKind::AwaitingHaltList
                 | OutcomeKind::Halted
         )
     }
@@ -81,12 +85,22 @@ pub struct SyncState {
     pub last_success: Option<String>,
     #[serde(default)]
     pub last_error: Option<String>,
-    /// The newest halt list version this site took: an older one is refused.
+    /// The halt list this site took last (`sync::halt_list`).
     #[serde(default)]
-    pub halt_list_version: u64,
+    pub halt_list: HaltSeen,
     /// How the last poll went, as the site report names it.
     #[serde(default)]
     pub last_poll: Option<PollHealth>,
+}
+
+/// What the site remembers of the halt list it took last: the authorized key set it was
+/// signed under, its version (an older one is refused; a new key set starts afresh) and
+/// the releases it halted (kept in force while no current list can be read).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaltSeen {
+    pub keys: String,
+    pub version: u64,
+    pub halted: Vec<(String, String)>,
 }
 
 /// How a poll went: a state and, when it failed, a short reason from a closed set

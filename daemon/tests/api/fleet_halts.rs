@@ -146,18 +146,34 @@ async fn a_tripped_release_is_halted_before_later_rings_take_it() {
         .await
         .unwrap();
     f.sync(&broad).await.unwrap();
+    let taken = SyncState::load(&broad.state_dir.join("sync")).halt_list;
     std::fs::write(&listed, &lifted_list).unwrap();
     let step = f.sync(&broad).await.unwrap().remove(0);
     assert_eq!(step.kind, OutcomeKind::Halted, "{step:?}");
-    assert!(step.detail.contains("older than version"), "{step:?}");
+    assert!(step.detail.contains("the last halt list"), "{step:?}");
+    let state = SyncState::load(&broad.state_dir.join("sync"));
+    assert_eq!(state.halt_list, taken, "the replayed list was not taken");
     std::fs::remove_file(&listed).unwrap();
     let step = f.sync(&broad).await.unwrap().remove(0);
     assert_eq!(step.kind, OutcomeKind::Halted, "{step:?}");
+    assert_eq!(f.serving().await, "1.0.0");
+    // A release this site never saw halted waits for a current list meanwhile.
+    let v3 = f.version("3.0.0");
+    f.add(&v3, Ring::Broad);
+    f.publish().await;
+    let step = f.sync(&broad).await.unwrap().remove(0);
+    assert_eq!(
+        (step.version.as_str(), step.kind),
+        ("3.0.0", OutcomeKind::AwaitingHaltList),
+        "{step:?}"
+    );
     assert!(
         step.detail.contains("waiting for a current halt list"),
         "{step:?}"
     );
     assert_eq!(f.serving().await, "1.0.0");
+    f.repo.withdraw("credit-lr", "3.0.0").unwrap();
+    f.publish().await;
 
     // The halt key cannot stand in for the targets key: a publish signed with it
     // (beside the snapshot and timestamp keys) is refused and nothing changes.
@@ -184,10 +200,18 @@ async fn a_tripped_release_is_halted_before_later_rings_take_it() {
     assert_eq!(before, after);
     std::fs::remove_file(f.repo.dir.join("draft.json")).unwrap();
 
-    // Lifted (a current list again), it goes live.
+    // Lifted (a current list again), it goes live; the watch does not halt it again
+    // although its criteria still trip.
     halts::lift(&f.repo, &halt_keys, "credit-lr", "2.0.0", valid)
         .await
         .unwrap();
+    let round = watch::round(&f.repo, &halt_keys, &prom, &opts, valid)
+        .await
+        .unwrap();
+    assert!(
+        round.checked[0].lifted_by_hand && !round.checked[0].halted_now,
+        "{round:?}"
+    );
     let steps = f.sync(&broad).await.unwrap();
     assert_eq!(only(&steps).kind, OutcomeKind::Active, "{steps:?}");
     assert_eq!(f.serving().await, "2.0.0");

@@ -139,7 +139,8 @@ pub enum Command {
     },
     /// Stage the authorization of the halt keys in `--halt-keys` (one is made if there is
     /// none, or with `--new`); `publish` with the targets key makes it live. A halt key
-    /// signs only the halt list: it can stop releases, never publish or change one.
+    /// signs only the halt list: it can stop releases and lift halts, never publish or change
+    /// one.
     HaltKeys {
         #[command(flatten)]
         halt_keys: HaltKeyDir,
@@ -171,6 +172,14 @@ pub enum Command {
         #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
         valid_for: Duration,
     },
+    /// Re-sign the halt list unchanged, valid for `--valid-for` (before `export-bundle`
+    /// for sites that import it weeks later, or to keep it fresh without `watch`).
+    RefreshHalts {
+        #[command(flatten)]
+        halt_keys: HaltKeyDir,
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        valid_for: Duration,
+    },
     /// Halt releases whose abort criteria trip, from the fleet's Prometheus, every
     /// `--every`, and keep the halt list fresh; runs until interrupted.
     Watch {
@@ -180,9 +189,10 @@ pub enum Command {
         halt_keys: HaltKeyDir,
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         every: Duration,
-        /// How long each signed halt list stays valid: sites stop activating releases
-        /// with abort criteria this long after the watch stops.
-        #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
+        /// How long each signed halt list stays valid (re-signed when half is gone):
+        /// sites stop activating releases this long after the watch stops, and a host
+        /// that serves an older list delays a new halt by at most this long.
+        #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
         valid_for: Duration,
         /// One round, then exit.
         #[arg(long)]
@@ -313,6 +323,7 @@ impl Cli {
                 abs(&mut halt_keys.halt_keys)?;
             }
             Command::HaltKeys { halt_keys, .. }
+            | Command::RefreshHalts { halt_keys, .. }
             | Command::Halt { halt_keys, .. }
             | Command::LiftHalt { halt_keys, .. } => abs(&mut halt_keys.halt_keys)?,
             Command::Promote { .. }

@@ -125,6 +125,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             halt_keys,
             valid_for,
         } => super::halting::lift(&repo, &halt_keys.halt_keys, &model, &version, valid_for).await,
+        Command::RefreshHalts {
+            halt_keys,
+            valid_for,
+        } => super::halting::refresh(&repo, &halt_keys.halt_keys, valid_for).await,
         Command::Watch {
             prometheus,
             halt_keys,

@@ -97,6 +97,14 @@ pub async fn lift(
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn refresh(repo: &Repo, dir: &Path, valid_for: Duration) -> anyhow::Result<ExitCode> {
+    let list = halts::refresh(repo, dir, valid_for)
+        .await
+        .context("the halt list was not re-signed")?;
+    print_list(&list);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Rounds every `every` (one with `once`); a round that fails is reported and the next
 /// one tried (with `once`: exit 1).
 pub async fn watch(
@@ -116,6 +124,8 @@ pub async fn watch(
                         "HALTED NOW"
                     } else if c.halted_before {
                         "halted"
+                    } else if c.lifted_by_hand {
+                        "halt lifted by hand"
                     } else {
                         "rolling out"
                     };

@@ -14,11 +14,13 @@
 //! what the format lets it say: the list names releases (model and version) to stop and
 //! nothing else (`deny_unknown_fields`), an agent reads releases only from the targets
 //! role's own metadata, and it takes the halt keys only from there. A stolen halt key
-//! can stop rollouts (the damage the key exists to do), never publish, change or
-//! un-withdraw a model. The list carries a version (an agent refuses one older than it
-//! has seen: no replay that lifts a halt) and an expiry (a release with abort criteria
-//! is not activated while no current list can be read: blocking the list cannot
-//! lift a halt either).
+//! can stop rollouts and lift halts (what the key exists to do), never publish, change
+//! or un-withdraw a model. The list carries a version (an agent refuses one older than
+//! it has seen, and one dated more than a day ahead of its clock, which would block
+//! every later list) and an expiry: a host that serves an older list can delay a new
+//! halt, for sites that have not seen it, by at most the older list's remaining
+//! validity; one that hides the list stops every activation (see the agent's
+//! `halt_list`).
 
 mod write;
 
@@ -28,13 +30,16 @@ use serde::{Deserialize, Serialize};
 use tough::schema::Signature;
 use tough::schema::key::Key;
 
-pub use write::{authorize_keys, halt, lift, published_list, refresh};
+pub use write::{authorize_keys, halt, lift, published_list, refresh, require_for_bundle};
 
 pub use crate::layout::{
     HALT_KEYS_CUSTOM as KEYS_CUSTOM, HALT_KEYS_TARGET as KEYS_TARGET, HALT_LIST_FILE as LIST_FILE,
 };
 /// The largest halt list an agent reads.
 pub const MAX_LIST_BYTES: usize = 1 << 20;
+/// How far ahead of the reader's clock a list's version (its signing time in unix
+/// milliseconds) may be.
+pub const MAX_VERSION_AHEAD_MS: u64 = 86_400_000;
 
 /// The keys the targets role lets sign the halt list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +71,10 @@ pub struct HaltList {
     /// RFC 3339.
     pub expires: String,
     pub halts: Vec<Halt>,
+    /// Halts an admin lifted by hand: `watch` does not halt these again when their
+    /// criteria still trip (agents do not read it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lifted: Vec<Halt>,
 }
 
 /// The halt list with its signatures, as published.
@@ -82,7 +91,7 @@ pub const LIST_TYPE: &str = "coffer-halts";
 /// Why a halt list is not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HaltError {
-    #[error("the halt list is not one: {0}")]
+    #[error("the halt list cannot be read: {0}")]
     Malformed(String),
     #[error("the halt list has {valid} valid signature(s) from halt keys, {threshold} needed")]
     Threshold { valid: usize, threshold: u32 },
@@ -92,6 +101,10 @@ pub enum HaltError {
     Rollback { got: u64, seen: u64 },
     #[error("the repository authorizes no halt keys")]
     NoKeys,
+    #[error(
+        "the halt list's version {got} is more than a day ahead of this clock: refused (it would block every later list)"
+    )]
+    FromTheFuture { got: u64 },
 }
 
 impl HaltList {
@@ -120,13 +133,15 @@ pub fn canonical(list: &HaltList) -> Result<Vec<u8>, HaltError> {
     Ok(out)
 }
 
-/// Reads and checks a published halt list against the authorized keys, the time now,
+/// Reads and checks a published halt list against the authorized keys, the time now
+/// (a list expired less than `grace` ago still counts: bundles for air-gapped sites),
 /// and the newest version this reader accepted before (`seen`).
 pub fn verify(
     bytes: &[u8],
     keys: &HaltKeys,
     now: jiff::Timestamp,
     seen: u64,
+    grace: std::time::Duration,
 ) -> Result<HaltList, HaltError> {
     if bytes.len() > MAX_LIST_BYTES {
         return Err(HaltError::Malformed(format!(
@@ -168,8 +183,15 @@ pub fn verify(
         .expires
         .parse()
         .map_err(|e| HaltError::Malformed(format!("expires: {e}")))?;
-    if expires <= now {
+    let grace = jiff::SignedDuration::try_from(grace).unwrap_or(jiff::SignedDuration::MAX);
+    if expires.checked_add(grace).unwrap_or(jiff::Timestamp::MAX) <= now {
         return Err(HaltError::Expired(signed.signed.expires.clone()));
+    }
+    let now_ms = now.as_millisecond().max(0) as u64;
+    if signed.signed.version > now_ms.saturating_add(MAX_VERSION_AHEAD_MS) {
+        return Err(HaltError::FromTheFuture {
+            got: signed.signed.version,
+        });
     }
     if signed.signed.version < seen {
         return Err(HaltError::Rollback {
@@ -194,13 +216,37 @@ fn ed25519_verifies(key: &Key, msg: &[u8], sig: &[u8]) -> bool {
     }
 }
 
-/// The halt keys a targets metadata authorizes, from its top-level targets only.
-pub fn authorized(targets: &tough::schema::Targets) -> Option<HaltKeys> {
-    let (_, target) = targets
+/// The halt keys a targets metadata authorizes, from its top-level targets only:
+/// `Ok(None)` when it authorizes none, `Err` when its authorization cannot be read (a
+/// reader must then treat halts as in force and unknown, not as unused).
+pub fn authorized(targets: &tough::schema::Targets) -> Result<Option<HaltKeys>, String> {
+    let Some((_, target)) = targets
         .targets
         .iter()
-        .find(|(name, _)| name.raw() == KEYS_TARGET)?;
-    serde_json::from_value(target.custom.get(KEYS_CUSTOM)?.clone()).ok()
+        .find(|(name, _)| name.raw() == KEYS_TARGET)
+    else {
+        return Ok(None);
+    };
+    let custom = target
+        .custom
+        .get(KEYS_CUSTOM)
+        .ok_or_else(|| format!("{KEYS_TARGET} carries no {KEYS_CUSTOM}"))?;
+    serde_json::from_value(custom.clone())
+        .map(Some)
+        .map_err(|e| format!("the halt keys in {KEYS_TARGET}: {e}"))
+}
+
+/// A short name of an authorized key set (sha256 of its sorted key ids): a reader keeps
+/// the newest list version per key set, so a rotation of the halt keys starts afresh.
+pub fn keys_id(keys: &HaltKeys) -> String {
+    use sha2::Digest as _;
+    let mut ids: Vec<String> = keys
+        .keys
+        .iter()
+        .filter_map(|k| k.key_id().ok().map(|id| hex::encode(id.as_ref() as &[u8])))
+        .collect();
+    ids.sort();
+    hex::encode(&sha2::Sha256::digest(ids.join(",").as_bytes())[..8])
 }
 
 #[cfg(test)]

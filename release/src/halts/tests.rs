@@ -9,11 +9,14 @@ use tough::schema::Signature;
 use super::*;
 use crate::keys;
 
+const NO_GRACE: std::time::Duration = std::time::Duration::ZERO;
+
 fn list(version: u64, expires: jiff::Timestamp, halts: &[(&str, &str)]) -> HaltList {
     HaltList {
         kind: LIST_TYPE.into(),
         version,
         expires: expires.to_string(),
+        lifted: Vec::new(),
         halts: halts
             .iter()
             .map(|(m, v)| Halt {
@@ -62,7 +65,14 @@ async fn only_a_current_list_signed_by_an_authorized_key_is_taken() {
     };
     let now = jiff::Timestamp::now();
     let good = list(3, later(24), &[("credit-lr", "2.0.0")]);
-    let taken = verify(&sign(&good, &halt.path).await, &authorized, now, 2).unwrap();
+    let taken = verify(
+        &sign(&good, &halt.path).await,
+        &authorized,
+        now,
+        2,
+        NO_GRACE,
+    )
+    .unwrap();
     assert!(
         taken
             .halted()
@@ -72,7 +82,7 @@ async fn only_a_current_list_signed_by_an_authorized_key_is_taken() {
     // Another key, however well formed its list, is not a halt key.
     let forged = sign(&good, &stranger.path).await;
     assert_eq!(
-        verify(&forged, &authorized, now, 0),
+        verify(&forged, &authorized, now, 0, NO_GRACE),
         Err(HaltError::Threshold {
             valid: 0,
             threshold: 1
@@ -83,27 +93,54 @@ async fn only_a_current_list_signed_by_an_authorized_key_is_taken() {
         serde_json::from_slice(&sign(&good, &halt.path).await).unwrap();
     bytes["signed"]["halts"] = serde_json::json!([]);
     assert!(matches!(
-        verify(&serde_json::to_vec(&bytes).unwrap(), &authorized, now, 0),
+        verify(
+            &serde_json::to_vec(&bytes).unwrap(),
+            &authorized,
+            now,
+            0,
+            NO_GRACE
+        ),
         Err(HaltError::Threshold { .. })
     ));
     // Replaying an older list (one without the halt) is refused.
     assert_eq!(
-        verify(&sign(&good, &halt.path).await, &authorized, now, 4),
+        verify(
+            &sign(&good, &halt.path).await,
+            &authorized,
+            now,
+            4,
+            NO_GRACE
+        ),
         Err(HaltError::Rollback { got: 3, seen: 4 })
     );
     // An expired list is refused: a blocked host cannot keep an old "no halts" alive.
     let old = list(5, later(-1), &[]);
     assert!(matches!(
-        verify(&sign(&old, &halt.path).await, &authorized, now, 0),
+        verify(&sign(&old, &halt.path).await, &authorized, now, 0, NO_GRACE),
         Err(HaltError::Expired(_))
     ));
+    // Within a bundle's grace, the expired list still counts.
+    let grace = std::time::Duration::from_secs(7_200);
+    assert!(verify(&sign(&old, &halt.path).await, &authorized, now, 0, grace).is_ok());
+    // A version far ahead of the clock would block every later list: refused.
+    let ahead = list(u64::MAX, later(24), &[]);
+    assert_eq!(
+        verify(
+            &sign(&ahead, &halt.path).await,
+            &authorized,
+            now,
+            0,
+            NO_GRACE
+        ),
+        Err(HaltError::FromTheFuture { got: u64::MAX })
+    );
     // No keys authorized: nothing is taken.
     let none = HaltKeys {
         keys: vec![],
         threshold: 1,
     };
     assert_eq!(
-        verify(&sign(&good, &halt.path).await, &none, now, 0),
+        verify(&sign(&good, &halt.path).await, &none, now, 0, NO_GRACE),
         Err(HaltError::NoKeys)
     );
 }
@@ -138,6 +175,7 @@ async fn a_halt_key_cannot_say_anything_but_halts() {
             &authorized,
             jiff::Timestamp::now(),
             0,
+            NO_GRACE,
         )
         .unwrap_err();
         assert!(matches!(err, HaltError::Malformed(_)), "{path}: {err}");
@@ -149,13 +187,14 @@ async fn a_halt_key_cannot_say_anything_but_halts() {
             &serde_json::to_vec(&typed).unwrap(),
             &authorized,
             jiff::Timestamp::now(),
-            0
+            0,
+            NO_GRACE
         ),
         Err(HaltError::Malformed(_))
     ));
     let huge = vec![b' '; MAX_LIST_BYTES + 1];
     assert!(matches!(
-        verify(&huge, &authorized, jiff::Timestamp::now(), 0),
+        verify(&huge, &authorized, jiff::Timestamp::now(), 0, NO_GRACE),
         Err(HaltError::Malformed(_))
     ));
 }

@@ -1,7 +1,9 @@
 //! Writing halts: staging the halt keys' authorization (published with the targets
 //! key), and signing the halt list with the halt keys (`halt`, `lift`, `refresh`),
 //! written atomically into the published tree after it was checked as an agent
-//! checks it.
+//! checks it. Each change reads, signs and writes the list under an exclusive lock
+//! (`REPO/.halts.lock`), so a `halt` by hand and a running `watch` never lose each
+//! other's change.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -80,9 +82,56 @@ pub fn published_list(repo: &Repo) -> Result<Option<SignedHaltList>, ReleaseErro
     }
 }
 
-/// Signs `list` (its version one above the published one, valid for `valid_for`) with
+/// Holds the repository's halt lock until dropped.
+struct HaltLock {
+    _file: std::fs::File,
+}
+
+fn lock(repo: &Repo) -> Result<HaltLock, ReleaseError> {
+    let path = repo.dir.join(".halts.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| ReleaseError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+        ReleaseError::Io {
+            path,
+            source: e.into(),
+        }
+    })?;
+    Ok(HaltLock { _file: file })
+}
+
+/// Changes the published list under the lock: `change` gets the current halts and
+/// lifted halts (none before the first list) and edits them.
+async fn change_list(
+    repo: &Repo,
+    halt_keys: &Path,
+    valid_for: Duration,
+    change: impl FnOnce(&mut Vec<super::Halt>, &mut Vec<super::Halt>),
+) -> Result<SignedHaltList, ReleaseError> {
+    let _lock = lock(repo)?;
+    let (mut halts, mut lifted) =
+        published_list(repo)?.map_or_else(Default::default, |l| (l.signed.halts, l.signed.lifted));
+    change(&mut halts, &mut lifted);
+    let list = HaltList {
+        kind: LIST_TYPE.into(),
+        version: 0,
+        expires: String::new(),
+        halts,
+        lifted,
+    };
+    sign_and_publish(repo, halt_keys, list, valid_for).await
+}
+
+/// Signs `list` (its version above the published one, valid for `valid_for`) with
 /// the halt keys in `halt_keys` that the published targets authorize, checks it as an
-/// agent would, and publishes it.
+/// agent would, and publishes it. The caller holds the lock.
 async fn sign_and_publish(
     repo: &Repo,
     halt_keys: &Path,
@@ -92,11 +141,13 @@ async fn sign_and_publish(
     let current = repo
         .published()?
         .ok_or_else(|| ReleaseError::Usage("nothing is published yet".into()))?;
-    let authorization = authorized(&current.targets.signed).ok_or_else(|| {
-        ReleaseError::Usage(
-            "the published targets authorize no halt keys: run `coffer-release halt-keys`, then `publish` with the targets key".into(),
-        )
-    })?;
+    let authorization = authorized(&current.targets.signed)
+        .map_err(ReleaseError::Usage)?
+        .ok_or_else(|| {
+            ReleaseError::Usage(
+                "the published targets authorize no halt keys: run `coffer-release halt-keys`, then `publish` with the targets key".into(),
+            )
+        })?;
     let usable: Vec<HaltKey> = keys::load_halt(halt_keys)?
         .into_iter()
         .filter(|k| authorization.keys.contains(&k.key))
@@ -112,7 +163,13 @@ async fn sign_and_publish(
     // Above the last one, and never below the clock's milliseconds: a list file lost
     // or restored from a backup cannot make the next version one that sites refuse.
     let last = published_list(repo)?.map_or(0, |l| l.signed.version);
-    list.version = (last + 1).max(now.as_millisecond().max(0) as u64);
+    let next = last.checked_add(1).ok_or_else(|| {
+        ReleaseError::Usage(format!(
+            "the published halt list's version {last} cannot be raised: remove {} and sign again",
+            repo.public().join(LIST_FILE).display()
+        ))
+    })?;
+    list.version = next.max(now.as_millisecond().max(0) as u64);
     list.expires = crate::common::expiry(valid_for)?.to_string();
     let msg = canonical(&list).map_err(|e| ReleaseError::Usage(e.to_string()))?;
     let rng = crate::common::rng();
@@ -144,25 +201,11 @@ async fn sign_and_publish(
     };
     let bytes =
         serde_json::to_vec_pretty(&signed).map_err(|e| ReleaseError::Usage(e.to_string()))?;
-    verify(&bytes, &authorization, now, 0).map_err(|e| {
+    verify(&bytes, &authorization, now, 0, Duration::ZERO).map_err(|e| {
         ReleaseError::Usage(format!("the halt list just signed does not verify: {e}"))
     })?;
     write_atomic(&repo.public().join(LIST_FILE), &bytes)?;
     Ok(signed)
-}
-
-/// The published list's halts (none before the first).
-fn current_halts(repo: &Repo) -> Result<Vec<super::Halt>, ReleaseError> {
-    Ok(published_list(repo)?.map_or_else(Vec::new, |l| l.signed.halts))
-}
-
-fn unsigned(halts: Vec<super::Halt>) -> HaltList {
-    HaltList {
-        kind: LIST_TYPE.into(),
-        version: 0,
-        expires: String::new(),
-        halts,
-    }
 }
 
 /// Stops `model@version` on every site that has not activated it. `Ok(false)`: it was
@@ -187,27 +230,29 @@ pub async fn halt(
             "{model}@{version} is not a published release"
         )));
     }
-    if reason.len() > 300 || reason.chars().any(char::is_control) {
+    if reason.chars().count() > 300 || reason.chars().any(char::is_control) {
         return Err(ReleaseError::Usage(
             "a halt's reason is one line of at most 300 characters".into(),
         ));
     }
-    let mut halts = current_halts(repo)?;
-    let new = !halts
-        .iter()
-        .any(|h| h.model == model && h.version == version);
-    if new {
-        halts.push(super::Halt {
-            model: model.into(),
-            version: version.into(),
-            reason: reason.into(),
-            at: jiff::Timestamp::now().to_string(),
-        });
-    }
-    Ok((
-        sign_and_publish(repo, halt_keys, unsigned(halts), valid_for).await?,
-        new,
-    ))
+    let mut new = false;
+    let list = change_list(repo, halt_keys, valid_for, |halts, lifted| {
+        lifted.retain(|h| !(h.model == model && h.version == version));
+        if !halts
+            .iter()
+            .any(|h| h.model == model && h.version == version)
+        {
+            new = true;
+            halts.push(super::Halt {
+                model: model.into(),
+                version: version.into(),
+                reason: reason.into(),
+                at: jiff::Timestamp::now().to_string(),
+            });
+        }
+    })
+    .await?;
+    Ok((list, new))
 }
 
 /// Lets `model@version` roll out again. `Ok(false)`: it was not halted.
@@ -218,14 +263,22 @@ pub async fn lift(
     version: &str,
     valid_for: Duration,
 ) -> Result<(SignedHaltList, bool), ReleaseError> {
-    let mut halts = current_halts(repo)?;
-    let before = halts.len();
-    halts.retain(|h| !(h.model == model && h.version == version));
-    let lifted = halts.len() < before;
-    Ok((
-        sign_and_publish(repo, halt_keys, unsigned(halts), valid_for).await?,
-        lifted,
-    ))
+    let mut lifted_now = false;
+    let list = change_list(repo, halt_keys, valid_for, |halts, lifted| {
+        let before = halts.len();
+        halts.retain(|h| !(h.model == model && h.version == version));
+        lifted_now = halts.len() < before;
+        // Remembered, so that `watch` does not halt it again by its criteria.
+        lifted.retain(|h| !(h.model == model && h.version == version));
+        lifted.push(super::Halt {
+            model: model.into(),
+            version: version.into(),
+            reason: "lifted by hand".into(),
+            at: jiff::Timestamp::now().to_string(),
+        });
+    })
+    .await?;
+    Ok((list, lifted_now))
 }
 
 /// Re-signs the published halt list unchanged but for its version and expiry (what
@@ -235,6 +288,37 @@ pub async fn refresh(
     halt_keys: &Path,
     valid_for: Duration,
 ) -> Result<SignedHaltList, ReleaseError> {
-    let halts = current_halts(repo)?;
-    sign_and_publish(repo, halt_keys, unsigned(halts), valid_for).await
+    change_list(repo, halt_keys, valid_for, |_, _| {}).await
+}
+
+/// What `export-bundle` requires: where the published targets authorize halt keys, a
+/// halt list valid at least until `until` (the bundle's own expiry), or the site that
+/// imports the bundle would activate nothing once the list lapsed.
+pub fn require_for_bundle(repo: &Repo, until: jiff::Timestamp) -> Result<(), ReleaseError> {
+    let Some(current) = repo.published()? else {
+        return Ok(());
+    };
+    if authorized(&current.targets.signed)
+        .map_err(ReleaseError::Usage)?
+        .is_none()
+    {
+        return Ok(());
+    }
+    let fix = "re-sign it for as long as the bundle: `coffer-release refresh-halts --halt-keys DIR --valid-for DURATION`";
+    let Some(list) = published_list(repo)? else {
+        return Err(ReleaseError::Usage(format!(
+            "the repository authorizes halt keys but publishes no halt list: sites would activate nothing from this bundle; {fix}"
+        )));
+    };
+    let expires: jiff::Timestamp = list
+        .signed
+        .expires
+        .parse()
+        .map_err(|e| ReleaseError::Usage(format!("the published halt list's expiry: {e}")))?;
+    if expires < until {
+        return Err(ReleaseError::Usage(format!(
+            "the halt list expires at {expires}, before the bundle's metadata ({until}): sites would activate nothing from the bundle after that; {fix}"
+        )));
+    }
+    Ok(())
 }
