@@ -419,6 +419,14 @@ fn halts_are_signed_with_the_halt_key_alone() {
     ));
     ok(run(cwd, &["export-bundle", "usb2"]));
     assert!(cwd.join("usb2/halts.json").is_file());
+    // Halts end only once no release needs them.
+    let out = run(cwd, &["drop-halt-keys"]);
+    assert_eq!(out.status.code(), Some(1), "{}", says(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--clear"));
+    ok(run(cwd, &["abort-when", "credit-lr", "1.0.0", "--clear"]));
+    ok(run(cwd, &["drop-halt-keys"]));
+    let draft = std::fs::read_to_string(cwd.join("repo/draft.json")).unwrap();
+    assert!(!draft.contains("coffer/halt-keys.json"), "{draft}");
     // A halt key among the role keys is no role key: the repository still checks out.
     std::fs::copy(
         std::fs::read_dir(cwd.join("halt"))

@@ -149,6 +149,10 @@ pub enum Command {
         #[arg(long)]
         new: bool,
     },
+    /// Stage the end of halts: the halt keys' authorization goes with the next
+    /// `publish` (targets key), and sites no longer need a halt list. Refused while a
+    /// release carries abort criteria.
+    DropHaltKeys,
     /// Halt a release on every site that has not activated it yet (signed with a halt
     /// key; no publish needed).
     Halt {
@@ -330,6 +334,7 @@ impl Cli {
             | Command::Schedule { .. }
             | Command::Pace { .. }
             | Command::AbortWhen { .. }
+            | Command::DropHaltKeys
             | Command::Withdraw { .. }
             | Command::List
             | Command::Check => {}

@@ -125,6 +125,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             halt_keys,
             valid_for,
         } => super::halting::lift(&repo, &halt_keys.halt_keys, &model, &version, valid_for).await,
+        Command::DropHaltKeys => {
+            crate::halts::deauthorize_keys(&repo)?;
+            println!(
+                "staged: no halt keys; run `coffer-release publish` with the targets key: sites then need no halt list"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::RefreshHalts {
             halt_keys,
             valid_for,

@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use tough::schema::Signature;
 use tough::schema::key::Key;
 
-pub use write::{authorize_keys, halt, lift, published_list, refresh, require_for_bundle};
+pub use write::{
+    authorize_keys, deauthorize_keys, halt, lift, published_list, refresh, require_for_bundle,
+};
 
 pub use crate::layout::{
     HALT_KEYS_CUSTOM as KEYS_CUSTOM, HALT_KEYS_TARGET as KEYS_TARGET, HALT_LIST_FILE as LIST_FILE,

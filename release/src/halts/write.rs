@@ -67,6 +67,25 @@ pub fn authorize_keys(repo: &Repo, halt_keys: &Path, new: bool) -> Result<HaltKe
     Ok(authorization)
 }
 
+/// Stages the end of halts: the halt keys' authorization goes with the next `publish`
+/// (with the targets key); sites then need no halt list. Refused while a release
+/// carries abort criteria (sites would never activate it).
+pub fn deauthorize_keys(repo: &Repo) -> Result<(), ReleaseError> {
+    let mut draft = repo.draft()?;
+    if let Some(r) = releases(&draft).into_iter().find(|r| r.abort.is_some()) {
+        return Err(ReleaseError::Usage(format!(
+            "{}@{} has abort criteria, which need halt keys: clear them first (`coffer-release abort-when {} {} --clear`)",
+            r.model, r.version, r.model, r.version
+        )));
+    }
+    if draft.remove(KEYS_TARGET).is_none() {
+        return Err(ReleaseError::Usage(
+            "the repository authorizes no halt keys".into(),
+        ));
+    }
+    repo.save_draft(draft)
+}
+
 /// The published halt list, as it is on disk (`None` before the first halt).
 pub fn published_list(repo: &Repo) -> Result<Option<SignedHaltList>, ReleaseError> {
     let path = repo.public().join(LIST_FILE);
