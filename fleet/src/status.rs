@@ -132,6 +132,14 @@ fn ring_order(ring: &str) -> (u8, String) {
     (rank, ring.to_string())
 }
 
+/// The row of ring `r`, made empty if it is not there yet.
+fn ring_row<'a>(rings: &'a mut BTreeMap<(u8, String), RingRow>, r: &str) -> &'a mut RingRow {
+    rings.entry(ring_order(r)).or_insert_with(|| RingRow {
+        ring: r.to_string(),
+        ..RingRow::default()
+    })
+}
+
 impl FleetStatus {
     /// Runs the queries and builds the view.
     pub async fn fetch(prom: &Prometheus, opts: &Options) -> Result<FleetStatus, PromError> {
@@ -173,18 +181,11 @@ impl FleetStatus {
         let sites: BTreeSet<String> = last_report.keys().chain(ring.keys()).cloned().collect();
         let ring_of = |site: &str| ring.get(site).cloned().unwrap_or_else(|| "?".into());
         let mut rings: BTreeMap<(u8, String), RingRow> = BTreeMap::new();
-        let ring_row = |rings: &mut BTreeMap<(u8, String), RingRow>, r: &str| {
-            let r = r.to_string();
-            rings.entry(ring_order(&r)).or_insert_with(|| RingRow {
-                ring: r,
-                ..RingRow::default()
-            });
-        };
+
         let mut silent = Vec::new();
         for site in &sites {
             let r = ring_of(site);
-            ring_row(&mut rings, &r);
-            let row = rings.get_mut(&ring_order(&r)).expect("just added");
+            let row = ring_row(&mut rings, &r);
             row.sites += 1;
             let interval = poll.get(site).copied().unwrap_or(300.0);
             let ago = last_report.get(site).map(|t| inp.now - t);
@@ -209,8 +210,7 @@ impl FleetStatus {
             if s.label("state") == SyncState::Refusing.as_str() {
                 let site = s.label("site");
                 let r = ring_of(site);
-                ring_row(&mut rings, &r);
-                rings.get_mut(&ring_order(&r)).expect("added").refusing += 1;
+                ring_row(&mut rings, &r).refusing += 1;
                 refusing.push(SiteNote {
                     site: site.into(),
                     ring: r,
@@ -224,8 +224,7 @@ impl FleetStatus {
             if left < opts.expiring_within_secs {
                 let site = s.label("site");
                 let r = ring_of(site);
-                ring_row(&mut rings, &r);
-                rings.get_mut(&ring_order(&r)).expect("added").expiring += 1;
+                ring_row(&mut rings, &r).expiring += 1;
                 expiring.push(SiteNote {
                     site: site.into(),
                     ring: r,
