@@ -233,6 +233,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     );
     let decision_store = Arc::new(crate::decisions::DecisionStore::open(
         &db,
+        &config.state.dir.join("decisions"),
         crate::decisions::Keyring::open_or_create(&config.decisions.keys_dir)?,
         config.decisions.retention,
     )?);
@@ -376,7 +377,7 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     flush_task.abort();
     drift_task.abort();
     prune_task.abort();
-    let _ = decision_store.flush();
+    decision_store.close();
     let trackers = models.drift_trackers();
     let _ = tokio::task::spawn_blocking(move || drift_store.save_all(&trackers)).await;
     let final_flush = Arc::clone(&telemetry);

@@ -29,6 +29,7 @@ pub mod monitoring;
 pub mod native_stderr;
 pub mod periodic;
 pub mod rate_spec;
+pub mod request_id;
 pub mod score;
 pub mod served;
 pub mod server;

@@ -4,10 +4,13 @@
 //! hashed into the audit log, kept for the retention and then pruned with a signed audit
 //! record, and read back, replayed and exported through the admin socket.
 
+pub mod appender;
 pub mod keyring;
+mod migrate;
 pub mod record;
 pub mod recorder;
 pub mod retention;
+pub mod segment;
 pub mod store;
 
 pub use keyring::{KeyError, Keyring};

@@ -33,7 +33,7 @@ impl RecordedTensor {
             name: t.name.clone(),
             datatype: t.data.datatype().as_str().to_string(),
             shape: t.shape.clone(),
-            data: hex::encode(bytes),
+            data: crate::hex_text::lower_hex(&bytes),
         }
     }
 
@@ -130,7 +130,18 @@ pub struct DecisionRecord {
 impl DecisionRecord {
     /// The bytes that are sealed and hashed.
     pub fn plaintext(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        // Sized for the tensors' hex at once, rather than grown by doubling.
+        let hex: usize = self
+            .inputs
+            .iter()
+            .chain(&self.outputs)
+            .map(|t| t.data.len() + 64)
+            .sum();
+        let mut out = Vec::with_capacity(hex + 512);
+        match serde_json::to_writer(&mut out, self) {
+            Ok(()) => out,
+            Err(_) => Vec::new(),
+        }
     }
 }
 
@@ -139,19 +150,32 @@ impl DecisionRecord {
 /// `decision` record carries).
 pub use coffer_admin_api::decisions::DecisionSummary as Header;
 
+/// Now, in ms since the epoch: the time decisions are recorded and expire by.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    crate::hex_text::lower_hex(&Sha256::digest(bytes))
 }
 
 /// `[u32 header length][header JSON][12-byte nonce][ciphertext]`.
 pub fn encode_sealed(header: &Header, nonce: &[u8; 12], sealed: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_sealed_into(&mut out, header, nonce, sealed);
+    out
+}
+
+/// [`encode_sealed`], appended to `out`.
+pub fn encode_sealed_into(out: &mut Vec<u8>, header: &Header, nonce: &[u8; 12], sealed: &[u8]) {
     let h = serde_json::to_vec(header).unwrap_or_default();
-    let mut out = Vec::with_capacity(4 + h.len() + 12 + sealed.len());
+    out.reserve(4 + h.len() + 12 + sealed.len());
     out.extend((h.len() as u32).to_le_bytes());
     out.extend(&h);
     out.extend(nonce);
     out.extend(sealed);
-    out
 }
 
 /// Splits a stored value; `None` when it is not one.

@@ -4,7 +4,7 @@
 //! auditor can tell decisions pruned on schedule from decisions deleted.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::store::DecisionStore;
 use crate::audit::{AuditEvent, AuditLog};
@@ -12,11 +12,7 @@ use crate::audit::{AuditEvent, AuditLog};
 /// How often the store is pruned.
 const EVERY: Duration = Duration::from_secs(3600);
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use super::record::now_ms;
 
 /// Prunes once now; the audit record is written when something was removed.
 pub fn prune_now(store: &DecisionStore, audit: Option<&AuditLog>) {

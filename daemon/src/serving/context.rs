@@ -12,8 +12,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use rand::RngCore as _;
-
 use crate::metrics::VersionRequests;
 
 /// One request's context; clones share it.
@@ -31,12 +29,10 @@ struct Inner {
 }
 
 impl RequestContext {
-    /// A new request's context, with a fresh id: 16 random hex digits.
+    /// A new request's context, with a fresh id (a UUIDv7, `crate::request_id`).
     pub fn new() -> RequestContext {
-        let mut bytes = [0u8; 8];
-        rand::thread_rng().fill_bytes(&mut bytes);
         RequestContext(Arc::new(Inner {
-            id: crate::hex_text::lower_hex(&bytes),
+            id: crate::request_id::new(),
             key_id: OnceLock::new(),
             counters: OnceLock::new(),
             answered_by: OnceLock::new(),
@@ -119,11 +115,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_sixteen_hex_digits_and_differ() {
+    fn ids_carry_their_time_and_differ() {
         let a = RequestContext::new();
         let b = RequestContext::new();
-        assert_eq!(a.id().len(), 16);
-        assert!(a.id().bytes().all(|c| c.is_ascii_hexdigit()));
+        assert!(crate::request_id::time_ms(a.id()).is_some(), "{}", a.id());
         assert_ne!(a.id(), b.id());
     }
 

@@ -264,3 +264,75 @@ async fn recording_needs_the_audit_log() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("decisions.models"), "{text}");
 }
+
+#[tokio::test]
+async fn a_decision_that_cannot_be_stored_is_not_answered_and_none_answered_is_lost() {
+    let mut s = Setup::new();
+    s.scoring_models = vec![fixture("credit-lr")];
+    s.decisions_extra = "models = [\"credit-lr\"]\n".into();
+    let d = s.start().await;
+    let key = s.create_key("scorer", "score", None);
+    let c = s.client(d.addr);
+
+    // The store's directory replaced by a file before the first decision: its first
+    // segment cannot be made.
+    let dir = s.dir().join("state").join("decisions");
+    let aside = s.dir().join("decisions-aside");
+    std::fs::rename(&dir, &aside).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let mut answered = Vec::new();
+    let mut refused = None;
+    for i in 0..50 {
+        let r = c
+            .request(
+                Method::POST,
+                "/v2/models/credit-lr/infer",
+                Some(&key),
+                applicant(i % 10, 555_000_000 + i as i64)
+                    .to_string()
+                    .as_bytes(),
+            )
+            .await;
+        if r.status == StatusCode::OK {
+            answered.push(r.headers["x-request-id"].to_str().unwrap().to_string());
+        } else {
+            refused = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let refused = refused.expect("no decision was refused while the store could not write");
+    assert_eq!(refused.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let body = refused.json();
+    assert_eq!(body["code"], "decision_not_recorded", "{body}");
+    // No detail of the store's failure reaches the client (the log has it).
+    assert!(!body.to_string().contains("directory"), "{body}");
+
+    // The directory back: what was answered meanwhile is written, and kept over a
+    // restart.
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(&aside, &dir).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = c
+            .request(
+                Method::POST,
+                "/v2/models/credit-lr/infer",
+                Some(&key),
+                applicant(0, 1).to_string().as_bytes(),
+            )
+            .await;
+        if r.status == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", r.body);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    d.stop();
+    let d = s.start().await;
+    for id in &answered {
+        let (code, shown) = ctl_json(&s, &["decisions", "show", id]);
+        assert_eq!(code, 0, "{id} was answered but not kept: {shown}");
+    }
+    d.stop();
+}

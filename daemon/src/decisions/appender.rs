@@ -1,0 +1,453 @@
+//! The decision store's writer: requests hand sealed frames to a pending list (a
+//! memory copy under a lock, no system call), and one thread appends everything pending
+//! to the current segment in one write, every 2 ms while decisions arrive (it is woken
+//! only when it found nothing to write: a wake-up per decision cost more than the rest
+//! of recording together), fsyncs at most every second, and begins a new
+//! segment when the current one is full or an hour old. A failed write keeps its frames
+//! pending and retries on a new segment; meanwhile, and while too much is pending, new
+//! decisions are refused (the request is not answered), so no answered decision is
+//! dropped while the daemon runs. Readers first wait for what is pending to be written.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::segment::{self, MAGIC, SegmentMeta};
+
+/// When segments end and reach the disk.
+#[derive(Debug, Clone, Copy)]
+pub struct Rolling {
+    /// A segment ends once it holds this many bytes.
+    pub max_bytes: u64,
+    /// ... or once it is this old.
+    pub max_age: Duration,
+    /// Written frames are fsynced at most this long after they were written.
+    pub sync_every: Duration,
+}
+
+impl Default for Rolling {
+    fn default() -> Rolling {
+        Rolling {
+            max_bytes: 64 << 20,
+            max_age: Duration::from_secs(3600),
+            sync_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Most bytes pending before new decisions are refused (the disk has fallen behind).
+const MAX_PENDING_BYTES: usize = 32 << 20;
+/// How long the writer sleeps after a write before it takes what is pending again.
+const TICK: Duration = Duration::from_millis(2);
+/// How long a failed write waits before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("the decision store cannot write: {0}")]
+    Failed(String),
+    #[error("the decision store has fallen behind ({0} bytes waiting to be written)")]
+    Behind(usize),
+    #[error("the decision store is closed")]
+    Closed,
+}
+
+struct Entry {
+    at_ms: u64,
+    version_key: String,
+    frame: Vec<u8>,
+}
+
+struct State {
+    pending: Vec<Entry>,
+    pending_bytes: usize,
+    /// Entries accepted, and entries written to the current segment's file.
+    appended: u64,
+    written: u64,
+    failed: Option<String>,
+    writer_waiting: bool,
+    stop: bool,
+    /// The segment being written, never forgotten by retention.
+    current_seq: Option<u64>,
+    /// Every segment, oldest first; the last may be the one being written.
+    segments: Vec<SegmentMeta>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the writer.
+    work: Condvar,
+    /// Wakes those waiting for a write.
+    written: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+pub struct Appender {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Appender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("decision appender")
+    }
+}
+
+/// Keeps a finished segment's summary; an error is the writer's error.
+pub type OnSealed = Box<dyn Fn(&SegmentMeta) -> Result<(), String> + Send>;
+
+/// Where and how the writer thread writes; `on_sealed` keeps the summary of each
+/// segment it finishes.
+pub struct Target {
+    pub dir: PathBuf,
+    pub rolling: Rolling,
+    pub next_seq: u64,
+    pub on_sealed: OnSealed,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("dir", &self.dir)
+            .field("rolling", &self.rolling)
+            .field("next_seq", &self.next_seq)
+            .finish()
+    }
+}
+
+impl Appender {
+    /// Starts the writer after the `segments` already on disk.
+    pub fn start(segments: Vec<SegmentMeta>, target: Target) -> Result<Appender, std::io::Error> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                pending: Vec::new(),
+                pending_bytes: 0,
+                appended: 0,
+                written: 0,
+                failed: None,
+                writer_waiting: false,
+                stop: false,
+                current_seq: None,
+                segments,
+            }),
+            work: Condvar::new(),
+            written: Condvar::new(),
+        });
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("decisions".into())
+                .spawn(move || Writer::new(shared, target).run())?
+        };
+        Ok(Appender {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues a sealed frame; an error means it will not be written.
+    pub fn append(
+        &self,
+        at_ms: u64,
+        version_key: String,
+        frame: Vec<u8>,
+    ) -> Result<(), AppendError> {
+        let mut s = self.shared.lock();
+        if s.stop {
+            return Err(AppendError::Closed);
+        }
+        if let Some(e) = &s.failed {
+            return Err(AppendError::Failed(e.clone()));
+        }
+        if s.pending_bytes > MAX_PENDING_BYTES {
+            return Err(AppendError::Behind(s.pending_bytes));
+        }
+        s.pending_bytes += frame.len();
+        s.pending.push(Entry {
+            at_ms,
+            version_key,
+            frame,
+        });
+        s.appended += 1;
+        if s.writer_waiting {
+            s.writer_waiting = false;
+            self.shared.work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Waits until everything appended so far is written; then the segments.
+    pub fn written(&self) -> Result<Vec<SegmentMeta>, AppendError> {
+        let mut s = self.shared.lock();
+        let target = s.appended;
+        while s.written < target {
+            if let Some(e) = &s.failed {
+                return Err(AppendError::Failed(e.clone()));
+            }
+            if s.stop && self.thread_gone() {
+                return Err(AppendError::Closed);
+            }
+            s.writer_waiting = false;
+            self.shared.work.notify_one();
+            s = self
+                .shared
+                .written
+                .wait_timeout(s, Duration::from_millis(200))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        Ok(s.segments.clone())
+    }
+
+    fn thread_gone(&self) -> bool {
+        self.thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(std::thread::JoinHandle::is_finished)
+    }
+
+    /// The segments as they stand (what is pending not included).
+    pub fn segments(&self) -> Vec<SegmentMeta> {
+        self.shared.lock().segments.clone()
+    }
+
+    /// Forgets the segments `drop` selects (their files are removed by the caller).
+    pub fn forget(&self, drop: &dyn Fn(&SegmentMeta) -> bool) -> Vec<SegmentMeta> {
+        let mut s = self.shared.lock();
+        // The segment being written is never forgotten.
+        let current = s.current_seq;
+        let (gone, kept) = std::mem::take(&mut s.segments)
+            .into_iter()
+            .partition(|m| Some(m.seq) != current && drop(m));
+        s.segments = kept;
+        gone
+    }
+
+    /// Writes what is pending, fsyncs and stops the writer.
+    pub fn close(&self) {
+        {
+            let mut s = self.shared.lock();
+            s.stop = true;
+            self.shared.work.notify_one();
+        }
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Appender {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct Open {
+    file: File,
+    meta: SegmentMeta,
+    opened: Instant,
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    target: Target,
+    current: Option<Open>,
+    unsynced_since: Option<Instant>,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    fn new(shared: Arc<Shared>, target: Target) -> Writer {
+        Writer {
+            shared,
+            target,
+            current: None,
+            unsynced_since: None,
+            buf: Vec::new(),
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            let (batch, stop) = {
+                let mut s = self.shared.lock();
+                loop {
+                    if !s.pending.is_empty() || s.stop {
+                        break;
+                    }
+                    let sync = self
+                        .unsynced_since
+                        .map(|t| self.target.rolling.sync_every.saturating_sub(t.elapsed()));
+                    let age = self.current.as_ref().map(|o| {
+                        self.target
+                            .rolling
+                            .max_age
+                            .saturating_sub(o.opened.elapsed())
+                    });
+                    let timeout = sync
+                        .into_iter()
+                        .chain(age)
+                        .min()
+                        .unwrap_or(Duration::from_secs(3600));
+                    if timeout.is_zero() {
+                        break;
+                    }
+                    s.writer_waiting = true;
+                    s = self
+                        .shared
+                        .work
+                        .wait_timeout(s, timeout)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                    s.writer_waiting = false;
+                }
+                (std::mem::take(&mut s.pending), s.stop)
+            };
+            if !batch.is_empty() {
+                if let Err(e) = self.write(&batch) {
+                    tracing::error!(error = %e, "writing decisions failed; new decisions are refused until a retry succeeds");
+                    let mut s = self.shared.lock();
+                    let mut again = batch;
+                    again.append(&mut s.pending);
+                    s.pending = again;
+                    s.failed = Some(e);
+                    self.shared.written.notify_all();
+                    if s.stop {
+                        return;
+                    }
+                    drop(s);
+                    std::thread::sleep(RETRY_AFTER);
+                    continue;
+                }
+            }
+            if self
+                .unsynced_since
+                .is_some_and(|t| stop || t.elapsed() >= self.target.rolling.sync_every)
+            {
+                if let Some(open) = &self.current {
+                    if let Err(e) = open.file.sync_data() {
+                        tracing::error!(error = %e, "fsync of the decision segment failed");
+                    }
+                }
+                self.unsynced_since = None;
+            }
+            // A segment left idle past its age ends, so retention can remove it.
+            if batch.is_empty()
+                && self
+                    .current
+                    .as_ref()
+                    .is_some_and(|o| o.opened.elapsed() >= self.target.rolling.max_age)
+            {
+                if let Err(e) = self.seal() {
+                    tracing::error!(error = %e, "finishing the decision segment failed");
+                }
+            }
+            if stop && self.shared.lock().pending.is_empty() {
+                if let Err(e) = self.seal() {
+                    tracing::error!(error = %e, "finishing the decision segment failed");
+                }
+                return;
+            }
+            if !batch.is_empty() && !stop {
+                // More is likely on its way: gather it without being woken for it.
+                std::thread::sleep(TICK);
+            }
+        }
+    }
+
+    /// Appends `batch` as one write; on success it counts as written.
+    fn write(&mut self, batch: &[Entry]) -> Result<(), String> {
+        let bytes: u64 = batch.iter().map(|e| e.frame.len() as u64).sum();
+        let full = self.current.as_ref().is_some_and(|o| {
+            o.meta.count > 0
+                && (o.meta.bytes + bytes > self.target.rolling.max_bytes
+                    || o.opened.elapsed() >= self.target.rolling.max_age)
+        });
+        if full {
+            self.seal()?;
+        }
+        if self.current.is_none() {
+            self.begin()?;
+        }
+        let open = self.current.as_mut().ok_or("no segment")?;
+        self.buf.clear();
+        for e in batch {
+            self.buf.extend_from_slice(&e.frame);
+        }
+        if let Err(e) = open.file.write_all(&self.buf) {
+            // The frames may be half written: cut them off, and write the retry to a
+            // new segment in any case.
+            let _ = open.file.set_len(open.meta.bytes);
+            let _ = self.seal();
+            return Err(e.to_string());
+        }
+        for e in batch {
+            open.meta.add(e.at_ms, &e.version_key, e.frame.len());
+        }
+        self.unsynced_since.get_or_insert_with(Instant::now);
+        let mut s = self.shared.lock();
+        s.written += batch.len() as u64;
+        s.pending_bytes = s.pending_bytes.saturating_sub(bytes as usize);
+        s.failed = None;
+        match s.segments.last_mut() {
+            Some(last) if last.seq == open.meta.seq => *last = open.meta.clone(),
+            _ => s.segments.push(open.meta.clone()),
+        }
+        self.shared.written.notify_all();
+        Ok(())
+    }
+
+    fn begin(&mut self) -> Result<(), String> {
+        let seq = self.target.next_seq;
+        let path = segment::path(&self.target.dir, seq);
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        file.write_all(MAGIC)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        self.target.next_seq += 1;
+        self.shared.lock().current_seq = Some(seq);
+        self.current = Some(Open {
+            file,
+            meta: SegmentMeta::new(seq, super::record::now_ms()),
+            opened: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Ends the current segment: fsynced, its summary kept.
+    fn seal(&mut self) -> Result<(), String> {
+        let Some(open) = self.current.take() else {
+            return Ok(());
+        };
+        self.unsynced_since = None;
+        let done = if open.meta.count == 0 {
+            // Nothing in it: not kept.
+            let _ = std::fs::remove_file(segment::path(&self.target.dir, open.meta.seq));
+            Ok(())
+        } else {
+            open.file
+                .sync_all()
+                .map_err(|e| e.to_string())
+                .and_then(|()| (self.target.on_sealed)(&open.meta))
+        };
+        // Only now may retention remove it.
+        self.shared.lock().current_seq = None;
+        done
+    }
+}
