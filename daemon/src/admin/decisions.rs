@@ -46,14 +46,19 @@ fn detail((h, rec): (Header, DecisionRecord), redacted: bool) -> DecisionDetail 
                 *v = serde_json::Value::String("[REDACTED]".into());
             }
         }
-        for t in &mut rec.inputs {
-            t.data = "[REDACTED]".into();
+    }
+    let mut record = serde_json::to_value(&rec).unwrap_or_default();
+    if redacted {
+        if let Some(inputs) = record
+            .get_mut("inputs")
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            for t in inputs {
+                t["data"] = serde_json::Value::String("[REDACTED]".into());
+            }
         }
     }
-    DecisionDetail {
-        summary: h,
-        record: serde_json::to_value(&rec).unwrap_or_default(),
-    }
+    DecisionDetail { summary: h, record }
 }
 
 async fn blocking<T: Send + 'static>(

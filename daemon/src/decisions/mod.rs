@@ -12,6 +12,7 @@ pub mod recorder;
 pub mod retention;
 pub mod segment;
 pub mod store;
+pub mod wire;
 
 pub use keyring::{KeyError, Keyring};
 pub use record::{DecisionRecord, Header, RecordedExplanation, RecordedTensor, explanation};

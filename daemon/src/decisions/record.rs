@@ -1,7 +1,7 @@
 //! One recorded decision (what a scoring request sent, what the model saw and answered,
-//! the explanation, and which version decided) and its sealed form in the store: a
-//! cleartext header with nothing personal in it (time, model, version, key id, the
-//! plaintext's SHA-256) before the nonce and the AES-256-GCM ciphertext.
+//! the explanation, and which version decided) and the cleartext header it is stored
+//! under, with nothing personal in it (time, model, version, key id, the plaintext's
+//! SHA-256). Their bytes in the store are `wire.rs`'s.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -15,8 +15,23 @@ pub struct RecordedTensor {
     pub name: String,
     pub datatype: String,
     pub shape: Vec<usize>,
-    /// The elements, little-endian, hex.
-    pub data: String,
+    /// The elements, little-endian (hex in JSON).
+    #[serde(with = "hex_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// Bytes as lower-case hex text in JSON.
+mod hex_bytes {
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::hex_text::lower_hex(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        hex::decode(text.as_bytes()).map_err(serde::de::Error::custom)
+    }
 }
 
 impl RecordedTensor {
@@ -33,13 +48,13 @@ impl RecordedTensor {
             name: t.name.clone(),
             datatype: t.data.datatype().as_str().to_string(),
             shape: t.shape.clone(),
-            data: crate::hex_text::lower_hex(&bytes),
+            data: bytes,
         }
     }
 
     /// The tensor again; `None` when the record is malformed.
     pub fn tensor(&self) -> Option<Tensor> {
-        let bytes = hex::decode(&self.data).ok()?;
+        let bytes = &self.data;
         let datatype = coffer_models::Datatype::parse(&self.datatype)?;
         let data = match datatype {
             coffer_models::Datatype::Fp32 => TensorData::F32(
@@ -127,24 +142,6 @@ pub struct DecisionRecord {
     pub explanation: Option<RecordedExplanation>,
 }
 
-impl DecisionRecord {
-    /// The bytes that are sealed and hashed.
-    pub fn plaintext(&self) -> Vec<u8> {
-        // Sized for the tensors' hex at once, rather than grown by doubling.
-        let hex: usize = self
-            .inputs
-            .iter()
-            .chain(&self.outputs)
-            .map(|t| t.data.len() + 64)
-            .sum();
-        let mut out = Vec::with_capacity(hex + 512);
-        match serde_json::to_writer(&mut out, self) {
-            Ok(()) => out,
-            Err(_) => Vec::new(),
-        }
-    }
-}
-
 /// The cleartext header of a sealed record: the admin API's summary of a decision,
 /// stored as it is answered (the plaintext's SHA-256 is the one the audit log's
 /// `decision` record carries).
@@ -159,29 +156,4 @@ pub fn now_ms() -> u64 {
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     crate::hex_text::lower_hex(&Sha256::digest(bytes))
-}
-
-/// `[u32 header length][header JSON][12-byte nonce][ciphertext]`.
-pub fn encode_sealed(header: &Header, nonce: &[u8; 12], sealed: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_sealed_into(&mut out, header, nonce, sealed);
-    out
-}
-
-/// [`encode_sealed`], appended to `out`.
-pub fn encode_sealed_into(out: &mut Vec<u8>, header: &Header, nonce: &[u8; 12], sealed: &[u8]) {
-    let h = serde_json::to_vec(header).unwrap_or_default();
-    out.reserve(4 + h.len() + 12 + sealed.len());
-    out.extend((h.len() as u32).to_le_bytes());
-    out.extend(&h);
-    out.extend(nonce);
-    out.extend(sealed);
-}
-
-/// Splits a stored value; `None` when it is not one.
-pub fn decode_sealed(value: &[u8]) -> Option<(Header, [u8; 12], &[u8])> {
-    let len = u32::from_le_bytes(value.get(..4)?.try_into().ok()?) as usize;
-    let header: Header = serde_json::from_slice(value.get(4..4 + len)?).ok()?;
-    let nonce: [u8; 12] = value.get(4 + len..16 + len)?.try_into().ok()?;
-    Some((header, nonce, value.get(16 + len..)?))
 }

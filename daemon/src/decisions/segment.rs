@@ -1,6 +1,6 @@
 //! The decision store's files: append-only segments (`<dir>/0000000001.seg`, ...), each
 //! an 8-byte magic and then frames `[u32 body length][u32 CRC-32 of the body][body]`,
-//! little-endian, whose body is one sealed record (`record::encode_sealed`). A segment's
+//! little-endian, whose body is one sealed record (`wire.rs`). A segment's
 //! summary ([`SegmentMeta`]: time span, count, the model versions it names) is kept
 //! beside it so that lookups and retention need not read it. Reading stops cleanly at a
 //! torn last frame (a crash mid-append); a bad frame anywhere else is corruption.
@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::record::{Header, decode_sealed};
+use super::record::Header;
+use super::wire::decode_sealed;
 
 pub const MAGIC: &[u8; 8] = b"CFDSEG1\n";
 /// Frame overhead before the body.
@@ -112,7 +113,7 @@ pub fn frame(body: &[u8]) -> Vec<u8> {
 pub fn sealed_frame(header: &Header, nonce: &[u8; 12], sealed: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(FRAME_HEAD + 320 + sealed.len());
     out.extend([0u8; FRAME_HEAD]);
-    super::record::encode_sealed_into(&mut out, header, nonce, sealed);
+    super::wire::encode_sealed_into(&mut out, header, nonce, sealed);
     let len = ((out.len() - FRAME_HEAD) as u32).to_le_bytes();
     let crc = crc32fast::hash(&out[FRAME_HEAD..]).to_le_bytes();
     out[..4].copy_from_slice(&len);
@@ -256,7 +257,9 @@ mod tests {
             key_id: "k000001".into(),
             sha256: "00".into(),
         };
-        super::super::record::encode_sealed(&header, &[7; 12], b"sealed bytes")
+        let mut out = Vec::new();
+        super::super::wire::encode_sealed_into(&mut out, &header, &[7; 12], b"sealed bytes");
+        out
     }
 
     #[test]

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use super::appender::{AppendError, Appender, Rolling, Target};
 use super::keyring::{KeyError, Keyring};
-use super::record::{DecisionRecord, Header, decode_sealed, sha256_hex};
+use super::record::{DecisionRecord, Header, sha256_hex};
 use super::segment::{self, SegmentError, SegmentMeta};
+use super::wire::{decode_sealed, from_plaintext, plaintext};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -201,7 +202,7 @@ impl DecisionStore {
     /// Seals and stores a decision; returns the plaintext's SHA-256 (hex). An error
     /// means it is not kept.
     pub fn record(&self, rec: &DecisionRecord) -> Result<String, StoreError> {
-        let plaintext = rec.plaintext();
+        let plaintext = plaintext(rec);
         let sha256 = sha256_hex(&plaintext);
         let (key_id, nonce, sealed) = self
             .ring()
@@ -242,8 +243,7 @@ impl DecisionStore {
         if sha256_hex(&plain) != header.sha256 {
             return Err(StoreError::Altered(name()));
         }
-        let rec: DecisionRecord =
-            serde_json::from_slice(&plain).map_err(|_| StoreError::Malformed(name()))?;
+        let rec = from_plaintext(&plain).ok_or_else(|| StoreError::Malformed(name()))?;
         if (&rec.model, &rec.version) != (&header.model, &header.version) {
             return Err(StoreError::Altered(name()));
         }
@@ -480,7 +480,8 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decisions::record::{RecordedTensor, encode_sealed, now_ms};
+    use crate::decisions::record::{RecordedTensor, now_ms};
+    use crate::decisions::wire::encode_sealed_v1;
     use crate::tensor::{Tensor, TensorData};
 
     fn record(id: &str, at_ms: u64, model: &str) -> DecisionRecord {
@@ -654,7 +655,8 @@ mod tests {
         // Written as the sled layout did: the value sealed with (time, id) as its key.
         let now = now_ms();
         let rec = record("0123456789abcdef", now, "credit-lr");
-        let plaintext = rec.plaintext();
+        // The first layout throughout: JSON plaintext, JSON header.
+        let plaintext = serde_json::to_vec(&rec).unwrap();
         let key = aad(now, &rec.request_id);
         let (key_id, nonce, sealed) = ring.seal(&key, &plaintext).unwrap();
         let header = Header {
@@ -666,7 +668,7 @@ mod tests {
             sha256: sha256_hex(&plaintext),
         };
         let old = db.open_tree("decisions").unwrap();
-        old.insert(&key, encode_sealed(&header, &nonce, &sealed))
+        old.insert(&key, encode_sealed_v1(&header, &nonce, &sealed))
             .unwrap();
         db.open_tree("decisions_by_id")
             .unwrap()
