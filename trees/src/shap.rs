@@ -6,12 +6,16 @@
 //!
 //! The trees are read from the same ONNX node as the evaluator reads, so the
 //! explanation describes the served model; the covers (training rows through each node)
-//! are not in an ONNX file and come from the release.
+//! are not in an ONNX file and come from the release. Shallow ensembles are explained
+//! from per-leaf tables built once from the same arithmetic (`table.rs`); deeper ones
+//! by the recursion here.
 
 use std::collections::HashMap;
 
 use crate::error::TreeError;
 use crate::parse::{NodeMode, RawKind, parse_model};
+
+mod table;
 
 #[derive(Clone, Copy, Debug)]
 struct Node {
@@ -75,6 +79,8 @@ pub struct TreeShap {
     expected: f64,
     /// The deepest tree's depth (root to deepest leaf, in edges).
     max_depth: usize,
+    /// Every leaf's shares by the row's path pattern, when small enough to keep.
+    tables: Option<table::Tables>,
 }
 
 fn invalid(detail: impl Into<String>) -> TreeError {
@@ -234,12 +240,14 @@ impl TreeShap {
                 "a tree is {max_depth} deep; explanations take trees up to {MAX_DEPTH}"
             )));
         }
+        let tables = table::Tables::build(&trees);
         Ok(TreeShap {
             trees,
             n_features,
             base,
             expected,
             max_depth,
+            tables,
         })
     }
 
@@ -265,6 +273,13 @@ impl TreeShap {
             });
         }
         let mut score = self.base;
+        if let Some(tables) = &self.tables {
+            tables.explain(&self.trees, x, phi);
+            for nodes in &self.trees {
+                score += nodes[leaf_of(nodes, x)].value;
+            }
+            return Ok(score);
+        }
         let empty = PathElement {
             feature: usize::MAX,
             zero: 0.0,
@@ -274,18 +289,23 @@ impl TreeShap {
         let mut buf = vec![empty; buffer_len(self.max_depth)];
         for nodes in &self.trees {
             recurse(nodes, x, phi, 0, &mut buf, 0, 0, 1.0, 1.0, usize::MAX);
-            let mut n = 0;
-            while !nodes[n].is_leaf() {
-                n = if nodes[n].goes_true(x[nodes[n].feature]) {
-                    nodes[n].yes
-                } else {
-                    nodes[n].no
-                };
-            }
-            score += nodes[n].value;
+            score += nodes[leaf_of(nodes, x)].value;
         }
         Ok(score)
     }
+}
+
+/// The leaf row `x` reaches.
+fn leaf_of(nodes: &[Node], x: &[f32]) -> usize {
+    let mut n = 0;
+    while !nodes[n].is_leaf() {
+        n = if nodes[n].goes_true(x[nodes[n].feature]) {
+            nodes[n].yes
+        } else {
+            nodes[n].no
+        };
+    }
+    n
 }
 
 /// The paths of one explanation live in one buffer: each level of the recursion copies
