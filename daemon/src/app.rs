@@ -243,6 +243,9 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         config.decisions.models.clone(),
     ));
     let prune_task = crate::decisions::retention::spawn(Arc::clone(&decision_store), audit.clone());
+    let decisions_health = (!config.decisions.models.is_empty()).then(|| {
+        crate::decisions::health::watch(Arc::clone(&decision_store), Arc::clone(&readiness))
+    });
     let served = Arc::clone(&models);
     let flush_task = spawn_flush(
         Arc::clone(&telemetry),
@@ -377,6 +380,9 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     flush_task.abort();
     drift_task.abort();
     prune_task.abort();
+    if let Some(task) = decisions_health {
+        task.abort();
+    }
     decision_store.close();
     let trackers = models.drift_trackers();
     let _ = tokio::task::spawn_blocking(move || drift_store.save_all(&trackers)).await;

@@ -214,6 +214,11 @@ impl Appender {
             .is_none_or(std::thread::JoinHandle::is_finished)
     }
 
+    /// Why the writer cannot write now; `None` while it can.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.lock().failed.clone()
+    }
+
     /// The segments as they stand (what is pending not included).
     pub fn segments(&self) -> Vec<SegmentMeta> {
         self.shared.lock().segments.clone()

@@ -5,6 +5,7 @@
 //! record, and read back, replayed and exported through the admin socket.
 
 pub mod appender;
+pub mod health;
 pub mod keyring;
 mod migrate;
 pub mod record;

@@ -455,6 +455,12 @@ impl DecisionStore {
         self.retention
     }
 
+    /// Why decisions cannot be written now (they are refused meanwhile); `None` while
+    /// they can.
+    pub fn failure(&self) -> Option<String> {
+        self.appender.failure()
+    }
+
     /// Waits until every decision recorded so far is written to its segment.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.appender.written()?;
@@ -639,6 +645,7 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        assert_eq!(s.failure(), None);
         s.record(&record("req-late", now, "credit-lr")).unwrap();
         let kept = ids(s.list(None, 0, 100).unwrap());
         for id in ["req-a", "req-0", "req-1", "req-2", "req-late"] {

@@ -307,6 +307,28 @@ async fn a_decision_that_cannot_be_stored_is_not_answered_and_none_answered_is_l
     assert_eq!(body["code"], "decision_not_recorded", "{body}");
     // No detail of the store's failure reaches the client (the log has it).
     assert!(!body.to_string().contains("directory"), "{body}");
+    // /readyz says so, within the watcher's second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = c.get("/readyz", Some(&key)).await;
+        if r.status == StatusCode::SERVICE_UNAVAILABLE {
+            let decisions = &r.json()["components"]["decisions"];
+            assert_eq!(decisions["ready"], false, "{decisions}");
+            assert!(
+                decisions["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("cannot be written")
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never not ready: {:?}",
+            r.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 
     // The directory back: what was answered meanwhile is written, and kept over a
     // restart.
@@ -326,6 +348,20 @@ async fn a_decision_that_cannot_be_stored_is_not_answered_and_none_answered_is_l
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{:?}", r.body);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = c.get("/readyz", Some(&key)).await;
+        if r.status == StatusCode::OK {
+            assert_eq!(r.json()["components"]["decisions"]["detail"], "recording");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready again: {:?}",
+            r.body
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     d.stop();
