@@ -144,7 +144,17 @@ impl Appender {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("decisions".into())
-                .spawn(move || Writer::new(shared, target).run())?
+                .spawn(move || {
+                    let watched = Arc::clone(&shared);
+                    let run = std::panic::AssertUnwindSafe(|| Writer::new(shared, target).run());
+                    if std::panic::catch_unwind(run).is_err() {
+                        // Nothing more will be written: refuse what comes, release waiters.
+                        let mut s = watched.lock();
+                        s.failed = Some("the decision writer stopped unexpectedly".into());
+                        s.stop = true;
+                        watched.written.notify_all();
+                    }
+                })?
         };
         Ok(Appender {
             shared,
@@ -191,7 +201,7 @@ impl Appender {
             if let Some(e) = &s.failed {
                 return Err(AppendError::Failed(e.clone()));
             }
-            if s.stop && self.thread_gone() {
+            if self.thread_gone() {
                 return Err(AppendError::Closed);
             }
             s.writer_waiting = false;
@@ -423,9 +433,12 @@ impl Writer {
             .append(true)
             .open(&path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        file.write_all(MAGIC)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        // The number is used up once the file exists, whatever happens next.
         self.target.next_seq += 1;
+        if let Err(e) = file.write_all(MAGIC) {
+            let _ = std::fs::remove_file(&path);
+            return Err(format!("{}: {e}", path.display()));
+        }
         self.shared.lock().current_seq = Some(seq);
         self.current = Some(Open {
             file,

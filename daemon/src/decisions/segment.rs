@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read as _};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ pub const MAGIC: &[u8; 8] = b"CFDSEG1\n";
 /// Frame overhead before the body.
 pub const FRAME_HEAD: usize = 8;
 /// The largest body a frame may declare (a decision of a 64 MiB request at most).
-const MAX_BODY: usize = 256 << 20;
+pub const MAX_BODY: usize = 256 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
@@ -142,43 +142,89 @@ pub fn read(
     let file = File::open(path).map_err(io(path))?;
     let len = file.metadata().map_err(io(path))?.len();
     let limit = limit.unwrap_or(len).min(len);
-    let mut r = BufReader::with_capacity(1 << 16, file);
-    let mut magic = [0u8; 8];
+    let mut r = BufReader::with_capacity(1 << 16, file).take(limit);
+    let corrupt = |offset: u64| SegmentError::Corrupt {
+        path: path.display().to_string(),
+        offset,
+    };
+    // What an interrupted append leaves: a frame cut short by the end of the file, or
+    // zeros where the file system had not yet written. Anything else is corruption.
     let torn = |offset: u64| {
         if tolerate_torn {
             Ok(End::Torn(offset))
         } else {
-            Err(SegmentError::Corrupt {
-                path: path.display().to_string(),
-                offset,
-            })
+            Err(corrupt(offset))
         }
     };
-    if limit < MAGIC.len() as u64 || r.read_exact(&mut magic).is_err() || &magic != MAGIC {
-        return torn(0);
+    let mut magic = [0u8; 8];
+    if limit < MAGIC.len() as u64 {
+        let mut start = Vec::new();
+        r.read_to_end(&mut start).map_err(io(path))?;
+        return if MAGIC.starts_with(&start) || start.iter().all(|&b| b == 0) {
+            torn(0)
+        } else {
+            Err(corrupt(0))
+        };
+    }
+    r.read_exact(&mut magic).map_err(io(path))?;
+    if &magic != MAGIC {
+        return if magic == [0; 8] && rest_is_zero(&mut r).map_err(io(path))? {
+            torn(0)
+        } else {
+            Err(corrupt(0))
+        };
     }
     let mut offset = MAGIC.len() as u64;
     let mut body = Vec::new();
     while offset < limit {
-        let mut head = [0u8; FRAME_HEAD];
-        if limit - offset < FRAME_HEAD as u64 || r.read_exact(&mut head).is_err() {
+        if limit - offset < FRAME_HEAD as u64 {
             return torn(offset);
         }
+        let mut head = [0u8; FRAME_HEAD];
+        r.read_exact(&mut head).map_err(io(path))?;
         let n = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        if n > MAX_BODY || limit - offset - (FRAME_HEAD as u64) < n as u64 {
+        if n == 0 || n > MAX_BODY {
+            return if head == [0; FRAME_HEAD] && rest_is_zero(&mut r).map_err(io(path))? {
+                torn(offset)
+            } else {
+                Err(corrupt(offset))
+            };
+        }
+        let end = offset + (FRAME_HEAD + n) as u64;
+        if end > limit {
             return torn(offset);
         }
         body.resize(n, 0);
-        if r.read_exact(&mut body).is_err() || crc32fast::hash(&body) != crc {
-            return torn(offset);
+        r.read_exact(&mut body).map_err(io(path))?;
+        if crc32fast::hash(&body) != crc {
+            // Only the last frame may be half written.
+            return if end == limit {
+                torn(offset)
+            } else {
+                Err(corrupt(offset))
+            };
         }
         if !each(offset, &body) {
             return Ok(End::Clean);
         }
-        offset += (FRAME_HEAD + n) as u64;
+        offset = end;
     }
     Ok(End::Clean)
+}
+
+/// Whether everything left to read is zero bytes.
+fn rest_is_zero(r: &mut impl std::io::Read) -> std::io::Result<bool> {
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+    }
 }
 
 /// Rebuilds the summary of a segment written without one (the one being written when
@@ -203,13 +249,13 @@ pub fn recover(path: &Path, seq: u64, created_ms: u64) -> Result<SegmentMeta, Se
             offset,
         });
     }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io(path))?;
     if let End::Torn(at) = end {
         let cut = at.max(MAGIC.len() as u64);
         tracing::warn!(segment = %path.display(), at, "a torn last decision frame was cut off (the daemon stopped mid-append)");
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(io(path))?;
         if at < MAGIC.len() as u64 {
             use std::io::Write as _;
             file.set_len(0).map_err(io(path))?;
@@ -217,9 +263,10 @@ pub fn recover(path: &Path, seq: u64, created_ms: u64) -> Result<SegmentMeta, Se
         } else {
             file.set_len(cut).map_err(io(path))?;
         }
-        file.sync_all().map_err(io(path))?;
         meta.bytes = cut;
     }
+    // On disk before its summary is kept, torn or not.
+    file.sync_all().map_err(io(path))?;
     Ok(meta)
 }
 
@@ -290,6 +337,14 @@ mod tests {
             .collect();
         assert_eq!(ids, ["a", "b"]);
 
+        // Zeros after the last frame (a file system that had not written them yet):
+        // torn, cut off; a bad frame followed by a whole one: corruption, not cut.
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes.extend([0u8; 100]);
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(recover(&p, 1, 3).unwrap().bytes, whole);
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), whole);
+
         // A flipped byte inside the first frame: the CRC catches it.
         let mut bytes = std::fs::read(&p).unwrap();
         bytes[MAGIC.len() + FRAME_HEAD + 3] ^= 1;
@@ -298,6 +353,11 @@ mod tests {
             headers(&p, whole),
             Err(SegmentError::Corrupt { offset: 8, .. })
         ));
+        assert!(matches!(
+            recover(&p, 1, 3),
+            Err(SegmentError::Corrupt { offset: 8, .. })
+        ));
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), whole, "nothing cut");
         assert_eq!(seq_of("0000000001.seg"), Some(1));
         assert_eq!(seq_of("1.seg"), None);
     }

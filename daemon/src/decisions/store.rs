@@ -35,6 +35,8 @@ pub enum StoreError {
     Append(#[from] AppendError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error("a decision of {0} bytes is larger than a record may be")]
+    TooLarge(usize),
     #[error("decision record {0} is malformed")]
     Malformed(String),
     #[error("decision record {0} does not match its hash: altered")]
@@ -216,6 +218,9 @@ impl DecisionStore {
             sha256: sha256.clone(),
         };
         let frame = segment::sealed_frame(&header, &nonce, &sealed);
+        if frame.len() - segment::FRAME_HEAD > segment::MAX_BODY {
+            return Err(StoreError::TooLarge(frame.len()));
+        }
         self.appender.append(
             rec.at_ms,
             segment::version_key(&rec.model, &rec.version),
@@ -259,8 +264,13 @@ impl DecisionStore {
         for meta in segments {
             let mut failed = None;
             let mut more = true;
+            let path = segment::path(&self.dir, meta.seq);
+            if !path.exists() && !self.appender.segments().iter().any(|m| m.seq == meta.seq) {
+                // Removed by retention since the list was taken.
+                continue;
+            }
             segment::read(
-                &segment::path(&self.dir, meta.seq),
+                &path,
                 Some(meta.bytes),
                 false,
                 &mut |_, body| match each(body) {
