@@ -6,7 +6,9 @@
 //! segment when the current one is full or an hour old. A failed write keeps its frames
 //! pending and retries on a new segment; meanwhile, and while too much is pending, new
 //! decisions are refused (the request is not answered), so no answered decision is
-//! dropped while the daemon runs. Readers first wait for what is pending to be written.
+//! dropped while the daemon runs. A failed fsync refuses decisions until a restart (the
+//! kernel may have dropped the pages, and a later fsync would not tell). Readers first
+//! wait for what is pending to be written.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -67,6 +69,8 @@ struct State {
     appended: u64,
     written: u64,
     failed: Option<String>,
+    /// A failure no retry can mend (an fsync failed): `failed` stays until a restart.
+    fatal: bool,
     writer_waiting: bool,
     stop: bool,
     /// The segment being written, never forgotten by retention.
@@ -132,6 +136,7 @@ impl Appender {
                 appended: 0,
                 written: 0,
                 failed: None,
+                fatal: false,
                 writer_waiting: false,
                 stop: false,
                 current_seq: None,
@@ -338,7 +343,9 @@ impl Writer {
                     let mut again = batch;
                     again.append(&mut s.pending);
                     s.pending = again;
-                    s.failed = Some(e);
+                    if !s.fatal {
+                        s.failed = Some(e);
+                    }
                     self.shared.written.notify_all();
                     if s.stop {
                         return;
@@ -354,7 +361,16 @@ impl Writer {
             {
                 if let Some(open) = &self.current {
                     if let Err(e) = open.file.sync_data() {
-                        tracing::error!(error = %e, "fsync of the decision segment failed");
+                        // The kernel may have dropped the pages it could not write, and a
+                        // later fsync would not say so: refuse decisions until a restart
+                        // reads back what the disk holds.
+                        tracing::error!(error = %e, "fsync of the decision segment failed; decisions are refused until cofferd is restarted");
+                        let mut s = self.shared.lock();
+                        s.fatal = true;
+                        s.failed = Some(format!(
+                            "fsync failed ({e}): decisions since the last fsync may not be on disk; fix the storage and restart cofferd"
+                        ));
+                        self.shared.written.notify_all();
                     }
                 }
                 self.unsynced_since = None;
@@ -416,7 +432,9 @@ impl Writer {
         let mut s = self.shared.lock();
         s.written += batch.len() as u64;
         s.pending_bytes = s.pending_bytes.saturating_sub(bytes as usize);
-        s.failed = None;
+        if !s.fatal {
+            s.failed = None;
+        }
         match s.segments.last_mut() {
             Some(last) if last.seq == open.meta.seq => *last = open.meta.clone(),
             _ => s.segments.push(open.meta.clone()),
