@@ -9,11 +9,8 @@ pub fn new() -> String {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    of(
-        ms,
-        rand::thread_rng().next_u64(),
-        rand::thread_rng().next_u32(),
-    )
+    let mut rng = rand::thread_rng();
+    of(ms, rng.next_u64(), rng.next_u32())
 }
 
 fn of(ms: u64, random: u64, more: u32) -> String {

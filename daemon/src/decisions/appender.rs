@@ -43,6 +43,8 @@ impl Default for Rolling {
 const MAX_PENDING_BYTES: usize = 32 << 20;
 /// How long the writer sleeps after a write before it takes what is pending again.
 const TICK: Duration = Duration::from_millis(2);
+/// The most the batch buffer keeps between writes.
+const BUF_KEPT: usize = 1 << 20;
 /// How long a failed write waits before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -209,7 +211,6 @@ impl Appender {
             if self.thread_gone() {
                 return Err(AppendError::Closed);
             }
-            s.writer_waiting = false;
             self.shared.work.notify_one();
             s = self
                 .shared
@@ -418,7 +419,12 @@ impl Writer {
         for e in batch {
             self.buf.extend_from_slice(&e.frame);
         }
-        if let Err(e) = open.file.write_all(&self.buf) {
+        let wrote = open.file.write_all(&self.buf);
+        if self.buf.capacity() > BUF_KEPT {
+            // A burst's buffer is not kept for good.
+            self.buf = Vec::new();
+        }
+        if let Err(e) = wrote {
             // The frames may be half written: cut them off, and write the retry to a
             // new segment in any case.
             let _ = open.file.set_len(open.meta.bytes);

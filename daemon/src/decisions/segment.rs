@@ -270,30 +270,30 @@ pub fn recover(path: &Path, seq: u64, created_ms: u64) -> Result<SegmentMeta, Se
     Ok(meta)
 }
 
-/// The headers of a segment's frames, in file order, up to `limit` bytes.
-pub fn headers(path: &Path, limit: u64) -> Result<Vec<Header>, SegmentError> {
-    let mut out = Vec::new();
-    let mut bad = None;
-    read(path, Some(limit), false, &mut |offset, body| {
-        match decode_sealed(body) {
-            Some((h, _, _)) => out.push(h),
-            None => bad = Some(offset),
-        }
-        bad.is_none()
-    })?;
-    match bad {
-        Some(offset) => Err(SegmentError::Corrupt {
-            path: path.display().to_string(),
-            offset,
-        }),
-        None => Ok(out),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write as _;
+
+    /// The headers of a segment's frames, in file order, up to `limit` bytes.
+    fn headers(path: &Path, limit: u64) -> Result<Vec<Header>, SegmentError> {
+        let mut out = Vec::new();
+        let mut bad = None;
+        read(path, Some(limit), false, &mut |offset, body| {
+            match decode_sealed(body) {
+                Some((h, _, _)) => out.push(h),
+                None => bad = Some(offset),
+            }
+            bad.is_none()
+        })?;
+        match bad {
+            Some(offset) => Err(SegmentError::Corrupt {
+                path: path.display().to_string(),
+                offset,
+            }),
+            None => Ok(out),
+        }
+    }
 
     fn body(id: &str, at_ms: u64) -> Vec<u8> {
         let header = Header {

@@ -43,6 +43,9 @@ pub enum StoreError {
     Altered(String),
 }
 
+/// A frame's decoded header, nonce and ciphertext.
+type Sealed<'a> = (Header, [u8; 12], &'a [u8]);
+
 /// How far after the time a request id carries its decision may be recorded (the
 /// request's deadline is far shorter).
 const ID_WINDOW_MS: u64 = 24 * 3600 * 1000;
@@ -75,6 +78,15 @@ fn aad(at_ms: u64, request_id: &str) -> Vec<u8> {
 
 fn meta_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
+}
+
+/// Keeps a segment's summary in sled, flushed.
+fn keep_summary(metas: &sled::Tree, meta: &SegmentMeta) -> Result<(), sled::Error> {
+    metas.insert(
+        meta_key(meta.seq),
+        serde_json::to_vec(meta).unwrap_or_default(),
+    )?;
+    metas.flush().map(drop)
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
@@ -124,10 +136,7 @@ fn load_segments(dir: &Path, metas: &sled::Tree) -> Result<Vec<SegmentMeta>, Sto
                     std::fs::remove_file(&path).map_err(io(&path))?;
                     continue;
                 }
-                metas.insert(
-                    meta_key(*seq),
-                    serde_json::to_vec(&meta).unwrap_or_default(),
-                )?;
+                keep_summary(metas, &meta)?;
                 meta
             }
         };
@@ -162,7 +171,14 @@ impl DecisionStore {
         retention: Duration,
         rolling: Rolling,
     ) -> Result<DecisionStore, StoreError> {
-        create_private_dir(dir)?;
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(dir))?;
+        }
         super::migrate::from_sled_trees(db, dir)?;
         let metas = db.open_tree("decision_segments")?;
         let segments = load_segments(dir, &metas)?;
@@ -175,13 +191,7 @@ impl DecisionStore {
                 rolling,
                 next_seq,
                 on_sealed: Box::new(move |meta| {
-                    sealed_into
-                        .insert(
-                            meta_key(meta.seq),
-                            serde_json::to_vec(meta).unwrap_or_default(),
-                        )
-                        .and_then(|_| sealed_into.flush().map(|_| ()))
-                        .map_err(|e| e.to_string())
+                    keep_summary(&sealed_into, meta).map_err(|e| e.to_string())
                 }),
             },
         )
@@ -235,9 +245,11 @@ impl DecisionStore {
         super::record::now_ms().saturating_sub(self.retention.as_millis() as u64)
     }
 
-    fn open_value(&self, body: &[u8]) -> Result<(Header, DecisionRecord), StoreError> {
-        let (header, nonce, sealed) =
-            decode_sealed(body).ok_or_else(|| StoreError::Malformed("(unreadable)".into()))?;
+    /// Opens and checks a sealed record whose header is decoded.
+    fn open_sealed(
+        &self,
+        (header, nonce, sealed): Sealed<'_>,
+    ) -> Result<(Header, DecisionRecord), StoreError> {
         let name = || header.request_id.clone();
         let plain = self.ring().open(
             &header.key_id,
@@ -255,35 +267,47 @@ impl DecisionStore {
         Ok((header, rec))
     }
 
-    /// Reads `segments` in order, frame by frame, until `each` says stop.
+    /// Reads `segments` in order, frame by frame (header decoded), until `each` says
+    /// stop.
     fn scan(
         &self,
         segments: &[SegmentMeta],
-        each: &mut dyn FnMut(&[u8]) -> Result<bool, StoreError>,
+        each: &mut dyn FnMut(Sealed<'_>) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
         for meta in segments {
             let mut failed = None;
             let mut more = true;
-            let path = segment::path(&self.dir, meta.seq);
-            if !path.exists() && !self.appender.segments().iter().any(|m| m.seq == meta.seq) {
-                // Removed by retention since the list was taken.
-                continue;
-            }
-            segment::read(
-                &path,
+            let read = segment::read(
+                &segment::path(&self.dir, meta.seq),
                 Some(meta.bytes),
                 false,
-                &mut |_, body| match each(body) {
-                    Ok(go) => {
-                        more = go;
-                        go
-                    }
-                    Err(e) => {
-                        failed = Some(e);
-                        false
+                &mut |_, body| {
+                    let step = decode_sealed(body)
+                        .ok_or_else(|| StoreError::Malformed("(unreadable)".into()))
+                        .and_then(&mut *each);
+                    match step {
+                        Ok(go) => {
+                            more = go;
+                            go
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            false
+                        }
                     }
                 },
-            )?;
+            );
+            match read {
+                Ok(_) => {}
+                // Removed by retention since the list was taken.
+                Err(SegmentError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound
+                        && !self.appender.segments().iter().any(|m| m.seq == meta.seq) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
             if let Some(e) = failed {
                 return Err(e);
             }
@@ -313,12 +337,9 @@ impl DecisionStore {
             None => self.appender.written()?,
         };
         let mut out = Vec::new();
-        self.scan(&segments, &mut |body| {
-            let Some((h, _, _)) = decode_sealed(body) else {
-                return Err(StoreError::Malformed("(unreadable)".into()));
-            };
-            if h.request_id == request_id && h.at_ms >= cut {
-                out.push(self.open_value(body)?);
+        self.scan(&segments, &mut |sealed| {
+            if sealed.0.request_id == request_id && sealed.0.at_ms >= cut {
+                out.push(self.open_sealed(sealed)?);
             }
             Ok(true)
         })?;
@@ -385,16 +406,14 @@ impl DecisionStore {
                 break;
             }
             let mut picked = Vec::new();
-            self.scan(std::slice::from_ref(meta), &mut |body| {
-                let Some((h, _, _)) = decode_sealed(body) else {
-                    return Err(StoreError::Malformed("(unreadable)".into()));
-                };
+            self.scan(std::slice::from_ref(meta), &mut |sealed| {
+                let h = &sealed.0;
                 if h.at_ms >= since && model.is_none_or(|m| m == h.model) {
                     picked.push(if open {
-                        let (h, r) = self.open_value(body)?;
+                        let (h, r) = self.open_sealed(sealed)?;
                         (h, Some(r))
                     } else {
-                        (h, None)
+                        (sealed.0, None)
                     });
                 }
                 Ok(true)
@@ -481,15 +500,6 @@ impl DecisionStore {
     /// are refused.
     pub fn close(&self) {
         self.appender.close();
-    }
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        Err(e) => Err(io(dir)(e)),
     }
 }
 
