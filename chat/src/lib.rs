@@ -4,7 +4,7 @@
 //! takes [`ChatJob`]s and streams [`ChatEvent`]s back; the llama.cpp implementation
 //! ([`llama::LlamaEngine`]) runs one thread per model version with continuous batching
 //! over `slots` sequences and reuses prompt prefixes exactly ([`prefix`],
-//! [`prefix_store`]).
+//! [`prefix_store`]), with as many layers on the GPU as fit ([`gpu_plan`]).
 //!
 //! It owns: the engine and its [`ChatSettings`]; [`prompt::render`], the one way a
 //! conversation becomes tokens, used by serving and by the evaluation gate ([`eval`])
@@ -17,6 +17,7 @@ mod backend;
 pub mod embed;
 mod engine;
 pub mod eval;
+pub mod gpu_plan;
 pub mod grammar;
 pub mod job;
 pub mod llama;
@@ -30,4 +31,4 @@ pub mod text;
 pub use engine::{ChatEngine, LoadError, SubmitError};
 pub use job::{ChatEvent, ChatFailure, ChatJob, Finish, GenParams, Message, Prompt, Role};
 pub use metrics::{ChatMetrics, ChatModelMetrics};
-pub use settings::ChatSettings;
+pub use settings::{ChatSettings, GpuLayers};

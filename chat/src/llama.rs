@@ -103,7 +103,14 @@ impl LlamaEngine {
         std::thread::Builder::new()
             .name("coffer-chat".into())
             .spawn(move || {
-                let params = LlamaModelParams::default().with_n_gpu_layers(settings.n_gpu_layers);
+                let mut params =
+                    LlamaModelParams::default().with_n_gpu_layers(settings.n_gpu_layers.resolved());
+                if let Some(gpu) = settings.main_gpu {
+                    // The whole model on the chosen GPU, not split over every GPU.
+                    params = params
+                        .with_split_mode(llama_cpp_2::model::params::LlamaSplitMode::None)
+                        .with_main_gpu(i32::try_from(gpu).unwrap_or(0));
+                }
                 let model = match LlamaModel::load_from_file(backend, &path, &params) {
                     Ok(m) => Arc::new(m),
                     Err(e) => {

@@ -52,6 +52,9 @@ pub struct ChatMetrics {
     prefix_hit: Family<ModelLabels, Counter>,
     prefix_saved_bytes: Family<ModelLabels, Gauge>,
     threads: Family<ModelLabels, Gauge>,
+    gpu_layers: Family<ModelLabels, Gauge>,
+    gpu_weights_bytes: Family<ModelLabels, Gauge>,
+    gpu_kv_bytes: Family<ModelLabels, Gauge>,
 }
 
 /// Generated tokens per completion: 1, 2, 4, … 16384 (past any context served).
@@ -85,6 +88,9 @@ impl ChatMetrics {
             prefix_hit: Family::default(),
             prefix_saved_bytes: Family::default(),
             threads: Family::default(),
+            gpu_layers: Family::default(),
+            gpu_weights_bytes: Family::default(),
+            gpu_kv_bytes: Family::default(),
         };
         r.register(
             "chat_prompt_tokens",
@@ -166,6 +172,21 @@ impl ChatMetrics {
             "llama.cpp threads of the last decode step: fewer while scoring requests come in (chat.threads_beside_scoring)",
             m.threads.clone(),
         );
+        r.register(
+            "chat_gpu_layers",
+            "Layers of this version on the GPU (llama.cpp's n_gpu_layers; chat.n_gpu_layers = \"auto\" decides it at load)",
+            m.gpu_layers.clone(),
+        );
+        r.register(
+            "chat_gpu_weights_bytes",
+            "Bytes of this version's weights on the GPU",
+            m.gpu_weights_bytes.clone(),
+        );
+        r.register(
+            "chat_gpu_kv_cache_bytes",
+            "Bytes of this version's KV cache on the GPU",
+            m.gpu_kv_bytes.clone(),
+        );
         m
     }
 
@@ -194,6 +215,9 @@ impl ChatMetrics {
             prefix_hit: self.prefix_hit.get_or_create(&l).clone(),
             prefix_saved_bytes: self.prefix_saved_bytes.get_or_create(&l).clone(),
             threads: self.threads.get_or_create(&l).clone(),
+            gpu_layers: self.gpu_layers.get_or_create(&l).clone(),
+            gpu_weights_bytes: self.gpu_weights_bytes.get_or_create(&l).clone(),
+            gpu_kv_bytes: self.gpu_kv_bytes.get_or_create(&l).clone(),
         }
     }
 
@@ -229,6 +253,10 @@ pub struct ChatModelMetrics {
     pub prefix_saved_bytes: Gauge,
     /// llama.cpp threads of the last decode step.
     pub threads: Gauge,
+    /// Where the version's layers went at load ([`crate::gpu_plan`]).
+    pub gpu_layers: Gauge,
+    pub gpu_weights_bytes: Gauge,
+    pub gpu_kv_bytes: Gauge,
 }
 
 /// A finished completion as the quality signals see it.

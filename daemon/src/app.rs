@@ -99,6 +99,19 @@ async fn start_models(
                 metrics.engine_restarts.clone(),
                 audit.clone().map(crate::engine_faults::AuditFaults::sink),
             ),
+            gpu_devices: config.gpu.devices.clone(),
+            gpu_simulated: config.gpu.simulate.is_some(),
+            cpu_variants: config
+                .gpu
+                .models
+                .iter()
+                .filter_map(|(model, policy)| match policy {
+                    crate::config::FallbackPolicy::CpuVariant(v) => {
+                        Some((v.clone(), model.clone()))
+                    }
+                    _ => None,
+                })
+                .collect(),
         },
         gpu,
         audit,
@@ -190,6 +203,9 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
             fallbacks: crate::serving::gpu_fallback::GpuFallback::summary(&config.gpu.models),
         },
     )?;
+    for (model, gpu) in &config.gpu.devices {
+        gpu_health.place(model, crate::monitoring::gpu::placement::Device::Gpu(*gpu));
+    }
     let models = start_models(
         &config,
         &db,

@@ -40,6 +40,7 @@ fn the_monitor_publishes_what_nvidia_smi_reads() {
         },
         simulate: None,
         models: Default::default(),
+        devices: Default::default(),
     };
     let health = gpu::start(
         &config,

@@ -2,10 +2,12 @@
 //! [`ChatEngine`] trait, jobs and events, prompts, grammars, the evaluation gate;
 //! re-exported here). This module ties a loaded version to what the daemon keeps for it
 //! ([`LoadedChat`]: contained faults, request counters, OpenAI's `created`) and starts
-//! versions with the configured [`ChatSettings`] and the prefix store under the state
-//! directory. [`ChatModels`] (the shared `served` registry) holds the loaded versions by
+//! versions with the configured [`ChatSettings`], their layers placed on the GPUs
+//! ([`placement`]), and the prefix store under the state directory. [`ChatModels`] (the shared `served` registry) holds the loaded versions by
 //! name; the last configured version of a name answers requests that name no version
 //! (`name@version` picks one). The HTTP side is `api::chat`.
+
+pub mod placement;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,17 +32,6 @@ pub struct LoadedChat {
     pub created: u64,
     /// Its `coffer_model_requests_total` counters, once it has served a request.
     pub requests: crate::metrics::VersionRequestsCell,
-}
-
-/// Loads and verifies one chat model version directory.
-pub fn load_version(
-    dir: &Path,
-    settings: &ChatSettings,
-    metrics: &ChatMetrics,
-) -> Result<LoadedChat, LoadError> {
-    let version = coffer_models::verify::VersionDir::open(dir)?;
-    let faults = crate::engine_faults::FaultWatch::default();
-    start_version(&version, None, settings, metrics, &faults)
 }
 
 /// Where a version's variant keeps its saved prompt prefixes under `chat.prefix_dir`,
@@ -90,13 +81,15 @@ pub fn forget_prefixes(prefix_dir: &Path, manifest: &Manifest) -> std::io::Resul
     Ok(removed)
 }
 
-/// Starts the engine of a version: the named variant's GGUF, or the default one.
+/// Starts the engine of a version: the named variant's GGUF, or the default one, with
+/// its layers placed on the host's GPUs as configured ([`placement`]).
 pub fn start_version(
     version: &coffer_models::VersionDir,
     variant: Option<&str>,
     settings: &ChatSettings,
     metrics: &ChatMetrics,
     faults: &crate::engine_faults::FaultWatch,
+    gpu: placement::GpuSite<'_>,
 ) -> Result<LoadedChat, LoadError> {
     let manifest = version.manifest.clone();
     if manifest.kind != Kind::Chat {
@@ -115,14 +108,17 @@ pub fn start_version(
         &version_key,
         settings.prefix_cache_bytes,
     );
+    let placed = placement::place(&model_file, settings, gpu);
+    let model_metrics = metrics.for_model(&manifest.name, &manifest.version);
     let engine = llama::LlamaEngine::start(
         &model_file,
         template,
         prefixes,
-        settings,
-        metrics.for_model(&manifest.name, &manifest.version),
+        &placed.settings,
+        model_metrics.clone(),
         Arc::clone(&faults),
     )?;
+    placed.publish(&manifest.name, &manifest.version, gpu, &model_metrics);
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

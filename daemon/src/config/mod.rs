@@ -138,6 +138,8 @@ pub struct GpuConfig {
     pub simulate: Option<PathBuf>,
     /// The models that run on the GPU, by name, with their fallback policy.
     pub models: std::collections::BTreeMap<String, FallbackPolicy>,
+    /// The GPU a model names (`gpu.models.NAME.gpu`), by model name.
+    pub devices: std::collections::BTreeMap<String, u32>,
 }
 
 /// Limits for the GPU's recoverable (degraded) signals.

@@ -52,7 +52,8 @@ pub struct RawChat {
     pub threads_beside_scoring: Option<usize>,
     pub scoring_quiet: String,
     pub max_queue: usize,
-    pub n_gpu_layers: u32,
+    pub n_gpu_layers: RawGpuLayers,
+    pub gpu_headroom_mib: u64,
     pub keep_alive: String,
     pub prefix_reuse: bool,
     pub prefix_cache_bytes: u64,
@@ -69,12 +70,21 @@ impl Default for RawChat {
             threads_beside_scoring: None,
             scoring_quiet: "2s".into(),
             max_queue: 16,
-            n_gpu_layers: 0,
+            n_gpu_layers: RawGpuLayers::Word("auto".into()),
+            gpu_headroom_mib: 768,
             keep_alive: "10s".into(),
             prefix_reuse: true,
             prefix_cache_bytes: 256 << 20,
         }
     }
+}
+
+/// `chat.n_gpu_layers`: a number of layers or the word `auto`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawGpuLayers {
+    Number(u32),
+    Word(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,6 +143,8 @@ impl Default for RawGpu {
 #[serde(deny_unknown_fields)]
 pub struct RawGpuModel {
     pub policy: String,
+    /// The GPU (index) the model runs on; unset: any GPU's failure applies to it.
+    pub gpu: Option<u32>,
     pub cpu_variant: Option<String>,
     pub shed_max_in_flight: Option<usize>,
 }

@@ -53,6 +53,20 @@ impl ModelManager {
                 &self.load_context.chat_settings,
                 &self.load_context.chat_metrics,
                 &self.load_context.faults,
+                crate::chat::placement::GpuSite {
+                    health: &self.gpu,
+                    named: self
+                        .load_context
+                        .gpu_devices
+                        .get(&dir.manifest.name)
+                        .copied(),
+                    simulated: self.load_context.gpu_simulated,
+                    cpu_variant_of: self
+                        .load_context
+                        .cpu_variants
+                        .get(&dir.manifest.name)
+                        .map(String::as_str),
+                },
             )
             .map(Loaded::Chat)
             .map_err(|e| load_err(e.into())),

@@ -101,6 +101,12 @@ pub struct LoadContext {
     pub shadow_pass: (u64, f64),
     /// Contained engine panics, per loaded version.
     pub faults: crate::engine_faults::FaultWatch,
+    /// The GPU each model names (`gpu.models.NAME.gpu`).
+    pub gpu_devices: std::collections::BTreeMap<String, u32>,
+    /// GPU readings come from a scripted timeline (`gpu.simulate`).
+    pub gpu_simulated: bool,
+    /// Each `cpu_variant` model, with the GPU model it stands in for.
+    pub cpu_variants: std::collections::BTreeMap<String, String>,
 }
 
 pub use coffer_admin_api::models::Activation;

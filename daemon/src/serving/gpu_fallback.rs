@@ -171,7 +171,7 @@ impl GpuFallback {
         let Some(placement) = self.models.get(model) else {
             return Route::Normal;
         };
-        let Some(reason) = self.health.failure() else {
+        let Some(reason) = self.health.failure_for(model) else {
             return Route::Normal;
         };
         match &placement.policy {
@@ -227,6 +227,7 @@ mod tests {
             reason: "critical XID 79".into(),
             memory_free_bytes: None,
             sampled: true,
+            samples: 1,
         }]))
     }
 
@@ -274,5 +275,47 @@ mod tests {
         drop(first);
         assert!(matches!(gate.route("c"), Route::Shed(_)));
         assert!(matches!(gate.route("other"), Route::Normal));
+    }
+
+    #[test]
+    fn one_gpus_failure_sends_only_the_models_on_it_to_their_policy() {
+        let gpu = |index, level| GpuStatus {
+            device: DeviceInfo {
+                index,
+                uuid: format!("GPU-{index}"),
+                name: "L4".into(),
+            },
+            level,
+            reason: "fallen off the bus".into(),
+            memory_free_bytes: Some(1 << 30),
+            sampled: true,
+            samples: 3,
+        };
+        let h = GpuHealth::new(Presence::Present(vec![
+            gpu(0, Level::Healthy),
+            gpu(1, Level::Failed),
+        ]));
+        use crate::monitoring::gpu::placement::Device;
+        h.place("a", Device::Gpu(0));
+        h.place("b", Device::Gpu(1));
+        h.place("c", Device::Cpu);
+        let gate = GpuFallback::new(Arc::clone(&h), &policies(), GpuMetrics::default());
+        assert!(matches!(gate.route("a"), Route::Normal));
+        assert!(matches!(gate.route("b"), Route::Variant(v) if v == "b-cpu"));
+        assert!(matches!(gate.route("c"), Route::Normal), "on the CPU");
+        // The failed GPU is not offered for placement; the healthy one is.
+        assert_eq!(h.usable(), vec![(0, 1 << 30)]);
+        h.reserve(0, 1 << 20);
+        assert_eq!(h.usable(), vec![(0, (1 << 30) - (1 << 20))]);
+        // Unplaced models follow any GPU's failure, as before placements existed.
+        let unplaced = GpuFallback::new(
+            GpuHealth::new(Presence::Present(vec![
+                gpu(0, Level::Healthy),
+                gpu(1, Level::Failed),
+            ])),
+            &policies(),
+            GpuMetrics::default(),
+        );
+        assert!(matches!(unplaced.route("a"), Route::Refuse { .. }));
     }
 }

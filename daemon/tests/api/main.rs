@@ -31,6 +31,7 @@ mod fleet_scale;
 mod fleet_status;
 mod fleet_windows;
 mod gpu;
+mod gpu_chat;
 mod health;
 mod lifecycle;
 mod models;

@@ -9,12 +9,14 @@
 pub mod health;
 pub mod metrics;
 pub mod nvml;
+pub mod placement;
 pub mod probe;
 pub mod scripted;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use health::{HealthMachine, Level};
+use placement::{Device, Placements};
 use probe::{DeviceInfo, GpuProbe, ProbeError, Sample};
 
 use crate::audit::{AuditEvent, AuditLog};
@@ -42,6 +44,8 @@ pub struct GpuStatus {
     pub memory_free_bytes: Option<u64>,
     /// Whether the monitor has sampled this GPU yet.
     pub sampled: bool,
+    /// Samples taken of this GPU.
+    pub samples: u64,
 }
 
 /// What the host has.
@@ -58,13 +62,69 @@ pub enum Presence {
 #[derive(Debug)]
 pub struct GpuHealth {
     presence: RwLock<Presence>,
+    placements: Mutex<Placements>,
 }
 
 impl GpuHealth {
     pub fn new(presence: Presence) -> Arc<Self> {
         Arc::new(Self {
             presence: RwLock::new(presence),
+            placements: Mutex::new(Placements::default()),
         })
+    }
+
+    fn placements(&self) -> std::sync::MutexGuard<'_, Placements> {
+        self.placements.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records where `model` runs (`gpu.models.NAME.gpu`, or where its layers went).
+    pub fn place(&self, model: &str, device: Device) {
+        self.placements().place(model, device);
+    }
+
+    /// Records GPU memory a model just took, until the readings show it.
+    pub fn reserve(&self, gpu: u32, bytes: u64) {
+        let samples = self.status(gpu).map_or(0, |g| g.samples);
+        self.placements().reserve(gpu, bytes, samples);
+    }
+
+    fn status(&self, gpu: u32) -> Option<GpuStatus> {
+        match &*self.presence.read().unwrap_or_else(|e| e.into_inner()) {
+            Presence::Present(gpus) => gpus.iter().find(|g| g.device.index == gpu).cloned(),
+            _ => None,
+        }
+    }
+
+    /// The GPUs a model may be placed on now (not failed, memory read), each with the
+    /// free memory less what models loaded since its reading took.
+    pub fn usable(&self) -> Vec<(u32, u64)> {
+        let Presence::Present(gpus) = self.snapshot() else {
+            return Vec::new();
+        };
+        let mut placements = self.placements();
+        gpus.iter()
+            .filter(|g| g.level != Level::Failed)
+            .filter_map(|g| {
+                let free = g.memory_free_bytes?;
+                let unseen = placements.unseen(g.device.index, g.samples);
+                Some((g.device.index, free.saturating_sub(unseen)))
+            })
+            .collect()
+    }
+
+    /// Why `model` cannot run on its GPU now: the failure of the GPU it is placed on, or
+    /// of any GPU for a model not placed; `None` for a model on the CPU.
+    pub fn failure_for(&self, model: &str) -> Option<String> {
+        let device = self.placements().device(model);
+        match device {
+            Some(Device::Cpu) => None,
+            None => self.failure(),
+            Some(Device::Gpu(index)) => {
+                let g = self.status(index)?;
+                (g.level == Level::Failed)
+                    .then(|| format!("GPU {} failed: {}", g.device.index, g.reason))
+            }
+        }
     }
 
     /// Every GPU found, healthy until sampled.
@@ -78,6 +138,7 @@ impl GpuHealth {
                     reason: "no sample yet".into(),
                     memory_free_bytes: None,
                     sampled: false,
+                    samples: 0,
                 })
                 .collect(),
         ))
@@ -142,6 +203,7 @@ impl GpuHealth {
                 g.level = level;
                 g.reason = reason.to_string();
                 g.sampled = true;
+                g.samples += 1;
                 if free.is_some() {
                     g.memory_free_bytes = free;
                 }

@@ -96,6 +96,65 @@ impl GgufContext {
     pub fn n_tensors(&self) -> i64 {
         unsafe { llama_cpp_sys_2::gguf_get_n_tensors(self.ctx.as_ptr()) }
     }
+
+    // Coffer patch: tensor names and sizes, and array lengths, so that a loader can
+    // plan GPU offload from the file's own tensor sizes before loading it.
+
+    /// The name of the tensor at `idx` (`0..n_tensors()`), or `None` if out of range.
+    pub fn tensor_name(&self, idx: i64) -> Option<&str> {
+        if idx < 0 || idx >= self.n_tensors() {
+            return None;
+        }
+        let ptr = unsafe { llama_cpp_sys_2::gguf_get_tensor_name(self.ctx.as_ptr(), idx) };
+        if ptr.is_null() {
+            return None;
+        }
+        unsafe { CStr::from_ptr(ptr).to_str().ok() }
+    }
+
+    /// The size in bytes of the tensor at `idx` (`0..n_tensors()`), or `None` if out of
+    /// range.
+    pub fn tensor_size(&self, idx: i64) -> Option<usize> {
+        if idx < 0 || idx >= self.n_tensors() {
+            return None;
+        }
+        Some(unsafe { llama_cpp_sys_2::gguf_get_tensor_size(self.ctx.as_ptr(), idx) })
+    }
+
+    /// An unsigned integer value of any width (or a non-negative `int32`); `None` if the
+    /// value at `idx` is of another type, so that a reader never trips llama.cpp's type
+    /// assertions.
+    pub fn val_uint(&self, idx: i64) -> Option<u64> {
+        if idx < 0 || idx >= self.n_kv() {
+            return None;
+        }
+        let ctx = self.ctx.as_ptr();
+        match self.kv_type(idx) {
+            llama_cpp_sys_2::GGUF_TYPE_UINT8 => Some(u64::from(unsafe { llama_cpp_sys_2::gguf_get_val_u8(ctx, idx) })),
+            llama_cpp_sys_2::GGUF_TYPE_UINT16 => Some(u64::from(unsafe { llama_cpp_sys_2::gguf_get_val_u16(ctx, idx) })),
+            llama_cpp_sys_2::GGUF_TYPE_UINT32 => Some(u64::from(self.val_u32(idx))),
+            llama_cpp_sys_2::GGUF_TYPE_UINT64 => Some(self.val_u64(idx)),
+            llama_cpp_sys_2::GGUF_TYPE_INT32 => u64::try_from(self.val_i32(idx)).ok(),
+            _ => None,
+        }
+    }
+
+    /// A string value; `None` if the value at `idx` is not a string.
+    pub fn val_string(&self, idx: i64) -> Option<&str> {
+        if idx < 0 || idx >= self.n_kv() || self.kv_type(idx) != llama_cpp_sys_2::GGUF_TYPE_STRING {
+            return None;
+        }
+        self.val_str(idx)
+    }
+
+    /// The number of elements of the array value at `idx`, or `None` if the value is not
+    /// an array (or `idx` is out of range).
+    pub fn arr_len(&self, idx: i64) -> Option<usize> {
+        if idx < 0 || idx >= self.n_kv() || self.kv_type(idx) != llama_cpp_sys_2::GGUF_TYPE_ARRAY {
+            return None;
+        }
+        Some(unsafe { llama_cpp_sys_2::gguf_get_arr_n(self.ctx.as_ptr(), idx) })
+    }
 }
 
 impl Drop for GgufContext {

@@ -5,11 +5,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod engines;
+
+use engines::{chat, embedding};
+
 use super::raw::RawConfig;
 use super::{
-    AdminConfig, AdmissionConfig, AuditConfig, ChatConfig, ChatSettings, ClientAuth, Config,
-    EmbeddingConfig, FallbackPolicy, GpuConfig, GpuThresholds, LogConfig, LogFormat, Problem,
-    ScoringConfig, ServerConfig, StateConfig, TelemetryConfig, TlsConfig, parse_log_filter,
+    AdminConfig, AdmissionConfig, AuditConfig, ClientAuth, Config, FallbackPolicy, GpuConfig,
+    GpuThresholds, LogConfig, LogFormat, Problem, ScoringConfig, ServerConfig, StateConfig,
+    TelemetryConfig, TlsConfig, parse_log_filter,
 };
 use crate::audit::{AuditSettings, FsyncPolicy};
 
@@ -187,7 +191,11 @@ fn telemetry(c: &mut Checker, raw: &RawConfig) -> TelemetryConfig {
 fn gpu(c: &mut Checker, raw: &RawConfig) -> GpuConfig {
     let g = &raw.gpu;
     let mut models = std::collections::BTreeMap::new();
+    let mut devices = std::collections::BTreeMap::new();
     for (name, m) in &g.models {
+        if let Some(gpu) = m.gpu {
+            devices.insert(name.clone(), gpu);
+        }
         let key = format!("gpu.models.{name}.policy");
         let policy = match (m.policy.as_str(), &m.cpu_variant, m.shed_max_in_flight) {
             ("fail", None, None) => FallbackPolicy::Fail,
@@ -232,119 +240,7 @@ fn gpu(c: &mut Checker, raw: &RawConfig) -> GpuConfig {
         },
         simulate: g.simulate.as_ref().map(PathBuf::from),
         models,
-    }
-}
-
-fn embedding(c: &mut Checker, raw: &RawConfig) -> EmbeddingConfig {
-    let e = &raw.embedding;
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    if e.batch_tokens < 16 {
-        c.problem(
-            "embedding.batch_tokens",
-            format!("{} is too small", e.batch_tokens),
-            "set at least the longest input a model takes, e.g. 2048",
-        );
-    }
-    if !(1..=256).contains(&e.max_sequences) {
-        c.problem(
-            "embedding.max_sequences",
-            format!("{} is outside 1..=256", e.max_sequences),
-            "set e.g. 64",
-        );
-    }
-    EmbeddingConfig {
-        models: e.models.iter().map(PathBuf::from).collect(),
-        engine: coffer_chat::embed::EmbedSettings {
-            threads: c.positive(
-                "embedding.threads",
-                e.threads.unwrap_or((cores.saturating_sub(1)).max(1)),
-            ),
-            batch_tokens: e.batch_tokens,
-            max_sequences: e.max_sequences,
-            max_queue: c.positive("embedding.max_queue", e.max_queue),
-            n_gpu_layers: e.n_gpu_layers,
-        },
-    }
-}
-
-fn chat(c: &mut Checker, raw: &RawConfig) -> ChatConfig {
-    let ch = &raw.chat;
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    // Every core by default: while scoring requests come in, chat gives one back
-    // (threads_beside_scoring), so a credit decision does not wait behind llama.cpp's
-    // spinning threads (docs/chat.md, "Chat beside scoring").
-    let threads = ch.threads.unwrap_or(cores).max(1);
-    if ch.threads == Some(0) {
-        c.problem(
-            "chat.threads",
-            "must be at least 1",
-            "set a number of threads up to the core count",
-        );
-    }
-    let beside = ch
-        .threads_beside_scoring
-        .unwrap_or(threads.saturating_sub(1))
-        .max(1);
-    if ch.threads_beside_scoring == Some(0) {
-        c.problem(
-            "chat.threads_beside_scoring",
-            "must be at least 1",
-            "set fewer threads than chat.threads, e.g. one fewer",
-        );
-    }
-    if beside > threads {
-        c.problem(
-            "chat.threads_beside_scoring",
-            format!("{beside} is more than chat.threads ({threads})"),
-            "set at most chat.threads; fewer leaves cores to scoring",
-        );
-    }
-    let scoring_quiet = c.duration("chat.scoring_quiet", &ch.scoring_quiet, Duration::ZERO);
-    if ch.context < 64 {
-        c.problem(
-            "chat.context",
-            format!("{} is too small", ch.context),
-            "set at least 64 tokens, e.g. 2048",
-        );
-    }
-    if ch.n_batch < 16 {
-        c.problem(
-            "chat.n_batch",
-            format!("{} is too small", ch.n_batch),
-            "set at least 16, e.g. 512",
-        );
-    }
-    if (ch.n_batch as usize) < ch.slots {
-        c.problem(
-            "chat.n_batch",
-            format!("{} is fewer than chat.slots ({})", ch.n_batch, ch.slots),
-            "every generating sequence needs a place in each decode step: raise n_batch or lower slots",
-        );
-    }
-    ChatConfig {
-        models: ch.models.iter().map(PathBuf::from).collect(),
-        engine: ChatSettings {
-            slots: c.positive("chat.slots", ch.slots),
-            context: ch.context.max(64),
-            n_batch: ch.n_batch.max(16),
-            threads,
-            threads_beside_scoring: beside.min(threads),
-            cores: std::sync::Arc::new(coffer_engine::CoreShare::new(scoring_quiet)),
-            max_queue: c.positive("chat.max_queue", ch.max_queue),
-            n_gpu_layers: ch.n_gpu_layers,
-            prefix_reuse: ch.prefix_reuse,
-            prefix_cache_bytes: if ch.prefix_reuse {
-                ch.prefix_cache_bytes
-            } else {
-                0
-            },
-            prefix_dir: PathBuf::from(&raw.state.dir).join("chat-prefix"),
-        },
-        keep_alive: c.duration(
-            "chat.keep_alive",
-            &ch.keep_alive,
-            Duration::from_millis(100),
-        ),
+        devices,
     }
 }
 
