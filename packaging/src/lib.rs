@@ -92,37 +92,49 @@ pub fn stage(binaries_dir: &Path, staging: &Path) -> Result<(), PackageError> {
     Ok(())
 }
 
-/// Builds the .deb of `package` from the staged binaries; returns its path.
+/// Builds the .deb of `package` (its `variant`, e.g. `cuda` for cofferd-cuda) from the
+/// staged binaries; returns its path.
 pub fn build_deb(
     package: &str,
+    variant: Option<&str>,
     staging: &Path,
     revision: u32,
     out: &Path,
 ) -> Result<PathBuf, PackageError> {
-    let text = run(Command::new("cargo")
+    let mut command = Command::new("cargo");
+    command
         .current_dir(workspace_root())
         .env("CARGO_TARGET_DIR", staging)
         .args(["deb", "--no-build", "--no-strip", "--fast", "-p", package])
         .arg("--deb-revision")
         .arg(revision.to_string())
         .arg("-o")
-        .arg(out))?;
+        .arg(out);
+    if let Some(variant) = variant {
+        command.args(["--variant", variant]);
+    }
+    let text = run(&mut command)?;
     last_path(&text, ".deb")
 }
 
-/// Builds the .rpm of the crate in `crate_dir` (cargo-generate-rpm takes the directory)
-/// from the staged binaries; returns its path.
-pub fn build_rpm(crate_dir: &str, staging: &Path, out: &Path) -> Result<PathBuf, PackageError> {
+/// Builds the .rpm of the crate in `crate_dir` (cargo-generate-rpm takes the directory;
+/// `variant` as for [`build_deb`]) from the staged binaries; returns its path.
+pub fn build_rpm(
+    crate_dir: &str,
+    variant: Option<&str>,
+    staging: &Path,
+    out: &Path,
+) -> Result<PathBuf, PackageError> {
     let before = rpms_in(out);
-    run(Command::new("cargo")
+    let mut command = Command::new("cargo");
+    if let Some(variant) = variant {
+        command.args(["generate-rpm", "--variant", variant]);
+    } else {
+        command.arg("generate-rpm");
+    }
+    run(command
         .current_dir(workspace_root())
-        .args([
-            "generate-rpm",
-            "--payload-compress",
-            "gzip",
-            "-p",
-            crate_dir,
-        ])
+        .args(["--payload-compress", "gzip", "-p", crate_dir])
         .arg("--target-dir")
         .arg(staging)
         .arg("-o")

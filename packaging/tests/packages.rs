@@ -15,85 +15,19 @@ use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use coffer_packaging::sandbox::{self, Probe};
-use coffer_packaging::{PACKAGES, build_deb, build_rpm, exposure, run, stage, workspace_root};
+use coffer_packaging::{PACKAGES, build_deb, build_rpm, exposure, run, workspace_root};
 
-/// Serialises the tests that build packages (they share the staging directory).
-static BUILD: Mutex<()> = Mutex::new(());
-
-/// Writes to the real stderr, past the test harness's capture, so that CI logs show the
-/// scores and lintian's findings of passing runs too.
-fn report(text: &str) {
-    use std::io::Write as _;
-    let _ = std::io::stderr().write_all(text.as_bytes());
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// True when every requirement holds; otherwise skips locally and fails under CI.
-fn requires(what: &[(&str, bool)]) -> bool {
-    let missing: Vec<&str> = what.iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must provide {missing:?} (see .ci/run)"
-    );
-    eprintln!("skipped: needs {missing:?}");
-    false
-}
+use common::{
+    BUILD, assert_lintian_clean, have, out_dir, report, requires, sh, staging, target_dir,
+};
 
 fn is_root() -> bool {
     run(Command::new("id").arg("-u")).is_ok_and(|out| out.trim() == "0")
-}
-
-/// The target directory of this test build (…/target/debug/deps/this-test → …/target).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.ancestors().nth(3).expect("target dir").to_path_buf()
-}
-
-/// Stages the binaries that `cargo test --workspace` built (cofferd's and coffer-agent's
-/// integration tests make cargo build them before any test runs), once.
-fn staging() -> &'static Path {
-    static STAGED: OnceLock<PathBuf> = OnceLock::new();
-    STAGED.get_or_init(|| {
-        let target = target_dir();
-        let binaries = target.join("debug");
-        for (_, _, names) in PACKAGES {
-            for name in *names {
-                assert!(
-                    binaries.join(name).is_file(),
-                    "{} is not built: run the workspace's tests (cargo test --workspace)",
-                    binaries.join(name).display()
-                );
-            }
-        }
-        let staging = target.join("package-test/staging");
-        stage(&binaries, &staging).unwrap();
-        staging
-    })
-}
-
-fn out_dir(name: &str) -> PathBuf {
-    let dir = target_dir().join("package-test").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn sh(command: &str) -> String {
-    run(Command::new("sh").args(["-c", command])).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// (owner name, group name, mode) of a path.
@@ -485,19 +419,11 @@ fn deb_lints_installs_upgrades_removes_and_purges() {
     let mut v1 = Vec::new();
     let mut v2 = Vec::new();
     for (package, _, _) in PACKAGES {
-        v1.push(build_deb(package, staging, 1, &v1_dir).unwrap());
-        v2.push(build_deb(package, staging, 2, &v2_dir).unwrap());
+        v1.push(build_deb(package, None, staging, 1, &v1_dir).unwrap());
+        v2.push(build_deb(package, None, staging, 2, &v2_dir).unwrap());
     }
 
-    let lint = Command::new("lintian")
-        .args(["--no-tag-display-limit"])
-        .args(&v1)
-        .output()
-        .unwrap();
-    let lint = String::from_utf8_lossy(&lint.stdout).to_string();
-    report(&format!("lintian:\n{lint}"));
-    let errors: Vec<&str> = lint.lines().filter(|l| l.starts_with("E:")).collect();
-    assert!(errors.is_empty(), "lintian errors: {errors:#?}");
+    assert_lintian_clean(&v1);
 
     let _purge = Purge;
     let mut install = Command::new("dpkg");
@@ -648,7 +574,7 @@ fn rpms_have_the_layout_config_flags_and_scripts_and_install_into_a_root() {
     ];
     let mut rpms = Vec::new();
     for (crate_dir, files, config, setup) in expected {
-        let rpm = build_rpm(crate_dir, staging, &out).unwrap();
+        let rpm = build_rpm(crate_dir, None, staging, &out).unwrap();
         let listed = sh(&format!("rpm -qpl {}", rpm.display()));
         let mut listed: Vec<&str> = listed.lines().filter(|l| l.starts_with('/')).collect();
         listed.sort_unstable();

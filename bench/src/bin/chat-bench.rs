@@ -48,6 +48,9 @@ struct Args {
     /// Sequence counts to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     streams: Vec<usize>,
+    /// Layers offloaded to the GPU (a build with the `cuda` feature; 999: all).
+    #[arg(long, default_value_t = 0)]
+    gpu_layers: u32,
 }
 
 struct Run {
@@ -134,7 +137,8 @@ fn main() -> anyhow::Result<()> {
     }
     let mut backend = LlamaBackend::init()?;
     backend.void_logs();
-    let model = LlamaModel::load_from_file(&backend, &args.model, &LlamaModelParams::default())?;
+    let params = LlamaModelParams::default().with_n_gpu_layers(args.gpu_layers);
+    let model = LlamaModel::load_from_file(&backend, &args.model, &params)?;
     let template = model.chat_template(None)?;
     let prompt = model.apply_chat_template(
         &template,
