@@ -4,10 +4,11 @@
 //! compute buffers and a stated headroom ([`plan`]). Pure arithmetic once the shape is
 //! read, so it is tested without a GPU.
 //!
-//! llama.cpp's placement, which the sizes follow: with `n_gpu_layers = k`, the last `k`
-//! repeating blocks (`blk.N.*`) and their KV cache go on the GPU; `k > n_layer` puts the
-//! output layer (`output.weight`, or the tied `token_embd.weight` it duplicates, and
-//! `output_norm`) there too; the input embedding stays on the CPU.
+//! llama.cpp's placement, which the sizes follow (`llama_model::load_tensors`): layers are
+//! numbered `0..=n_layer`, the repeating blocks (`blk.N.*`) then the output layer
+//! (`output.weight`, or the tied `token_embd.weight` it duplicates, and `output_norm`),
+//! and `n_gpu_layers = k` puts the last `k` of them on the GPU: the output layer first,
+//! then the last `k - 1` blocks with their KV cache. The input embedding stays on the CPU.
 
 use std::path::Path;
 
@@ -87,21 +88,24 @@ impl ModelShape {
             if let Some(rest) = name.strip_prefix("blk.") {
                 let block = rest.split('.').next().and_then(|n| n.parse::<usize>().ok());
                 if let Some(slot) = block.and_then(|b| layer_bytes.get_mut(b)) {
-                    *slot += size;
+                    *slot = slot.saturating_add(size);
                 }
             } else if name.starts_with("output_norm.") {
-                output_norm += size;
+                output_norm = output_norm.saturating_add(size);
             } else if name.starts_with("output.") {
-                *output.get_or_insert(0) += size;
+                let o = output.get_or_insert(0u64);
+                *o = o.saturating_add(size);
             } else if name.starts_with("token_embd.") {
-                token_embd += size;
+                token_embd = token_embd.saturating_add(size);
             }
         }
         Ok(Self {
             layer_bytes,
             // Tied embeddings: llama.cpp duplicates the input embedding as the output.
-            output_bytes: output_norm + output.unwrap_or(token_embd),
-            kv_cell_bytes: n_head_kv * (head_k + head_v) * KV_ELEMENT_BYTES,
+            output_bytes: output_norm.saturating_add(output.unwrap_or(token_embd)),
+            kv_cell_bytes: n_head_kv
+                .saturating_mul(head_k.saturating_add(head_v))
+                .saturating_mul(KV_ELEMENT_BYTES),
             n_vocab,
             n_embd,
             n_head,
@@ -122,12 +126,28 @@ pub fn offload_supported() -> bool {
 /// The context a model is loaded with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContextShape {
-    /// Context cells of every slot together.
-    pub cells: u64,
+    /// Sequences (slots), each with a KV cache of its own (`kv_unified = false`).
+    pub sequences: u64,
     /// Context of one sequence.
     pub per_sequence: u64,
     /// Tokens per decode step (`n_ubatch`).
     pub batch: u64,
+}
+
+impl ContextShape {
+    /// KV cells as llama.cpp allocates them for `sequences × per_sequence`
+    /// (`llama_context::llama_context`): the whole rounded up to 256, then each
+    /// sequence's share rounded up to 256.
+    pub fn cells(&self) -> u64 {
+        let sequences = self.sequences.max(1);
+        let total = self
+            .per_sequence
+            .saturating_mul(sequences)
+            .div_ceil(CONTEXT_PAD)
+            * CONTEXT_PAD;
+        let per_sequence = (total / sequences).div_ceil(CONTEXT_PAD) * CONTEXT_PAD;
+        per_sequence.saturating_mul(sequences)
+    }
 }
 
 /// Where a model's layers go, and what that costs on the GPU.
@@ -146,35 +166,41 @@ pub struct Plan {
 impl Plan {
     /// Bytes on the GPU: weights, KV cache and compute buffers.
     pub fn gpu_bytes(&self) -> u64 {
-        self.weights_bytes + self.kv_bytes + self.compute_bytes
+        self.weights_bytes
+            .saturating_add(self.kv_bytes)
+            .saturating_add(self.compute_bytes)
     }
 }
 
-/// The cost of putting `layers` (llama.cpp's `n_gpu_layers`) on the GPU.
+/// The cost of putting `layers` (llama.cpp's `n_gpu_layers`) on the GPU. Header values
+/// are untrusted: the arithmetic saturates, so a bad one costs too much, never too little.
 pub fn cost(shape: &ModelShape, context: ContextShape, layers: u32) -> Plan {
     let n_layer = shape.n_layer();
-    let blocks = layers.min(n_layer) as usize;
-    let cells = context.cells.div_ceil(CONTEXT_PAD) * CONTEXT_PAD;
-    let weights: u64 = shape.layer_bytes[shape.layer_bytes.len() - blocks..]
+    let layers = layers.min(n_layer + 1);
+    // The output layer is the first to go, then blocks from the last one down.
+    let blocks = layers.saturating_sub(1) as usize;
+    let block_bytes = shape.layer_bytes[shape.layer_bytes.len() - blocks..]
         .iter()
-        .sum::<u64>()
-        + if layers > n_layer {
-            shape.output_bytes
-        } else {
-            0
-        };
-    let kv = blocks as u64 * cells * shape.kv_cell_bytes;
+        .fold(0u64, |sum, b| sum.saturating_add(*b));
+    let output = if layers >= 1 { shape.output_bytes } else { 0 };
+    let kv = (blocks as u64)
+        .saturating_mul(context.cells())
+        .saturating_mul(shape.kv_cell_bytes);
     // llama.cpp's graph buffers for one decode step, f32: the logits, one head's
     // attention scores over a sequence's context per head, and the activations.
     let compute = if layers == 0 {
         0
     } else {
-        context.batch * 4 * (shape.n_vocab + shape.n_head * context.per_sequence + 4 * shape.n_embd)
+        let per_token = shape
+            .n_vocab
+            .saturating_add(shape.n_head.saturating_mul(context.per_sequence))
+            .saturating_add(shape.n_embd.saturating_mul(4));
+        context.batch.saturating_mul(4).saturating_mul(per_token)
     };
     Plan {
-        layers: layers.min(n_layer + 1),
+        layers,
         total: n_layer + 1,
-        weights_bytes: weights,
+        weights_bytes: block_bytes.saturating_add(output),
         kv_bytes: kv,
         compute_bytes: compute,
     }
@@ -216,7 +242,7 @@ mod tests {
 
     fn context() -> ContextShape {
         ContextShape {
-            cells: 4096,
+            sequences: 4,
             per_sequence: 1024,
             batch: 256,
         }
@@ -253,7 +279,7 @@ mod tests {
         assert_eq!(plan(&shape(), context(), free, 0).layers, 31);
         assert!(plan(&shape(), context(), free, 50 * MIB).layers < 31);
         let more_slots = ContextShape {
-            cells: 4 * 4096,
+            sequences: 16,
             ..context()
         };
         assert!(plan(&shape(), more_slots, free, 0).layers < 31);
@@ -268,11 +294,43 @@ mod tests {
 
     #[test]
     fn the_context_is_counted_as_llama_cpp_pads_it() {
+        // 4 × 300 = 1200 → 1280 in all, 320 → 512 per sequence: 2048 cells.
         let odd = ContextShape {
-            cells: 300,
+            sequences: 4,
+            per_sequence: 300,
             ..context()
         };
-        assert_eq!(cost(&shape(), odd, 1).kv_bytes, 512 * 1024);
+        assert_eq!(odd.cells(), 2048);
+        assert_eq!(context().cells(), 4096);
+        // One layer is the output layer alone: no block, no KV cache.
+        let one = cost(&shape(), odd, 1);
+        assert_eq!((one.weights_bytes, one.kv_bytes), (40 * MIB, 0));
+        assert_eq!(cost(&shape(), odd, 2).kv_bytes, 2048 * 1024);
+    }
+
+    #[test]
+    fn partial_offload_counts_the_output_layer_first_as_llama_cpp_places_it() {
+        // k = 5: the output layer and the last 4 blocks.
+        let p = cost(&shape(), context(), 5);
+        assert_eq!(p.weights_bytes, 40 * MIB + 4 * 10 * MIB);
+        assert_eq!(p.kv_bytes, 4 * 4096 * 1024);
+        // Beyond every layer nothing more is counted.
+        assert_eq!(cost(&shape(), context(), 99), cost(&shape(), context(), 31));
+    }
+
+    #[test]
+    fn absurd_header_values_cost_everything_rather_than_overflow() {
+        let huge = ModelShape {
+            kv_cell_bytes: u64::MAX / 3,
+            ..shape()
+        };
+        let p = cost(&huge, context(), 31);
+        assert_eq!(p.gpu_bytes(), u64::MAX);
+        assert_eq!(
+            plan(&huge, context(), 80 << 30, 0).layers,
+            1,
+            "the output layer only"
+        );
     }
 
     #[test]
@@ -300,7 +358,7 @@ mod tests {
         let all = cost(
             &shape,
             ContextShape {
-                cells: 512,
+                sequences: 1,
                 per_sequence: 512,
                 batch: 512,
             },

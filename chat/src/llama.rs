@@ -103,12 +103,17 @@ impl LlamaEngine {
         std::thread::Builder::new()
             .name("coffer-chat".into())
             .spawn(move || {
-                let mut params =
-                    LlamaModelParams::default().with_n_gpu_layers(settings.n_gpu_layers.resolved());
-                if let Some(gpu) = settings.main_gpu {
+                let layers = settings.n_gpu_layers.resolved();
+                let mut params = LlamaModelParams::default().with_n_gpu_layers(layers);
+                let single = llama_cpp_2::model::params::LlamaSplitMode::None;
+                if layers == 0 {
+                    // No GPU at all: with none of its layers there, llama.cpp would still
+                    // start every GPU's backend and send prompt batches to one of them.
+                    params = params.with_split_mode(single).with_main_gpu(-1);
+                } else if let Some(gpu) = settings.main_gpu {
                     // The whole model on the chosen GPU, not split over every GPU.
                     params = params
-                        .with_split_mode(llama_cpp_2::model::params::LlamaSplitMode::None)
+                        .with_split_mode(single)
                         .with_main_gpu(i32::try_from(gpu).unwrap_or(0));
                 }
                 let model = match LlamaModel::load_from_file(backend, &path, &params) {

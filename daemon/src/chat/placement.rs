@@ -51,7 +51,7 @@ fn context_of(settings: &ChatSettings, shape: &ModelShape) -> ContextShape {
     // As the engine sizes its context (`llama::LlamaEngine::start`).
     let per_sequence = (settings.context as u64).min(trained).max(64);
     ContextShape {
-        cells: per_sequence * settings.slots as u64,
+        sequences: settings.slots as u64,
         per_sequence,
         batch: u64::from(settings.n_batch),
     }
