@@ -203,6 +203,8 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
             fallbacks: crate::serving::gpu_fallback::GpuFallback::summary(&config.gpu.models),
         },
     )?;
+    // Subscribed before any model is placed, so that no recovery is missed.
+    let gpu_recoveries = gpu_health.subscribe_recoveries();
     for (model, gpu) in &config.gpu.devices {
         gpu_health.place(model, crate::monitoring::gpu::placement::Device::Gpu(*gpu));
     }
@@ -231,6 +233,8 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
     }
     crate::serving::gpu_fallback::check(&config.gpu.models, &scoring, &chat)?;
     let admin_gpu = Arc::clone(&gpu_health);
+    // Chat models go back onto a GPU when it recovers (lifecycle::gpu_return).
+    let _gpu_return = crate::lifecycle::gpu_return::spawn(Arc::clone(&models), gpu_recoveries);
     let gpu_gate = Arc::new(crate::serving::gpu_fallback::GpuFallback::new(
         gpu_health,
         &config.gpu.models,

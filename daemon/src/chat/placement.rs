@@ -40,6 +40,9 @@ pub struct Placed {
     pub plan: Option<Plan>,
     /// Why, in words, for the log.
     pub why: String,
+    /// It wanted a GPU and found none usable while the host has GPUs: it is reloaded
+    /// when one recovers.
+    pub awaits_gpu: bool,
 }
 
 fn context_of(settings: &ChatSettings, shape: &ModelShape) -> ContextShape {
@@ -66,6 +69,7 @@ fn on_cpu(settings: &ChatSettings, why: String) -> Placed {
         device: Some(Device::Cpu),
         plan: None,
         why,
+        awaits_gpu: false,
     }
 }
 
@@ -88,6 +92,7 @@ pub fn place(gguf: &Path, settings: &ChatSettings, site: GpuSite<'_>) -> Placed 
                 settings: s,
                 device: site.named.map(Device::Gpu),
                 why: format!("chat.n_gpu_layers = {n}"),
+                awaits_gpu: false,
             }
         }
         GpuLayers::Auto => auto(settings, site, shape),
@@ -117,7 +122,13 @@ fn auto(
             Some(named) => format!("GPU {named} (gpu.models.NAME.gpu) is failed, absent or unread"),
             None => "no usable GPU".into(),
         };
-        return on_cpu(settings, why);
+        let mut placed = on_cpu(settings, why);
+        // GPUs that are there but failed (or not read yet) may come back.
+        placed.awaits_gpu = matches!(
+            site.health.snapshot(),
+            crate::monitoring::gpu::Presence::Present(_)
+        );
+        return placed;
     };
     let shape = match shape {
         Ok(shape) => shape,
@@ -148,6 +159,7 @@ fn auto(
         settings: s,
         device: Some(Device::Gpu(gpu)),
         plan: Some(plan),
+        awaits_gpu: false,
         why: format!(
             "auto: {} of {} layers fit in GPU {gpu}'s {} MiB free, {} MiB kept as headroom",
             plan.layers,
@@ -186,6 +198,8 @@ impl Placed {
         if let Some(device) = self.device {
             site.health.place(model, device);
         }
+        site.health
+            .set_awaiting(model, self.awaits_gpu.then_some(site.named));
         if let (Some(Device::Gpu(gpu)), Some(plan), 1..) = (self.device, self.plan, layers) {
             site.health.reserve(gpu, plan.gpu_bytes());
         }

@@ -6,6 +6,7 @@
 
 mod explain_gate;
 pub mod gate;
+pub mod gpu_return;
 mod loading;
 mod metrics;
 pub mod registry;

@@ -3,7 +3,8 @@
 //! GGUF's header, the KV cache of `slots × context`), its `cpu_variant` stays on the
 //! CPU, the decision is logged and exported; then one GPU's failure leaves the model
 //! alone while the other's sends its requests to the CPU variant, never silently, and
-//! its recovery brings them back.
+//! its recovery brings them back; a model whose GPU was failed at start is loaded onto
+//! it when it recovers.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -91,23 +92,17 @@ async fn served_by(c: &Client, key: &str) -> (String, Option<String>) {
     )
 }
 
-#[tokio::test]
-async fn auto_places_every_layer_on_the_named_gpu_and_only_its_failure_falls_back() {
-    let Some(dir) = model_dir() else { return };
+/// The daemon with SmolLM2 on the scripted GPUs of `timeline` (100 ms steps), named on
+/// `gpu`, with a renamed copy as its cpu_variant; returns it with a chat key and a client.
+async fn start_on(
+    dir: &Path,
+    timeline: &str,
+    gpu: u32,
+) -> (Setup, crate::common::Daemon, String, Client) {
     let mut s = Setup::new();
-    let variant = renamed(&dir, &s.dir().join("models"), "smollm2-cpu");
-    // Two roomy GPUs (the model names GPU 1). GPU 0 fails first (after the daemon has
-    // started), then GPU 1, then both recover. Steps are 100 ms.
-    let timeline = s.dir().join("timeline.toml");
-    std::fs::write(
-        &timeline,
-        "[[gpus]]\nname = \"NVIDIA H100\"\n[[gpus]]\nname = \"NVIDIA H100\"\n\
-         [[steps]]\nmemory_total_mib = 81559\nmemory_used_mib = 1024\nrepeat = 250\n\
-         [[steps]]\ngpu = 0\nlost = true\nrepeat = 60\n\
-         [[steps]]\ngpu = 1\nxid = [79]\nlost = true\nrepeat = 60\n\
-         [[steps]]\nlost = false\n",
-    )
-    .unwrap();
+    let variant = renamed(dir, &s.dir().join("models"), "smollm2-cpu");
+    let path = s.dir().join("timeline.toml");
+    std::fs::write(&path, timeline).unwrap();
     s.chat_extra = format!(
         "models = [\"{}\", \"{}\"]\nthreads = 1\ncontext = 512\nslots = 4\nn_gpu_layers = \"auto\"\n",
         dir.display(),
@@ -115,12 +110,30 @@ async fn auto_places_every_layer_on_the_named_gpu_and_only_its_failure_falls_bac
     );
     s.gpu_extra = format!(
         "interval = \"100ms\"\nrecover_after = 2\nsimulate = \"{}\"\n\
-         [gpu.models.smollm2-135m]\npolicy = \"cpu-variant\"\ncpu_variant = \"smollm2-cpu\"\ngpu = 1\n",
-        timeline.display()
+         [gpu.models.smollm2-135m]\npolicy = \"cpu-variant\"\ncpu_variant = \"smollm2-cpu\"\ngpu = {gpu}\n",
+        path.display()
     );
     let d = s.start().await;
     let key = s.create_key("app", "chat,metrics", None);
     let c = s.client(d.addr);
+    (s, d, key, c)
+}
+
+#[tokio::test]
+async fn auto_places_every_layer_on_the_named_gpu_and_only_its_failure_falls_back() {
+    let Some(dir) = model_dir() else { return };
+    // Two roomy GPUs (the model names GPU 1). GPU 0 fails first (after the daemon has
+    // started), then GPU 1, then both recover.
+    let (_s, d, key, c) = start_on(
+        &dir,
+        "[[gpus]]\nname = \"NVIDIA H100\"\n[[gpus]]\nname = \"NVIDIA H100\"\n\
+         [[steps]]\nmemory_total_mib = 81559\nmemory_used_mib = 1024\nrepeat = 250\n\
+         [[steps]]\ngpu = 0\nlost = true\nrepeat = 60\n\
+         [[steps]]\ngpu = 1\nxid = [79]\nlost = true\nrepeat = 60\n\
+         [[steps]]\nlost = false\n",
+        1,
+    )
+    .await;
 
     // The placement, as exported: all 30 blocks and the output layer on GPU 1.
     let text = String::from_utf8(c.get("/metrics", Some(&key)).await.body.to_vec()).unwrap();
@@ -182,5 +195,60 @@ async fn auto_places_every_layer_on_the_named_gpu_and_only_its_failure_falls_bac
         ),
         Some(1.0),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_model_whose_gpu_was_failed_at_start_goes_onto_it_when_it_recovers() {
+    let Some(dir) = model_dir() else { return };
+    // The GPU is off the bus from the first sample for 25 s, then back.
+    let (_s, d, key, c) = start_on(
+        &dir,
+        "[[gpus]]\nname = \"NVIDIA L4\"\n\
+         [[steps]]\nmemory_total_mib = 23034\nmemory_used_mib = 500\nlost = true\nrepeat = 250\n\
+         [[steps]]\nlost = false\n",
+        0,
+    )
+    .await;
+    let layers = || async {
+        let text = String::from_utf8(c.get("/metrics", Some(&key)).await.body.to_vec()).unwrap();
+        metric(
+            &text,
+            "coffer_chat_gpu_layers{model=\"smollm2-135m\",version=\"1.0.0\"}",
+        )
+    };
+    // Placed on the CPU at start (its GPU failed), and answered by the variant meanwhile.
+    assert_eq!(layers().await, Some(0.0));
+    assert!(
+        d.log().contains("GPU 0 (gpu.models.NAME.gpu) is failed"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        served_by(&c, &key).await,
+        (
+            "smollm2-cpu@1.0.0".to_string(),
+            Some("cpu-variant".to_string())
+        )
+    );
+    // The GPU recovers: the model is loaded onto it and answers itself again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while layers().await != Some(31.0) {
+        assert!(
+            Instant::now() < deadline,
+            "not reloaded onto the GPU: {}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        d.log()
+            .contains("chat model reloaded after its GPU recovered"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        served_by(&c, &key).await,
+        ("smollm2-135m@1.0.0".to_string(), None)
     );
 }

@@ -63,6 +63,8 @@ pub enum Presence {
 pub struct GpuHealth {
     presence: RwLock<Presence>,
     placements: Mutex<Placements>,
+    /// The index of each GPU that leaves `failed`.
+    recovered: tokio::sync::broadcast::Sender<u32>,
 }
 
 impl GpuHealth {
@@ -70,7 +72,24 @@ impl GpuHealth {
         Arc::new(Self {
             presence: RwLock::new(presence),
             placements: Mutex::new(Placements::default()),
+            recovered: tokio::sync::broadcast::channel(16).0,
         })
+    }
+
+    /// Hears of each GPU that leaves `failed` (the model lifecycle reloads its models).
+    pub fn subscribe_recoveries(&self) -> tokio::sync::broadcast::Receiver<u32> {
+        self.recovered.subscribe()
+    }
+
+    /// Records whether `model` waits for a GPU to recover (it wanted one and found none):
+    /// `Some(Some(i))` GPU i, `Some(None)` any GPU.
+    pub fn set_awaiting(&self, model: &str, awaiting: Option<Option<u32>>) {
+        self.placements().set_awaiting(model, awaiting);
+    }
+
+    /// The models to reload now that `gpu` recovered.
+    pub fn for_recovery(&self, gpu: u32) -> Vec<String> {
+        self.placements().for_recovery(gpu)
     }
 
     fn placements(&self) -> std::sync::MutexGuard<'_, Placements> {
@@ -112,10 +131,27 @@ impl GpuHealth {
             .collect()
     }
 
-    /// Why `model` cannot run on its GPU now: the failure of the GPU it is placed on, or
-    /// of any GPU for a model not placed; `None` for a model on the CPU.
+    /// Why `model` cannot run on its GPU now: the failure of the GPU it is placed on (or
+    /// waits for), or of any GPU for a model not placed; `None` for a model on the CPU by
+    /// choice.
     pub fn failure_for(&self, model: &str) -> Option<String> {
-        let device = self.placements().device(model);
+        let (device, awaiting) = {
+            let p = self.placements();
+            (p.device(model), p.awaiting(model))
+        };
+        match (device, awaiting) {
+            // On the CPU only because its GPU is failed: the policy applies meanwhile.
+            (_, Some(Some(index))) => {
+                let g = self.status(index)?;
+                (g.level == Level::Failed)
+                    .then(|| format!("GPU {} failed: {}", g.device.index, g.reason))
+            }
+            (_, Some(None)) => self.failure(),
+            (device, None) => self.failure_on(device),
+        }
+    }
+
+    fn failure_on(&self, device: Option<Device>) -> Option<String> {
         match device {
             Some(Device::Cpu) => None,
             None => self.failure(),
@@ -372,6 +408,10 @@ impl Monitor {
                 tracing::warn!(gpu = device.index, uuid = %device.uuid, from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "GPU health changed");
             } else {
                 tracing::info!(gpu = device.index, uuid = %device.uuid, from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "GPU health changed");
+            }
+            if t.from == Level::Failed && t.to < Level::Failed {
+                // No receiver (nothing placed yet) is fine.
+                let _ = self.health.recovered.send(device.index);
             }
             if t.to == Level::Failed {
                 if let Some(telemetry) = &self.sinks.telemetry {
