@@ -57,6 +57,11 @@ fn cofferd_cuda_takes_cofferds_place_and_ships_cublas_privately() {
     for relation in ["Provides", "Conflicts", "Replaces"] {
         assert_eq!(field(relation).trim(), "cofferd", "{relation}");
     }
+    let depends = field("Depends");
+    assert!(
+        depends.contains("libc6 (>= ") && depends.contains("passwd"),
+        "{depends}"
+    );
     // The same files as cofferd's package, and the libraries.
     let files = |deb: &std::path::Path| -> Vec<String> {
         sh(&format!("dpkg-deb -c {}", deb.display()))
