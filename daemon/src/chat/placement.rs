@@ -78,41 +78,40 @@ pub fn place(gguf: &Path, settings: &ChatSettings, site: GpuSite<'_>) -> Placed 
     if let Some(of) = site.cpu_variant_of {
         return on_cpu(settings, format!("the cpu_variant of {of}"));
     }
-    let shape = ModelShape::read(gguf);
+    // The header is read only where a GPU could take layers.
     match settings.n_gpu_layers {
         GpuLayers::Fixed(0) => on_cpu(settings, "chat.n_gpu_layers = 0".into()),
         GpuLayers::Fixed(n) => {
             let mut s = settings.clone();
             s.main_gpu = site.named;
             Placed {
-                plan: shape
-                    .as_ref()
+                plan: ModelShape::read(gguf)
                     .ok()
-                    .map(|shape| gpu_plan::cost(shape, context_of(settings, shape), n)),
+                    .map(|shape| gpu_plan::cost(&shape, context_of(settings, &shape), n)),
                 settings: s,
                 device: site.named.map(Device::Gpu),
                 why: format!("chat.n_gpu_layers = {n}"),
                 awaits_gpu: false,
             }
         }
-        GpuLayers::Auto => auto(settings, site, shape),
+        GpuLayers::Auto => auto(settings, site, || ModelShape::read(gguf)),
     }
 }
 
 fn auto(
     settings: &ChatSettings,
     site: GpuSite<'_>,
-    shape: Result<ModelShape, gpu_plan::ShapeError>,
+    shape: impl FnOnce() -> Result<ModelShape, gpu_plan::ShapeError>,
 ) -> Placed {
+    let usable = site.health.usable();
     if !site.simulated && !gpu_plan::offload_supported() {
-        let why = if site.health.usable().is_empty() {
+        let why = if usable.is_empty() {
             "no usable GPU"
         } else {
             "this cofferd is a CPU build (the cofferd-cuda package offloads to the GPU)"
         };
         return on_cpu(settings, why.into());
     }
-    let usable = site.health.usable();
     let chosen = match site.named {
         Some(named) => usable.iter().find(|(i, _)| *i == named).copied(),
         None => usable.iter().max_by_key(|(_, free)| *free).copied(),
@@ -130,7 +129,7 @@ fn auto(
         );
         return placed;
     };
-    let shape = match shape {
+    let shape = match shape() {
         Ok(shape) => shape,
         Err(e) => return on_cpu(settings, format!("cannot plan offload: {e}")),
     };
@@ -269,12 +268,16 @@ mod tests {
             (Level::Failed, 80_000),
             (Level::Healthy, 40_000),
         ]);
-        let p = auto(&settings(GpuLayers::Auto), site(&h, None), Ok(shape()));
+        let p = auto(&settings(GpuLayers::Auto), site(&h, None), || Ok(shape()));
         assert_eq!(p.device, Some(Device::Gpu(2)), "{p:?}");
         assert_eq!(p.settings.main_gpu, Some(2));
         assert_eq!(p.settings.n_gpu_layers, GpuLayers::Fixed(31));
 
-        let p = auto(&settings(GpuLayers::Auto), site(&h, Some(0)), Ok(shape()));
+        let p = auto(
+            &settings(GpuLayers::Auto),
+            site(&h, Some(0)),
+            || Ok(shape()),
+        );
         assert_eq!(p.device, Some(Device::Gpu(0)));
         let GpuLayers::Fixed(partial) = p.settings.n_gpu_layers else {
             panic!("{p:?}")
@@ -282,7 +285,11 @@ mod tests {
         assert!(partial > 0 && partial < 31, "{p:?}");
 
         // A named GPU that is failed does not send the model elsewhere silently.
-        let p = auto(&settings(GpuLayers::Auto), site(&h, Some(1)), Ok(shape()));
+        let p = auto(
+            &settings(GpuLayers::Auto),
+            site(&h, Some(1)),
+            || Ok(shape()),
+        );
         assert_eq!(p.device, Some(Device::Cpu));
         assert!(p.why.contains("GPU 1"), "{}", p.why);
     }
@@ -290,11 +297,15 @@ mod tests {
     #[test]
     fn auto_without_room_or_without_a_gpu_stays_on_the_cpu_and_says_why() {
         let h = health(&[(Level::Healthy, 500)]);
-        let p = auto(&settings(GpuLayers::Auto), site(&h, None), Ok(shape()));
+        let p = auto(&settings(GpuLayers::Auto), site(&h, None), || Ok(shape()));
         assert_eq!(p.settings.n_gpu_layers, GpuLayers::Fixed(0));
         assert!(p.why.contains("headroom"), "{}", p.why);
         let none = GpuHealth::new(Presence::Absent("no driver".into()));
-        let p = auto(&settings(GpuLayers::Auto), site(&none, None), Ok(shape()));
+        let p = auto(
+            &settings(GpuLayers::Auto),
+            site(&none, None),
+            || Ok(shape()),
+        );
         assert_eq!(p.device, Some(Device::Cpu));
         assert_eq!(p.why, "no usable GPU");
     }
@@ -303,10 +314,10 @@ mod tests {
     fn a_second_model_plans_with_the_memory_the_first_took() {
         let h = health(&[(Level::Healthy, 1_400)]);
         let s = settings(GpuLayers::Auto);
-        let first = auto(&s, site(&h, None), Ok(shape()));
+        let first = auto(&s, site(&h, None), || Ok(shape()));
         let metrics = coffer_chat::ChatMetrics::register(&mut Default::default());
         first.publish("a", "1", site(&h, None), &metrics.for_model("a", "1"));
-        let second = auto(&s, site(&h, None), Ok(shape()));
+        let second = auto(&s, site(&h, None), || Ok(shape()));
         assert!(
             second.settings.n_gpu_layers.resolved() < first.settings.n_gpu_layers.resolved(),
             "{first:?} then {second:?}"

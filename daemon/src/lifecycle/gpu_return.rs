@@ -28,6 +28,15 @@ impl ModelManager {
         Ok(Some(version))
     }
 
+    fn gpu_indexes(&self) -> Vec<u32> {
+        match self.gpu.snapshot() {
+            crate::monitoring::gpu::Presence::Present(gpus) => {
+                gpus.iter().map(|g| g.device.index).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Reloads the models that go back to `gpu`, now that it recovered.
     async fn return_to_gpu(self: &Arc<Self>, gpu: u32) {
         for name in self.gpu.for_recovery(gpu) {
@@ -71,15 +80,4 @@ pub fn spawn(
             }
         }
     })
-}
-
-impl ModelManager {
-    fn gpu_indexes(&self) -> Vec<u32> {
-        match self.gpu.snapshot() {
-            crate::monitoring::gpu::Presence::Present(gpus) => {
-                gpus.iter().map(|g| g.device.index).collect()
-            }
-            _ => Vec::new(),
-        }
-    }
 }
