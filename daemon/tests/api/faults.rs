@@ -171,14 +171,23 @@ async fn kill_9_under_load_then_restart_keeps_state_consistent() {
     );
 }
 
+/// `mount -o OPTS DIR`, tried again for a while: the kernel refuses to make a mount
+/// read-only (EBUSY) while a write through it is in flight, and the daemon's own state
+/// probe writes through the bind mount every check interval.
 fn mount_opts(dir: &std::path::Path, opts: &str) {
-    let ok = std::process::Command::new("mount")
-        .args(["-o", opts])
-        .arg(dir)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "mount -o {opts}");
+    for _ in 0..100 {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", opts])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        if ok {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("mount -o {opts}: still refused after 100 tries");
 }
 
 async fn wait_ready(client: &crate::common::Client, key: &str, ready: bool) -> serde_json::Value {
