@@ -1,6 +1,6 @@
-//! The decision store's writer: requests hand sealed frames to a pending list (a
-//! memory copy under a lock, no system call), and one thread appends everything pending
-//! to the current segment in one write, every 2 ms while decisions arrive (it is woken
+//! The decision store's writer: requests copy sealed frames onto the end of a pending
+//! buffer (a memory copy under a lock, no allocation, no system call), and one thread
+//! swaps that buffer for its spare and appends it to the current segment in one write, every 2 ms while decisions arrive (it is woken
 //! only when it found nothing to write: a wake-up per decision cost more than the rest
 //! of recording together), fsyncs at most every second, and begins a new
 //! segment when the current one is full or an hour old. A failed write keeps its frames
@@ -43,7 +43,7 @@ impl Default for Rolling {
 const MAX_PENDING_BYTES: usize = 32 << 20;
 /// How long the writer sleeps after a write before it takes what is pending again.
 const TICK: Duration = Duration::from_millis(2);
-/// The most the batch buffer keeps between writes.
+/// The most a pending buffer keeps between writes.
 const BUF_KEPT: usize = 1 << 20;
 /// How long a failed write waits before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -58,14 +58,63 @@ pub enum AppendError {
     Closed,
 }
 
+/// A frame in the pending buffer.
 struct Entry {
     at_ms: u64,
-    version_key: String,
-    frame: Vec<u8>,
+    len: usize,
+    /// `model@version`, shared by the consecutive frames of one version.
+    version_key: Arc<str>,
+}
+
+/// Frames waiting to be written: their bytes back to back, and what each is.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn push(&mut self, at_ms: u64, model: &str, version: &str, frame: &[u8]) {
+        let same = self.entries.last().map(|e| &e.version_key).filter(|k| {
+            k.len() == model.len() + 1 + version.len()
+                && k.starts_with(model)
+                && k[model.len()..].starts_with('@')
+                && k.ends_with(version)
+        });
+        let version_key = match same {
+            Some(k) => Arc::clone(k),
+            None => Arc::from(segment::version_key(model, version)),
+        };
+        self.bytes.extend_from_slice(frame);
+        self.entries.push(Entry {
+            at_ms,
+            len: frame.len(),
+            version_key,
+        });
+    }
+
+    /// `later`'s frames after these.
+    fn append(&mut self, later: &mut Pending) {
+        self.bytes.append(&mut later.bytes);
+        self.entries.append(&mut later.entries);
+    }
+
+    /// Empties it, giving back a burst's memory.
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.entries.clear();
+        if self.bytes.capacity() > BUF_KEPT {
+            *self = Pending::default();
+        }
+    }
 }
 
 struct State {
-    pending: Vec<Entry>,
+    pending: Pending,
     pending_bytes: usize,
     /// Entries accepted, and entries written to the current segment's file.
     appended: u64,
@@ -133,7 +182,7 @@ impl Appender {
     pub fn start(segments: Vec<SegmentMeta>, target: Target) -> Result<Appender, std::io::Error> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                pending: Vec::new(),
+                pending: Pending::default(),
                 pending_bytes: 0,
                 appended: 0,
                 written: 0,
@@ -169,12 +218,14 @@ impl Appender {
         })
     }
 
-    /// Queues a sealed frame; an error means it will not be written.
+    /// Queues a copy of a sealed frame of `model@version`; an error means it will not
+    /// be written.
     pub fn append(
         &self,
         at_ms: u64,
-        version_key: String,
-        frame: Vec<u8>,
+        model: &str,
+        version: &str,
+        frame: &[u8],
     ) -> Result<(), AppendError> {
         let mut s = self.shared.lock();
         if s.stop {
@@ -187,11 +238,7 @@ impl Appender {
             return Err(AppendError::Behind(s.pending_bytes));
         }
         s.pending_bytes += frame.len();
-        s.pending.push(Entry {
-            at_ms,
-            version_key,
-            frame,
-        });
+        s.pending.push(at_ms, model, version, frame);
         s.appended += 1;
         if s.writer_waiting {
             s.writer_waiting = false;
@@ -287,7 +334,8 @@ struct Writer {
     target: Target,
     current: Option<Open>,
     unsynced_since: Option<Instant>,
-    buf: Vec<u8>,
+    /// The pending buffer last written, emptied, swapped in for the next.
+    spare: Pending,
 }
 
 impl Writer {
@@ -297,13 +345,13 @@ impl Writer {
             target,
             current: None,
             unsynced_since: None,
-            buf: Vec::new(),
+            spare: Pending::default(),
         }
     }
 
     fn run(mut self) {
         loop {
-            let (batch, stop) = {
+            let (mut batch, stop) = {
                 let mut s = self.shared.lock();
                 loop {
                     if !s.pending.is_empty() || s.stop {
@@ -335,9 +383,12 @@ impl Writer {
                         .0;
                     s.writer_waiting = false;
                 }
-                (std::mem::take(&mut s.pending), s.stop)
+                let mut batch = std::mem::take(&mut self.spare);
+                std::mem::swap(&mut batch, &mut s.pending);
+                (batch, s.stop)
             };
-            if !batch.is_empty() {
+            let wrote = !batch.is_empty();
+            if wrote {
                 if let Err(e) = self.write(&batch) {
                     tracing::error!(error = %e, "writing decisions failed; new decisions are refused until a retry succeeds");
                     let mut s = self.shared.lock();
@@ -376,8 +427,10 @@ impl Writer {
                 }
                 self.unsynced_since = None;
             }
+            batch.clear();
+            self.spare = batch;
             // A segment left idle past its age ends, so retention can remove it.
-            if batch.is_empty()
+            if !wrote
                 && self
                     .current
                     .as_ref()
@@ -393,7 +446,7 @@ impl Writer {
                 }
                 return;
             }
-            if !batch.is_empty() && !stop {
+            if wrote && !stop {
                 // More is likely on its way: gather it without being woken for it.
                 std::thread::sleep(TICK);
             }
@@ -401,8 +454,8 @@ impl Writer {
     }
 
     /// Appends `batch` as one write; on success it counts as written.
-    fn write(&mut self, batch: &[Entry]) -> Result<(), String> {
-        let bytes: u64 = batch.iter().map(|e| e.frame.len() as u64).sum();
+    fn write(&mut self, batch: &Pending) -> Result<(), String> {
+        let bytes = batch.bytes.len() as u64;
         let full = self.current.as_ref().is_some_and(|o| {
             o.meta.count > 0
                 && (o.meta.bytes + bytes > self.target.rolling.max_bytes
@@ -415,28 +468,19 @@ impl Writer {
             self.begin()?;
         }
         let open = self.current.as_mut().ok_or("no segment")?;
-        self.buf.clear();
-        for e in batch {
-            self.buf.extend_from_slice(&e.frame);
-        }
-        let wrote = open.file.write_all(&self.buf);
-        if self.buf.capacity() > BUF_KEPT {
-            // A burst's buffer is not kept for good.
-            self.buf = Vec::new();
-        }
-        if let Err(e) = wrote {
+        if let Err(e) = open.file.write_all(&batch.bytes) {
             // The frames may be half written: cut them off, and write the retry to a
             // new segment in any case.
             let _ = open.file.set_len(open.meta.bytes);
             let _ = self.seal();
             return Err(e.to_string());
         }
-        for e in batch {
-            open.meta.add(e.at_ms, &e.version_key, e.frame.len());
+        for e in &batch.entries {
+            open.meta.add(e.at_ms, &e.version_key, e.len);
         }
         self.unsynced_since.get_or_insert_with(Instant::now);
         let mut s = self.shared.lock();
-        s.written += batch.len() as u64;
+        s.written += batch.entries.len() as u64;
         s.pending_bytes = s.pending_bytes.saturating_sub(bytes as usize);
         if !s.fatal {
             s.failed = None;
@@ -491,5 +535,42 @@ impl Writer {
         // Only now may retention remove it.
         self.shared.lock().current_seq = None;
         done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_frames_keep_their_order_and_bytes_and_share_a_version_key() {
+        let mut p = Pending::default();
+        p.push(1, "credit-lr", "1.0.0", b"aa");
+        p.push(2, "credit-lr", "1.0.0", b"bbb");
+        p.push(3, "credit-lr", "1.0.1", b"c");
+        p.push(4, "credit-l", "r1.0.1", b"d");
+        let keys: Vec<&str> = p.entries.iter().map(|e| &*e.version_key).collect();
+        assert_eq!(
+            keys,
+            [
+                "credit-lr@1.0.0",
+                "credit-lr@1.0.0",
+                "credit-lr@1.0.1",
+                "credit-l@r1.0.1"
+            ]
+        );
+        assert!(Arc::ptr_eq(
+            &p.entries[0].version_key,
+            &p.entries[1].version_key
+        ));
+        let mut later = Pending::default();
+        later.push(5, "aml-risk", "2.0.0", b"ee");
+        p.append(&mut later);
+        assert!(later.is_empty() && later.bytes.is_empty());
+        assert_eq!(p.bytes, b"aabbbcdee");
+        let lens: Vec<(u64, usize)> = p.entries.iter().map(|e| (e.at_ms, e.len)).collect();
+        assert_eq!(lens, [(1, 2), (2, 3), (3, 1), (4, 1), (5, 2)]);
+        p.clear();
+        assert!(p.is_empty() && p.bytes.is_empty());
     }
 }

@@ -11,6 +11,7 @@ mod migrate;
 pub mod record;
 pub mod recorder;
 pub mod retention;
+pub mod seal;
 pub mod segment;
 pub mod store;
 pub mod wire;

@@ -36,14 +36,21 @@ mod hex_bytes {
 
 impl RecordedTensor {
     pub fn of(t: &Tensor) -> RecordedTensor {
-        let mut bytes = Vec::with_capacity(t.data.len() * 8);
-        match &t.data {
-            TensorData::F32(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
-            TensorData::F64(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
-            TensorData::I32(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
-            TensorData::I64(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
-            TensorData::Bool(v) => v.iter().for_each(|x| bytes.push(u8::from(*x))),
+        /// Each element's little-endian bytes, into a buffer sized at once.
+        fn le<const N: usize, T: Copy>(v: &[T], to_le: fn(T) -> [u8; N]) -> Vec<u8> {
+            let mut bytes = vec![0u8; v.len() * N];
+            for (out, x) in bytes.chunks_exact_mut(N).zip(v) {
+                out.copy_from_slice(&to_le(*x));
+            }
+            bytes
         }
+        let bytes = match &t.data {
+            TensorData::F32(v) => le(v, f32::to_le_bytes),
+            TensorData::F64(v) => le(v, f64::to_le_bytes),
+            TensorData::I32(v) => le(v, i32::to_le_bytes),
+            TensorData::I64(v) => le(v, i64::to_le_bytes),
+            TensorData::Bool(v) => v.iter().map(|x| u8::from(*x)).collect(),
+        };
         RecordedTensor {
             name: t.name.clone(),
             datatype: t.data.datatype().as_str().to_string(),

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
 use super::record::Header;
 use super::wire::decode_sealed;
 
@@ -109,7 +110,8 @@ pub fn frame(body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The frame of a record sealed now, built in one buffer.
+/// The frame around a sealed body's parts (`seal.rs` builds the same in one buffer).
+#[cfg(test)]
 pub fn sealed_frame(header: &Header, nonce: &[u8; 12], sealed: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(FRAME_HEAD + 320 + sealed.len());
     out.extend([0u8; FRAME_HEAD]);

@@ -14,8 +14,9 @@ use std::time::Duration;
 use super::appender::{AppendError, Appender, Rolling, Target};
 use super::keyring::{KeyError, Keyring};
 use super::record::{DecisionRecord, Header, sha256_hex};
+use super::seal::{SealError, aad, seal_into};
 use super::segment::{self, SegmentError, SegmentMeta};
-use super::wire::{decode_sealed, from_plaintext, plaintext};
+use super::wire::{decode_sealed, from_plaintext};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,6 +36,8 @@ pub enum StoreError {
     Append(#[from] AppendError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
     #[error("a decision of {0} bytes is larger than a record may be")]
     TooLarge(usize),
     #[error("decision record {0} is malformed")]
@@ -49,6 +52,9 @@ type Sealed<'a> = (Header, [u8; 12], &'a [u8]);
 /// How far after the time a request id carries its decision may be recorded (the
 /// request's deadline is far shorter).
 const ID_WINDOW_MS: u64 = 24 * 3600 * 1000;
+
+/// The largest frame buffer a thread keeps for the next decision.
+const KEPT_FRAME_BYTES: usize = 64 << 10;
 
 pub struct DecisionStore {
     dir: PathBuf,
@@ -66,14 +72,6 @@ impl std::fmt::Debug for DecisionStore {
             .field("retention", &self.retention)
             .finish()
     }
-}
-
-/// The associated data a record is sealed with: its time and request id, so a sealed
-/// payload cannot be moved onto another record.
-fn aad(at_ms: u64, request_id: &str) -> Vec<u8> {
-    let mut k = at_ms.to_be_bytes().to_vec();
-    k.extend(request_id.as_bytes());
-    k
 }
 
 fn meta_key(seq: u64) -> [u8; 8] {
@@ -214,29 +212,22 @@ impl DecisionStore {
     /// Seals and stores a decision; returns the plaintext's SHA-256 (hex). An error
     /// means it is not kept.
     pub fn record(&self, rec: &DecisionRecord) -> Result<String, StoreError> {
-        let plaintext = plaintext(rec);
-        let sha256 = sha256_hex(&plaintext);
-        let (key_id, nonce, sealed) = self
-            .ring()
-            .seal(&aad(rec.at_ms, &rec.request_id), &plaintext)?;
-        let header = Header {
-            request_id: rec.request_id.clone(),
-            at_ms: rec.at_ms,
-            model: rec.model.clone(),
-            version: rec.version.clone(),
-            key_id,
-            sha256: sha256.clone(),
-        };
-        let frame = segment::sealed_frame(&header, &nonce, &sealed);
-        if frame.len() - segment::FRAME_HEAD > segment::MAX_BODY {
-            return Err(StoreError::TooLarge(frame.len()));
+        thread_local! {
+            /// The frame being built: one buffer per thread, kept between decisions.
+            static FRAME: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        self.appender.append(
-            rec.at_ms,
-            segment::version_key(&rec.model, &rec.version),
-            frame,
-        )?;
-        Ok(sha256)
+        FRAME.with_borrow_mut(|frame| {
+            let sha256 = seal_into(frame, rec, &self.ring())?;
+            if frame.len() - segment::FRAME_HEAD > segment::MAX_BODY {
+                return Err(StoreError::TooLarge(frame.len()));
+            }
+            self.appender
+                .append(rec.at_ms, &rec.model, &rec.version, frame)?;
+            if frame.capacity() > KEPT_FRAME_BYTES {
+                *frame = Vec::new();
+            }
+            Ok(sha256)
+        })
     }
 
     /// Decisions before this time are past the retention: not read, removed with their

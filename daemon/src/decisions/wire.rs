@@ -51,19 +51,29 @@ impl<'a> Take<'a> {
 /// Appends the sealed body of a record to `out`.
 pub fn encode_sealed_into(out: &mut Vec<u8>, header: &Header, nonce: &[u8; 12], sealed: &[u8]) {
     out.reserve(4 + 8 + 2 * 5 + 160 + 12 + sealed.len());
-    out.extend(BODY);
-    out.extend(header.at_ms.to_le_bytes());
-    for field in [
-        &header.request_id,
-        &header.model,
-        &header.version,
-        &header.key_id,
-        &header.sha256,
-    ] {
-        put_str(out, field);
-    }
+    put_header(
+        out,
+        header.at_ms,
+        [
+            &header.request_id,
+            &header.model,
+            &header.version,
+            &header.key_id,
+            &header.sha256,
+        ],
+    );
     out.extend(nonce);
     out.extend(sealed);
+}
+
+/// Appends a sealed body's cleartext header: the layout's mark, the time, and request
+/// id, model, version, key id and SHA-256 (hex) in that order.
+pub fn put_header(out: &mut Vec<u8>, at_ms: u64, fields: [&str; 5]) {
+    out.extend(BODY);
+    out.extend(at_ms.to_le_bytes());
+    for field in fields {
+        put_str(out, field);
+    }
 }
 
 /// Splits a sealed body of either layout; `None` when it is not one.
@@ -143,8 +153,18 @@ struct Meta<'a> {
     explanation: Option<RecordedExplanation>,
 }
 
-/// The bytes of a record that are sealed and hashed.
+/// The bytes of a record that are sealed and hashed (`seal.rs` encodes them in place).
+#[cfg(test)]
 pub fn plaintext(rec: &DecisionRecord) -> Vec<u8> {
+    let mut out = Vec::new();
+    if plaintext_into(&mut out, rec).is_err() {
+        return Vec::new();
+    }
+    out
+}
+
+/// Appends the bytes of a record that are sealed and hashed to `out`.
+pub fn plaintext_into(out: &mut Vec<u8>, rec: &DecisionRecord) -> Result<(), serde_json::Error> {
     #[derive(Serialize)]
     struct MetaRef<'a> {
         request_id: &'a str,
@@ -174,19 +194,18 @@ pub fn plaintext(rec: &DecisionRecord) -> Vec<u8> {
         .chain(&rec.outputs)
         .map(|t| 4 + t.data.len())
         .sum();
-    let mut out = Vec::with_capacity(8 + 384 + data);
+    out.reserve(8 + 384 + data);
+    let start = out.len();
     out.extend(PLAIN);
     out.extend([0u8; 4]);
-    if serde_json::to_writer(&mut out, &meta).is_err() {
-        return Vec::new();
-    }
-    let json_len = ((out.len() - 8) as u32).to_le_bytes();
-    out[4..8].copy_from_slice(&json_len);
+    serde_json::to_writer(&mut *out, &meta)?;
+    let json_len = ((out.len() - start - 8) as u32).to_le_bytes();
+    out[start + 4..start + 8].copy_from_slice(&json_len);
     for t in rec.inputs.iter().chain(&rec.outputs) {
         out.extend((t.data.len() as u32).to_le_bytes());
         out.extend(&t.data);
     }
-    out
+    Ok(())
 }
 
 /// A record from its plaintext, of either layout; `None` when malformed.
