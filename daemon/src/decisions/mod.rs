@@ -17,6 +17,8 @@ pub mod store;
 pub mod wire;
 
 pub use keyring::{KeyError, Keyring};
-pub use record::{DecisionRecord, Header, RecordedExplanation, RecordedTensor, explanation};
+pub use record::{
+    Decision, DecisionRecord, Header, PlainTensor, RecordedExplanation, RecordedTensor, explanation,
+};
 pub use recorder::Decisions;
 pub use store::{DecisionStore, StoreError};

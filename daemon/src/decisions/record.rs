@@ -34,23 +34,84 @@ mod hex_bytes {
     }
 }
 
+/// Appends each element's little-endian bytes.
+fn put_le(data: &TensorData, out: &mut Vec<u8>) {
+    fn le<const N: usize, T: Copy>(out: &mut Vec<u8>, v: &[T], to_le: fn(T) -> [u8; N]) {
+        let start = out.len();
+        out.resize(start + v.len() * N, 0);
+        for (bytes, x) in out[start..].chunks_exact_mut(N).zip(v) {
+            bytes.copy_from_slice(&to_le(*x));
+        }
+    }
+    match data {
+        TensorData::F32(v) => le(out, v, f32::to_le_bytes),
+        TensorData::F64(v) => le(out, v, f64::to_le_bytes),
+        TensorData::I32(v) => le(out, v, i32::to_le_bytes),
+        TensorData::I64(v) => le(out, v, i64::to_le_bytes),
+        TensorData::Bool(v) => out.extend(v.iter().map(|x| u8::from(*x))),
+    }
+}
+
+/// How many bytes [`put_le`] appends.
+fn le_len(data: &TensorData) -> usize {
+    let width = match data {
+        TensorData::F32(_) | TensorData::I32(_) => 4,
+        TensorData::F64(_) | TensorData::I64(_) => 8,
+        TensorData::Bool(_) => 1,
+    };
+    data.len() * width
+}
+
+/// A tensor as a decision's plaintext holds it: name, datatype, shape and its elements'
+/// little-endian bytes. Both the tensors the scoring path has and recorded ones are.
+pub trait PlainTensor {
+    fn name(&self) -> &str;
+    fn datatype(&self) -> &str;
+    fn shape(&self) -> &[usize];
+    fn data_len(&self) -> usize;
+    fn put_data(&self, out: &mut Vec<u8>);
+}
+
+impl PlainTensor for RecordedTensor {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn datatype(&self) -> &str {
+        &self.datatype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+    fn put_data(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.data);
+    }
+}
+
+impl PlainTensor for Tensor {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn datatype(&self) -> &str {
+        self.data.datatype().as_str()
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data_len(&self) -> usize {
+        le_len(&self.data)
+    }
+    fn put_data(&self, out: &mut Vec<u8>) {
+        put_le(&self.data, out);
+    }
+}
+
 impl RecordedTensor {
     pub fn of(t: &Tensor) -> RecordedTensor {
-        /// Each element's little-endian bytes, into a buffer sized at once.
-        fn le<const N: usize, T: Copy>(v: &[T], to_le: fn(T) -> [u8; N]) -> Vec<u8> {
-            let mut bytes = vec![0u8; v.len() * N];
-            for (out, x) in bytes.chunks_exact_mut(N).zip(v) {
-                out.copy_from_slice(&to_le(*x));
-            }
-            bytes
-        }
-        let bytes = match &t.data {
-            TensorData::F32(v) => le(v, f32::to_le_bytes),
-            TensorData::F64(v) => le(v, f64::to_le_bytes),
-            TensorData::I32(v) => le(v, i32::to_le_bytes),
-            TensorData::I64(v) => le(v, i64::to_le_bytes),
-            TensorData::Bool(v) => v.iter().map(|x| u8::from(*x)).collect(),
-        };
+        let mut bytes = Vec::with_capacity(le_len(&t.data));
+        put_le(&t.data, &mut bytes);
         RecordedTensor {
             name: t.name.clone(),
             datatype: t.data.datatype().as_str().to_string(),
@@ -147,6 +208,35 @@ pub struct DecisionRecord {
     pub outputs: Vec<RecordedTensor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explanation: Option<RecordedExplanation>,
+}
+
+/// A decision as it is sealed, borrowed from whoever holds it: the scoring path (its
+/// own tensors, no copy into recorded form) or a [`DecisionRecord`].
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a, T: PlainTensor> {
+    pub request_id: &'a str,
+    pub at_ms: u64,
+    pub model: &'a str,
+    pub version: &'a str,
+    pub attributes: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    pub inputs: &'a [T],
+    pub outputs: &'a [T],
+    pub explanation: Option<&'a RecordedExplanation>,
+}
+
+impl DecisionRecord {
+    pub fn borrowed(&self) -> Decision<'_, RecordedTensor> {
+        Decision {
+            request_id: &self.request_id,
+            at_ms: self.at_ms,
+            model: &self.model,
+            version: &self.version,
+            attributes: self.attributes.as_ref(),
+            inputs: &self.inputs,
+            outputs: &self.outputs,
+            explanation: self.explanation.as_ref(),
+        }
+    }
 }
 
 /// The cleartext header of a sealed record: the admin API's summary of a decision,

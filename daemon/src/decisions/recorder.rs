@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::record::DecisionRecord;
+use super::record::{Decision, PlainTensor};
 use super::store::{DecisionStore, StoreError};
 
 #[derive(Debug)]
@@ -27,7 +27,7 @@ impl Decisions {
     /// Keeps a decision and returns its SHA-256; an error means it was not kept (and
     /// must not be answered). sled writes into its page cache and flushes in the
     /// background, so this does not wait on the disk.
-    pub fn record(&self, rec: &DecisionRecord) -> Result<String, StoreError> {
+    pub fn record<T: PlainTensor>(&self, rec: &Decision<'_, T>) -> Result<String, StoreError> {
         self.store.record(rec)
     }
 }

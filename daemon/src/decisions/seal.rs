@@ -9,7 +9,7 @@
 use sha2::{Digest, Sha256};
 
 use super::keyring::{KeyError, Keyring};
-use super::record::DecisionRecord;
+use super::record::{Decision, PlainTensor};
 use super::segment::FRAME_HEAD;
 use super::wire;
 
@@ -37,9 +37,9 @@ pub fn aad(at_ms: u64, request_id: &str) -> Vec<u8> {
 
 /// Replaces `out` with the frame of `rec` sealed with `ring`'s current key; returns the
 /// plaintext's SHA-256 (hex).
-pub fn seal_into(
+pub fn seal_into<T: PlainTensor>(
     out: &mut Vec<u8>,
-    rec: &DecisionRecord,
+    rec: &Decision<'_, T>,
     ring: &Keyring,
 ) -> Result<String, SealError> {
     out.clear();
@@ -49,9 +49,9 @@ pub fn seal_into(
         out,
         rec.at_ms,
         [
-            &rec.request_id,
-            &rec.model,
-            &rec.version,
+            rec.request_id,
+            rec.model,
+            rec.version,
             key_id,
             SHA_PLACEHOLDER,
         ],
@@ -65,7 +65,7 @@ pub fn seal_into(
     out[sha_at..nonce_at].copy_from_slice(sha256.as_bytes());
     let (nonce, tag) = ring.seal_in_place(
         key_id,
-        &aad(rec.at_ms, &rec.request_id),
+        &aad(rec.at_ms, rec.request_id),
         &mut out[plain_at..],
     )?;
     out[nonce_at..plain_at].copy_from_slice(&nonce);
@@ -80,7 +80,7 @@ pub fn seal_into(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decisions::record::{Header, RecordedTensor, sha256_hex};
+    use crate::decisions::record::{DecisionRecord, Header, RecordedTensor, sha256_hex};
     use crate::decisions::segment::sealed_frame;
     use crate::tensor::{Tensor, TensorData};
 
@@ -104,7 +104,7 @@ mod tests {
         };
         // A buffer used before is replaced, not appended to.
         let mut out = b"left over".to_vec();
-        let sha = seal_into(&mut out, &rec, &ring).unwrap();
+        let sha = seal_into(&mut out, &rec.borrowed(), &ring).unwrap();
         let plain = wire::plaintext(&rec);
         assert_eq!(sha, sha256_hex(&plain));
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::appender::{AppendError, Appender, Rolling, Target};
 use super::keyring::{KeyError, Keyring};
-use super::record::{DecisionRecord, Header, sha256_hex};
+use super::record::{Decision, DecisionRecord, Header, PlainTensor, sha256_hex};
 use super::seal::{SealError, aad, seal_into};
 use super::segment::{self, SegmentError, SegmentMeta};
 use super::wire::{decode_sealed, from_plaintext};
@@ -211,7 +211,7 @@ impl DecisionStore {
 
     /// Seals and stores a decision; returns the plaintext's SHA-256 (hex). An error
     /// means it is not kept.
-    pub fn record(&self, rec: &DecisionRecord) -> Result<String, StoreError> {
+    pub fn record<T: PlainTensor>(&self, rec: &Decision<'_, T>) -> Result<String, StoreError> {
         thread_local! {
             /// The frame being built: one buffer per thread, kept between decisions.
             static FRAME: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -222,7 +222,7 @@ impl DecisionStore {
                 return Err(StoreError::TooLarge(frame.len()));
             }
             self.appender
-                .append(rec.at_ms, &rec.model, &rec.version, frame)?;
+                .append(rec.at_ms, rec.model, rec.version, frame)?;
             if frame.capacity() > KEPT_FRAME_BYTES {
                 *frame = Vec::new();
             }
@@ -543,14 +543,15 @@ mod tests {
         let (db, s) = store(tmp.path(), Duration::from_secs(24 * 3600));
         // Three days ago (past the retention), then an hour ago, then now.
         let a = record("req-a", now - 72 * hour, "credit-lr");
-        let sha = s.record(&a).unwrap();
+        let sha = s.record(&a.borrowed()).unwrap();
         s.flush().unwrap();
-        s.record(&record("req-b", now - hour, "credit-gbdt"))
+        s.record(&record("req-b", now - hour, "credit-gbdt").borrowed())
             .unwrap();
         s.flush().unwrap();
         let fresh = crate::request_id::new();
         let at = crate::request_id::time_ms(&fresh).unwrap();
-        s.record(&record(&fresh, at, "credit-lr")).unwrap();
+        s.record(&record(&fresh, at, "credit-lr").borrowed())
+            .unwrap();
         // Past the retention: not read, though its segment is still there.
         assert!(s.get("req-a").unwrap().is_empty());
         assert_eq!(
@@ -596,7 +597,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (_db, s) = store(tmp.path(), Duration::from_secs(3600));
         let id = crate::request_id::new();
-        s.record(&record(&id, now_ms(), "credit-lr")).unwrap();
+        s.record(&record(&id, now_ms(), "credit-lr").borrowed())
+            .unwrap();
         s.flush().unwrap();
         let seg = segment::path(&tmp.path().join("decisions"), 1);
         let bytes = std::fs::read(&seg).unwrap();
@@ -627,7 +629,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (_db, s) = store(tmp.path(), Duration::from_secs(3600));
         let now = now_ms();
-        s.record(&record("req-a", now, "credit-lr")).unwrap();
+        s.record(&record("req-a", now, "credit-lr").borrowed())
+            .unwrap();
         s.flush().unwrap();
         // The directory replaced by a file: the next segment cannot be made.
         let dir = tmp.path().join("decisions");
@@ -635,14 +638,14 @@ mod tests {
         std::fs::write(&dir, b"not a directory").unwrap();
         for i in 0..3 {
             // Each needs a segment of its own: the writer must begin a new one.
-            let _ = s.record(&record(&format!("req-{i}"), now, "credit-lr"));
+            let _ = s.record(&record(&format!("req-{i}"), now, "credit-lr").borrowed());
         }
         assert!(matches!(
             s.flush(),
             Err(StoreError::Append(AppendError::Failed(_)))
         ));
         assert!(matches!(
-            s.record(&record("req-refused", now, "credit-lr")),
+            s.record(&record("req-refused", now, "credit-lr").borrowed()),
             Err(StoreError::Append(AppendError::Failed(_)))
         ));
         // Back in place: the retry writes what was waiting, and new decisions are kept.
@@ -657,7 +660,8 @@ mod tests {
             std::thread::sleep(Duration::from_millis(100));
         }
         assert_eq!(s.failure(), None);
-        s.record(&record("req-late", now, "credit-lr")).unwrap();
+        s.record(&record("req-late", now, "credit-lr").borrowed())
+            .unwrap();
         let kept = ids(s.list(None, 0, 100).unwrap());
         for id in ["req-a", "req-0", "req-1", "req-2", "req-late"] {
             assert!(kept.iter().any(|k| k == id), "{id} lost: {kept:?}");

@@ -13,7 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::record::{DecisionRecord, Header, RecordedExplanation, RecordedTensor};
+use super::record::{
+    Decision, DecisionRecord, Header, PlainTensor, RecordedExplanation, RecordedTensor,
+};
 
 const BODY: &[u8; 4] = b"CDv2";
 const PLAIN: &[u8; 4] = b"CDp2";
@@ -113,8 +115,9 @@ pub fn encode_sealed_v1(header: &Header, nonce: &[u8; 12], sealed: &[u8]) -> Vec
     out
 }
 
-/// A tensor without its data, as the plaintext's JSON part holds it.
-#[derive(Serialize, Deserialize)]
+/// A tensor without its data, as the plaintext's JSON part holds it (read back; written
+/// by [`Heads`]).
+#[derive(Deserialize)]
 struct TensorHead<'a> {
     #[serde(borrow)]
     name: std::borrow::Cow<'a, str>,
@@ -123,18 +126,8 @@ struct TensorHead<'a> {
     shape: Vec<usize>,
 }
 
-impl<'a> TensorHead<'a> {
-    fn of(t: &'a RecordedTensor) -> TensorHead<'a> {
-        TensorHead {
-            name: t.name.as_str().into(),
-            datatype: t.datatype.as_str().into(),
-            shape: t.shape.clone(),
-        }
-    }
-}
-
-/// The record without its tensors' data.
-#[derive(Serialize, Deserialize)]
+/// The record without its tensors' data, as read back.
+#[derive(Deserialize)]
 struct Meta<'a> {
     #[serde(borrow)]
     request_id: std::borrow::Cow<'a, str>,
@@ -157,42 +150,65 @@ struct Meta<'a> {
 #[cfg(test)]
 pub fn plaintext(rec: &DecisionRecord) -> Vec<u8> {
     let mut out = Vec::new();
-    if plaintext_into(&mut out, rec).is_err() {
+    if plaintext_into(&mut out, &rec.borrowed()).is_err() {
         return Vec::new();
     }
     out
 }
 
-/// Appends the bytes of a record that are sealed and hashed to `out`.
-pub fn plaintext_into(out: &mut Vec<u8>, rec: &DecisionRecord) -> Result<(), serde_json::Error> {
+/// The heads of tensors, serialized as a JSON array as they are met.
+struct Heads<'a, T>(&'a [T]);
+
+impl<T: PlainTensor> Serialize for Heads<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Head<'a> {
+            name: &'a str,
+            datatype: &'a str,
+            shape: &'a [usize],
+        }
+        s.collect_seq(self.0.iter().map(|t| Head {
+            name: t.name(),
+            datatype: t.datatype(),
+            shape: t.shape(),
+        }))
+    }
+}
+
+/// Appends the bytes of a decision that are sealed and hashed to `out`.
+pub fn plaintext_into<T: PlainTensor>(
+    out: &mut Vec<u8>,
+    d: &Decision<'_, T>,
+) -> Result<(), serde_json::Error> {
     #[derive(Serialize)]
-    struct MetaRef<'a> {
+    #[serde(bound = "")]
+    struct MetaRef<'a, T: PlainTensor> {
         request_id: &'a str,
         at_ms: u64,
         model: &'a str,
         version: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         attributes: Option<&'a serde_json::Map<String, serde_json::Value>>,
-        inputs: Vec<TensorHead<'a>>,
-        outputs: Vec<TensorHead<'a>>,
+        inputs: Heads<'a, T>,
+        outputs: Heads<'a, T>,
         #[serde(skip_serializing_if = "Option::is_none")]
         explanation: Option<&'a RecordedExplanation>,
     }
     let meta = MetaRef {
-        request_id: &rec.request_id,
-        at_ms: rec.at_ms,
-        model: &rec.model,
-        version: &rec.version,
-        attributes: rec.attributes.as_ref(),
-        inputs: rec.inputs.iter().map(TensorHead::of).collect(),
-        outputs: rec.outputs.iter().map(TensorHead::of).collect(),
-        explanation: rec.explanation.as_ref(),
+        request_id: d.request_id,
+        at_ms: d.at_ms,
+        model: d.model,
+        version: d.version,
+        attributes: d.attributes,
+        inputs: Heads(d.inputs),
+        outputs: Heads(d.outputs),
+        explanation: d.explanation,
     };
-    let data: usize = rec
+    let data: usize = d
         .inputs
         .iter()
-        .chain(&rec.outputs)
-        .map(|t| 4 + t.data.len())
+        .chain(d.outputs)
+        .map(|t| 4 + t.data_len())
         .sum();
     out.reserve(8 + 384 + data);
     let start = out.len();
@@ -201,9 +217,9 @@ pub fn plaintext_into(out: &mut Vec<u8>, rec: &DecisionRecord) -> Result<(), ser
     serde_json::to_writer(&mut *out, &meta)?;
     let json_len = ((out.len() - start - 8) as u32).to_le_bytes();
     out[start + 4..start + 8].copy_from_slice(&json_len);
-    for t in rec.inputs.iter().chain(&rec.outputs) {
-        out.extend((t.data.len() as u32).to_le_bytes());
-        out.extend(&t.data);
+    for t in d.inputs.iter().chain(d.outputs) {
+        out.extend((t.data_len() as u32).to_le_bytes());
+        t.put_data(out);
     }
     Ok(())
 }
@@ -271,6 +287,38 @@ mod tests {
             })],
             explanation: None,
         }
+    }
+
+    #[test]
+    fn the_scoring_paths_tensors_encode_as_their_recorded_form_does() {
+        let mut rec = record();
+        for (name, data) in [
+            ("count", TensorData::I64(vec![-2, 1 << 40])),
+            ("flag", TensorData::Bool(vec![true, false])),
+            ("code", TensorData::I32(vec![7, -7])),
+        ] {
+            rec.inputs.push(RecordedTensor::of(&Tensor {
+                name: name.into(),
+                shape: vec![2],
+                data,
+            }));
+        }
+        let inputs: Vec<Tensor> = rec.inputs.iter().map(|t| t.tensor().unwrap()).collect();
+        let outputs: Vec<Tensor> = rec.outputs.iter().map(|t| t.tensor().unwrap()).collect();
+        let d = Decision {
+            request_id: &rec.request_id,
+            at_ms: rec.at_ms,
+            model: &rec.model,
+            version: &rec.version,
+            attributes: rec.attributes.as_ref(),
+            inputs: &inputs,
+            outputs: &outputs,
+            explanation: None,
+        };
+        let mut out = b"before".to_vec();
+        plaintext_into(&mut out, &d).unwrap();
+        assert_eq!(&out[..6], b"before");
+        assert_eq!(&out[6..], plaintext(&rec));
     }
 
     #[test]

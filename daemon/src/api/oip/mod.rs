@@ -312,9 +312,9 @@ async fn run_infer(
         }
     }
     let explain_input = explainer.as_ref().and_then(|_| inputs.first().cloned());
-    let recorded_inputs: Option<Vec<decide::RecordedTensor>> = decisions
-        .as_ref()
-        .map(|_| inputs.iter().map(decide::RecordedTensor::of).collect());
+    // What the model saw, kept for the record (the batcher takes the inputs).
+    let recorded_inputs: Option<Vec<crate::tensor::Tensor>> =
+        decisions.as_ref().map(|_| inputs.clone());
     let wanted: Option<Vec<&str>> = request
         .outputs
         .as_ref()
@@ -335,16 +335,6 @@ async fn run_infer(
         .score(&loaded, &model, inputs, rows)
         .await
         .map_err(|e| serve_error(&state, e))?;
-    let recorded_outputs: Option<Vec<decide::RecordedTensor>> = decisions
-        .as_ref()
-        .map(|_| outputs.iter().map(decide::RecordedTensor::of).collect());
-    let selected: Vec<_> = match &wanted {
-        Some(names) => outputs
-            .into_iter()
-            .filter(|o| names.contains(&o.name.as_str()))
-            .collect(),
-        None => outputs,
-    };
     let explained = match (explainer, explain_input) {
         (Some(explainer), Some(input)) => {
             // The exact methods take microseconds a row: a few rows are explained here;
@@ -372,19 +362,19 @@ async fn run_infer(
         }
         _ => None,
     };
-    if let (Some(d), Some(inputs), Some(outputs)) = (&decisions, recorded_inputs, recorded_outputs)
-    {
-        let record = decide::DecisionRecord {
-            request_id: ctx.id().to_string(),
+    if let (Some(d), Some(inputs)) = (&decisions, &recorded_inputs) {
+        let explanation = explained
+            .as_ref()
+            .map(|(e, rows)| decide::explanation(e, rows));
+        let record = decide::Decision {
+            request_id: ctx.id(),
             at_ms: crate::decisions::retention::now_ms(),
-            model: loaded.manifest.name.clone(),
-            version: loaded.manifest.version.clone(),
-            attributes: raw,
+            model: &loaded.manifest.name,
+            version: &loaded.manifest.version,
+            attributes: raw.as_ref(),
             inputs,
-            outputs,
-            explanation: explained
-                .as_ref()
-                .map(|(e, rows)| decide::explanation(e, rows)),
+            outputs: &outputs,
+            explanation: explanation.as_ref(),
         };
         let sha256 = d.record(&record).map_err(|e| {
             tracing::error!(error = %e, model = %loaded.id, "a decision was not recorded; the request is refused");
@@ -397,6 +387,13 @@ async fn run_infer(
         })?;
         ctx.set_decision(sha256);
     }
+    let selected: Vec<_> = match &wanted {
+        Some(names) => outputs
+            .into_iter()
+            .filter(|o| names.contains(&o.name.as_str()))
+            .collect(),
+        None => outputs,
+    };
     let mut response = response::infer(
         &loaded,
         &request,
