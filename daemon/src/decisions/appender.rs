@@ -1,5 +1,6 @@
 //! The decision store's writer: requests copy sealed frames onto the end of a pending
-//! buffer (a memory copy under a lock, no allocation, no system call), and one thread
+//! buffer (a memory copy under a lock, no system call; a frame is bounded by the request
+//! body limit), and one thread
 //! swaps that buffer for its spare and appends it to the current segment in one write, every 2 ms while decisions arrive (it is woken
 //! only when it found nothing to write: a wake-up per decision cost more than the rest
 //! of recording together), fsyncs at most every second, and begins a new

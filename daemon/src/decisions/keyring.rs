@@ -4,14 +4,14 @@
 //! sealed until those expire. Sealing is AES-256-GCM (ring, already the TLS stack's
 //! crypto): a 96-bit nonce per record, and the record's id bound in as associated data so
 //! that a sealed payload cannot be moved onto another record. Nonces are a random 96-bit
-//! start drawn when the keys are opened, XORed with a counter: never repeated by one
-//! process, and apart from another run's by chance of the order of (decisions per run)² /
-//! 2^96, with no system call per record (`getrandom` per record was measurable).
+//! start, drawn again every 4,096 records, XORed with a counter: none repeated by one
+//! process, another run's met only by chance (as random nonces are), and one system call
+//! per 4,096 records instead of one per record (`getrandom` per record was measurable).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, Tag, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -42,29 +42,50 @@ pub struct Keyring {
     nonces: Nonces,
 }
 
-/// This process's nonces: a random start XORed with a counter.
+/// This process's nonces: a random start XORed with a counter that never goes back. The
+/// start is drawn again every [`REDRAW_EVERY`] nonces, so a copy of the process (a VM
+/// snapshot restored, a cloned VM) can repeat at most that many of the original's.
 struct Nonces {
-    start: [u8; NONCE_LEN],
-    next: AtomicU64,
+    state: Mutex<NonceState>,
 }
 
+struct NonceState {
+    start: [u8; NONCE_LEN],
+    counter: u64,
+    /// Nonces left before the start is drawn again.
+    left: u32,
+}
+
+/// How many nonces one random start serves.
+const REDRAW_EVERY: u32 = 4096;
+
 impl Nonces {
-    fn new(random: &SystemRandom) -> Result<Nonces, KeyError> {
-        let mut start = [0u8; NONCE_LEN];
-        random.fill(&mut start).map_err(|_| KeyError::Random)?;
-        Ok(Nonces {
-            start,
-            next: AtomicU64::new(0),
-        })
+    fn new() -> Nonces {
+        Nonces {
+            state: Mutex::new(NonceState {
+                start: [0; NONCE_LEN],
+                counter: 0,
+                left: 0,
+            }),
+        }
     }
 
-    fn take(&self) -> [u8; NONCE_LEN] {
-        let n = self.next.fetch_add(1, Ordering::Relaxed).to_be_bytes();
-        let mut nonce = self.start;
-        for (b, c) in nonce[NONCE_LEN - 8..].iter_mut().zip(n) {
+    fn take(&self, random: &SystemRandom) -> Result<[u8; NONCE_LEN], KeyError> {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.left == 0 {
+            random.fill(&mut s.start).map_err(|_| KeyError::Random)?;
+            s.left = REDRAW_EVERY;
+        }
+        s.left -= 1;
+        s.counter += 1;
+        let mut nonce = s.start;
+        for (b, c) in nonce[NONCE_LEN - 8..]
+            .iter_mut()
+            .zip(s.counter.to_be_bytes())
+        {
             *b ^= c;
         }
-        nonce
+        Ok(nonce)
     }
 }
 
@@ -92,12 +113,11 @@ impl Keyring {
             .mode(0o700)
             .create(dir)
             .map_err(io(dir))?;
-        let random = SystemRandom::new();
         let mut ring = Keyring {
             dir: dir.to_path_buf(),
             keys: BTreeMap::new(),
-            nonces: Nonces::new(&random)?,
-            random,
+            random: SystemRandom::new(),
+            nonces: Nonces::new(),
         };
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
             let path = entry.map_err(io(dir))?.path();
@@ -179,7 +199,7 @@ impl Keyring {
             .keys
             .get(id)
             .ok_or_else(|| KeyError::Unknown(id.to_string()))?;
-        let nonce = self.nonces.take();
+        let nonce = self.nonces.take(&self.random)?;
         let tag = key
             .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), in_out)
             .map_err(|_| KeyError::Random)?;
@@ -257,10 +277,10 @@ mod tests {
             b"applicant A11"
         );
         // Nonces: none repeats within a run, and another run starts elsewhere.
-        let taken: std::collections::BTreeSet<_> = (0..10_000)
+        let taken: std::collections::BTreeSet<_> = (0..3 * REDRAW_EVERY as usize)
             .map(|_| ring.seal(b"r", b"x").unwrap().1)
             .collect();
-        assert_eq!(taken.len(), 10_000);
+        assert_eq!(taken.len(), 3 * REDRAW_EVERY as usize);
         let (_, other_run, _) = reopened.seal(b"r", b"x").unwrap();
         assert!(!taken.contains(&other_run));
         // A key others can read is refused.

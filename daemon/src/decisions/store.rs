@@ -217,16 +217,24 @@ impl DecisionStore {
             static FRAME: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         FRAME.with_borrow_mut(|frame| {
-            let sha256 = seal_into(frame, rec, &self.ring())?;
-            if frame.len() - segment::FRAME_HEAD > segment::MAX_BODY {
-                return Err(StoreError::TooLarge(frame.len()));
+            let kept = (|| {
+                let sha256 = seal_into(frame, rec, &self.ring())?;
+                if frame.len() - segment::FRAME_HEAD > segment::MAX_BODY {
+                    return Err(StoreError::TooLarge(frame.len()));
+                }
+                self.appender
+                    .append(rec.at_ms, rec.model, rec.version, frame)?;
+                Ok(sha256)
+            })();
+            if kept.is_err() {
+                // It may hold the plaintext (sealing failed after encoding it).
+                frame.fill(0);
             }
-            self.appender
-                .append(rec.at_ms, rec.model, rec.version, frame)?;
+            frame.clear();
             if frame.capacity() > KEPT_FRAME_BYTES {
                 *frame = Vec::new();
             }
-            Ok(sha256)
+            kept
         })
     }
 
