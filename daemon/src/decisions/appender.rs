@@ -1,10 +1,10 @@
 //! The decision store's writer: requests copy sealed frames onto the end of a pending
 //! buffer (a memory copy under a lock, no system call; a frame is bounded by the request
-//! body limit), and one thread
-//! swaps that buffer for its spare and appends it to the current segment in one write, every 2 ms while decisions arrive (it is woken
-//! only when it found nothing to write: a wake-up per decision cost more than the rest
-//! of recording together), fsyncs at most every second, and begins a new
-//! segment when the current one is full or an hour old. A failed write keeps its frames
+//! body limit), and one thread swaps that buffer for its spare and appends it to the
+//! current segment in one write, every 2 ms while decisions arrive (it is woken only
+//! when it found nothing to write: a wake-up per decision cost more than the rest of
+//! recording together), fsyncs at most every second, and begins a new segment when the
+//! current one is full or an hour old. A failed write keeps its frames
 //! pending and retries on a new segment; meanwhile, and while too much is pending, new
 //! decisions are refused (the request is not answered), so no answered decision is
 //! dropped while the daemon runs. A failed fsync refuses decisions until a restart (the

@@ -174,7 +174,8 @@ impl Keyring {
     }
 
     /// Seals `plaintext` for record `aad` with the current key: (key id, nonce,
-    /// ciphertext with its tag).
+    /// ciphertext with its tag). Records are sealed in place (`seal.rs`).
+    #[cfg(test)]
     pub fn seal(
         &self,
         aad: &[u8],

@@ -25,8 +25,8 @@ impl Decisions {
     }
 
     /// Keeps a decision and returns its SHA-256; an error means it was not kept (and
-    /// must not be answered). sled writes into its page cache and flushes in the
-    /// background, so this does not wait on the disk.
+    /// must not be answered). The frame is handed to the store's writer thread, so this
+    /// does not wait on the disk.
     pub fn record<T: PlainTensor>(&self, rec: &Decision<'_, T>) -> Result<String, StoreError> {
         self.store.record(rec)
     }

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::keyring::{KeyError, Keyring};
 use super::record::{Decision, PlainTensor};
-use super::segment::FRAME_HEAD;
+use super::segment::{FRAME_HEAD, close_frame};
 use super::wire;
 
 /// Where the plaintext's SHA-256 (hex) goes until it is known.
@@ -70,10 +70,7 @@ pub fn seal_into<T: PlainTensor>(
     )?;
     out[nonce_at..plain_at].copy_from_slice(&nonce);
     out.extend_from_slice(tag.as_ref());
-    let len = ((out.len() - FRAME_HEAD) as u32).to_le_bytes();
-    let crc = crc32fast::hash(&out[FRAME_HEAD..]).to_le_bytes();
-    out[..4].copy_from_slice(&len);
-    out[4..FRAME_HEAD].copy_from_slice(&crc);
+    close_frame(out);
     Ok(sha256)
 }
 

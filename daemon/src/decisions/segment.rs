@@ -116,11 +116,16 @@ pub fn sealed_frame(header: &Header, nonce: &[u8; 12], sealed: &[u8]) -> Vec<u8>
     let mut out = Vec::with_capacity(FRAME_HEAD + 320 + sealed.len());
     out.extend([0u8; FRAME_HEAD]);
     super::wire::encode_sealed_into(&mut out, header, nonce, sealed);
-    let len = ((out.len() - FRAME_HEAD) as u32).to_le_bytes();
-    let crc = crc32fast::hash(&out[FRAME_HEAD..]).to_le_bytes();
-    out[..4].copy_from_slice(&len);
-    out[4..FRAME_HEAD].copy_from_slice(&crc);
+    close_frame(&mut out);
     out
+}
+
+/// Writes the length and CRC of a frame whose body follows its (placeholder) head.
+pub fn close_frame(frame: &mut [u8]) {
+    let len = ((frame.len() - FRAME_HEAD) as u32).to_le_bytes();
+    let crc = crc32fast::hash(&frame[FRAME_HEAD..]).to_le_bytes();
+    frame[..4].copy_from_slice(&len);
+    frame[4..FRAME_HEAD].copy_from_slice(&crc);
 }
 
 /// How a read of a segment ended.
