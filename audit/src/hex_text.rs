@@ -1,19 +1,12 @@
 //! Lower-case hex text on hot paths (audit record hashes, recorded decisions' tensors):
 //! written into a buffer at once, where `hex::encode` collects chars one by one.
 
-/// The lower-case hex of `bytes` (up to 32 bytes through a stack buffer, longer ones
-/// into one allocation of the right size).
+/// The lower-case hex of `bytes`, written into one allocation of the right size (its
+/// UTF-8 check is the word-at-a-time ASCII one).
 pub fn lower_hex(bytes: &[u8]) -> String {
-    let mut out = [0u8; 64];
-    let Some(text) = out.get_mut(..bytes.len() * 2) else {
-        let mut long = vec![0u8; bytes.len() * 2];
-        return match hex::encode_to_slice(bytes, &mut long) {
-            Ok(()) => String::from_utf8(long).unwrap_or_else(|_| hex::encode(bytes)),
-            Err(_) => hex::encode(bytes),
-        };
-    };
-    match hex::encode_to_slice(bytes, text) {
-        Ok(()) => String::from_utf8_lossy(text).into_owned(),
+    let mut text = vec![0u8; bytes.len() * 2];
+    match hex::encode_to_slice(bytes, &mut text) {
+        Ok(()) => String::from_utf8(text).unwrap_or_else(|_| hex::encode(bytes)),
         Err(_) => hex::encode(bytes),
     }
 }

@@ -1,15 +1,21 @@
 //! A decision's bytes in the store. The sealed body is `b"CDv2"`, the header's fields
 //! (time as a little-endian u64, then request id, model, version, key id and the
 //! plaintext's SHA-256 in hex, each as a u16 length and UTF-8), the 12-byte nonce and
-//! the AES-256-GCM ciphertext. The plaintext is `b"CDp2"`, a u32 length and the record's
-//! JSON without its tensors' data, then each tensor's bytes (inputs, then outputs) as a
-//! u32 length and the bytes. Binary where the bulk is: JSON with the tensors in hex
-//! cost a third of what keeping a decision costs, and twice the bytes.
+//! the AES-256-GCM ciphertext. The plaintext is `b"CDp3"` and binary throughout but for
+//! what is rare and nested: the time (u64), request id, model and version (each a u16
+//! length and UTF-8), the raw attributes and explanation as a u32 length and JSON (length
+//! 0 when there are neither), then the inputs and the outputs, each a u32 count and per
+//! tensor its name and datatype (u16 length and UTF-8), rank (u32), dimensions (u64 each)
+//! and bytes (u32 length). All integers are little-endian. JSON with the tensors in hex
+//! cost a third of what keeping a decision costs, and twice the bytes; a JSON head with
+//! binary tensors (`b"CDp2"`, the layout before) still cost an eighth of it.
 //!
-//! The first layout (a u32 length and the header as JSON, the nonce, the ciphertext of
+//! Every earlier layout is still read. `CDp2`: a u32 length and the record's JSON without
+//! its tensors' data, then each tensor's bytes (inputs, then outputs) as a u32 length and
+//! the bytes. The first (a u32 length and the header as JSON, the nonce, the ciphertext of
 //! the whole record as JSON with hex tensors), in which decisions moved over from the
-//! sled store are kept, is still read: its header length is far below 2^24, so its 4th
-//! byte is 0 where this layout's is `2`; its plaintext begins with `{`.
+//! sled store are kept: its header length is far below 2^24, so its 4th byte is 0 where
+//! `CDv2`'s is `2`; its plaintext begins with `{`.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +24,8 @@ use super::record::{
 };
 
 const BODY: &[u8; 4] = b"CDv2";
-const PLAIN: &[u8; 4] = b"CDp2";
+const PLAIN: &[u8; 4] = b"CDp3";
+const PLAIN_V2: &[u8; 4] = b"CDp2";
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     let bytes = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
@@ -38,6 +45,10 @@ impl<'a> Take<'a> {
 
     fn u16(&mut self) -> Option<usize> {
         Some(u16::from_le_bytes(self.bytes(2)?.try_into().ok()?) as usize)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.bytes(8)?.try_into().ok()?))
     }
 
     fn u32(&mut self) -> Option<usize> {
@@ -156,9 +167,124 @@ pub fn plaintext(rec: &DecisionRecord) -> Vec<u8> {
     out
 }
 
-/// The heads of tensors, serialized as a JSON array as they are met.
+/// What a plaintext holds as JSON: what is rare and nested.
+#[derive(Serialize, Deserialize)]
+struct Extras<A, E> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attributes: Option<A>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explanation: Option<E>,
+}
+
+fn put_u32(out: &mut Vec<u8>, n: usize) {
+    out.extend((n.min(u32::MAX as usize) as u32).to_le_bytes());
+}
+
+fn put_tensors<T: PlainTensor>(out: &mut Vec<u8>, tensors: &[T]) {
+    put_u32(out, tensors.len());
+    for t in tensors {
+        put_str(out, t.name());
+        put_str(out, t.datatype());
+        put_u32(out, t.shape().len());
+        for &d in t.shape() {
+            out.extend((d as u64).to_le_bytes());
+        }
+        put_u32(out, t.data_len());
+        t.put_data(out);
+    }
+}
+
+/// Appends the bytes of a decision that are sealed and hashed to `out` (`CDp3`).
+pub fn plaintext_into<T: PlainTensor>(
+    out: &mut Vec<u8>,
+    d: &Decision<'_, T>,
+) -> Result<(), serde_json::Error> {
+    let data: usize = d
+        .inputs
+        .iter()
+        .chain(d.outputs)
+        .map(|t| 64 + 8 * t.shape().len() + t.data_len())
+        .sum();
+    out.reserve(64 + d.request_id.len() + data);
+    out.extend(PLAIN);
+    out.extend(d.at_ms.to_le_bytes());
+    put_str(out, d.request_id);
+    put_str(out, d.model);
+    put_str(out, d.version);
+    let len_at = out.len();
+    out.extend([0u8; 4]);
+    if d.attributes.is_some() || d.explanation.is_some() {
+        let extras = Extras {
+            attributes: d.attributes,
+            explanation: d.explanation,
+        };
+        serde_json::to_writer(&mut *out, &extras)?;
+        let json_len = ((out.len() - len_at - 4) as u32).to_le_bytes();
+        out[len_at..len_at + 4].copy_from_slice(&json_len);
+    }
+    put_tensors(out, d.inputs);
+    put_tensors(out, d.outputs);
+    Ok(())
+}
+
+fn take_tensors(t: &mut Take<'_>) -> Option<Vec<RecordedTensor>> {
+    let n = t.u32()?;
+    // Each tensor takes at least 12 bytes: no count claims more than there are.
+    let mut tensors = Vec::with_capacity(n.min(t.0.len() / 12));
+    for _ in 0..n {
+        let name = t.string()?;
+        let datatype = t.string()?;
+        let rank = t.u32()?;
+        let mut shape = Vec::with_capacity(rank.min(t.0.len() / 8));
+        for _ in 0..rank {
+            shape.push(usize::try_from(t.u64()?).ok()?);
+        }
+        let len = t.u32()?;
+        tensors.push(RecordedTensor {
+            name,
+            datatype,
+            shape,
+            data: t.bytes(len)?.to_vec(),
+        });
+    }
+    Some(tensors)
+}
+
+/// A `CDp3` plaintext after its mark.
+fn from_plaintext_v3(bytes: &[u8]) -> Option<DecisionRecord> {
+    let mut t = Take(bytes);
+    let at_ms = t.u64()?;
+    let request_id = t.string()?;
+    let model = t.string()?;
+    let version = t.string()?;
+    let json_len = t.u32()?;
+    let extras: Extras<serde_json::Map<String, serde_json::Value>, RecordedExplanation> =
+        match json_len {
+            0 => Extras {
+                attributes: None,
+                explanation: None,
+            },
+            n => serde_json::from_slice(t.bytes(n)?).ok()?,
+        };
+    let inputs = take_tensors(&mut t)?;
+    let outputs = take_tensors(&mut t)?;
+    t.0.is_empty().then_some(DecisionRecord {
+        request_id,
+        at_ms,
+        model,
+        version,
+        attributes: extras.attributes,
+        inputs,
+        outputs,
+        explanation: extras.explanation,
+    })
+}
+
+/// The heads of tensors, serialized as a JSON array as they are met (`CDp2`).
+#[cfg(test)]
 struct Heads<'a, T>(&'a [T]);
 
+#[cfg(test)]
 impl<T: PlainTensor> Serialize for Heads<'_, T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
@@ -175,8 +301,10 @@ impl<T: PlainTensor> Serialize for Heads<'_, T> {
     }
 }
 
-/// Appends the bytes of a decision that are sealed and hashed to `out`.
-pub fn plaintext_into<T: PlainTensor>(
+/// Appends a decision's plaintext in the `CDp2` layout (written before `CDp3`), for the
+/// tests that read it back.
+#[cfg(test)]
+fn plaintext_v2_into<T: PlainTensor>(
     out: &mut Vec<u8>,
     d: &Decision<'_, T>,
 ) -> Result<(), serde_json::Error> {
@@ -212,7 +340,7 @@ pub fn plaintext_into<T: PlainTensor>(
         .sum();
     out.reserve(8 + 384 + data);
     let start = out.len();
-    out.extend(PLAIN);
+    out.extend(PLAIN_V2);
     out.extend([0u8; 4]);
     serde_json::to_writer(&mut *out, &meta)?;
     let json_len = ((out.len() - start - 8) as u32).to_le_bytes();
@@ -224,10 +352,12 @@ pub fn plaintext_into<T: PlainTensor>(
     Ok(())
 }
 
-/// A record from its plaintext, of either layout; `None` when malformed.
+/// A record from its plaintext, of any layout; `None` when malformed.
 pub fn from_plaintext(bytes: &[u8]) -> Option<DecisionRecord> {
-    if bytes.get(..4)? != PLAIN {
-        return serde_json::from_slice(bytes).ok();
+    match bytes.get(..4)? {
+        m if m == PLAIN => return from_plaintext_v3(&bytes[4..]),
+        m if m != PLAIN_V2 => return serde_json::from_slice(bytes).ok(),
+        _ => {}
     }
     let mut t = Take(&bytes[4..]);
     let n = t.u32()?;
@@ -321,12 +451,73 @@ mod tests {
         assert_eq!(&out[6..], plaintext(&rec));
     }
 
+    fn explained(mut rec: DecisionRecord) -> DecisionRecord {
+        rec.explanation = Some(RecordedExplanation {
+            method: "linear".into(),
+            attributes: vec!["purpose".into(), "duration".into()],
+            base_value: -0.5,
+            margin: vec![0.25],
+            contributions: vec![vec![0.5, 0.25]],
+            reason_codes: vec![vec!["purpose".into()]],
+        });
+        rec
+    }
+
     #[test]
-    fn both_layouts_read_back_bit_for_bit() {
+    fn every_layout_reads_back_bit_for_bit() {
+        let bare = DecisionRecord {
+            attributes: None,
+            ..record()
+        };
+        for rec in [record(), bare.clone(), explained(record()), explained(bare)] {
+            let plain = plaintext(&rec);
+            assert_eq!(&plain[..4], PLAIN);
+            assert_eq!(from_plaintext(&plain), Some(rec.clone()));
+            // The layout before, with a JSON head.
+            let mut v2 = Vec::new();
+            plaintext_v2_into(&mut v2, &rec.borrowed()).unwrap();
+            assert_eq!(&v2[..4], PLAIN_V2);
+            assert!(v2.len() > plain.len());
+            assert_eq!(from_plaintext(&v2), Some(rec.clone()));
+            // Cut anywhere, or with bytes after it: not a record.
+            for cut in 4..plain.len() {
+                assert_eq!(from_plaintext(&plain[..cut]), None, "cut at {cut}");
+            }
+            let mut longer = plain.clone();
+            longer.push(0);
+            assert_eq!(from_plaintext(&longer), None);
+        }
+        // Neither attributes nor an explanation: no JSON at all (its length is 0).
+        let mut bare = record();
+        bare.attributes = None;
+        let json_at = 4 + 8 + 2 * 3 + bare.request_id.len() + bare.model.len() + bare.version.len();
+        assert_eq!(&plaintext(&bare)[json_at..json_at + 4], &[0; 4]);
+        assert_ne!(&plaintext(&record())[json_at..json_at + 4], &[0; 4]);
+    }
+
+    #[test]
+    fn a_count_or_length_beyond_the_bytes_is_malformed_without_allocating_it() {
         let rec = record();
         let plain = plaintext(&rec);
-        assert_eq!(&plain[..4], PLAIN);
-        assert_eq!(from_plaintext(&plain), Some(rec.clone()));
+        // The inputs' count, after the attributes' JSON.
+        let json_at = 4 + 8 + 2 * 3 + rec.request_id.len() + rec.model.len() + rec.version.len();
+        let json_len = u32::from_le_bytes(plain[json_at..json_at + 4].try_into().unwrap());
+        let count_at = json_at + 4 + json_len as usize;
+        assert_eq!(&plain[count_at..count_at + 4], &1u32.to_le_bytes());
+        for huge in [u32::MAX, 1 << 30] {
+            let mut bad = plain.clone();
+            bad[count_at..count_at + 4].copy_from_slice(&huge.to_le_bytes());
+            assert_eq!(from_plaintext(&bad), None);
+            let mut bad = plain.clone();
+            bad[json_at..json_at + 4].copy_from_slice(&huge.to_le_bytes());
+            assert_eq!(from_plaintext(&bad), None);
+        }
+    }
+
+    #[test]
+    fn the_layouts_before_read_back_bit_for_bit() {
+        let rec = record();
+        let plain = plaintext(&rec);
         // The first layout's JSON, tensors in hex.
         let v1 = serde_json::to_vec(&rec).unwrap();
         assert!(String::from_utf8_lossy(&v1).contains("cdcccc3d"));
