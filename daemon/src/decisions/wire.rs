@@ -8,7 +8,7 @@
 //! tensor its name and datatype (u16 length and UTF-8), rank (u32), dimensions (u64 each)
 //! and bytes (u32 length). All integers are little-endian. JSON with the tensors in hex
 //! cost a third of what keeping a decision costs, and twice the bytes; a JSON head with
-//! binary tensors (`b"CDp2"`, the layout before) still cost an eighth of it.
+//! binary tensors (`b"CDp2"`, the layout before) was still a sixth of the sealing work.
 //!
 //! Every earlier layout is still read. `CDp2`: a u32 length and the record's JSON without
 //! its tensors' data, then each tensor's bytes (inputs, then outputs) as a u32 length and
