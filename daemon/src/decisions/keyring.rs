@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, Tag, UnboundKey};
@@ -40,6 +41,9 @@ pub struct Keyring {
     keys: BTreeMap<String, LessSafeKey>,
     random: SystemRandom,
     nonces: Nonces,
+    /// Records sealed under the current key: by this process, plus what the store
+    /// counted at startup ([`Keyring::count_sealed`]).
+    sealed: AtomicU64,
 }
 
 /// This process's nonces: a random start XORed with a counter that never goes back. The
@@ -118,6 +122,7 @@ impl Keyring {
             keys: BTreeMap::new(),
             random: SystemRandom::new(),
             nonces: Nonces::new(),
+            sealed: AtomicU64::new(0),
         };
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
             let path = entry.map_err(io(dir))?.path();
@@ -160,7 +165,25 @@ impl Keyring {
             .map_err(io(&self.dir))?;
         let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| KeyError::Random)?;
         self.keys.insert(id.clone(), LessSafeKey::new(key));
+        self.sealed.store(0, Ordering::Relaxed);
         Ok(id)
+    }
+
+    /// Counts `n` records as sealed under the current key (those the store holds at
+    /// startup, when which key sealed them is not counted: an upper bound).
+    pub fn count_sealed(&self, n: u64) {
+        self.sealed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records sealed under the current key.
+    pub fn sealed_under_current(&self) -> u64 {
+        self.sealed.load(Ordering::Relaxed)
+    }
+
+    /// Counts the current key's records as `n` (a rotation that failed is tried again
+    /// once that many fewer than the limit have been sealed).
+    pub fn set_sealed(&self, n: u64) {
+        self.sealed.store(n, Ordering::Relaxed);
     }
 
     /// The id of the key that seals new records.
@@ -201,6 +224,7 @@ impl Keyring {
             .get(id)
             .ok_or_else(|| KeyError::Unknown(id.to_string()))?;
         let nonce = self.nonces.take(&self.random)?;
+        self.sealed.fetch_add(1, Ordering::Relaxed);
         let tag = key
             .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), in_out)
             .map_err(|_| KeyError::Random)?;

@@ -55,6 +55,11 @@ const ID_WINDOW_MS: u64 = 24 * 3600 * 1000;
 
 /// The largest frame buffer a thread keeps for the next decision.
 const KEPT_FRAME_BYTES: usize = 64 << 10;
+/// Records one key seals before a new key takes over: the limit NIST SP 800-38D sets
+/// for AES-GCM with random nonces (these are a random start and a counter, safer still).
+const ROTATE_AFTER: u64 = 1 << 32;
+/// How many more records a failed rotation waits before it is tried again.
+const ROTATE_RETRY_AFTER: u64 = 1 << 16;
 
 pub struct DecisionStore {
     dir: PathBuf,
@@ -63,6 +68,8 @@ pub struct DecisionStore {
     /// Read-locked to seal and open (both take `&self`); written only to rotate.
     keyring: RwLock<Keyring>,
     retention: Duration,
+    /// Records a key seals before the store rotates to a new one.
+    rotate_after: u64,
 }
 
 impl std::fmt::Debug for DecisionStore {
@@ -194,13 +201,47 @@ impl DecisionStore {
             },
         )
         .map_err(io(dir))?;
+        // Which key sealed the records kept is not counted: all count against the
+        // current one, so a restart never resets what it has sealed.
+        keyring.count_sealed(appender.segments().iter().map(|m| m.count).sum());
         Ok(DecisionStore {
             dir: dir.to_path_buf(),
             metas,
             appender,
             keyring: RwLock::new(keyring),
             retention,
+            rotate_after: ROTATE_AFTER,
         })
+    }
+
+    /// A store that rotates its key after `n` records (the tests' small limit).
+    #[cfg(test)]
+    pub fn with_rotate_after(mut self, n: u64) -> DecisionStore {
+        self.rotate_after = n;
+        self
+    }
+
+    /// Rotates the key once it has sealed its share. A failure is logged and tried again
+    /// [`ROTATE_RETRY_AFTER`] records later; the decision itself is kept either way.
+    fn rotate_when_due(&self) {
+        let mut ring = self
+            .keyring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let sealed = ring.sealed_under_current();
+        if sealed < self.rotate_after {
+            return; // another thread rotated first
+        }
+        let old = ring.current().to_string();
+        match ring.rotate() {
+            Ok(id) => {
+                tracing::info!(old_key = %old, key_id = %id, sealed, "the decision key sealed its share of records: a new key seals from now on");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, key_id = %old, sealed, "the decision key is due for rotation and a new key could not be made; tried again later");
+                ring.set_sealed(self.rotate_after.saturating_sub(ROTATE_RETRY_AFTER));
+            }
+        }
     }
 
     fn ring(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
@@ -216,9 +257,14 @@ impl DecisionStore {
             /// The frame being built: one buffer per thread, kept between decisions.
             static FRAME: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        FRAME.with_borrow_mut(|frame| {
+        let (kept, rotation_due) = FRAME.with_borrow_mut(|frame| {
+            let (sealed, rotation_due) = {
+                let ring = self.ring();
+                let sealed = seal_into(frame, rec, &ring);
+                (sealed, ring.sealed_under_current() >= self.rotate_after)
+            };
             let kept = (|| {
-                let sha256 = seal_into(frame, rec, &self.ring())?;
+                let sha256 = sealed?;
                 if frame.len() - segment::FRAME_HEAD > segment::MAX_BODY {
                     return Err(StoreError::TooLarge(frame.len()));
                 }
@@ -234,8 +280,12 @@ impl DecisionStore {
             if frame.capacity() > KEPT_FRAME_BYTES {
                 *frame = Vec::new();
             }
-            kept
-        })
+            (kept, rotation_due)
+        });
+        if rotation_due {
+            self.rotate_when_due();
+        }
+        kept
     }
 
     /// Decisions before this time are past the retention: not read, removed with their
@@ -537,6 +587,35 @@ mod tests {
         let s = DecisionStore::open_with(&db, &dir.join("decisions"), ring, retention, rolling)
             .unwrap();
         (db, s)
+    }
+
+    #[test]
+    fn a_key_that_sealed_its_share_is_rotated_and_a_restart_keeps_the_count() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key_of = |s: &DecisionStore, id: &str| s.get(id).unwrap()[0].0.key_id.clone();
+        let (db, s) = store(tmp.path(), Duration::from_secs(3600));
+        let s = s.with_rotate_after(3);
+        for i in 0..7 {
+            s.record(&record(&format!("req-{i}"), now_ms(), "credit-lr").borrowed())
+                .unwrap();
+        }
+        assert_eq!(s.key_ids(), ["k000001", "k000002", "k000003"]);
+        let keys: Vec<String> = (0..7).map(|i| key_of(&s, &format!("req-{i}"))).collect();
+        assert_eq!(
+            keys,
+            [
+                "k000001", "k000001", "k000001", "k000002", "k000002", "k000002", "k000003"
+            ]
+        );
+        s.close();
+        drop((s, db));
+        // The 7 records held count against the current key: the next one rotates it.
+        let (_db, s) = store(tmp.path(), Duration::from_secs(3600));
+        let s = s.with_rotate_after(3);
+        s.record(&record("req-7", now_ms(), "credit-lr").borrowed())
+            .unwrap();
+        assert_eq!(key_of(&s, "req-7"), "k000003");
+        assert_eq!(s.key_ids().len(), 4);
     }
 
     fn ids(headers: Vec<Header>) -> Vec<String> {
