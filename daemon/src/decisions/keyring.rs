@@ -42,7 +42,7 @@ pub struct Keyring {
     random: SystemRandom,
     nonces: Nonces,
     /// Records sealed under the current key: by this process, plus what the store
-    /// counted at startup ([`Keyring::count_sealed`]).
+    /// counted at startup ([`Keyring::set_sealed`]).
     sealed: AtomicU64,
 }
 
@@ -169,19 +169,14 @@ impl Keyring {
         Ok(id)
     }
 
-    /// Counts `n` records as sealed under the current key (those the store holds at
-    /// startup, when which key sealed them is not counted: an upper bound).
-    pub fn count_sealed(&self, n: u64) {
-        self.sealed.fetch_add(n, Ordering::Relaxed);
-    }
-
     /// Records sealed under the current key.
     pub fn sealed_under_current(&self) -> u64 {
         self.sealed.load(Ordering::Relaxed)
     }
 
-    /// Counts the current key's records as `n` (a rotation that failed is tried again
-    /// once that many fewer than the limit have been sealed).
+    /// Counts the current key's records as `n`: at startup, the records the store holds
+    /// (which key sealed them is not counted: an upper bound); after a failed rotation,
+    /// fewer than the limit, so it is tried again later.
     pub fn set_sealed(&self, n: u64) {
         self.sealed.store(n, Ordering::Relaxed);
     }

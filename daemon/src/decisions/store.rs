@@ -203,7 +203,7 @@ impl DecisionStore {
         .map_err(io(dir))?;
         // Which key sealed the records kept is not counted: all count against the
         // current one, so a restart never resets what it has sealed.
-        keyring.count_sealed(appender.segments().iter().map(|m| m.count).sum());
+        keyring.set_sealed(appender.segments().iter().map(|m| m.count).sum());
         Ok(DecisionStore {
             dir: dir.to_path_buf(),
             metas,
