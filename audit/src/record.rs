@@ -85,6 +85,13 @@ pub enum AuditEvent {
         removed: u64,
         before_ms: u64,
     },
+    /// The decision store made a new key by itself: `previous` had sealed `sealed`
+    /// records, its share (it still opens them); `key_id` seals from now on.
+    DecisionKeyRotated {
+        previous: String,
+        key_id: String,
+        sealed: u64,
+    },
     /// Requests that carried no valid key (401s, `/healthz`, unknown routes) since the
     /// previous such record: counted, not recorded one by one, so that anonymous traffic
     /// cannot fill the log and push admin records out through retention.

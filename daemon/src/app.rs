@@ -251,12 +251,15 @@ pub async fn run(config: Config, dev: Option<DevLayout>) -> Result<Drain, StartE
         audit.clone(),
         Arc::clone(&telemetry),
     );
-    let decision_store = Arc::new(crate::decisions::DecisionStore::open(
-        &db,
-        &config.state.dir.join("decisions"),
-        crate::decisions::Keyring::open_or_create(&config.decisions.keys_dir)?,
-        config.decisions.retention,
-    )?);
+    let decision_store = Arc::new(
+        crate::decisions::DecisionStore::open(
+            &db,
+            &config.state.dir.join("decisions"),
+            crate::decisions::Keyring::open_or_create(&config.decisions.keys_dir)?,
+            config.decisions.retention,
+        )?
+        .audited_by(audit.clone()),
+    );
     models.keep_decided_versions(Arc::clone(&decision_store));
     let decisions = Arc::new(crate::decisions::Decisions::new(
         Arc::clone(&decision_store),

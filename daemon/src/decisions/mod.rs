@@ -6,6 +6,7 @@
 
 pub mod appender;
 pub mod health;
+pub mod key_rotation;
 pub mod keyring;
 mod migrate;
 pub mod record;

@@ -12,6 +12,7 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use super::appender::{AppendError, Appender, Rolling, Target};
+use super::key_rotation::{AutoRotation, ROTATE_AFTER};
 use super::keyring::{KeyError, Keyring};
 use super::record::{Decision, DecisionRecord, Header, PlainTensor, sha256_hex};
 use super::seal::{SealError, aad, seal_into};
@@ -55,11 +56,6 @@ const ID_WINDOW_MS: u64 = 24 * 3600 * 1000;
 
 /// The largest frame buffer a thread keeps for the next decision.
 const KEPT_FRAME_BYTES: usize = 64 << 10;
-/// Records one key seals before a new key takes over: the limit NIST SP 800-38D sets
-/// for AES-GCM with random nonces (these are a random start and a counter, safer still).
-const ROTATE_AFTER: u64 = 1 << 32;
-/// How many more records a failed rotation waits before it is tried again.
-const ROTATE_RETRY_AFTER: u64 = 1 << 16;
 
 pub struct DecisionStore {
     dir: PathBuf,
@@ -68,8 +64,8 @@ pub struct DecisionStore {
     /// Read-locked to seal and open (both take `&self`); written only to rotate.
     keyring: RwLock<Keyring>,
     retention: Duration,
-    /// Records a key seals before the store rotates to a new one.
-    rotate_after: u64,
+    /// When the store makes a new key by itself.
+    rotation: AutoRotation,
 }
 
 impl std::fmt::Debug for DecisionStore {
@@ -210,38 +206,21 @@ impl DecisionStore {
             appender,
             keyring: RwLock::new(keyring),
             retention,
-            rotate_after: ROTATE_AFTER,
+            rotation: AutoRotation::new(ROTATE_AFTER),
         })
     }
 
     /// A store that rotates its key after `n` records (the tests' small limit).
     #[cfg(test)]
     pub fn with_rotate_after(mut self, n: u64) -> DecisionStore {
-        self.rotate_after = n;
+        self.rotation = AutoRotation::new(n);
         self
     }
 
-    /// Rotates the key once it has sealed its share. A failure is logged and tried again
-    /// [`ROTATE_RETRY_AFTER`] records later; the decision itself is kept either way.
-    fn rotate_when_due(&self) {
-        let mut ring = self
-            .keyring
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let sealed = ring.sealed_under_current();
-        if sealed < self.rotate_after {
-            return; // another thread rotated first
-        }
-        let old = ring.current().to_string();
-        match ring.rotate() {
-            Ok(id) => {
-                tracing::info!(old_key = %old, key_id = %id, sealed, "the decision key sealed its share of records: a new key seals from now on");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, key_id = %old, sealed, "the decision key is due for rotation and a new key could not be made; tried again later");
-                ring.set_sealed(self.rotate_after.saturating_sub(ROTATE_RETRY_AFTER));
-            }
-        }
+    /// The keys the store makes by itself are recorded in `audit` from now on.
+    pub fn audited_by(mut self, audit: Option<std::sync::Arc<crate::audit::AuditLog>>) -> Self {
+        self.rotation.audited_by(audit);
+        self
     }
 
     fn ring(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
@@ -261,7 +240,7 @@ impl DecisionStore {
             let (sealed, rotation_due) = {
                 let ring = self.ring();
                 let sealed = seal_into(frame, rec, &ring);
-                (sealed, ring.sealed_under_current() >= self.rotate_after)
+                (sealed, self.rotation.due(&ring))
             };
             let kept = (|| {
                 let sha256 = sealed?;
@@ -283,7 +262,7 @@ impl DecisionStore {
             (kept, rotation_due)
         });
         if rotation_due {
-            self.rotate_when_due();
+            self.rotation.rotate_when_due(&self.keyring);
         }
         kept
     }
@@ -594,7 +573,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let key_of = |s: &DecisionStore, id: &str| s.get(id).unwrap()[0].0.key_id.clone();
         let (db, s) = store(tmp.path(), Duration::from_secs(3600));
-        let s = s.with_rotate_after(3);
+        let audit_dir = tmp.path().join("audit");
+        let audit =
+            crate::audit::AuditLog::open(crate::audit::test_support::settings_for(&audit_dir))
+                .map(std::sync::Arc::new)
+                .unwrap();
+        let s = s.with_rotate_after(3).audited_by(Some(audit.clone()));
         for i in 0..7 {
             s.record(&record(&format!("req-{i}"), now_ms(), "credit-lr").borrowed())
                 .unwrap();
@@ -605,6 +589,25 @@ mod tests {
             keys,
             [
                 "k000001", "k000001", "k000001", "k000002", "k000002", "k000002", "k000003"
+            ]
+        );
+        audit.close();
+        let rotations: Vec<_> = crate::audit::test_support::all_records(&audit_dir)
+            .into_iter()
+            .filter_map(|r| match r.event {
+                crate::audit::AuditEvent::DecisionKeyRotated {
+                    previous,
+                    key_id,
+                    sealed,
+                } => Some((previous, key_id, sealed)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            rotations,
+            [
+                ("k000001".to_string(), "k000002".to_string(), 3),
+                ("k000002".to_string(), "k000003".to_string(), 3)
             ]
         );
         s.close();
