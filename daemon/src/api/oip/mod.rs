@@ -4,6 +4,7 @@
 
 mod attributes;
 mod data;
+mod explanation_json;
 mod json;
 mod request;
 mod response;

@@ -7,6 +7,7 @@ use http::header;
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
+use super::explanation_json::{ExplanationOutput, ExplanationParameters, Shapes, explanation};
 use super::request::InferRequest;
 use crate::api::{ApiError, ErrorKind, Family};
 use crate::score::LoadedModel;
@@ -48,7 +49,7 @@ struct OutputEntry<'a> {
 #[serde(untagged)]
 enum Output<'a> {
     Tensor(OutputEntry<'a>),
-    Explanation(Value),
+    Explanation(ExplanationOutput<'a>),
 }
 
 #[derive(Serialize)]
@@ -58,45 +59,8 @@ struct InferBody<'a> {
     model_name: &'a str,
     model_version: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    parameters: Option<Value>,
+    parameters: Option<ExplanationParameters<'a>>,
     outputs: Vec<Output<'a>>,
-}
-
-/// The explanation outputs of `rows` explained rows, and the response parameters that
-/// say how to read them.
-fn explanation_outputs(
-    explainer: &coffer_score::Explainer,
-    rows: &[coffer_score::Explanation],
-) -> (Value, Vec<Value>) {
-    let n = rows.len();
-    let attributes = explainer.attributes();
-    let k = rows.iter().map(|r| r.reasons.len()).max().unwrap_or(0);
-    let contributions: Vec<f64> = rows
-        .iter()
-        .flat_map(|r| r.contributions.iter().copied())
-        .collect();
-    let base: Vec<f64> = rows.iter().map(|r| r.base_value).collect();
-    let margin: Vec<f64> = rows.iter().map(|r| r.margin).collect();
-    let padded = |f: &dyn Fn(usize) -> String| -> Vec<String> {
-        rows.iter()
-            .flat_map(|r| (0..k).map(|i| r.reasons.get(i).map_or(String::new(), |&a| f(a))))
-            .collect()
-    };
-    let codes = padded(&|a| attributes[a].clone());
-    let texts = padded(&|a| explainer.reason_text(a).to_string());
-    let parameters = json!({
-        "explanation_method": explainer.method(),
-        "explanation_space": "log_odds",
-        "explanation_attributes": attributes.join(","),
-    });
-    let outputs = vec![
-        json!({"name": "explain_contributions", "datatype": "FP64", "shape": [n, attributes.len()], "data": contributions}),
-        json!({"name": "explain_base_value", "datatype": "FP64", "shape": [n], "data": base}),
-        json!({"name": "explain_margin", "datatype": "FP64", "shape": [n], "data": margin}),
-        json!({"name": "explain_reason_codes", "datatype": "BYTES", "shape": [n, k], "data": codes}),
-        json!({"name": "explain_reasons", "datatype": "BYTES", "shape": [n, k], "data": texts}),
-    ];
-    (parameters, outputs)
 }
 
 fn data_bytes(data: &TensorData, out: &mut BytesMut) {
@@ -153,11 +117,14 @@ pub fn infer(
             Output::Tensor(entry)
         })
         .collect();
-    let parameters = explained.map(|(explainer, rows)| {
-        let (parameters, extra) = explanation_outputs(explainer, rows);
-        entries.extend(extra.into_iter().map(Output::Explanation));
-        parameters
-    });
+    let shapes = explained.map(|(explainer, rows)| Shapes::of(explainer, rows));
+    let parameters = explained
+        .zip(shapes.as_ref())
+        .map(|((explainer, rows), shapes)| {
+            let (parameters, extra) = explanation(explainer, rows, shapes);
+            entries.extend(extra.into_iter().map(Output::Explanation));
+            parameters
+        });
     let body = InferBody {
         id: request.id.as_deref(),
         model_name: &model.manifest.name,
