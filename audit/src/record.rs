@@ -85,12 +85,15 @@ pub enum AuditEvent {
         removed: u64,
         before_ms: u64,
     },
-    /// The decision store made a new key by itself: `previous` had sealed `sealed`
-    /// records, its share (it still opens them); `key_id` seals from now on.
+    /// The decision store has a new sealing key, `key_id`; `previous` had sealed (at
+    /// most) `sealed` records and still opens them. `reason`: `limit` (the store's own:
+    /// the key sealed its share) or `admin` (asked for; the `admin` record beside it
+    /// names the caller).
     DecisionKeyRotated {
         previous: String,
         key_id: String,
         sealed: u64,
+        reason: String,
     },
     /// Requests that carried no valid key (401s, `/healthz`, unknown routes) since the
     /// previous such record: counted, not recorded one by one, so that anonymous traffic

@@ -1,12 +1,12 @@
-//! The store's own key rotation: once the current key has sealed its share of records
-//! (2^32, the limit NIST SP 800-38D sets for AES-GCM with random nonces) a new key seals
-//! from then on. Each such rotation is logged and goes into the audit chain as a
-//! `decision_key_rotated` record (kept past the audit log's retention, like an admin's
-//! rotation), so the key history an auditor reads is complete.
+//! Rotating the decision store's key: by itself once the current key has sealed its
+//! share of records (2^32, the limit NIST SP 800-38D sets for AES-GCM with random
+//! nonces), or when an admin asks. Every rotation is logged and goes into the audit chain
+//! as a `decision_key_rotated` record (kept past the audit log's retention), so the key
+//! history an auditor reads is complete whoever made the key.
 
 use std::sync::{Arc, RwLock};
 
-use super::keyring::Keyring;
+use super::keyring::{KeyError, Keyring};
 use crate::audit::{AuditEvent, AuditLog};
 
 /// Records one key seals before a new key takes over (the nonces are a random start and
@@ -39,35 +39,69 @@ impl AutoRotation {
 
     /// Rotates the key once it has sealed its share. A failure is logged and tried again
     /// [`RETRY_AFTER`] records later; the decision that found it due is kept either way.
-    /// The audit record is written after the keyring is unlocked.
     pub fn rotate_when_due(&self, keyring: &RwLock<Keyring>) {
-        let event = {
-            let mut ring = keyring
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let sealed = ring.sealed_under_current();
-            if sealed < self.after {
+        let done = {
+            let mut ring = write(keyring);
+            if ring.sealed_under_current() < self.after {
                 return; // another thread rotated first
             }
-            let previous = ring.current().to_string();
-            match ring.rotate() {
-                Ok(key_id) => {
-                    tracing::info!(old_key = %previous, key_id = %key_id, sealed, "the decision key sealed its share of records: a new key seals from now on");
-                    AuditEvent::DecisionKeyRotated {
-                        previous,
-                        key_id,
-                        sealed,
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, key_id = %previous, sealed, "the decision key is due for rotation and a new key could not be made; tried again later");
-                    ring.set_sealed(self.after.saturating_sub(RETRY_AFTER));
-                    return;
-                }
+            let done = rotate(&mut ring, Reason::Limit);
+            if let Err(e) = &done {
+                tracing::error!(error = %e, key_id = %ring.current(), "the decision key is due for rotation and a new key could not be made; tried again later");
+                ring.set_sealed(self.after.saturating_sub(RETRY_AFTER));
             }
+            done
         };
+        if let Ok((_, event)) = done {
+            self.record(event);
+        }
+    }
+
+    /// Rotates the key now (an admin's request); returns the new key's id.
+    pub fn rotate_now(&self, keyring: &RwLock<Keyring>) -> Result<String, KeyError> {
+        let (key_id, event) = rotate(&mut write(keyring), Reason::Admin)?;
+        self.record(event);
+        Ok(key_id)
+    }
+
+    /// Writes the record (after the keyring is unlocked).
+    fn record(&self, event: AuditEvent) {
         if let Some(audit) = &self.audit {
             audit.record_blocking(event);
         }
     }
+}
+
+/// Why a key was rotated.
+#[derive(Debug, Clone, Copy)]
+enum Reason {
+    /// The store's own: the key sealed its share.
+    Limit,
+    /// An admin asked (`cofferctl decisions rotate-key`).
+    Admin,
+}
+
+fn write(keyring: &RwLock<Keyring>) -> std::sync::RwLockWriteGuard<'_, Keyring> {
+    keyring
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Makes a new key and logs it; returns its id and the audit record that says so.
+fn rotate(ring: &mut Keyring, reason: Reason) -> Result<(String, AuditEvent), KeyError> {
+    let sealed = ring.sealed_under_current();
+    let previous = ring.current().to_string();
+    let key_id = ring.rotate()?;
+    let reason = match reason {
+        Reason::Limit => "limit",
+        Reason::Admin => "admin",
+    };
+    tracing::info!(old_key = %previous, key_id = %key_id, sealed, reason, "a new decision key seals from now on");
+    let event = AuditEvent::DecisionKeyRotated {
+        previous,
+        key_id: key_id.clone(),
+        sealed,
+        reason: reason.to_string(),
+    };
+    Ok((key_id, event))
 }

@@ -217,7 +217,7 @@ impl DecisionStore {
         self
     }
 
-    /// The keys the store makes by itself are recorded in `audit` from now on.
+    /// Key rotations are recorded in `audit` from now on.
     pub fn audited_by(mut self, audit: Option<std::sync::Arc<crate::audit::AuditLog>>) -> Self {
         self.rotation.audited_by(audit);
         self
@@ -494,13 +494,9 @@ impl DecisionStore {
             .contains_key(&segment::version_key(model, version)))
     }
 
-    /// Adds a key that seals new records; returns its id.
+    /// Adds a key that seals new records (an admin's request, audited); returns its id.
     pub fn rotate_key(&self) -> Result<String, StoreError> {
-        let mut ring = self
-            .keyring
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(ring.rotate()?)
+        Ok(self.rotation.rotate_now(&self.keyring)?)
     }
 
     /// The key ids, the current last.
@@ -591,6 +587,7 @@ mod tests {
                 "k000001", "k000001", "k000001", "k000002", "k000002", "k000002", "k000003"
             ]
         );
+        assert_eq!(s.rotate_key().unwrap(), "k000004");
         audit.close();
         let rotations: Vec<_> = crate::audit::test_support::all_records(&audit_dir)
             .into_iter()
@@ -599,15 +596,17 @@ mod tests {
                     previous,
                     key_id,
                     sealed,
-                } => Some((previous, key_id, sealed)),
+                    reason,
+                } => Some(format!("{previous} {key_id} {sealed} {reason}")),
                 _ => None,
             })
             .collect();
         assert_eq!(
             rotations,
             [
-                ("k000001".to_string(), "k000002".to_string(), 3),
-                ("k000002".to_string(), "k000003".to_string(), 3)
+                "k000001 k000002 3 limit",
+                "k000002 k000003 3 limit",
+                "k000003 k000004 1 admin"
             ]
         );
         s.close();
@@ -617,8 +616,8 @@ mod tests {
         let s = s.with_rotate_after(3);
         s.record(&record("req-7", now_ms(), "credit-lr").borrowed())
             .unwrap();
-        assert_eq!(key_of(&s, "req-7"), "k000003");
-        assert_eq!(s.key_ids().len(), 4);
+        assert_eq!(key_of(&s, "req-7"), "k000004");
+        assert_eq!(s.key_ids().len(), 5);
     }
 
     fn ids(headers: Vec<Header>) -> Vec<String> {

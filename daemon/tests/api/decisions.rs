@@ -208,6 +208,13 @@ async fn decisions_are_sealed_audited_replayed_exported_and_keep_their_version()
         .filter(|r| r["event"]["kind"] == "admin")
         .map(|r| r["event"]["action"].as_str().unwrap())
         .collect();
+    let rotation = records
+        .iter()
+        .find(|r| r["event"]["kind"] == "decision_key_rotated")
+        .expect("the key rotation's record");
+    assert_eq!(rotation["event"]["previous"], "k000001");
+    assert_eq!(rotation["event"]["key_id"], "k000002");
+    assert_eq!(rotation["event"]["reason"], "admin");
     for action in [
         "decisions.show",
         "decisions.list",
