@@ -47,7 +47,7 @@ impl AutoRotation {
             }
             let done = rotate(&mut ring, Reason::Limit);
             if let Err(e) = &done {
-                tracing::error!(error = %e, key_id = %ring.current(), "the decision key is due for rotation and a new key could not be made; tried again later");
+                tracing::error!(error = %e, key_id = %ring.current(), sealed = ring.sealed_under_current(), "the decision key is due for rotation and a new key could not be made; tried again later");
                 ring.set_sealed(self.after.saturating_sub(RETRY_AFTER));
             }
             done
@@ -64,10 +64,19 @@ impl AutoRotation {
         Ok(key_id)
     }
 
-    /// Writes the record (after the keyring is unlocked).
+    /// Writes the record (after the keyring is unlocked). On the runtime (an automatic
+    /// rotation happens on the request's async worker) it is handed to a task, which
+    /// waits off the workers if the audit writer is behind; elsewhere it is sent here.
     fn record(&self, event: AuditEvent) {
-        if let Some(audit) = &self.audit {
-            audit.record_blocking(event);
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let audit = Arc::clone(audit);
+                runtime.spawn(async move { audit.record(event).await });
+            }
+            Err(_) => audit.record_blocking(event),
         }
     }
 }

@@ -18,9 +18,21 @@ pub struct ExplanationParameters<'a> {
 /// Strings written as one, comma-separated.
 struct Joined<'a>(&'a [String]);
 
+impl std::fmt::Display for Joined<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, name) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
+    }
+}
+
 impl Serialize for Joined<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0.join(","))
+        s.collect_str(self)
     }
 }
 
@@ -156,17 +168,38 @@ pub fn explanation<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
     use std::path::Path;
 
-    #[test]
-    fn rows_are_written_in_tensor_form_with_short_reason_lists_padded() {
+    fn credit_lr() -> Explainer {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/credit-lr/1.0.0");
         let text = std::fs::read_to_string(dir.join("manifest.toml")).unwrap();
         let manifest = coffer_models::Manifest::parse(&text).unwrap();
-        let explainer = coffer_score::load_explainer(&manifest, &dir, &dir.join("model.onnx"))
+        coffer_score::load_explainer(&manifest, &dir, &dir.join("model.onnx"))
             .unwrap()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The bytes a response would carry, read back.
+    fn written(explainer: &Explainer, rows: &[Explanation]) -> Value {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            parameters: ExplanationParameters<'a>,
+            outputs: [ExplanationOutput<'a>; 5],
+        }
+        let shapes = Shapes::of(explainer, rows);
+        let (parameters, outputs) = explanation(explainer, rows, &shapes);
+        let bytes = serde_json::to_vec(&Body {
+            parameters,
+            outputs,
+        })
+        .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn rows_are_written_in_tensor_form_with_short_reason_lists_padded() {
+        let explainer = credit_lr();
         let a = explainer.attributes().len();
         let row = |base: f64, reasons: Vec<usize>| Explanation {
             base_value: base,
@@ -174,11 +207,11 @@ mod tests {
             contributions: vec![0.25; a],
             reasons,
         };
-        let rows = [row(-1.5, vec![2, 0]), row(-1.5, vec![])];
-        let shapes = Shapes::of(&explainer, &rows);
-        let (parameters, outputs) = explanation(&explainer, &rows, &shapes);
-        let got =
-            serde_json::to_value(json!({"parameters": parameters, "outputs": outputs})).unwrap();
+        let mut rows = [row(-1.5, vec![2, 0]), row(-1.5, vec![])];
+        // A non-finite value is written as null, as for the model's own outputs.
+        rows[1].contributions[a - 1] = f64::NAN;
+        let mut contributions = vec![json!(0.25); 2 * a];
+        contributions[2 * a - 1] = Value::Null;
         let names = explainer.attributes();
         let texts = [explainer.reason_text(2), explainer.reason_text(0)];
         let want = json!({
@@ -188,14 +221,44 @@ mod tests {
                 "explanation_attributes": names.join(","),
             },
             "outputs": [
-                {"name": "explain_contributions", "datatype": "FP64", "shape": [2, a], "data": vec![0.25; 2 * a]},
+                {"name": "explain_contributions", "datatype": "FP64", "shape": [2, a], "data": contributions},
                 {"name": "explain_base_value", "datatype": "FP64", "shape": [2], "data": [-1.5, -1.5]},
                 {"name": "explain_margin", "datatype": "FP64", "shape": [2], "data": [rows[0].margin, rows[1].margin]},
                 {"name": "explain_reason_codes", "datatype": "BYTES", "shape": [2, 2], "data": [names[2], names[0], "", ""]},
                 {"name": "explain_reasons", "datatype": "BYTES", "shape": [2, 2], "data": [texts[0], texts[1], "", ""]},
             ],
         });
-        assert_eq!(got, want);
+        assert_eq!(written(&explainer, &rows), want);
         assert!(!texts[0].is_empty() && texts[0] != names[2], "{texts:?}");
+    }
+
+    #[test]
+    fn no_rows_are_empty_tensors() {
+        let explainer = credit_lr();
+        let a = explainer.attributes().len();
+        let v = written(&explainer, &[]);
+        let shapes: Vec<&Value> = v["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| &o["shape"])
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                &json!([0, a]),
+                &json!([0]),
+                &json!([0]),
+                &json!([0, 0]),
+                &json!([0, 0])
+            ]
+        );
+        assert!(
+            v["outputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|o| o["data"] == json!([]))
+        );
     }
 }
