@@ -15,7 +15,7 @@ pub const ROTATE_AFTER: u64 = 1 << 32;
 /// How many more records a failed rotation waits before it is tried again.
 const RETRY_AFTER: u64 = 1 << 16;
 
-/// When the store rotates its key by itself, and where that is recorded.
+/// When the store rotates its key by itself, and where every rotation is recorded.
 #[derive(Debug)]
 pub struct AutoRotation {
     after: u64,
