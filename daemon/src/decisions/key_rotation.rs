@@ -42,10 +42,10 @@ impl AutoRotation {
     pub fn rotate_when_due(&self, keyring: &RwLock<Keyring>) {
         let done = {
             let mut ring = write(keyring);
-            if ring.sealed_under_current() < self.after {
+            if !self.due(&ring) {
                 return; // another thread rotated first
             }
-            let done = rotate(&mut ring, Reason::Limit);
+            let done = rotate(&mut ring, "limit");
             if let Err(e) = &done {
                 tracing::error!(error = %e, key_id = %ring.current(), sealed = ring.sealed_under_current(), "the decision key is due for rotation and a new key could not be made; tried again later");
                 ring.set_sealed(self.after.saturating_sub(RETRY_AFTER));
@@ -59,7 +59,7 @@ impl AutoRotation {
 
     /// Rotates the key now (an admin's request); returns the new key's id.
     pub fn rotate_now(&self, keyring: &RwLock<Keyring>) -> Result<String, KeyError> {
-        let (key_id, event) = rotate(&mut write(keyring), Reason::Admin)?;
+        let (key_id, event) = rotate(&mut write(keyring), "admin")?;
         self.record(event);
         Ok(key_id)
     }
@@ -81,15 +81,6 @@ impl AutoRotation {
     }
 }
 
-/// Why a key was rotated.
-#[derive(Debug, Clone, Copy)]
-enum Reason {
-    /// The store's own: the key sealed its share.
-    Limit,
-    /// An admin asked (`cofferctl decisions rotate-key`).
-    Admin,
-}
-
 fn write(keyring: &RwLock<Keyring>) -> std::sync::RwLockWriteGuard<'_, Keyring> {
     keyring
         .write()
@@ -97,14 +88,11 @@ fn write(keyring: &RwLock<Keyring>) -> std::sync::RwLockWriteGuard<'_, Keyring> 
 }
 
 /// Makes a new key and logs it; returns its id and the audit record that says so.
-fn rotate(ring: &mut Keyring, reason: Reason) -> Result<(String, AuditEvent), KeyError> {
+/// `reason`: `limit` (the store's own, the key sealed its share) or `admin` (asked for).
+fn rotate(ring: &mut Keyring, reason: &str) -> Result<(String, AuditEvent), KeyError> {
     let sealed = ring.sealed_under_current();
     let previous = ring.current().to_string();
     let key_id = ring.rotate()?;
-    let reason = match reason {
-        Reason::Limit => "limit",
-        Reason::Admin => "admin",
-    };
     tracing::info!(old_key = %previous, key_id = %key_id, sealed, reason, "a new decision key seals from now on");
     let event = AuditEvent::DecisionKeyRotated {
         previous,

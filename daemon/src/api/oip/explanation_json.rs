@@ -51,8 +51,21 @@ enum Part {
 pub struct ExplanationOutput<'a> {
     name: &'static str,
     datatype: &'static str,
-    shape: &'a [usize],
+    shape: Dims,
     data: Data<'a>,
+}
+
+/// A shape of rank 1 or 2, written as its JSON array.
+#[derive(Clone, Copy)]
+struct Dims {
+    dims: [usize; 2],
+    rank: usize,
+}
+
+impl Serialize for Dims {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.dims[..self.rank].serialize(s)
+    }
 }
 
 /// An output's values, read from the rows as they are written.
@@ -97,42 +110,27 @@ fn reasons<'t, S: Serializer>(
     seq.end()
 }
 
-/// The shapes the outputs borrow: `[N, attributes]`, `[N]` and `[N, K]`.
-pub struct Shapes {
-    contributions: [usize; 2],
-    per_row: [usize; 1],
-    reasons: [usize; 2],
-    k: usize,
-}
-
-impl Shapes {
-    pub fn of(explainer: &Explainer, rows: &[Explanation]) -> Shapes {
-        let n = rows.len();
-        let k = rows.iter().map(|r| r.reasons.len()).max().unwrap_or(0);
-        Shapes {
-            contributions: [n, explainer.attributes().len()],
-            per_row: [n],
-            reasons: [n, k],
-            k,
-        }
-    }
-}
-
-/// The response parameters and the five outputs of `rows` explained rows.
+/// The response parameters and the five outputs of `rows` explained rows: shapes
+/// `[N, attributes]`, `[N]`, `[N]`, `[N, K]` and `[N, K]`, with `K` the most reasons a
+/// row has.
 pub fn explanation<'a>(
     explainer: &'a Explainer,
     rows: &'a [Explanation],
-    shapes: &'a Shapes,
 ) -> (ExplanationParameters<'a>, [ExplanationOutput<'a>; 5]) {
-    let output = |name, datatype, shape: &'a [usize], part| ExplanationOutput {
+    let n = rows.len();
+    let k = rows.iter().map(|r| r.reasons.len()).max().unwrap_or(0);
+    let output = |name, datatype, dims: &[usize], part| ExplanationOutput {
         name,
         datatype,
-        shape,
+        shape: Dims {
+            dims: [dims[0], dims.get(1).copied().unwrap_or(0)],
+            rank: dims.len(),
+        },
         data: Data {
             part,
             explainer,
             rows,
-            k: shapes.k,
+            k,
         },
     };
     let parameters = ExplanationParameters {
@@ -140,27 +138,18 @@ pub fn explanation<'a>(
         explanation_space: "log_odds",
         explanation_attributes: Joined(explainer.attributes()),
     };
+    let attributes = explainer.attributes().len();
     let outputs = [
         output(
             "explain_contributions",
             "FP64",
-            &shapes.contributions,
+            &[n, attributes],
             Part::Contributions,
         ),
-        output(
-            "explain_base_value",
-            "FP64",
-            &shapes.per_row,
-            Part::BaseValue,
-        ),
-        output("explain_margin", "FP64", &shapes.per_row, Part::Margin),
-        output(
-            "explain_reason_codes",
-            "BYTES",
-            &shapes.reasons,
-            Part::ReasonCodes,
-        ),
-        output("explain_reasons", "BYTES", &shapes.reasons, Part::Reasons),
+        output("explain_base_value", "FP64", &[n], Part::BaseValue),
+        output("explain_margin", "FP64", &[n], Part::Margin),
+        output("explain_reason_codes", "BYTES", &[n, k], Part::ReasonCodes),
+        output("explain_reasons", "BYTES", &[n, k], Part::Reasons),
     ];
     (parameters, outputs)
 }
@@ -187,8 +176,7 @@ mod tests {
             parameters: ExplanationParameters<'a>,
             outputs: [ExplanationOutput<'a>; 5],
         }
-        let shapes = Shapes::of(explainer, rows);
-        let (parameters, outputs) = explanation(explainer, rows, &shapes);
+        let (parameters, outputs) = explanation(explainer, rows);
         let bytes = serde_json::to_vec(&Body {
             parameters,
             outputs,

@@ -7,7 +7,7 @@ use http::header;
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
-use super::explanation_json::{ExplanationOutput, ExplanationParameters, Shapes, explanation};
+use super::explanation_json::{ExplanationOutput, ExplanationParameters, explanation};
 use super::request::InferRequest;
 use crate::api::{ApiError, ErrorKind, Family};
 use crate::score::LoadedModel;
@@ -117,14 +117,11 @@ pub fn infer(
             Output::Tensor(entry)
         })
         .collect();
-    let shapes = explained.map(|(explainer, rows)| Shapes::of(explainer, rows));
-    let parameters = explained
-        .zip(shapes.as_ref())
-        .map(|((explainer, rows), shapes)| {
-            let (parameters, extra) = explanation(explainer, rows, shapes);
-            entries.extend(extra.into_iter().map(Output::Explanation));
-            parameters
-        });
+    let parameters = explained.map(|(explainer, rows)| {
+        let (parameters, extra) = explanation(explainer, rows);
+        entries.extend(extra.into_iter().map(Output::Explanation));
+        parameters
+    });
     let body = InferBody {
         id: request.id.as_deref(),
         model_name: &model.manifest.name,
